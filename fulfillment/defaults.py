@@ -1,0 +1,23 @@
+"""Every default of crossfill, in one place, with its unit."""
+from __future__ import annotations
+
+DATA_DIR = "./var"  #: where the embedded Redis, the generated secret and metrics files live
+PORT = 8000  #: port of the webhook receiver
+SIGNATURE_TOLERANCE_S = 300  #: max clock skew for webhook timestamps, seconds, both directions
+MAX_BODY_BYTES = 262_144  #: largest webhook body accepted, bytes
+MAX_SIGNATURE_HEADER_BYTES = 4096  #: largest Stripe-Signature header accepted, bytes
+STRIPE_API_BASE = "https://api.stripe.com"  #: Stripe's API root
+
+REDIS_CONNECT_TIMEOUT_S = 1.0  #: connecting to Redis, seconds (the receiver answers 503 after it)
+REDIS_SOCKET_TIMEOUT_S = 2.0  #: one Redis command, seconds
+RETRY_AFTER_S = 5  #: Retry-After sent with a 503 when a dependency is down, seconds
+
+INBOX_CLAIM_LEASE_S = 30  #: a delivery that claimed an event but never finished may be retaken after this, seconds
+INBOX_TTL_S = 30 * 24 * 3600  #: how long an event stays in the inbox, seconds (Stripe retries for 3 days)
+
+EMBEDDED_REDIS_START_TIMEOUT_S = 10.0  #: wait for the embedded redis-server to answer, seconds
+
+
+def web_workers(cpu_count: int) -> int:
+    """Default number of gunicorn workers: two per core, plus one (gunicorn's own advice)."""
+    return 2 * cpu_count + 1

@@ -1,0 +1,109 @@
+"""Stripe webhook signatures: pure functions, no IO.
+
+The scheme (Stripe's docs, and stripe-python's ``WebhookSignature``): the header is
+``t=<unix seconds>,v1=<hex>[,v1=<hex>...][,v0=<hex>]``; the signed payload is ``b"<t>." + body``;
+each ``v1`` is the lowercase hex HMAC-SHA256 of it keyed with the whole secret string. Only ``v1``
+counts: ``v0`` and any other scheme are ignored so an attacker cannot downgrade us.
+
+Header parsing follows stripe-python on purpose, so that every header it accepts is accepted here
+too; crossfill is stricter in one way only: a timestamp too far in the *future* is refused as well.
+"""
+from __future__ import annotations
+
+import hashlib
+import hmac
+from collections.abc import Sequence
+
+from fulfillment import defaults
+from webhooks.errors import SignatureVerificationError
+
+SCHEME = "v1"
+
+
+def compute_signature(body: bytes, secret: str, timestamp: int) -> str:
+    """Return the lowercase hex ``v1`` signature of *body* sent at *timestamp* under *secret*."""
+    signed = b"%d." % timestamp + body
+    return hmac.new(secret.encode("utf-8"), signed, hashlib.sha256).hexdigest()
+
+
+def sign(body: bytes, secrets: Sequence[str], *, timestamp: int, v0: str | None = None) -> str:
+    """Build a Stripe-Signature header with one ``v1`` per secret, as Stripe sends during a roll."""
+    parts = [f"t={timestamp}"]
+    parts += [f"{SCHEME}={compute_signature(body, secret, timestamp)}" for secret in secrets]
+    if v0 is not None:
+        parts.append(f"v0={v0}")
+    return ",".join(parts)
+
+
+def parse_header(header: str) -> tuple[int, list[str]]:
+    """Split a Stripe-Signature header into its timestamp and its ``v1`` signatures.
+
+    Raises:
+        SignatureVerificationError: when the header is empty, oversized, or has no usable ``t``.
+    """
+    if not header:
+        raise SignatureVerificationError("missing_header", "the Stripe-Signature header is missing or empty")
+    if len(header) > defaults.MAX_SIGNATURE_HEADER_BYTES:
+        raise SignatureVerificationError(
+            "malformed_header",
+            f"the Stripe-Signature header is {len(header)} bytes; at most "
+            f"{defaults.MAX_SIGNATURE_HEADER_BYTES} are accepted",
+        )
+    # As stripe-python: items split on ",", each on "=" (at most twice); the first "t" wins.
+    items = [item.split("=", 2) for item in header.split(",")]
+    try:
+        raw_t = next(item[1] for item in items if item[0] == "t")
+        timestamp = int(raw_t)
+        signatures = [item[1] for item in items if item[0] == SCHEME]
+    except (StopIteration, IndexError, ValueError):
+        raise SignatureVerificationError(
+            "malformed_header",
+            "the Stripe-Signature header must look like t=<unix seconds>,v1=<hex signature>",
+        ) from None
+    if not signatures:
+        raise SignatureVerificationError(
+            "no_v1_signature", "the Stripe-Signature header has no v1 signature (v0 and other schemes are ignored)"
+        )
+    return timestamp, signatures
+
+
+def verify(body: bytes, header: str, secrets: Sequence[str], *, now: float, tolerance: int) -> int:
+    """Check that *body* was signed by Stripe with one of *secrets* within *tolerance* seconds of *now*.
+
+    Args:
+        body: the raw request body, exactly the bytes received.
+        header: the ``Stripe-Signature`` header value.
+        secrets: the endpoint's signing secrets; any one of them may match any ``v1``.
+        now: the current unix time, seconds.
+        tolerance: allowed clock skew in seconds, in both directions; 0 turns the check off.
+
+    Returns:
+        The header's timestamp.
+
+    Raises:
+        SignatureVerificationError: saying which check failed (never which signature was expected).
+    """
+    timestamp, signatures = parse_header(header)
+    expected = [compute_signature(body, secret, timestamp).encode() for secret in secrets]
+    given = [sig.encode("utf-8", "replace") for sig in signatures]
+    # Compare every pair in constant time; no early exit, so timing says nothing about which matched.
+    matched = False
+    for want in expected:
+        for got in given:
+            matched |= hmac.compare_digest(want, got)
+    if not matched:
+        raise SignatureVerificationError(
+            "no_match",
+            f"none of the {len(signatures)} v1 signature(s) matches the body for any configured secret; "
+            "check that the endpoint's signing secret is configured and the raw body is passed unchanged",
+        )
+    if tolerance and timestamp < now - tolerance:
+        raise SignatureVerificationError(
+            "too_old", f"the timestamp t={timestamp} is {int(now - timestamp)} s old; at most {tolerance} s is accepted"
+        )
+    if tolerance and timestamp > now + tolerance:
+        raise SignatureVerificationError(
+            "in_future",
+            f"the timestamp t={timestamp} is {int(timestamp - now)} s in the future; at most {tolerance} s of clock skew is accepted",
+        )
+    return timestamp

@@ -1,0 +1,74 @@
+"""The Celery app, configured for at-least-once delivery on Redis."""
+from __future__ import annotations
+
+from functools import cached_property
+
+import redis
+from celery import Celery
+from kombu import Exchange, Queue
+
+from fulfillment import defaults
+from fulfillment.inbox import Inbox
+from fulfillment.settings import Settings
+from fulfillment.store import connect
+
+EVENTS_QUEUE = "events"
+FULFILLMENT_QUEUE = "fulfillment"
+PROCESS_EVENT = "process_event"
+FULFILL_ITEM = "fulfill_item"
+
+
+class Runtime:
+    """What a task needs besides its arguments: settings and the stores, opened lazily per process."""
+
+    def __init__(self, settings: Settings) -> None:
+        self.settings = settings
+
+    @cached_property
+    def redis(self) -> redis.Redis:
+        return connect(self.settings.resolved_redis_url)
+
+    @cached_property
+    def inbox(self) -> Inbox:
+        return Inbox(self.redis)
+
+
+class CrossfillCelery(Celery):
+    """A Celery app that carries crossfill's :class:`Runtime`."""
+
+    runtime: Runtime
+
+
+def make_celery(settings: Settings) -> CrossfillCelery:
+    """Build the Celery app for *settings*: broker and results on Redis, late acks, JSON only."""
+    url = settings.resolved_redis_url
+    app = CrossfillCelery("crossfill", set_as_current=False)
+    app.runtime = Runtime(settings)
+    app.conf.update(
+        broker_url=url,
+        result_backend=url,
+        broker_connection_retry_on_startup=True,
+        broker_transport_options={
+            "socket_connect_timeout": defaults.REDIS_CONNECT_TIMEOUT_S,
+            "socket_timeout": defaults.REDIS_SOCKET_TIMEOUT_S,
+        },
+        task_serializer="json",
+        result_serializer="json",
+        accept_content=["json"],
+        # At least once: a task is acknowledged after it ran, and re-queued if its worker dies.
+        task_acks_late=True,
+        task_reject_on_worker_lost=True,
+        worker_prefetch_multiplier=1,
+        task_queues=[Queue(name, Exchange(name), routing_key=name) for name in (EVENTS_QUEUE, FULFILLMENT_QUEUE)],
+        task_default_queue=EVENTS_QUEUE,
+        task_routes={PROCESS_EVENT: {"queue": EVENTS_QUEUE, "routing_key": EVENTS_QUEUE},
+                     FULFILL_ITEM: {"queue": FULFILLMENT_QUEUE, "routing_key": FULFILLMENT_QUEUE}},
+        result_expires=7 * 24 * 3600,
+        worker_hijack_root_logger=False,
+        worker_send_task_events=True,
+        task_send_sent_event=False,
+    )
+    from worker import tasks
+
+    tasks.register(app)
+    return app
