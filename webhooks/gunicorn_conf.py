@@ -9,6 +9,7 @@ keepalive = 5  #: seconds an idle keep-alive connection is held open
 timeout = 30
 graceful_timeout = 10
 accesslog = None
+control_socket_disable = True  #: no control socket in the home directory
 
 
 def child_exit(server: Any, worker: Any) -> None:

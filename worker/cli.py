@@ -1,6 +1,7 @@
 """The ``crossfill`` command: run the service locally, and operate it."""
 from __future__ import annotations
 
+import importlib
 import logging
 import os
 import secrets
@@ -80,7 +81,30 @@ def worker_argv(concurrency: int, pool: str = "threads") -> list[str]:
             "--loglevel", "INFO", "--hostname", f"crossfill-{os.getpid()}@%h"]
 
 
-@click.group()
+class _LazyGroup(click.Group):
+    """A group whose heavier commands (the simulator's) are imported only when invoked."""
+
+    lazy: dict[str, str] = {
+        "sim": "simulator.cli:sim",
+        "trigger": "simulator.cli:trigger",
+        "demo": "simulator.cli:demo",
+    }
+
+    def list_commands(self, ctx: click.Context) -> list[str]:
+        return sorted({*super().list_commands(ctx), *self.lazy})
+
+    def get_command(self, ctx: click.Context, cmd_name: str) -> click.Command | None:
+        if cmd_name in self.lazy and cmd_name not in self.commands:
+            module_name, attr = self.lazy[cmd_name].split(":")
+            try:
+                module = importlib.import_module(module_name)
+            except ImportError:
+                return None
+            return getattr(module, attr, None)
+        return super().get_command(ctx, cmd_name)
+
+
+@click.group(cls=_LazyGroup)
 def main() -> None:
     """crossfill: Stripe Checkout webhooks in, one reliable fulfillment per line item out."""
 
