@@ -1,0 +1,124 @@
+"""The catalog config: which product cross-sells which, and who fulfills each product.
+
+Stripe keeps cross-sells in the Dashboard only (no API field marks a product or a line item as a
+cross-sell), so crossfill keeps the same relation here. The file is TOML (``CROSSFILL_CATALOG``)::
+
+    [account]
+    default_tax_behavior = "exclusive"   # Tax Settings default: inclusive, exclusive or unspecified
+
+    [defaults]
+    handler = "log"                      # handler for products not listed
+
+    [products.prod_pro]
+    name = "Togethere Professional"
+    cross_sell = "prod_deploy"           # prod_pro's checkout offers prod_deploy
+    handler = "http"
+    options = { url = "https://fulfil.example/hooks/crossfill" }
+
+    [products.prod_deploy]
+    handler = "log"
+"""
+from __future__ import annotations
+
+import tomllib
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from types import MappingProxyType
+from typing import Any
+
+from fulfillment.errors import ConfigError
+
+DEFAULT_HANDLER = "log"
+TAX_BEHAVIORS = ("inclusive", "exclusive", "unspecified")
+
+
+@dataclass(frozen=True)
+class ProductConfig:
+    """How crossfill treats one product."""
+
+    id: str
+    name: str = ""
+    cross_sell: str | None = None  #: the product this one offers as a cross-sell
+    handler: str = DEFAULT_HANDLER
+    options: Mapping[str, Any] = field(default_factory=lambda: MappingProxyType({}))
+
+
+@dataclass(frozen=True)
+class Catalog:
+    """The whole catalog config; an empty one fulfills everything with the default handler."""
+
+    products: Mapping[str, ProductConfig] = field(default_factory=lambda: MappingProxyType({}))
+    default_handler: str = DEFAULT_HANDLER
+    default_tax_behavior: str = "unspecified"
+
+    @property
+    def cross_sells(self) -> dict[str, str]:
+        """Product id → the product id it cross-sells."""
+        return {pid: cfg.cross_sell for pid, cfg in self.products.items() if cfg.cross_sell}
+
+    def is_cross_sell(self, product_id: str) -> bool:
+        """Whether some product of the catalog offers *product_id* as its cross-sell."""
+        return any(cfg.cross_sell == product_id for cfg in self.products.values())
+
+    def product(self, product_id: str) -> ProductConfig:
+        """The config of *product_id*, or the defaults when it is not listed."""
+        return self.products.get(product_id) or ProductConfig(id=product_id, handler=self.default_handler)
+
+
+def parse_catalog(document: Mapping[str, Any], *, source: str = "CROSSFILL_CATALOG") -> Catalog:
+    """Build a :class:`Catalog` from parsed TOML.
+
+    Raises:
+        ConfigError: naming the key that is wrong.
+    """
+    account = _table(document, "account", source)
+    defaults = _table(document, "defaults", source)
+    tax = account.get("default_tax_behavior", "unspecified")
+    if tax not in TAX_BEHAVIORS:
+        raise ConfigError(f"{source} [account].default_tax_behavior", tax, f"use one of {', '.join(TAX_BEHAVIORS)}")
+    default_handler = defaults.get("handler", DEFAULT_HANDLER)
+    if not isinstance(default_handler, str) or not default_handler:
+        raise ConfigError(f"{source} [defaults].handler", default_handler, "name a handler, e.g. \"log\" or \"http\"")
+    products: dict[str, ProductConfig] = {}
+    for pid, raw in _table(document, "products", source).items():
+        where = f"{source} [products.{pid}]"
+        if not isinstance(raw, dict):
+            raise ConfigError(where, raw, "make it a table")
+        cross_sell = raw.get("cross_sell")
+        if cross_sell is not None and (not isinstance(cross_sell, str) or not cross_sell):
+            raise ConfigError(f"{where}.cross_sell", cross_sell, "name a product id such as \"prod_...\"")
+        if cross_sell == pid:
+            raise ConfigError(f"{where}.cross_sell", cross_sell, "a product cannot cross-sell itself")
+        handler = raw.get("handler", default_handler)
+        options = raw.get("options", {})
+        if not isinstance(handler, str) or not handler:
+            raise ConfigError(f"{where}.handler", handler, "name a handler, e.g. \"log\" or \"http\"")
+        if not isinstance(options, dict):
+            raise ConfigError(f"{where}.options", options, "make it a table")
+        products[pid] = ProductConfig(id=pid, name=str(raw.get("name", "")), cross_sell=cross_sell,
+                                      handler=handler, options=MappingProxyType(dict(options)))
+    return Catalog(products=MappingProxyType(products), default_handler=default_handler,
+                   default_tax_behavior=tax)
+
+
+def load_catalog(path: Path | None) -> Catalog:
+    """Read the catalog TOML at *path*; None gives the empty catalog.
+
+    Raises:
+        ConfigError: when the file cannot be read or parsed, or a key is wrong.
+    """
+    if path is None:
+        return Catalog()
+    try:
+        document = tomllib.loads(path.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, tomllib.TOMLDecodeError) as error:
+        raise ConfigError("CROSSFILL_CATALOG", str(path), f"make it a readable TOML file ({error})") from None
+    return parse_catalog(document)
+
+
+def _table(document: Mapping[str, Any], key: str, source: str) -> Mapping[str, Any]:
+    value = document.get(key, {})
+    if not isinstance(value, dict):
+        raise ConfigError(f"{source} [{key}]", value, "make it a table")
+    return value
