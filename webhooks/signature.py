@@ -10,29 +10,15 @@ too; crossfill is stricter in one way only: a timestamp too far in the *future* 
 """
 from __future__ import annotations
 
-import hashlib
 import hmac
 from collections.abc import Sequence
 
 from fulfillment import defaults
+from fulfillment.signing import compute_signature, sign
 from webhooks.errors import SignatureVerificationError
 
 SCHEME = "v1"
-
-
-def compute_signature(body: bytes, secret: str, timestamp: int) -> str:
-    """Return the lowercase hex ``v1`` signature of *body* sent at *timestamp* under *secret*."""
-    signed = b"%d." % timestamp + body
-    return hmac.new(secret.encode("utf-8"), signed, hashlib.sha256).hexdigest()
-
-
-def sign(body: bytes, secrets: Sequence[str], *, timestamp: int, v0: str | None = None) -> str:
-    """Build a Stripe-Signature header with one ``v1`` per secret, as Stripe sends during a roll."""
-    parts = [f"t={timestamp}"]
-    parts += [f"{SCHEME}={compute_signature(body, secret, timestamp)}" for secret in secrets]
-    if v0 is not None:
-        parts.append(f"v0={v0}")
-    return ",".join(parts)
+__all__ = ["SCHEME", "compute_signature", "parse_header", "sign", "verify"]
 
 
 def parse_header(header: str) -> tuple[int, list[str]]:
