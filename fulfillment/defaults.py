@@ -21,3 +21,17 @@ EMBEDDED_REDIS_START_TIMEOUT_S = 10.0  #: wait for the embedded redis-server to 
 def web_workers(cpu_count: int) -> int:
     """Default number of gunicorn workers: two per core, plus one (gunicorn's own advice)."""
     return 2 * cpu_count + 1
+
+STRIPE_API_VERSION = "2026-10-28.endive"  #: pinned Stripe-Version header (stripe-python 16.1's)
+STRIPE_CONNECT_TIMEOUT_S = 3.05  #: connecting to the Stripe API, seconds
+STRIPE_READ_TIMEOUT_S = 20.0  #: waiting for a Stripe API answer, seconds
+LINE_ITEMS_PAGE_SIZE = 100  #: Stripe's largest page of line items
+HTTP_POOL_SIZE = 64  #: pooled keep-alive connections per host and process
+
+VISIBILITY_TIMEOUT_S = 3600  #: Redis broker: an unacked task is redelivered after this, seconds
+RETRY_BASE_S = 1.0  #: first retry delay ceiling (full jitter), seconds
+RETRY_CAP_S = 300.0  #: largest retry delay, seconds (kept below the visibility timeout)
+MAX_ATTEMPTS = 8  #: attempts of one task before it is dead-lettered
+ITEM_LEASE_S = 120  #: a fulfillment claim held by a dead worker is retaken after this, seconds
+HANDLER_TIMEOUT_S = 30.0  #: one call of a fulfillment handler (http read timeout), seconds
+TASK_TIME_LIMIT_S = 110  #: hard limit of one task run, seconds (below the item lease)

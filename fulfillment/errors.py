@@ -18,3 +18,28 @@ class ConfigError(CrossfillError):
 
 class StoreUnavailable(CrossfillError):
     """Raised when Redis (the inbox, the ledger or the broker) cannot be reached."""
+
+
+class TransientError(CrossfillError):
+    """Raised when a call failed in a way that may succeed if retried (timeout, 409, 429, 5xx)."""
+
+    def __init__(self, message: str, *, retry_after: float | None = None, status: int | None = None) -> None:
+        self.retry_after = retry_after  #: seconds the other side asked us to wait, if it said
+        self.status = status
+        super().__init__(message)
+
+
+class PermanentError(CrossfillError):
+    """Raised when a call failed and retrying it cannot help (a 4xx other than 408/409/425/429)."""
+
+    def __init__(self, message: str, *, status: int | None = None) -> None:
+        self.status = status
+        super().__init__(message)
+
+
+class InvalidResponse(PermanentError):
+    """Raised when the Stripe API answers with a body that does not match its documented shape."""
+
+
+class UnknownHandler(PermanentError):
+    """Raised when the catalog names a fulfillment handler that is not registered."""

@@ -29,6 +29,16 @@ class Settings:
     webhook_secrets: tuple[str, ...] = field(default=(), repr=False)
     stripe_api_key: str | None = field(default=None, repr=False)
     stripe_api_base: str = defaults.STRIPE_API_BASE
+    stripe_api_version: str = defaults.STRIPE_API_VERSION
+    stripe_connect_timeout: float = defaults.STRIPE_CONNECT_TIMEOUT_S
+    stripe_read_timeout: float = defaults.STRIPE_READ_TIMEOUT_S
+    visibility_timeout: int = defaults.VISIBILITY_TIMEOUT_S
+    retry_base: float = defaults.RETRY_BASE_S
+    retry_cap: float = defaults.RETRY_CAP_S
+    max_attempts: int = defaults.MAX_ATTEMPTS
+    item_lease: int = defaults.ITEM_LEASE_S
+    #: Secret crossfill signs its calls to fulfillment systems with (Crossfill-Signature).
+    handler_secret: str | None = field(default=None, repr=False)
 
     def with_redis(self, url: str) -> Settings:
         """Return a copy that uses the Redis at *url* (the embedded one, once started)."""
@@ -56,6 +66,8 @@ def load_settings(environ: Mapping[str, str] | None = None) -> Settings:
     """
     env = os.environ if environ is None else environ
     redis_url = _redis_url(env.get("CROSSFILL_REDIS_URL"))
+    # Retry delays must stay below the visibility timeout, or Redis redelivers the waiting task.
+    visibility = _int(env, "CROSSFILL_VISIBILITY_TIMEOUT", defaults.VISIBILITY_TIMEOUT_S, low=5, high=43_200)
     return Settings(
         redis_url=redis_url,
         data_dir=Path(env.get("CROSSFILL_DATA_DIR") or defaults.DATA_DIR),
@@ -71,6 +83,18 @@ def load_settings(environ: Mapping[str, str] | None = None) -> Settings:
         webhook_secrets=_secrets(env.get("STRIPE_WEBHOOK_SECRET")),
         stripe_api_key=env.get("STRIPE_API_KEY") or None,
         stripe_api_base=_api_base(env.get("STRIPE_API_BASE")),
+        stripe_api_version=(env.get("STRIPE_API_VERSION") or defaults.STRIPE_API_VERSION).strip(),
+        stripe_connect_timeout=_float(env, "CROSSFILL_STRIPE_CONNECT_TIMEOUT", defaults.STRIPE_CONNECT_TIMEOUT_S,
+                                      low=0.1, high=60),
+        stripe_read_timeout=_float(env, "CROSSFILL_STRIPE_READ_TIMEOUT", defaults.STRIPE_READ_TIMEOUT_S,
+                                   low=0.1, high=300),
+        visibility_timeout=visibility,
+        retry_base=_float(env, "CROSSFILL_RETRY_BASE", defaults.RETRY_BASE_S, low=0.0, high=3600),
+        retry_cap=_float(env, "CROSSFILL_RETRY_CAP", min(defaults.RETRY_CAP_S, visibility * 0.8),
+                         low=0.0, high=visibility * 0.8),
+        max_attempts=_int(env, "CROSSFILL_MAX_ATTEMPTS", defaults.MAX_ATTEMPTS, low=1, high=100),
+        item_lease=_int(env, "CROSSFILL_ITEM_LEASE", defaults.ITEM_LEASE_S, low=1, high=86_400),
+        handler_secret=env.get("CROSSFILL_HANDLER_SECRET") or None,
     )
 
 
@@ -84,6 +108,19 @@ def _int(env: Mapping[str, str], name: str, default: int, *, low: int, high: int
         raise ConfigError(name, raw, f"use a whole number between {low} and {high}") from None
     if not low <= value <= high:
         raise ConfigError(name, raw, f"use a whole number between {low} and {high}")
+    return value
+
+
+def _float(env: Mapping[str, str], name: str, default: float, *, low: float, high: float) -> float:
+    raw = env.get(name)
+    if raw is None or raw.strip() == "":
+        return default
+    try:
+        value = float(raw.strip())
+    except ValueError:
+        raise ConfigError(name, raw, f"use a number of seconds between {low:g} and {high:g}") from None
+    if not low <= value <= high:
+        raise ConfigError(name, raw, f"use a number of seconds between {low:g} and {high:g}")
     return value
 
 

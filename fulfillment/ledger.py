@@ -1,0 +1,274 @@
+"""The order ledger in Redis: one record per order and per line item, changed only atomically.
+
+An item moves ``pending → in_progress (a lease) → done | failed``. Claiming is a compare-and-set
+in a Lua script, so however many runs of the same item race, one holds the lease; a run that finds
+the item ``done`` gets the recorded result instead of calling the handler again; a lease left by a
+dead worker expires and the item can be claimed again. When every item of an order has ended, the
+order becomes ``fulfilled`` (all done) or ``partially_failed``.
+"""
+from __future__ import annotations
+
+import json
+import time
+import uuid
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import redis
+
+from fulfillment.errors import StoreUnavailable
+from fulfillment.store import KEY_PREFIX
+
+ORDER_STATUSES = ("awaiting_payment", "payment_failed", "expired", "fulfilling", "fulfilled", "partially_failed")
+ITEM_STATUSES = ("pending", "in_progress", "done", "failed")
+#: Claim outcomes.
+CLAIMED, DONE, FAILED, BUSY, MISSING = "claimed", "done", "failed", "busy", "missing"
+
+# Shared Lua: move an order between status sets, and end an order whose items have all ended.
+_LUA_COMMON = """
+local function set_order_status(order_key, sets, sid, status, now)
+  local current = redis.call('HGET', order_key, 'status')
+  if current == status then return end
+  if current then redis.call('SREM', sets .. current, sid) end
+  redis.call('SADD', sets .. status, sid)
+  redis.call('HSET', order_key, 'status', status, 'updated_at', now)
+end
+local function settle_order(order_key, items_key, item_prefix, sets, sid, now)
+  local ids = redis.call('ZRANGE', items_key, 0, -1)
+  if #ids == 0 then return end
+  local failed = false
+  for _, id in ipairs(ids) do
+    local status = redis.call('HGET', item_prefix .. id, 'status')
+    if status == 'pending' or status == 'in_progress' then return end
+    if status == 'failed' then failed = true end
+  end
+  if failed then set_order_status(order_key, sets, sid, 'partially_failed', now)
+  else set_order_status(order_key, sets, sid, 'fulfilled', now) end
+end
+"""
+
+# KEYS: order, order items, item prefix, status-set prefix. ARGV: sid, now, order json, items json.
+_OPEN = _LUA_COMMON + """
+local sid, now = ARGV[1], ARGV[2]
+redis.call('HSETNX', KEYS[1], 'created_at', now)
+redis.call('HSET', KEYS[1], 'data', ARGV[3], 'updated_at', now)
+local items = cjson.decode(ARGV[4])
+for position, item in ipairs(items) do
+  local key = KEYS[3] .. item.id
+  if redis.call('EXISTS', key) == 0 then
+    redis.call('HSET', key, 'status', 'pending', 'attempts', 0, 'created_at', now, 'data', cjson.encode(item))
+    redis.call('ZADD', KEYS[2], position, item.id)
+  end
+end
+local status = redis.call('HGET', KEYS[1], 'status')
+if status ~= 'fulfilled' and status ~= 'partially_failed' then
+  set_order_status(KEYS[1], KEYS[4], sid, 'fulfilling', now)
+end
+settle_order(KEYS[1], KEYS[2], KEYS[3], KEYS[4], sid, now)
+local open = {}
+for _, id in ipairs(redis.call('ZRANGE', KEYS[2], 0, -1)) do
+  local s = redis.call('HGET', KEYS[3] .. id, 'status')
+  if s == 'pending' or s == 'in_progress' then table.insert(open, id) end
+end
+return open
+"""
+
+# KEYS: order, status-set prefix. ARGV: sid, status, now, data json, allowed current statuses...
+_MARK = _LUA_COMMON + """
+local current = redis.call('HGET', KEYS[1], 'status')
+local allowed = (current == false)
+for i = 5, #ARGV do if ARGV[i] == current then allowed = true end end
+if not allowed then return current end
+redis.call('HSETNX', KEYS[1], 'created_at', ARGV[3])
+redis.call('HSET', KEYS[1], 'data', ARGV[4])
+set_order_status(KEYS[1], KEYS[2], ARGV[1], ARGV[2], ARGV[3])
+return ARGV[2]
+"""
+
+# KEYS: item. ARGV: now, lease seconds, token.
+_CLAIM = """
+local status = redis.call('HGET', KEYS[1], 'status')
+if not status then return {'missing', ''} end
+if status == 'done' then return {'done', redis.call('HGET', KEYS[1], 'result') or ''} end
+if status == 'failed' then return {'failed', redis.call('HGET', KEYS[1], 'error') or ''} end
+local now = tonumber(ARGV[1])
+if status == 'in_progress' then
+  local lease = tonumber(redis.call('HGET', KEYS[1], 'lease_until') or '0')
+  if lease > now then return {'busy', tostring(lease - now)} end
+end
+redis.call('HSET', KEYS[1], 'status', 'in_progress', 'owner', ARGV[3], 'lease_until', now + tonumber(ARGV[2]),
+           'started_at', ARGV[1])
+return {'claimed', tostring(redis.call('HINCRBY', KEYS[1], 'attempts', 1))}
+"""
+
+# KEYS: item, order, order items, item prefix, status-set prefix.
+# ARGV: token, new status (done|failed|pending), now, field, value, sid.
+_FINISH = _LUA_COMMON + """
+if redis.call('HGET', KEYS[1], 'status') ~= 'in_progress' or redis.call('HGET', KEYS[1], 'owner') ~= ARGV[1] then
+  return 0
+end
+redis.call('HSET', KEYS[1], 'status', ARGV[2], ARGV[4], ARGV[5], 'lease_until', 0)
+if ARGV[2] ~= 'pending' then
+  redis.call('HSET', KEYS[1], 'finished_at', ARGV[3])
+  settle_order(KEYS[2], KEYS[3], KEYS[4], KEYS[5], ARGV[6], ARGV[3])
+end
+return 1
+"""
+
+# KEYS: item, order, status-set prefix. ARGV: sid, now.
+_REOPEN = _LUA_COMMON + """
+if redis.call('HGET', KEYS[1], 'status') ~= 'failed' then return 0 end
+redis.call('HSET', KEYS[1], 'status', 'pending', 'attempts', 0, 'lease_until', 0)
+redis.call('HDEL', KEYS[1], 'finished_at')
+set_order_status(KEYS[2], KEYS[3], ARGV[1], 'fulfilling', ARGV[2])
+return 1
+"""
+
+
+@dataclass(frozen=True)
+class Claim:
+    """The outcome of :meth:`Ledger.claim_item`."""
+
+    outcome: str  #: claimed, done, failed, busy or missing
+    token: str = ""  #: proves ownership of the lease, when claimed
+    attempt: int = 0  #: which attempt this is, when claimed
+    result: Any = None  #: the recorded result, when done
+    error: str = ""  #: the recorded error, when failed
+    wait_s: float = 0.0  #: time left on another run's lease, when busy
+
+
+def _order_key(sid: str) -> str:
+    return f"{KEY_PREFIX}order:{sid}"
+
+
+def _items_key(sid: str) -> str:
+    return f"{KEY_PREFIX}order:{sid}:items"
+
+
+def _item_prefix(sid: str) -> str:
+    return f"{KEY_PREFIX}item:{sid}:"
+
+
+_ORDER_SETS = f"{KEY_PREFIX}orders:"
+
+
+class Ledger:
+    """Orders and their items, in Redis."""
+
+    def __init__(self, client: redis.Redis) -> None:
+        self._redis = client
+        self._open = client.register_script(_OPEN)
+        self._mark = client.register_script(_MARK)
+        self._claim = client.register_script(_CLAIM)
+        self._finish = client.register_script(_FINISH)
+        self._reopen = client.register_script(_REOPEN)
+
+    def open_order(self, session_id: str, order: dict[str, Any], items: Sequence[dict[str, Any]]) -> list[str]:
+        """Record an order to fulfill and its items (each dict needs an ``id``); idempotent.
+
+        Items already known keep their state. Returns the ids of items not yet ended, to dispatch.
+        """
+        keys = [_order_key(session_id), _items_key(session_id), _item_prefix(session_id), _ORDER_SETS]
+        args = [session_id, time.time(), json.dumps(order), json.dumps(list(items))]
+        return [str(item_id) for item_id in self._call(self._open, keys, args)]
+
+    def mark_order(self, session_id: str, status: str, order: dict[str, Any], *,
+                   allowed_from: Iterable[str] = ()) -> str | None:
+        """Set an order's status when it is new or in one of *allowed_from*; returns the status it has now."""
+        if status not in ORDER_STATUSES:
+            raise ValueError(f"status must be one of {ORDER_STATUSES}, got {status!r}")
+        keys = [_order_key(session_id), _ORDER_SETS]
+        result = self._call(self._mark, keys, [session_id, status, time.time(), json.dumps(order), *allowed_from])
+        return None if result is None else str(result)
+
+    def claim_item(self, session_id: str, line_item_id: str, *, lease_s: float) -> Claim:
+        """Take the lease on an item, or learn why not (done, failed, busy elsewhere, unknown)."""
+        token = uuid.uuid4().hex
+        outcome, detail = self._call(self._claim, [_item_prefix(session_id) + line_item_id],
+                                     [time.time(), lease_s, token])
+        if outcome == CLAIMED:
+            return Claim(CLAIMED, token=token, attempt=int(detail))
+        if outcome == DONE:
+            return Claim(DONE, result=json.loads(detail) if detail else None)
+        if outcome == FAILED:
+            return Claim(FAILED, error=str(detail))
+        if outcome == BUSY:
+            return Claim(BUSY, wait_s=float(detail))
+        return Claim(MISSING)
+
+    def record_result(self, session_id: str, line_item_id: str, token: str, result: Any) -> bool:
+        """Mark a claimed item done with its result; False when the lease was lost meanwhile."""
+        return self._end(session_id, line_item_id, token, "done", "result", json.dumps(result))
+
+    def record_failure(self, session_id: str, line_item_id: str, token: str, error: str) -> bool:
+        """Mark a claimed item failed for good (it goes to the dead-letter queue)."""
+        return self._end(session_id, line_item_id, token, "failed", "error", error)
+
+    def release_item(self, session_id: str, line_item_id: str, token: str, error: str) -> bool:
+        """Give a claimed item back after a transient error, so that the retry can claim it."""
+        return self._end(session_id, line_item_id, token, "pending", "last_error", error)
+
+    def reopen_item(self, session_id: str, line_item_id: str) -> bool:
+        """Make a failed item pending again (a dead-letter replay); False when it was not failed."""
+        keys = [_item_prefix(session_id) + line_item_id, _order_key(session_id), _ORDER_SETS]
+        return bool(self._call(self._reopen, keys, [session_id, time.time()]))
+
+    def order(self, session_id: str) -> dict[str, Any] | None:
+        """The order and its items as plain data, or None when unknown."""
+        try:
+            fields: dict[str, str] = self._redis.hgetall(_order_key(session_id))  # type: ignore[assignment]
+            ids: list[str] = self._redis.zrange(_items_key(session_id), 0, -1)  # type: ignore[assignment]
+            with self._redis.pipeline(transaction=False) as pipe:
+                for item_id in ids:
+                    pipe.hgetall(_item_prefix(session_id) + item_id)
+                rows = pipe.execute()
+        except redis.RedisError as error:
+            raise StoreUnavailable(f"Redis is unreachable: {type(error).__name__}") from error
+        if not fields:
+            return None
+        order = {"session_id": session_id, "status": fields.get("status", ""),
+                 "created_at": _float(fields.get("created_at")), "updated_at": _float(fields.get("updated_at")),
+                 **json.loads(fields.get("data") or "{}")}
+        order["items"] = [_item_view(row) for row in rows]
+        return order
+
+    def item(self, session_id: str, line_item_id: str) -> dict[str, Any] | None:
+        """One item as plain data, or None when unknown."""
+        row: dict[str, str] = self._redis.hgetall(_item_prefix(session_id) + line_item_id)  # type: ignore[assignment]
+        return _item_view(row) if row else None
+
+    def counts(self) -> dict[str, int]:
+        """Number of orders in each status."""
+        with self._redis.pipeline(transaction=False) as pipe:
+            for status in ORDER_STATUSES:
+                pipe.scard(_ORDER_SETS + status)
+            return dict(zip(ORDER_STATUSES, pipe.execute(), strict=True))
+
+    def _end(self, sid: str, item_id: str, token: str, status: str, field: str, value: str) -> bool:
+        keys = [_item_prefix(sid) + item_id, _order_key(sid), _items_key(sid), _item_prefix(sid), _ORDER_SETS]
+        return bool(self._call(self._finish, keys, [token, status, time.time(), field, value, sid]))
+
+    def _call(self, script: Any, keys: list[str], args: list[Any]) -> Any:
+        try:
+            return script(keys=keys, args=args)
+        except redis.RedisError as error:
+            raise StoreUnavailable(f"Redis is unreachable: {type(error).__name__}") from error
+
+
+def _float(raw: str | None) -> float | None:
+    return float(raw) if raw else None
+
+
+def _item_view(row: dict[str, str]) -> dict[str, Any]:
+    view = json.loads(row.get("data") or "{}")
+    view.update({
+        "status": row.get("status", ""),
+        "attempts": int(row.get("attempts") or 0),
+        "result": json.loads(row["result"]) if row.get("result") else None,
+        "error": row.get("error") or row.get("last_error") or None,
+        "created_at": _float(row.get("created_at")),
+        "started_at": _float(row.get("started_at")),
+        "finished_at": _float(row.get("finished_at")),
+    })
+    return view
