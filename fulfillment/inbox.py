@@ -1,7 +1,7 @@
 """The event inbox: every verified webhook, keyed by event id, with the state of its delivery.
 
 States: ``receiving`` (a delivery claimed it and is enqueueing it) → ``enqueued`` → ``processing``
-→ ``processed``; ``enqueue_failed`` when the broker refused it (a redelivery claims it again);
+→ ``processed`` (or ``failed``, dead-lettered); ``enqueue_failed`` when the broker refused it (a redelivery claims it again);
 ``ignored`` for event types crossfill does not handle. A ``receiving`` claim is a lease: a delivery
 that died between claim and enqueue is retaken once the lease has passed.
 """
@@ -19,7 +19,7 @@ from fulfillment import defaults
 from fulfillment.errors import StoreUnavailable
 from fulfillment.store import KEY_PREFIX
 
-STATUSES = ("receiving", "enqueued", "enqueue_failed", "processing", "processed", "ignored")
+STATUSES = ("receiving", "enqueued", "enqueue_failed", "processing", "processed", "failed", "ignored")
 #: Claim outcomes.
 CLAIMED, DUPLICATE, IN_FLIGHT = "claimed", "duplicate", "in_flight"
 

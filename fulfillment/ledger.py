@@ -66,7 +66,7 @@ if status ~= 'fulfilled' and status ~= 'partially_failed' then
   set_order_status(KEYS[1], KEYS[4], sid, 'fulfilling', now)
 end
 settle_order(KEYS[1], KEYS[2], KEYS[3], KEYS[4], sid, now)
-local open = {}
+local open = {redis.call('HGET', KEYS[1], 'status')}
 for _, id in ipairs(redis.call('ZRANGE', KEYS[2], 0, -1)) do
   local s = redis.call('HGET', KEYS[3] .. id, 'status')
   if s == 'pending' or s == 'in_progress' then table.insert(open, id) end
@@ -164,14 +164,17 @@ class Ledger:
         self._finish = client.register_script(_FINISH)
         self._reopen = client.register_script(_REOPEN)
 
-    def open_order(self, session_id: str, order: dict[str, Any], items: Sequence[dict[str, Any]]) -> list[str]:
+    def open_order(self, session_id: str, order: dict[str, Any],
+                   items: Sequence[dict[str, Any]]) -> tuple[str, list[str]]:
         """Record an order to fulfill and its items (each dict needs an ``id``); idempotent.
 
-        Items already known keep their state. Returns the ids of items not yet ended, to dispatch.
+        Items already known keep their state. Returns the order's status and the ids of the items
+        not yet ended, to dispatch.
         """
         keys = [_order_key(session_id), _items_key(session_id), _item_prefix(session_id), _ORDER_SETS]
         args = [session_id, time.time(), json.dumps(order), json.dumps(list(items))]
-        return [str(item_id) for item_id in self._call(self._open, keys, args)]
+        status, *open_ids = self._call(self._open, keys, args)
+        return str(status), [str(item_id) for item_id in open_ids]
 
     def mark_order(self, session_id: str, status: str, order: dict[str, Any], *,
                    allowed_from: Iterable[str] = ()) -> str | None:
@@ -232,6 +235,11 @@ class Ledger:
                  **json.loads(fields.get("data") or "{}")}
         order["items"] = [_item_view(row) for row in rows]
         return order
+
+    def order_summary(self, session_id: str) -> dict[str, Any]:
+        """The order's fields without its items (what a handler is told about the order)."""
+        raw = self._redis.hget(_order_key(session_id), "data")
+        return {"session_id": session_id, **json.loads(raw or "{}")}  # type: ignore[arg-type]
 
     def item(self, session_id: str, line_item_id: str) -> dict[str, Any] | None:
         """One item as plain data, or None when unknown."""

@@ -8,9 +8,14 @@ from celery import Celery
 from kombu import Exchange, Queue
 
 from fulfillment import defaults
+from fulfillment.catalog import Catalog, load_catalog
+from fulfillment.deadletters import DeadLetters
+from fulfillment.handlers import HandlerRegistry
 from fulfillment.inbox import Inbox
+from fulfillment.ledger import Ledger
 from fulfillment.settings import Settings
 from fulfillment.store import connect
+from fulfillment.stripe_api import StripeClient
 
 EVENTS_QUEUE = "events"
 FULFILLMENT_QUEUE = "fulfillment"
@@ -32,6 +37,26 @@ class Runtime:
     def inbox(self) -> Inbox:
         return Inbox(self.redis)
 
+    @cached_property
+    def ledger(self) -> Ledger:
+        return Ledger(self.redis)
+
+    @cached_property
+    def dead_letters(self) -> DeadLetters:
+        return DeadLetters(self.redis)
+
+    @cached_property
+    def catalog(self) -> Catalog:
+        return load_catalog(self.settings.catalog_path)
+
+    @cached_property
+    def stripe(self) -> StripeClient:
+        return StripeClient(self.settings)
+
+    @cached_property
+    def handlers(self) -> HandlerRegistry:
+        return HandlerRegistry()
+
 
 class CrossfillCelery(Celery):
     """A Celery app that carries crossfill's :class:`Runtime`."""
@@ -51,6 +76,11 @@ def make_celery(settings: Settings) -> CrossfillCelery:
         broker_transport_options={
             "socket_connect_timeout": defaults.REDIS_CONNECT_TIMEOUT_S,
             "socket_timeout": defaults.REDIS_SOCKET_TIMEOUT_S,
+            # A task whose worker died is redelivered once the visibility timeout has passed AND a
+            # worker's periodic sweep runs (every interval x throttle seconds): keep the sweep short.
+            "visibility_timeout": settings.visibility_timeout,
+            "unacked_restore_interval": max(1, min(10, settings.visibility_timeout // 10)),
+            "unacked_restore_throttle": 1,
         },
         task_serializer="json",
         result_serializer="json",
@@ -59,6 +89,8 @@ def make_celery(settings: Settings) -> CrossfillCelery:
         task_acks_late=True,
         task_reject_on_worker_lost=True,
         worker_prefetch_multiplier=1,
+        # Honoured by the prefork pool; under the threads pool every call's HTTP timeout bounds a task.
+        task_time_limit=defaults.TASK_TIME_LIMIT_S,
         task_queues=[Queue(name, Exchange(name), routing_key=name) for name in (EVENTS_QUEUE, FULFILLMENT_QUEUE)],
         task_default_queue=EVENTS_QUEUE,
         task_routes={PROCESS_EVENT: {"queue": EVENTS_QUEUE, "routing_key": EVENTS_QUEUE},

@@ -1,0 +1,87 @@
+"""The dead-letter queue: every task that failed for good, with why, kept until it is replayed.
+
+Entries are keyed by what failed (``fulfill:{session}:{line item}`` or ``event:{evt}``), so the
+same failure recorded twice is one entry, with its attempts and times updated.
+"""
+from __future__ import annotations
+
+import json
+import time
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+import redis
+
+from fulfillment.errors import StoreUnavailable
+from fulfillment.store import KEY_PREFIX
+
+_ENTRIES = f"{KEY_PREFIX}dlq"  #: hash: entry id → JSON
+_ORDER = f"{KEY_PREFIX}dlq:index"  #: sorted set: entry id by time of (last) failure
+
+
+@dataclass(frozen=True)
+class DeadLetter:
+    """One task that will not be retried any more."""
+
+    id: str
+    task: str  #: the task's name, e.g. fulfill_item
+    args: list[str]
+    error: str
+    reason: str  #: "permanent" (retrying cannot help) or "exhausted" (out of attempts)
+    attempts: int
+    first_failed_at: float = field(default_factory=time.time)
+    failed_at: float = field(default_factory=time.time)
+
+
+def entry_id(task: str, args: list[str]) -> str:
+    """The dead letter's id for a task and its arguments."""
+    prefix = "fulfill" if task == "fulfill_item" else "event"
+    return ":".join([prefix, *args])
+
+
+class DeadLetters:
+    """The dead-letter queue, in Redis."""
+
+    def __init__(self, client: redis.Redis) -> None:
+        self._redis = client
+
+    def add(self, task: str, args: list[str], error: str, *, reason: str, attempts: int) -> DeadLetter:
+        """Record a task that failed for good."""
+        key = entry_id(task, args)
+        now = time.time()
+        previous = self.get(key)
+        letter = DeadLetter(id=key, task=task, args=list(args), error=error[:2000], reason=reason,
+                            attempts=attempts, first_failed_at=previous.first_failed_at if previous else now,
+                            failed_at=now)
+        try:
+            with self._redis.pipeline() as pipe:
+                pipe.hset(_ENTRIES, key, json.dumps(asdict(letter)))
+                pipe.zadd(_ORDER, {key: now})
+                pipe.execute()
+        except redis.RedisError as error_:
+            raise StoreUnavailable(f"Redis is unreachable: {type(error_).__name__}") from error_
+        return letter
+
+    def get(self, letter_id: str) -> DeadLetter | None:
+        """One entry, or None."""
+        raw = self._redis.hget(_ENTRIES, letter_id)
+        return DeadLetter(**json.loads(raw)) if raw else None  # type: ignore[arg-type]
+
+    def list(self, limit: int = 1000) -> list[DeadLetter]:
+        """Entries, oldest failure first."""
+        ids: list[str] = self._redis.zrange(_ORDER, 0, limit - 1)  # type: ignore[assignment]
+        if not ids:
+            return []
+        raws: list[Any] = self._redis.hmget(_ENTRIES, ids)  # type: ignore[assignment]
+        return [DeadLetter(**json.loads(raw)) for raw in raws if raw]
+
+    def remove(self, letter_id: str) -> bool:
+        """Drop an entry (after a replay); False when there was none."""
+        with self._redis.pipeline() as pipe:
+            pipe.hdel(_ENTRIES, letter_id)
+            pipe.zrem(_ORDER, letter_id)
+            removed, _ = pipe.execute()
+        return bool(removed)
+
+    def count(self) -> int:
+        return int(self._redis.zcard(_ORDER))  # type: ignore[arg-type]

@@ -1,0 +1,74 @@
+"""What to fulfill for a paid session: its items classified (primary or cross-sell), as pure functions."""
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+from fulfillment.catalog import Catalog
+from fulfillment.crosssell import SessionContext, item_anomalies
+from fulfillment.schemas import CheckoutSession, LineItem
+
+
+def mask_email(email: str | None) -> str | None:
+    """``jane.doe@example.com`` → ``j***@example.com``: enough to recognise, never the address."""
+    if not email or "@" not in email:
+        return None
+    local, domain = email.rsplit("@", 1)
+    return f"{local[:1]}***@{domain}"
+
+
+def classify_items(session: CheckoutSession, items: Sequence[LineItem], catalog: Catalog) -> list[dict[str, Any]]:
+    """Describe each line item for the ledger: product, amounts, handler, and whether it is a cross-sell.
+
+    An item is a cross-sell when another product of the same session offers its product as its
+    cross-sell in the catalog. A cross-sell item that breaks a rule Stripe enforces on offers
+    (quantity other than 1, currency, interval, tax behavior) is flagged as an anomaly — and still
+    fulfilled, because the buyer paid for it.
+    """
+    products = [item.price.product for item in items]
+    described = []
+    for position, item in enumerate(items):
+        config = catalog.product(item.price.product)
+        sources = [other for other in products
+                   if other != item.price.product and catalog.product(other).cross_sell == item.price.product]
+        anomalies: tuple[str, ...] = ()
+        if sources:
+            context = SessionContext(
+                mode=session.mode,
+                prices=tuple(other.price.rule_facts() for other in items if other.id != item.id),
+                automatic_tax=session.automatic_tax,
+                default_tax_behavior=catalog.default_tax_behavior,
+            )
+            anomalies = item_anomalies(item.price.rule_facts(), item.quantity, context)
+        described.append({
+            "id": item.id,
+            "position": position,
+            "product": item.price.product,
+            "product_name": item.price.product_name or config.name,
+            "price": item.price.id,
+            "description": item.description,
+            "quantity": item.quantity,
+            "currency": item.currency,
+            "amount_total": item.amount_total,
+            "cross_sell": bool(sources),
+            "cross_sold_by": sources[0] if sources else None,
+            "anomalies": list(anomalies),
+            "handler": config.handler,
+        })
+    return described
+
+
+def order_summary(session: CheckoutSession, items: Sequence[dict[str, Any]] = ()) -> dict[str, Any]:
+    """The order record's fields (no full email: the customer is masked)."""
+    return {
+        "mode": session.mode,
+        "payment_status": session.payment_status,
+        "currency": session.currency,
+        "amount_total": session.amount_total,
+        "customer": mask_email(session.customer_email),
+        "client_reference_id": session.client_reference_id,
+        "livemode": session.livemode,
+        "item_count": len(items),
+        "cross_sell_count": sum(1 for item in items if item["cross_sell"]),
+        "anomalies": [{"item": item["id"], "anomalies": item["anomalies"]} for item in items if item["anomalies"]],
+    }

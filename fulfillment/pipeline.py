@@ -1,0 +1,57 @@
+"""From a received event to the items to fulfill: the payment gate and the order record.
+
+The session is always read fresh from the API (a webhook's copy may be stale, and never has line
+items), then gated on payment as Stripe's fulfillment guide says.
+"""
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+
+from fulfillment.catalog import Catalog
+from fulfillment.ledger import Ledger
+from fulfillment.orders import classify_items, order_summary
+from fulfillment.stripe_api import StripeClient
+
+log = logging.getLogger(__name__)
+
+COMPLETED = "checkout.session.completed"
+ASYNC_SUCCEEDED = "checkout.session.async_payment_succeeded"
+ASYNC_FAILED = "checkout.session.async_payment_failed"
+EXPIRED = "checkout.session.expired"
+
+#: An order may fall back to these states only from "waiting for the money" (or from nothing).
+_BEFORE_PAYMENT = ("awaiting_payment",)
+
+
+@dataclass(frozen=True)
+class Decision:
+    """What an event led to: the order's status now, and the items still to fulfill."""
+
+    order_status: str
+    dispatch: tuple[str, ...] = ()
+
+
+def decide(event_type: str, session_id: str, client: StripeClient, ledger: Ledger, catalog: Catalog) -> Decision:
+    """Read the session, gate on payment, record the order, and return the items to dispatch.
+
+    Safe to call any number of times, concurrently, in any order of events: the ledger keeps one
+    record per item, and an order that was fulfilled is never moved back.
+
+    Raises:
+        TransientError: the API failed in a way a retry can fix.
+        PermanentError: the API refused (e.g. an unknown session).
+        StoreUnavailable: Redis is down.
+    """
+    session = client.retrieve_session(session_id)
+    summary = order_summary(session)
+    if event_type == EXPIRED:
+        return Decision(ledger.mark_order(session_id, "expired", summary, allowed_from=_BEFORE_PAYMENT) or "")
+    if event_type == ASYNC_FAILED and not session.is_fulfillable:
+        return Decision(ledger.mark_order(session_id, "payment_failed", summary, allowed_from=_BEFORE_PAYMENT) or "")
+    if not session.is_fulfillable:
+        return Decision(ledger.mark_order(session_id, "awaiting_payment", summary, allowed_from=_BEFORE_PAYMENT)
+                        or "")
+    items = classify_items(session, list(client.iter_line_items(session_id)), catalog)
+    status, dispatch = ledger.open_order(session_id, order_summary(session, items), items)
+    return Decision(status, tuple(dispatch))

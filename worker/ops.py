@@ -1,0 +1,56 @@
+"""What ops engineers ask of a running crossfill: the state of queues and orders, and replays."""
+from __future__ import annotations
+
+from typing import Any
+
+from fulfillment.deadletters import DeadLetter
+from worker.app import EVENTS_QUEUE, FULFILL_ITEM, FULFILLMENT_QUEUE, PROCESS_EVENT, CrossfillCelery
+from worker.tasks import fulfill_task_id
+
+
+def status(app: CrossfillCelery, *, ping_timeout: float = 1.0) -> dict[str, Any]:
+    """Queue depths, dead letters, inbox and orders by status, and the workers that answer a ping."""
+    runtime = app.runtime
+    client = runtime.redis
+    workers = app.control.ping(timeout=ping_timeout) or []
+    return {
+        "queues": {EVENTS_QUEUE: int(client.llen(EVENTS_QUEUE)),  # type: ignore[arg-type]
+                   FULFILLMENT_QUEUE: int(client.llen(FULFILLMENT_QUEUE))},  # type: ignore[arg-type]
+        "dead_letters": runtime.dead_letters.count(),
+        "inbox": runtime.inbox.counts(),
+        "orders": runtime.ledger.counts(),
+        "workers": sorted(name for reply in workers for name in reply),
+    }
+
+
+def replay_dead_letter(app: CrossfillCelery, letter: DeadLetter) -> str:
+    """Run a dead-lettered task again; an item already done is left alone. Returns what happened."""
+    runtime = app.runtime
+    if letter.task == FULFILL_ITEM:
+        session_id, line_item_id = letter.args
+        item = runtime.ledger.item(session_id, line_item_id)
+        if item is not None and item["status"] == "done":
+            runtime.dead_letters.remove(letter.id)
+            return "already done; nothing to replay"
+        runtime.ledger.reopen_item(session_id, line_item_id)
+        app.send_task(FULFILL_ITEM, args=[session_id, line_item_id], queue=FULFILLMENT_QUEUE,
+                      task_id=fulfill_task_id(session_id, line_item_id))
+    else:
+        (event_id,) = letter.args
+        _requeue_event(app, event_id)
+    runtime.dead_letters.remove(letter.id)
+    return "replayed"
+
+
+def replay_event(app: CrossfillCelery, event_id: str) -> bool:
+    """Process a received event again (e.g. after fixing the catalog); False when it is not in the inbox."""
+    if app.runtime.inbox.get(event_id) is None:
+        return False
+    _requeue_event(app, event_id)
+    app.runtime.dead_letters.remove(f"event:{event_id}")
+    return True
+
+
+def _requeue_event(app: CrossfillCelery, event_id: str) -> None:
+    app.runtime.inbox.move(event_id, "enqueued")
+    app.send_task(PROCESS_EVENT, args=[event_id], queue=EVENTS_QUEUE)
