@@ -35,13 +35,13 @@ def parse_header(header: str) -> tuple[int, list[str]]:
             f"the Stripe-Signature header is {len(header)} bytes; at most "
             f"{defaults.MAX_SIGNATURE_HEADER_BYTES} are accepted",
         )
-    # As stripe-python: items split on ",", each on "=" (at most twice); the first "t" wins.
+    # As stripe-python: items split on ",", each on "=" (at most twice); the first "t" wins, and
+    # any "t" or "v1" item without a value makes the whole header malformed (not only the first).
     items = [item.split("=", 2) for item in header.split(",")]
     try:
-        raw_t = next(item[1] for item in items if item[0] == "t")
-        timestamp = int(raw_t)
+        timestamp = int([item[1] for item in items if item[0] == "t"][0])
         signatures = [item[1] for item in items if item[0] == SCHEME]
-    except (StopIteration, IndexError, ValueError):
+    except (IndexError, ValueError):
         raise SignatureVerificationError(
             "malformed_header",
             "the Stripe-Signature header must look like t=<unix seconds>,v1=<hex signature>",
