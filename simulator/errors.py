@@ -1,0 +1,99 @@
+"""The error tree of the simulator; every refusal the simulated API answers is one of these."""
+from __future__ import annotations
+
+from typing import Any
+
+
+class SimulatorError(Exception):
+    """Raised when the simulator cannot do what was asked; the root of this package's errors."""
+
+
+class ApiError(SimulatorError):
+    """Raised when a request is refused; it renders as Stripe's ``{"error": {...}}`` body."""
+
+    status = 400  #: HTTP status answered
+    kind = "invalid_request_error"  #: ``error.type``
+    code: str | None = None  #: ``error.code``
+
+    def __init__(self, message: str, *, param: str | None = None, code: str | None = None) -> None:
+        super().__init__(message)
+        self.message = message
+        self.param = param
+        if code is not None:
+            self.code = code
+
+    def to_json(self) -> dict[str, Any]:
+        """The response body, shaped like Stripe's."""
+        error: dict[str, Any] = {"type": self.kind, "message": self.message}
+        if self.code is not None:
+            error["code"] = self.code
+        if self.param is not None:
+            error["param"] = self.param
+        return {"error": error}
+
+    def headers(self) -> dict[str, str]:
+        """Extra response headers this error carries."""
+        return {}
+
+
+class InvalidRequest(ApiError):
+    """Raised when a parameter is missing, unknown or has a value the simulator does not accept."""
+
+    code = "parameter_invalid"
+
+
+class ResourceMissing(ApiError):
+    """Raised when a request names an object that does not exist."""
+
+    status = 404
+    code = "resource_missing"
+
+
+class ResourceExists(ApiError):
+    """Raised when a caller-chosen id is already taken."""
+
+    code = "resource_already_exists"
+
+
+class AuthenticationFailed(ApiError):
+    """Raised when the API key is missing or malformed."""
+
+    status = 401
+    code = None
+
+
+class IdempotencyConflict(ApiError):
+    """Raised when an Idempotency-Key is reused with other parameters, or while its first request runs."""
+
+    kind = "idempotency_error"
+    code = None
+
+    def __init__(self, message: str, *, status: int = 400) -> None:
+        super().__init__(message)
+        self.status = status
+
+
+class RateLimited(ApiError):
+    """Raised when injected rate limiting refuses a request (429 with Retry-After)."""
+
+    status = 429
+    code = "rate_limit"
+
+    def __init__(self, message: str, *, retry_after_s: int) -> None:
+        super().__init__(message)
+        self.retry_after_s = retry_after_s
+
+    def headers(self) -> dict[str, str]:
+        return {"Retry-After": str(self.retry_after_s)}
+
+
+class InjectedFailure(ApiError):
+    """Raised when fault injection answers a request with a 500 (or a 504 after a simulated timeout)."""
+
+    status = 500
+    kind = "api_error"
+    code = None
+
+    def __init__(self, message: str, *, status: int = 500) -> None:
+        super().__init__(message)
+        self.status = status

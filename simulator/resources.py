@@ -1,0 +1,218 @@
+"""The simulator's objects and their Stripe JSON shapes, pure.
+
+Records are mutable dataclasses owned by :class:`simulator.state.Store` (and only touched under
+its lock); the ``*_json`` functions render them exactly as Stripe's API returns them.
+"""
+from __future__ import annotations
+
+import secrets
+import string
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+from fulfillment.crosssell import Offer, Price, Refusal
+
+_ALPHABET = string.ascii_letters + string.digits
+
+
+def new_id(prefix: str, length: int = 24) -> str:
+    """A random id with Stripe's *prefix* (``prod_``, ``price_``, ``cs_test_``, ``li_``, ``evt_``, ...)."""
+    return prefix + "".join(secrets.choice(_ALPHABET) for _ in range(length))
+
+
+@dataclass
+class ProductRecord:
+    """A product."""
+
+    id: str
+    name: str
+    created: int
+    active: bool = True
+    description: str | None = None
+    metadata: dict[str, str] = field(default_factory=dict)
+    updated: int = 0
+
+
+@dataclass
+class PriceRecord:
+    """A price of a product."""
+
+    id: str
+    product: str
+    currency: str
+    unit_amount: int
+    created: int
+    type: str = "one_time"
+    interval: str | None = None
+    interval_count: int | None = None
+    tax_behavior: str = "unspecified"
+    active: bool = True
+    nickname: str | None = None
+    lookup_key: str | None = None
+    metadata: dict[str, str] = field(default_factory=dict)
+
+    def facts(self, product_active: bool = True) -> Price:
+        """The price as the cross-sell rules see it (an archived product's prices count as inactive)."""
+        return Price(id=self.id, product=self.product, currency=self.currency, type=self.type,
+                     interval=self.interval, interval_count=self.interval_count,
+                     tax_behavior=self.tax_behavior, active=self.active and product_active)
+
+
+@dataclass
+class LineItemRecord:
+    """One line of a Checkout Session."""
+
+    id: str
+    price: str
+    quantity: int
+    cross_sell: bool = False  #: added by the buyer from the session's cross-sell offer
+
+
+@dataclass
+class SessionRecord:
+    """A Checkout Session, with the cross-sell decision taken when it was created."""
+
+    id: str
+    created: int
+    expires_at: int
+    mode: str
+    currency: str | None
+    line_items: list[LineItemRecord]
+    url: str
+    automatic_tax: bool = False
+    subscription_upsells: bool = False
+    default_tax_behavior: str = "unspecified"
+    status: str = "open"
+    payment_status: str = "unpaid"
+    metadata: dict[str, str] = field(default_factory=dict)
+    client_reference_id: str | None = None
+    customer_email: str | None = None
+    customer_name: str | None = None
+    success_url: str | None = None
+    cancel_url: str | None = None
+    payment_intent: str | None = None
+    subscription: str | None = None
+    offer: Offer | None = None
+    refusals: tuple[Refusal, ...] = ()
+
+    @property
+    def cross_sell_item(self) -> LineItemRecord | None:
+        """The cross-sell line item the buyer added, if any."""
+        return next((item for item in self.line_items if item.cross_sell), None)
+
+
+@dataclass
+class EndpointRecord:
+    """A webhook endpoint and its signing secrets (newest first; an old one until it expires)."""
+
+    id: str
+    url: str
+    enabled_events: list[str]
+    created: int
+    secrets: list[tuple[str, float | None]]  #: (secret, unix time it stops signing or None)
+    status: str = "enabled"
+    description: str | None = None
+    metadata: dict[str, str] = field(default_factory=dict)
+    api_version: str | None = None
+
+    def active_secrets(self, now: float) -> list[str]:
+        """The secrets that sign deliveries at *now*."""
+        return [secret for secret, expires in self.secrets if expires is None or expires > now]
+
+    def wants(self, event_type: str) -> bool:
+        """Whether this endpoint receives events of *event_type*."""
+        return self.status == "enabled" and ("*" in self.enabled_events or event_type in self.enabled_events)
+
+
+def product_json(product: ProductRecord) -> dict[str, Any]:
+    """A product object."""
+    return {
+        "id": product.id, "object": "product", "active": product.active, "created": product.created,
+        "default_price": None, "description": product.description, "images": [], "livemode": False,
+        "marketing_features": [], "metadata": dict(product.metadata), "name": product.name,
+        "package_dimensions": None, "shippable": None, "statement_descriptor": None, "tax_code": None,
+        "type": "service", "unit_label": None, "updated": product.updated or product.created, "url": None,
+    }
+
+
+def price_json(price: PriceRecord, product: dict[str, Any] | None = None) -> dict[str, Any]:
+    """A price object; *product* given means ``product`` is expanded."""
+    recurring = None
+    if price.type == "recurring":
+        recurring = {"interval": price.interval, "interval_count": price.interval_count or 1,
+                     "meter": None, "trial_period_days": None, "usage_type": "licensed"}
+    return {
+        "id": price.id, "object": "price", "active": price.active, "billing_scheme": "per_unit",
+        "created": price.created, "currency": price.currency, "custom_unit_amount": None,
+        "livemode": False, "lookup_key": price.lookup_key, "metadata": dict(price.metadata),
+        "nickname": price.nickname, "product": product if product is not None else price.product,
+        "recurring": recurring, "tax_behavior": price.tax_behavior, "tiers_mode": None,
+        "transform_quantity": None, "type": price.type, "unit_amount": price.unit_amount,
+        "unit_amount_decimal": str(price.unit_amount),
+    }
+
+
+def line_item_json(item: LineItemRecord, price: PriceRecord, product: ProductRecord,
+                   expand_product: bool = False) -> dict[str, Any]:
+    """A Checkout line item (``object: item``)."""
+    subtotal = price.unit_amount * item.quantity
+    return {
+        "id": item.id, "object": "item", "adjustable_quantity": None,
+        "amount_discount": 0, "amount_subtotal": subtotal, "amount_tax": 0, "amount_total": subtotal,
+        "currency": price.currency, "description": product.name, "metadata": {},
+        "price": price_json(price, product_json(product) if expand_product else None),
+        "quantity": item.quantity,
+    }
+
+
+def session_json(session: SessionRecord, amount_of: Callable[[LineItemRecord], int]) -> dict[str, Any]:
+    """A Checkout Session object, without ``line_items`` (Stripe includes them only when expanded)."""
+    amount = sum(amount_of(item) for item in session.line_items)
+    details = None
+    if session.status == "complete" or session.customer_email:
+        details = {"address": None, "email": session.customer_email, "name": session.customer_name,
+                   "phone": None, "tax_exempt": "none", "tax_ids": []}
+    return {
+        "id": session.id, "object": "checkout.session", "after_expiration": None,
+        "allow_promotion_codes": None, "amount_subtotal": amount, "amount_total": amount,
+        "automatic_tax": {"enabled": session.automatic_tax, "liability": None,
+                          "status": "complete" if session.automatic_tax else None},
+        "billing_address_collection": None, "cancel_url": session.cancel_url,
+        "client_reference_id": session.client_reference_id, "created": session.created,
+        "currency": session.currency, "customer": None, "customer_creation": "if_required",
+        "customer_details": details, "customer_email": session.customer_email,
+        "expires_at": session.expires_at, "invoice": None, "livemode": False, "locale": None,
+        "metadata": dict(session.metadata), "mode": session.mode,
+        "payment_intent": session.payment_intent, "payment_method_types": ["card"],
+        "payment_status": session.payment_status, "status": session.status,
+        "submit_type": None, "subscription": session.subscription, "success_url": session.success_url,
+        "total_details": {"amount_discount": 0, "amount_shipping": 0, "amount_tax": 0},
+        "ui_mode": "hosted", "url": session.url if session.status == "open" else None,
+    }
+
+
+def endpoint_json(endpoint: EndpointRecord, *, with_secret: bool = False) -> dict[str, Any]:
+    """A webhook endpoint object; the secret only on creation, as Stripe does."""
+    body: dict[str, Any] = {
+        "id": endpoint.id, "object": "webhook_endpoint", "api_version": endpoint.api_version,
+        "application": None, "created": endpoint.created, "description": endpoint.description,
+        "enabled_events": list(endpoint.enabled_events), "livemode": False,
+        "metadata": dict(endpoint.metadata), "status": endpoint.status, "url": endpoint.url,
+    }
+    if with_secret:
+        body["secret"] = endpoint.secrets[0][0]
+    return body
+
+
+def offer_json(offer: Offer, session: SessionRecord) -> dict[str, Any]:
+    """The sim view of a session's cross-sell offer."""
+    added = session.cross_sell_item
+    return {"source_product": offer.source, "product": offer.product, "price": offer.price.id,
+            "added": added is not None, "line_item": added.id if added else None,
+            "available": added is None and session.status == "open"}
+
+
+def refusal_json(refusal: Refusal) -> dict[str, Any]:
+    """One configured cross-sell the session does not offer, and why."""
+    return {"source_product": refusal.source, "product": refusal.product, "failed_rules": list(refusal.failed)}
