@@ -163,11 +163,18 @@ class Inbox:
         )
 
     def counts(self) -> dict[str, int]:
-        """Number of events in each status."""
-        with self._redis.pipeline() as pipe:
-            for status in STATUSES:
-                pipe.scard(_STATUS_PREFIX + status)
-            return dict(zip(STATUSES, pipe.execute(), strict=True))
+        """Number of events in each status.
+
+        Raises:
+            StoreUnavailable: when Redis cannot be reached.
+        """
+        try:
+            with self._redis.pipeline() as pipe:
+                for status in STATUSES:
+                    pipe.scard(_STATUS_PREFIX + status)
+                return dict(zip(STATUSES, pipe.execute(), strict=True))
+        except redis.RedisError as error:
+            raise StoreUnavailable(f"Redis is unreachable: {type(error).__name__}") from error
 
     def _call(self, script: Any, event_id: str, args: list[Any]) -> Any:
         try:
