@@ -22,7 +22,7 @@ import requests
 
 from simulator.config import SimConfig
 from simulator.resources import EndpointRecord, new_id
-from webhooks.signature import compute_signature, sign
+from fulfillment.signing import compute_signature, sign
 
 log = logging.getLogger(__name__)
 

@@ -97,3 +97,18 @@ class InjectedFailure(ApiError):
     def __init__(self, message: str, *, status: int = 500) -> None:
         super().__init__(message)
         self.status = status
+
+
+class RemoteError(SimulatorError):
+    """Raised when a running simulator answers a :class:`simulator.client.SimClient` call with an error."""
+
+    def __init__(self, method: str, path: str, status: int, body: Any) -> None:
+        self.status = status
+        self.body = body
+        error = body.get("error", {}) if isinstance(body, dict) else {}
+        detail = error.get("message") or str(body)[:200]
+        super().__init__(f"{method} {path} answered {status}: {detail}")
+
+
+class Unreachable(SimulatorError):
+    """Raised when no simulator answers at the base URL."""

@@ -11,6 +11,7 @@ from simulator.app import Simulator, create_sim_app
 from simulator.config import SimConfig
 
 LISTEN_BACKLOG = 1024  #: pending connections the socket queues (bursts of concurrent clients)
+POLL_INTERVAL_S = 0.05  #: how often the serving loop checks for shutdown, seconds
 
 
 class _QuietHandler(WSGIRequestHandler):
@@ -51,14 +52,15 @@ class SimServer:
 
     def start(self) -> SimServer:
         """Serve in a background thread."""
-        self._thread = threading.Thread(target=self._server.serve_forever, name="sim-http", daemon=True)
+        self._thread = threading.Thread(target=self._server.serve_forever, args=(POLL_INTERVAL_S,), name="sim-http",
+                                        daemon=True)
         self._thread.start()
         return self
 
     def serve_forever(self) -> None:
         """Serve in this thread until interrupted."""
         try:
-            self._server.serve_forever()
+            self._server.serve_forever(POLL_INTERVAL_S)
         finally:
             self.stop()
 
