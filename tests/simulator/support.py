@@ -35,6 +35,7 @@ class WebhookEndpoint:
     def __init__(self) -> None:
         self.default_status = 200
         self.script: list[int] = []
+        self.delay_s = 0.0  #: how long each answer takes, seconds
         self.received: list[Received] = []
         self._changed = threading.Condition()
         endpoint = self
@@ -42,6 +43,8 @@ class WebhookEndpoint:
         class Handler(BaseHTTPRequestHandler):
             def do_POST(self) -> None:  # noqa: N802 - http.server's name
                 body = self.rfile.read(int(self.headers.get("Content-Length", 0)))
+                if endpoint.delay_s:
+                    time.sleep(endpoint.delay_s)
                 status = endpoint.record(Received(body, self.headers.get("Stripe-Signature", ""),
                                                   dict(self.headers.items()), time.time()))
                 self.send_response(status)
@@ -56,7 +59,7 @@ class WebhookEndpoint:
         self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
         self.server.daemon_threads = True
         self.url = f"http://127.0.0.1:{self.server.server_address[1]}/webhooks/stripe"
-        self._thread = threading.Thread(target=self.server.serve_forever, daemon=True)
+        self._thread = threading.Thread(target=self.server.serve_forever, args=(0.05,), daemon=True)
         self._thread.start()
 
     def record(self, received: Received) -> int:
