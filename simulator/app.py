@@ -50,7 +50,7 @@ class Simulator:
 
 def create_sim_app(config: SimConfig | None = None, *, simulator: Simulator | None = None) -> Flask:
     """Build the simulator's Flask app around *simulator* (a new one from *config* by default)."""
-    app = Flask("simulator")
+    app = Flask(__name__)
     app.json.sort_keys = False  # type: ignore[attr-defined]
     app.extensions[EXTENSION] = simulator or Simulator(config)
     app.register_blueprint(api)

@@ -1,0 +1,111 @@
+"""``crossfill sim`` and ``crossfill trigger``: the simulator's commands (loaded lazily by worker.cli)."""
+from __future__ import annotations
+
+import json
+import logging
+import signal
+import sys
+import threading
+from pathlib import Path
+from types import FrameType
+
+import click
+
+from fulfillment.catalog import load_catalog
+from fulfillment.errors import ConfigError
+from simulator import defaults
+from simulator.client import DEFAULT_API_KEY, SimClient
+from simulator.config import SimConfig
+from simulator.errors import SimulatorError
+from simulator.scenario import EVENT_OUTCOMES, purchase
+from simulator.server import SimServer
+
+DEFAULT_API_BASE = f"http://{defaults.HOST}:{defaults.PORT}"
+
+
+@click.command()
+@click.option("--host", default=defaults.HOST, show_default=True, help="Interface to listen on.")
+@click.option("--port", default=defaults.PORT, show_default=True, type=click.IntRange(0, 65535),
+              help="Port to listen on (0 picks a free one).")
+@click.option("--catalog", "catalog_path", type=click.Path(dir_okay=False, path_type=Path), envvar="CROSSFILL_CATALOG",
+              help="Catalog TOML: the cross-sell relation and the account's default tax behavior.  [env: CROSSFILL_CATALOG]")
+@click.option("--retry-base-ms", default=defaults.RETRY_BASE_MS, show_default=True, type=click.IntRange(1),
+              help="First webhook retry delay, ms; doubles per attempt.")
+@click.option("--retry-max-attempts", default=defaults.RETRY_MAX_ATTEMPTS, show_default=True, type=click.IntRange(1),
+              help="Delivery attempts per event and endpoint.")
+@click.option("--delivery-timeout-s", default=defaults.DELIVERY_TIMEOUT_S, show_default=True,
+              type=click.FloatRange(0.01), help="Seconds a webhook endpoint has to answer.")
+@click.option("--delivery-workers", default=defaults.DELIVERY_WORKERS, show_default=True, type=click.IntRange(1),
+              help="Webhooks delivered at once.")
+@click.option("--webhook-url", help="Register this webhook endpoint at start (all events).")
+@click.option("--webhook-secret", help="Its signing secret (whsec_...); generated when omitted.")
+@click.option("--verbose", "-v", is_flag=True, help="Log every request.")
+def sim(host: str, port: int, catalog_path: Path | None, retry_base_ms: int, retry_max_attempts: int,
+        delivery_timeout_s: float, delivery_workers: int, webhook_url: str | None, webhook_secret: str | None,
+        verbose: bool) -> None:
+    """Run the Stripe simulator: /v1 (Stripe's API) and /sim (Dashboard, buyer, faults)."""
+    logging.basicConfig(level=logging.DEBUG if verbose else logging.INFO,
+                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    try:
+        catalog = load_catalog(catalog_path)
+    except ConfigError as error:
+        click.echo(f"crossfill sim: {error}", err=True)
+        sys.exit(2)
+    config = SimConfig(catalog=catalog, retry_base_ms=retry_base_ms, retry_max_attempts=retry_max_attempts,
+                       delivery_timeout_s=delivery_timeout_s, delivery_workers=delivery_workers)
+    try:
+        server = SimServer(config, host=host, port=port, quiet=not verbose)
+    except OSError as error:
+        click.echo(f"crossfill sim: cannot listen on {host}:{port} ({error.strerror}); pick another --port", err=True)
+        sys.exit(2)
+    if webhook_url:
+        endpoint = server.simulator.store.create_endpoint(url=webhook_url, enabled_events=["*"], secret=webhook_secret)
+        click.echo(f"webhook endpoint {endpoint['id']} -> {webhook_url} (secret {endpoint['secret']})")
+    stopping = threading.Event()
+
+    def stop(signum: int, frame: FrameType | None) -> None:
+        stopping.set()
+
+    signal.signal(signal.SIGINT, stop)
+    signal.signal(signal.SIGTERM, stop)
+    server.start()
+    click.echo(f"Stripe simulator listening on {server.url}  (stripe.api_base = {server.url!r}, any sk_test_ key)")
+    try:
+        while not stopping.wait(1.0):
+            pass
+    finally:
+        server.stop()
+
+
+@click.command()
+@click.argument("event", type=click.Choice(sorted(EVENT_OUTCOMES)), default="checkout.session.completed")
+@click.option("--cross-sell", is_flag=True, help="The buyer adds the offered cross-sell.")
+@click.option("--remove-cross-sell", is_flag=True,
+              help="The buyer adds the cross-sell and removes it (with --cross-sell: adds it back).")
+@click.option("--items", default=1, show_default=True, type=click.IntRange(1, defaults.MAX_LINE_ITEMS),
+              help="Line items in the session (the Pro product, then extras).")
+@click.option("--outcome", type=click.Choice(["paid", "no_payment_required", "async_pending", "async_succeeded",
+                                              "async_failed"]),
+              help="How the payment ends (default: what EVENT needs; paid for completed).")
+@click.option("--email", help="The buyer's email.")
+@click.option("--api-base", default=DEFAULT_API_BASE, show_default=True, envvar="STRIPE_API_BASE",
+              help="The simulator's URL.  [env: STRIPE_API_BASE]")
+@click.option("--api-key", default=DEFAULT_API_KEY, show_default=True, help="Any sk_test_ key.")
+@click.option("--json", "as_json", is_flag=True, help="Print what the buyer did as JSON instead of the session id.")
+def trigger(event: str, cross_sell: bool, remove_cross_sell: bool, items: int, outcome: str | None,
+            email: str | None, api_base: str, api_key: str, as_json: bool) -> None:
+    """Drive one buyer through Checkout on the simulator (like `stripe trigger`); prints the session id."""
+    allowed = EVENT_OUTCOMES[event]
+    if outcome is not None and outcome not in allowed:
+        hint = "takes no --outcome" if allowed == ("expired",) else f"needs --outcome {' or '.join(allowed)}"
+        raise click.BadParameter(f"{event} {hint}", param_hint="--outcome")
+    chosen = outcome or allowed[0]
+    try:
+        with SimClient(api_base, api_key) as client:
+            client.get("/sim/health")
+            done = purchase(client, items=items, cross_sell=cross_sell, remove_cross_sell=remove_cross_sell,
+                            outcome=chosen, email=email)
+    except SimulatorError as error:
+        click.echo(f"crossfill trigger: {error}", err=True)
+        sys.exit(1)
+    click.echo(json.dumps(done.to_json()) if as_json else done.session_id)
