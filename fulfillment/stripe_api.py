@@ -11,7 +11,7 @@ from requests.adapters import HTTPAdapter
 from fulfillment import defaults
 from fulfillment.errors import PermanentError, TransientError
 from fulfillment.schemas import CheckoutSession, LineItem, parse_line_items, parse_session
-from fulfillment.settings import Settings
+from fulfillment.settings import Settings, redact
 
 log = logging.getLogger(__name__)
 
@@ -46,6 +46,7 @@ class StripeClient:
         self._base = settings.stripe_api_base
         self._timeout = (settings.stripe_connect_timeout, settings.stripe_read_timeout)
         self._http = http or pooled_session()
+        self._api_key = settings.stripe_api_key
         self._headers = {
             "Authorization": f"Bearer {settings.stripe_api_key}",
             "Stripe-Version": settings.stripe_api_version,
@@ -79,15 +80,17 @@ class StripeClient:
             except ValueError:
                 raise TransientError(f"GET {path} answered {response.status_code} with a body that is not JSON",
                                      status=response.status_code) from None
-        raise _api_error(path, response)
+        raise _api_error(path, response, api_key=self._api_key)
 
 
-def _api_error(path: str, response: requests.Response) -> TransientError | PermanentError:
+def _api_error(path: str, response: requests.Response, *, api_key: str) -> TransientError | PermanentError:
     status = response.status_code
     try:
-        message = str(response.json()["error"].get("message", ""))[:300]
+        message = str(response.json()["error"].get("message", ""))
     except (ValueError, KeyError, TypeError, AttributeError):
         message = ""
+    # An answer may quote the key we sent (a proxy, a misconfigured gateway): it never reaches an error.
+    message = message.replace(api_key, redact(api_key))[:300]
     text = f"GET {path} answered {status}" + (f": {message}" if message else "")
     # The API may say whether a retry can help; we defer to that over our own status rules.
     should_retry = response.headers.get("Stripe-Should-Retry")
