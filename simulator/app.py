@@ -11,7 +11,7 @@ import time
 from typing import Any
 from urllib.parse import urlsplit
 
-from flask import Blueprint, Flask, Response, current_app, g, request
+from flask import Blueprint, Flask, Response, current_app, g, jsonify, request
 from werkzeug.exceptions import HTTPException
 
 from simulator import defaults
@@ -99,7 +99,7 @@ def _request_id() -> str:
 
 
 def _error_response(error: ApiError) -> Response:
-    response = current_app.json.response(error.to_json())
+    response = jsonify(error.to_json())
     response.status_code = error.status
     for name, value in error.headers().items():
         response.headers[name] = value
@@ -358,7 +358,14 @@ def list_events() -> Any:
         raise InvalidRequest("You may only specify one of these parameters: type, types.", param="types")
     if len(types) > 20:
         raise InvalidRequest(f"types takes at most 20 event types (got {len(types)})", param="types")
-    return current_sim().store.list_events(params, types=[single] if single else types, created=_created(params))
+    listed = current_sim().store.list_events(params, types=[single] if single else types, created=_created(params))
+    listed["data"] = [_with_pending(event) for event in listed["data"]]
+    return listed
+
+
+def _with_pending(event: dict[str, Any]) -> dict[str, Any]:
+    """The event with ``pending_webhooks`` as of now (deliveries not yet acknowledged nor given up)."""
+    return {**event, "pending_webhooks": current_sim().dispatcher.pending_count(event["id"])}
 
 
 def _created(params: Params) -> dict[str, int]:
@@ -381,9 +388,7 @@ def _created(params: Params) -> dict[str, int]:
 @api.get("/events/<event_id>")
 def get_event(event_id: str) -> Any:
     _params().allow()
-    event = dict(current_sim().store.get_event(event_id))
-    event["pending_webhooks"] = current_sim().dispatcher.pending_count(event_id)
-    return event
+    return _with_pending(current_sim().store.get_event(event_id))
 
 
 @api.post("/webhook_endpoints")

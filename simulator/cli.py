@@ -27,8 +27,9 @@ DEFAULT_API_BASE = f"http://{defaults.HOST}:{defaults.PORT}"
 @click.option("--host", default=defaults.HOST, show_default=True, help="Interface to listen on.")
 @click.option("--port", default=defaults.PORT, show_default=True, type=click.IntRange(0, 65535),
               help="Port to listen on (0 picks a free one).")
-@click.option("--catalog", "catalog_path", type=click.Path(dir_okay=False, path_type=Path), envvar="CROSSFILL_CATALOG",
-              help="Catalog TOML: the cross-sell relation and the account's default tax behavior.  [env: CROSSFILL_CATALOG]")
+@click.option("--catalog", "catalog_path", type=click.Path(dir_okay=False, path_type=Path),
+              envvar="CROSSFILL_CATALOG", show_envvar=True,
+              help="Catalog TOML: the cross-sell relation and the account's default tax behavior.")
 @click.option("--retry-base-ms", default=defaults.RETRY_BASE_MS, show_default=True, type=click.IntRange(1),
               help="First webhook retry delay, ms; doubles per attempt.")
 @click.option("--retry-max-attempts", default=defaults.RETRY_MAX_ATTEMPTS, show_default=True, type=click.IntRange(1),
@@ -88,8 +89,8 @@ def sim(host: str, port: int, catalog_path: Path | None, retry_base_ms: int, ret
                                               "async_failed"]),
               help="How the payment ends (default: what EVENT needs; paid for completed).")
 @click.option("--email", help="The buyer's email.")
-@click.option("--api-base", default=DEFAULT_API_BASE, show_default=True, envvar="STRIPE_API_BASE",
-              help="The simulator's URL.  [env: STRIPE_API_BASE]")
+@click.option("--api-base", default=DEFAULT_API_BASE, show_default=True, envvar="STRIPE_API_BASE", show_envvar=True,
+              help="The simulator's URL.")
 @click.option("--api-key", default=DEFAULT_API_KEY, show_default=True, help="Any sk_test_ key.")
 @click.option("--json", "as_json", is_flag=True, help="Print what the buyer did as JSON instead of the session id.")
 def trigger(event: str, cross_sell: bool, remove_cross_sell: bool, items: int, outcome: str | None,

@@ -23,5 +23,5 @@ class SimConfig:
 
     def retry_delay_s(self, failed_attempts: int) -> float:
         """Delay before the next delivery attempt after *failed_attempts* failures (1, 2, ...), seconds."""
-        delay_ms = min(self.retry_base_ms * 2 ** (failed_attempts - 1), self.retry_max_delay_ms)
+        delay_ms = min(self.retry_base_ms * 2.0 ** (failed_attempts - 1), float(self.retry_max_delay_ms))
         return delay_ms / 1000.0

@@ -139,5 +139,5 @@ def to_bool(value: Any, name: str, *, default: bool = False) -> bool:
     if isinstance(value, bool):
         return value
     if value in ("true", "false"):
-        return value == "true"
+        return bool(value == "true")
     raise InvalidRequest(f"Invalid boolean: {name}={value!r}; use true or false", param=name)

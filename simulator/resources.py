@@ -169,7 +169,7 @@ def line_item_json(item: LineItemRecord, price: PriceRecord, product: ProductRec
 def session_json(session: SessionRecord, amount_of: Callable[[LineItemRecord], int]) -> dict[str, Any]:
     """A Checkout Session object, without ``line_items`` (Stripe includes them only when expanded)."""
     amount = sum(amount_of(item) for item in session.line_items)
-    details = None
+    details: dict[str, Any] | None = None
     if session.status == "complete" or session.customer_email:
         details = {"address": None, "email": session.customer_email, "name": session.customer_name,
                    "phone": None, "tax_exempt": "none", "tax_ids": []}

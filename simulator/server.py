@@ -48,7 +48,7 @@ class SimServer:
     @property
     def url(self) -> str:
         """The base URL, e.g. ``http://127.0.0.1:12111`` (what ``stripe.api_base`` takes)."""
-        return f"http://{self._server.server_address[0]}:{self.port}"
+        return f"http://{self._server.host}:{self.port}"
 
     def start(self) -> SimServer:
         """Serve in a background thread."""

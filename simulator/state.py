@@ -40,7 +40,7 @@ MODES = ("payment", "subscription", "setup")
 TAX_BEHAVIORS = ("inclusive", "exclusive", "unspecified")
 INTERVALS = ("day", "week", "month", "year")
 
-EventHook = Callable[[dict[str, Any], Sequence[EndpointRecord]], None]
+EventHook = Callable[[dict[str, Any], Sequence[EndpointRecord]], object]
 
 
 @dataclass(frozen=True)
@@ -428,7 +428,7 @@ class Store:
         data: dict[str, Any] = {"object": obj}
         if previous_attributes is not None:
             data["previous_attributes"] = previous_attributes
-        event = {
+        event: dict[str, Any] = {
             "id": new_id("evt_"), "object": "event", "api_version": self.config.api_version,
             "created": self._now(), "data": data, "livemode": False, "pending_webhooks": len(targets),
             "request": {"id": request.id, "idempotency_key": request.idempotency_key}, "type": event_type,

@@ -111,11 +111,13 @@ def test_default_limit_is_ten_and_max_page_is_100(paging_client: stripe.StripeCl
     assert (len(default.data), len(biggest.data), biggest.has_more) == (10, 100, True)
 
 
-def test_ending_before_pages_backwards(paging_client: stripe.StripeClient, big_session: stripe.checkout.Session) -> None:
-    everything = list(paging_client.v1.checkout.sessions.line_items.list(big_session.id, {"limit": 100}).auto_paging_iter())
+def test_ending_before_pages_backwards(paging_client: stripe.StripeClient,
+                                      big_session: stripe.checkout.Session) -> None:
+    line_items = paging_client.v1.checkout.sessions.line_items
+    everything = list(line_items.list(big_session.id, {"limit": 100}).auto_paging_iter())
     cursor = everything[25].id
 
-    before = paging_client.v1.checkout.sessions.line_items.list(big_session.id, {"limit": 10, "ending_before": cursor})
+    before = line_items.list(big_session.id, {"limit": 10, "ending_before": cursor})
     backwards = list(before.auto_paging_iter())
 
     assert [item.id for item in before.data] == [item.id for item in everything[15:25]]
@@ -135,7 +137,8 @@ def test_limit_out_of_bounds_is_400_naming_limit(paging_client: stripe.StripeCli
 def test_both_cursors_or_an_unknown_cursor_is_400(paging_client: stripe.StripeClient,
                                                   big_session: stripe.checkout.Session) -> None:
     with pytest.raises(stripe.InvalidRequestError) as both:
-        paging_client.v1.checkout.sessions.line_items.list(big_session.id, {"starting_after": "li_a", "ending_before": "li_b"})
+        paging_client.v1.checkout.sessions.line_items.list(
+            big_session.id, {"starting_after": "li_a", "ending_before": "li_b"})
     with pytest.raises(stripe.InvalidRequestError) as unknown:
         paging_client.v1.checkout.sessions.line_items.list(big_session.id, {"starting_after": "li_nope"})
 
@@ -152,8 +155,10 @@ def test_expanding_line_items_gives_only_the_first_page(paging_client: stripe.St
     assert "line_items" not in plain
 
 
-def test_expand_price_product_on_line_items(paging_client: stripe.StripeClient, big_session: stripe.checkout.Session) -> None:
-    page = paging_client.v1.checkout.sessions.line_items.list(big_session.id, {"limit": 2, "expand": ["data.price.product"]})
+def test_expand_price_product_on_line_items(paging_client: stripe.StripeClient,
+                                            big_session: stripe.checkout.Session) -> None:
+    page = paging_client.v1.checkout.sessions.line_items.list(
+        big_session.id, {"limit": 2, "expand": ["data.price.product"]})
 
     assert [item.price.product.object for item in page.data] == ["product", "product"]
     assert page.data[0].price.product.id == "prod_item_000"

@@ -84,7 +84,9 @@ def test_trigger_sends_the_events_of_its_outcome(sim_server: SimServer, client: 
 
 
 def test_trigger_refuses_an_outcome_its_event_cannot_have(sim_server: SimServer) -> None:
-    result = CliRunner().invoke(trigger, ["checkout.session.expired", "--outcome", "paid", "--api-base", sim_server.url])
+    args = ["checkout.session.expired", "--outcome", "paid", "--api-base", sim_server.url]
+
+    result = CliRunner().invoke(trigger, args)
 
     assert result.exit_code == 2 and "takes no --outcome" in result.output
 
