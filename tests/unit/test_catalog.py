@@ -1,0 +1,172 @@
+"""The catalog TOML: parsed into frozen config, and every wrong key refused by name."""
+from __future__ import annotations
+
+import tomllib
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from fulfillment.catalog import Catalog, ProductConfig, load_catalog, parse_catalog
+from fulfillment.errors import ConfigError
+
+SAMPLE = """
+[account]
+default_tax_behavior = "exclusive"
+
+[defaults]
+handler = "http"
+
+[products.prod_pro]
+name = "Togethere Professional"
+cross_sell = "prod_deploy"
+handler = "http"
+options = { url = "https://fulfil.example/hooks/crossfill", timeout = 5 }
+
+[products.prod_team]
+cross_sell = "prod_deploy"
+
+[products.prod_deploy]
+name = "Deploy add-on"
+handler = "log"
+"""
+
+
+def write(tmp_path: Path, text: str) -> Path:
+    path = tmp_path / "catalog.toml"
+    path.write_text(text, encoding="utf-8")
+    return path
+
+
+def config_error(text: str) -> ConfigError:
+    with pytest.raises(ConfigError) as caught:
+        parse_catalog(tomllib.loads(text))
+    return caught.value
+
+
+def test_a_sample_catalog_file(tmp_path: Path) -> None:
+    catalog = load_catalog(write(tmp_path, SAMPLE))
+
+    assert catalog.default_tax_behavior == "exclusive"
+    assert catalog.default_handler == "http"
+    pro = catalog.product("prod_pro")
+    assert (pro.name, pro.cross_sell, pro.handler) == ("Togethere Professional", "prod_deploy", "http")
+    assert dict(pro.options) == {"url": "https://fulfil.example/hooks/crossfill", "timeout": 5}
+    assert catalog.product("prod_deploy").handler == "log"
+
+
+def test_a_product_without_a_handler_takes_the_default_handler(tmp_path: Path) -> None:
+    catalog = load_catalog(write(tmp_path, SAMPLE))
+
+    assert catalog.product("prod_team") == ProductConfig(id="prod_team", cross_sell="prod_deploy", handler="http")
+
+
+def test_an_unlisted_product_gets_the_defaults(tmp_path: Path) -> None:
+    catalog = load_catalog(write(tmp_path, SAMPLE))
+
+    assert catalog.product("prod_unknown") == ProductConfig(id="prod_unknown", handler="http")
+
+
+def test_cross_sells_and_is_cross_sell(tmp_path: Path) -> None:
+    catalog = load_catalog(write(tmp_path, SAMPLE))
+
+    assert catalog.cross_sells == {"prod_pro": "prod_deploy", "prod_team": "prod_deploy"}
+    assert catalog.is_cross_sell("prod_deploy")
+    assert not catalog.is_cross_sell("prod_pro")
+    assert not catalog.is_cross_sell("prod_unknown")
+
+
+def test_an_empty_document_is_the_empty_catalog() -> None:
+    catalog = parse_catalog({})
+
+    assert catalog == Catalog()
+    assert (catalog.default_handler, catalog.default_tax_behavior, catalog.cross_sells) == ("log", "unspecified", {})
+
+
+def test_no_path_is_the_empty_catalog() -> None:
+    assert load_catalog(None) == Catalog()
+
+
+def test_the_parsed_catalog_cannot_be_changed(tmp_path: Path) -> None:
+    catalog = load_catalog(write(tmp_path, SAMPLE))
+
+    with pytest.raises(TypeError):
+        catalog.products["prod_new"] = ProductConfig(id="prod_new")  # type: ignore[index]
+    with pytest.raises(TypeError):
+        catalog.product("prod_pro").options["url"] = "http://elsewhere"  # type: ignore[index]
+
+
+# --- every wrong key, by name -----------------------------------------------------------------------------
+
+@pytest.mark.parametrize(("text", "key"), [
+    ('account = "x"', "[account]"),
+    ("[account]\ndefault_tax_behavior = \"sometimes\"", "[account].default_tax_behavior"),
+    ("[account]\ndefault_tax_behavior = 1", "[account].default_tax_behavior"),
+    ("defaults = 3", "[defaults]"),
+    ('[defaults]\nhandler = ""', "[defaults].handler"),
+    ("[defaults]\nhandler = 7", "[defaults].handler"),
+    ("products = [1, 2]", "[products]"),
+    ('[products]\nprod_a = "http"', "[products.prod_a]"),
+    ("[products.prod_a]\ncross_sell = 5", "[products.prod_a].cross_sell"),
+    ('[products.prod_a]\ncross_sell = ""', "[products.prod_a].cross_sell"),
+    ('[products.prod_a]\nhandler = ""', "[products.prod_a].handler"),
+    ("[products.prod_a]\nhandler = [\"log\"]", "[products.prod_a].handler"),
+    ('[products.prod_a]\noptions = "url=http://x"', "[products.prod_a].options"),
+])
+def test_a_wrong_key_is_a_config_error_naming_it(text: str, key: str) -> None:
+    error = config_error(text)
+
+    assert error.name == f"CROSSFILL_CATALOG {key}"
+    assert str(error).startswith(f"CROSSFILL_CATALOG {key}=")
+
+
+def test_a_product_cannot_cross_sell_itself() -> None:
+    error = config_error('[products.prod_a]\ncross_sell = "prod_a"')
+
+    assert error.name == "CROSSFILL_CATALOG [products.prod_a].cross_sell"
+    assert "cannot cross-sell itself" in str(error)
+
+
+def test_the_error_suggests_the_values_to_use() -> None:
+    assert "inclusive, exclusive, unspecified" in str(config_error('[account]\ndefault_tax_behavior = "gross"'))
+
+
+def test_parse_catalog_names_the_source_it_was_given() -> None:
+    with pytest.raises(ConfigError) as caught:
+        parse_catalog({"defaults": {"handler": ""}}, source="catalog.toml")
+
+    assert caught.value.name == "catalog.toml [defaults].handler"
+
+
+@pytest.mark.parametrize("content", [b"[products.prod_a\nname = 1", b"\xff\xfe not utf-8"],
+                         ids=["bad-toml", "not-utf-8"])
+def test_a_file_that_is_not_toml_is_a_config_error(tmp_path: Path, content: bytes) -> None:
+    path = tmp_path / "catalog.toml"
+    path.write_bytes(content)
+
+    with pytest.raises(ConfigError) as caught:
+        load_catalog(path)
+
+    assert caught.value.name == "CROSSFILL_CATALOG"
+    assert str(path) in str(caught.value)
+
+
+def test_a_missing_file_is_a_config_error(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError, match="readable TOML file"):
+        load_catalog(tmp_path / "nope.toml")
+
+
+def test_a_file_with_a_wrong_key_is_refused_like_a_document(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError) as caught:
+        load_catalog(write(tmp_path, '[products.prod_a]\ncross_sell = "prod_a"'))
+
+    assert caught.value.name == "CROSSFILL_CATALOG [products.prod_a].cross_sell"
+
+
+def test_options_are_copied_not_shared() -> None:
+    document: dict[str, Any] = {"products": {"prod_a": {"options": {"url": "http://a"}}}}
+    catalog = parse_catalog(document)
+
+    document["products"]["prod_a"]["options"]["url"] = "http://changed"
+
+    assert catalog.product("prod_a").options["url"] == "http://a"
