@@ -205,9 +205,11 @@ class Dispatcher:
         with self._lock:
             delivery.attempts.append(attempt)
             if attempt.succeeded:
-                delivery.state, delivery.next_attempt_at = "succeeded", None
+                delivery.state, delivery.next_attempt_at, delivery.body = "succeeded", None, b""
             elif attempt.number >= self.config.retry_max_attempts:
-                delivery.state, delivery.next_attempt_at = "failed", None
+                # Settled deliveries drop their body (resend re-renders the event): memory stays flat
+                # under benchmark load.
+                delivery.state, delivery.next_attempt_at, delivery.body = "failed", None, b""
                 log.warning("webhook delivery %s of %s gave up after %d attempts", delivery.id,
                             delivery.event_id, attempt.number)
             elif not self._stopping:
