@@ -16,7 +16,7 @@ from fulfillment.inbox import CLAIMED, DUPLICATE, Inbox
 from fulfillment.settings import Settings, load_settings
 from fulfillment.store import connect
 from webhooks.envelope import HANDLED_TYPES, parse_event
-from webhooks.errors import PayloadTooLarge, SignatureVerificationError, WebhookError
+from webhooks.errors import InvalidPayload, PayloadTooLarge, SignatureVerificationError, WebhookError
 from webhooks.metrics import ReceiverMetrics
 from webhooks.signature import verify
 from worker.app import EVENTS_QUEUE, PROCESS_EVENT, make_celery
@@ -149,7 +149,11 @@ def _read_body(limit: int) -> bytes:
     declared = request.content_length
     if declared is not None and declared > limit:
         raise PayloadTooLarge(f"the body is {declared} bytes; at most {limit} are accepted")
-    body = request.stream.read(limit + 1)
+    try:
+        body = request.stream.read(limit + 1)
+    except Exception as error:  # noqa: BLE001 - the server's framing errors (bad chunked encoding,
+        # a client gone mid-body) share no base class; they are the sender's fault, never a 500.
+        raise InvalidPayload(f"the request body could not be read ({type(error).__name__})") from None
     if len(body) > limit:
         raise PayloadTooLarge(f"the body is over {limit} bytes; at most {limit} are accepted")
     return body
