@@ -7,6 +7,8 @@ from __future__ import annotations
 
 import json
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
@@ -53,35 +55,44 @@ class DeadLetters:
         letter = DeadLetter(id=key, task=task, args=list(args), error=error[:2000], reason=reason,
                             attempts=attempts, first_failed_at=previous.first_failed_at if previous else now,
                             failed_at=now)
-        try:
-            with self._redis.pipeline() as pipe:
-                pipe.hset(_ENTRIES, key, json.dumps(asdict(letter)))
-                pipe.zadd(_ORDER, {key: now})
-                pipe.execute()
-        except redis.RedisError as error_:
-            raise StoreUnavailable(f"Redis is unreachable: {type(error_).__name__}") from error_
+        with _reachable(), self._redis.pipeline() as pipe:
+            pipe.hset(_ENTRIES, key, json.dumps(asdict(letter)))
+            pipe.zadd(_ORDER, {key: now})
+            pipe.execute()
         return letter
 
     def get(self, letter_id: str) -> DeadLetter | None:
         """One entry, or None."""
-        raw = self._redis.hget(_ENTRIES, letter_id)
+        with _reachable():
+            raw = self._redis.hget(_ENTRIES, letter_id)
         return DeadLetter(**json.loads(raw)) if raw else None  # type: ignore[arg-type]
 
     def list(self, limit: int = 1000) -> list[DeadLetter]:
         """Entries, oldest failure first."""
-        ids: list[str] = self._redis.zrange(_ORDER, 0, limit - 1)  # type: ignore[assignment]
-        if not ids:
-            return []
-        raws: list[Any] = self._redis.hmget(_ENTRIES, ids)  # type: ignore[assignment]
+        with _reachable():
+            ids: list[str] = self._redis.zrange(_ORDER, 0, limit - 1)  # type: ignore[assignment]
+            if not ids:
+                return []
+            raws: list[Any] = self._redis.hmget(_ENTRIES, ids)  # type: ignore[assignment]
         return [DeadLetter(**json.loads(raw)) for raw in raws if raw]
 
     def remove(self, letter_id: str) -> bool:
         """Drop an entry (after a replay); False when there was none."""
-        with self._redis.pipeline() as pipe:
+        with _reachable(), self._redis.pipeline() as pipe:
             pipe.hdel(_ENTRIES, letter_id)
             pipe.zrem(_ORDER, letter_id)
             removed, _ = pipe.execute()
         return bool(removed)
 
     def count(self) -> int:
-        return int(self._redis.zcard(_ORDER))  # type: ignore[arg-type]
+        with _reachable():
+            return int(self._redis.zcard(_ORDER))  # type: ignore[arg-type]
+
+
+@contextmanager
+def _reachable() -> Iterator[None]:
+    """Turn a Redis failure into StoreUnavailable, as every other store of crossfill does."""
+    try:
+        yield
+    except redis.RedisError as error:
+        raise StoreUnavailable(f"Redis is unreachable: {type(error).__name__}") from error

@@ -1,12 +1,16 @@
 """The dead-letter queue on fakeredis: one entry per failed task, oldest failure first."""
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import fakeredis
 import pytest
+import redis
 from fulfillment_fixtures import fake_redis
 
 from fulfillment import deadletters
 from fulfillment.deadletters import DeadLetter, DeadLetters, entry_id
+from fulfillment.errors import StoreUnavailable
 
 
 class Clock:
@@ -100,3 +104,20 @@ def test_a_long_error_is_cut(queue: DeadLetters, clock: Clock) -> None:
     assert len(letter.error) == 2000
     assert queue.get(letter.id) == letter
 
+
+
+@pytest.mark.parametrize("call", [
+    lambda queue: queue.add("process_event", ["evt_1"], "bad", reason="permanent", attempts=1),
+    lambda queue: queue.get("event:evt_1"),
+    lambda queue: queue.list(),
+    lambda queue: queue.remove("event:evt_1"),
+    lambda queue: queue.count(),
+], ids=["add", "get", "list", "remove", "count"])
+def test_redis_down_is_store_unavailable(call: Callable[[DeadLetters], object], server: fakeredis.FakeServer,
+                                         queue: DeadLetters) -> None:
+    server.connected = False
+
+    with pytest.raises(StoreUnavailable, match="Redis is unreachable") as caught:
+        call(queue)
+
+    assert isinstance(caught.value.__cause__, redis.ConnectionError)
