@@ -211,3 +211,10 @@ def make_session(session_id: str = "cs_test_1", *, payment_status: str = "paid",
 def fake_redis(server: fakeredis.FakeServer | None = None) -> fakeredis.FakeRedis:
     """A fakeredis client (Lua through lupa) decoding responses, as ``fulfillment.store.connect`` does."""
     return fakeredis.FakeRedis(server=server or fakeredis.FakeServer(), decode_responses=True)
+
+
+# --- a third-party handler, loaded through an entry point -------------------------------------------------
+
+def echo_handler(request: Any, options: Mapping[str, Any]) -> dict[str, Any]:
+    """A handler as a plugin would ship one: answers with what it was given."""
+    return {"handler": "echo", "key": request.idempotency_key, "options": dict(options)}
