@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import logging
+import math
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
@@ -76,7 +77,7 @@ class HttpHandler:
             "Idempotency-Key": request.idempotency_key,
             "Crossfill-Signature": sign(body, [str(secret)], timestamp=int(time.time())),
         }
-        timeout = float(options.get("timeout", defaults.HANDLER_TIMEOUT_S))
+        timeout = _timeout(options.get("timeout", defaults.HANDLER_TIMEOUT_S))
         try:
             response = self._http.post(url, data=body, headers=headers, timeout=(3.05, timeout),
                                        allow_redirects=False)
@@ -91,6 +92,17 @@ class HttpHandler:
         if status in TRANSIENT_STATUSES or status >= 500:
             raise TransientError(text, retry_after=retry_after_seconds(response), status=status)
         raise PermanentError(text, status=status)
+
+
+def _timeout(raw: Any) -> float:
+    """``options.timeout`` in seconds; a value requests cannot use is a config mistake, not worth a retry."""
+    try:
+        seconds = float(raw)
+    except (TypeError, ValueError):
+        seconds = math.nan
+    if not (math.isfinite(seconds) and seconds > 0):
+        raise PermanentError(f"the http handler needs options.timeout as a positive number of seconds, got {raw!r}")
+    return seconds
 
 
 def _short_json(response: requests.Response) -> Any:

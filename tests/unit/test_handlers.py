@@ -217,3 +217,9 @@ def test_an_entry_point_cannot_replace_a_built_in(monkeypatch: pytest.MonkeyPatc
     ))
 
     assert HandlerRegistry().get("log") is log_handler
+
+
+@pytest.mark.parametrize("timeout", ["soon", 0, -1, [5], "nan"])
+def test_an_unusable_timeout_option_is_permanent_and_named(timeout: Any, http: requests.Session) -> None:
+    with pytest.raises(PermanentError, match="options.timeout"):
+        HttpHandler(http)(REQUEST, {"url": "http://127.0.0.1:9/hook", "timeout": timeout})
