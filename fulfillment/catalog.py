@@ -8,6 +8,7 @@ cross-sell), so crossfill keeps the same relation here. The file is TOML (``CROS
 
     [defaults]
     handler = "log"                      # handler for products not listed
+    options = {}                         # handler options for products that set none
 
     [products.prod_pro]
     name = "Togethere Professional"
@@ -51,6 +52,7 @@ class Catalog:
     products: Mapping[str, ProductConfig] = field(default_factory=lambda: MappingProxyType({}))
     default_handler: str = DEFAULT_HANDLER
     default_tax_behavior: str = "unspecified"
+    default_options: Mapping[str, Any] = field(default_factory=lambda: MappingProxyType({}))
 
     @property
     def cross_sells(self) -> dict[str, str]:
@@ -63,7 +65,8 @@ class Catalog:
 
     def product(self, product_id: str) -> ProductConfig:
         """The config of *product_id*, or the defaults when it is not listed."""
-        return self.products.get(product_id) or ProductConfig(id=product_id, handler=self.default_handler)
+        return self.products.get(product_id) or ProductConfig(id=product_id, handler=self.default_handler,
+                                                              options=self.default_options)
 
 
 def parse_catalog(document: Mapping[str, Any], *, source: str = "CROSSFILL_CATALOG") -> Catalog:
@@ -80,6 +83,9 @@ def parse_catalog(document: Mapping[str, Any], *, source: str = "CROSSFILL_CATAL
     default_handler = defaults.get("handler", DEFAULT_HANDLER)
     if not isinstance(default_handler, str) or not default_handler:
         raise ConfigError(f"{source} [defaults].handler", default_handler, "name a handler, e.g. \"log\" or \"http\"")
+    default_options = defaults.get("options", {})
+    if not isinstance(default_options, dict):
+        raise ConfigError(f"{source} [defaults].options", default_options, "make it a table")
     products: dict[str, ProductConfig] = {}
     for pid, raw in _table(document, "products", source).items():
         where = f"{source} [products.{pid}]"
@@ -91,7 +97,7 @@ def parse_catalog(document: Mapping[str, Any], *, source: str = "CROSSFILL_CATAL
         if cross_sell == pid:
             raise ConfigError(f"{where}.cross_sell", cross_sell, "a product cannot cross-sell itself")
         handler = raw.get("handler", default_handler)
-        options = raw.get("options", {})
+        options = raw.get("options", default_options)
         if not isinstance(handler, str) or not handler:
             raise ConfigError(f"{where}.handler", handler, "name a handler, e.g. \"log\" or \"http\"")
         if not isinstance(options, dict):
@@ -99,7 +105,7 @@ def parse_catalog(document: Mapping[str, Any], *, source: str = "CROSSFILL_CATAL
         products[pid] = ProductConfig(id=pid, name=str(raw.get("name", "")), cross_sell=cross_sell,
                                       handler=handler, options=MappingProxyType(dict(options)))
     return Catalog(products=MappingProxyType(products), default_handler=default_handler,
-                   default_tax_behavior=tax)
+                   default_tax_behavior=tax, default_options=MappingProxyType(dict(default_options)))
 
 
 def load_catalog(path: Path | None) -> Catalog:

@@ -48,17 +48,17 @@ local function settle_order(order_key, items_key, item_prefix, sets, sid, now)
 end
 """
 
-# KEYS: order, order items, item prefix, status-set prefix. ARGV: sid, now, order json, items json.
+# KEYS: order, order items, item prefix, status-set prefix. ARGV: sid, now, order json, then
+# (item id, item json) pairs — passed as strings, since cjson would turn an empty list into {}.
 _OPEN = _LUA_COMMON + """
 local sid, now = ARGV[1], ARGV[2]
 redis.call('HSETNX', KEYS[1], 'created_at', now)
 redis.call('HSET', KEYS[1], 'data', ARGV[3], 'updated_at', now)
-local items = cjson.decode(ARGV[4])
-for position, item in ipairs(items) do
-  local key = KEYS[3] .. item.id
+for i = 4, #ARGV, 2 do
+  local key = KEYS[3] .. ARGV[i]
   if redis.call('EXISTS', key) == 0 then
-    redis.call('HSET', key, 'status', 'pending', 'attempts', 0, 'created_at', now, 'data', cjson.encode(item))
-    redis.call('ZADD', KEYS[2], position, item.id)
+    redis.call('HSET', key, 'status', 'pending', 'attempts', 0, 'created_at', now, 'data', ARGV[i + 1])
+    redis.call('ZADD', KEYS[2], (i - 2) / 2, ARGV[i])
   end
 end
 local status = redis.call('HGET', KEYS[1], 'status')
@@ -172,7 +172,9 @@ class Ledger:
         not yet ended, to dispatch.
         """
         keys = [_order_key(session_id), _items_key(session_id), _item_prefix(session_id), _ORDER_SETS]
-        args = [session_id, time.time(), json.dumps(order), json.dumps(list(items))]
+        args: list[Any] = [session_id, time.time(), json.dumps(order)]
+        for item in items:
+            args += [item["id"], json.dumps(item)]
         status, *open_ids = self._call(self._open, keys, args)
         return str(status), [str(item_id) for item_id in open_ids]
 

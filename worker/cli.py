@@ -6,7 +6,6 @@ import importlib
 import json
 import logging
 import os
-import secrets
 import shutil
 import sys
 import time
@@ -17,7 +16,8 @@ from typing import Any, TypeVar
 import click
 
 from fulfillment.errors import ConfigError
-from fulfillment.settings import Settings, load_settings
+from fulfillment.settings import Settings, load_settings, redact
+from worker.local import child_env
 
 F = TypeVar("F", bound=Callable[..., Any])
 GUNICORN_APP = "webhooks:create_app()"
@@ -42,36 +42,6 @@ def _setup_logging(level: str = "INFO") -> None:
     logging.basicConfig(level=level, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
 
 
-def _secret_file(settings: Settings) -> Path:
-    return settings.data_dir / "webhook_secret"
-
-
-def _resolve_secrets(settings: Settings, *, generate: bool) -> Settings:
-    """Use STRIPE_WEBHOOK_SECRET, else the secret kept in the data dir (made by ``crossfill run``)."""
-    if settings.webhook_secrets:
-        return settings
-    path = _secret_file(settings)
-    if path.exists():
-        return settings.with_secrets((path.read_text().strip(),))
-    if not generate:
-        _fail_config(ConfigError("STRIPE_WEBHOOK_SECRET", "", "set the endpoint's signing secret (whsec_...), "
-                                 "or start with `crossfill run` to have one generated"))
-    settings.data_dir.mkdir(parents=True, exist_ok=True)
-    secret = "whsec_" + secrets.token_urlsafe(24)
-    path.write_text(secret + "\n")
-    path.chmod(0o600)
-    return settings.with_secrets((secret,))
-
-
-def _child_env(settings: Settings) -> dict[str, str]:
-    """The environment a child process gets: the parent's, with the resolved Redis and secrets."""
-    env = dict(os.environ)
-    env["CROSSFILL_REDIS_URL"] = settings.resolved_redis_url
-    env["CROSSFILL_DATA_DIR"] = str(settings.data_dir)
-    env["STRIPE_WEBHOOK_SECRET"] = ",".join(settings.webhook_secrets)
-    return env
-
-
 def gunicorn_argv(settings: Settings, bind_host: str = "127.0.0.1") -> list[str]:
     """The gunicorn command line serving the receiver for *settings*."""
     return [sys.executable, "-m", "gunicorn", "--config", GUNICORN_CONFIG,
@@ -90,7 +60,7 @@ class _LazyGroup(click.Group):
     lazy: dict[str, str] = {
         "sim": "simulator.cli:sim",
         "trigger": "simulator.cli:trigger",
-        "demo": "simulator.cli:demo",
+        "demo": "simulator.demo:demo",
     }
 
     def list_commands(self, ctx: click.Context) -> list[str]:
@@ -145,11 +115,11 @@ def web() -> None:
 
     _setup_logging()
     settings, redis_proc = _with_redis(_settings())
-    settings = _resolve_secrets(settings, generate=False)
+    settings = _secrets(settings, generate=False)
     supervisor = Supervisor()
     if redis_proc is not None:
         supervisor.children["redis"] = redis_proc
-    env = _child_env(settings)
+    env = child_env(settings)
     env["PROMETHEUS_MULTIPROC_DIR"] = str(_fresh_metrics_dir(settings))
     supervisor.start("web", gunicorn_argv(settings), env)
     sys.exit(supervisor.wait())
@@ -180,25 +150,45 @@ def worker(concurrency: int) -> None:
 
 @main.command()
 @click.option("--concurrency", "-c", default=8, show_default=True, help="Worker tasks run at once (threads).")
-def run(concurrency: int) -> None:
-    """Run everything locally: embedded Redis (unless configured), the receiver and a worker."""
+@click.option("--sim-port", default=12111, show_default=True, help="Port of the simulator (without STRIPE_API_KEY).")
+def run(concurrency: int, sim_port: int) -> None:
+    """Run everything locally: embedded Redis (unless configured), the receiver, a worker, and the
+    Stripe simulator when STRIPE_API_KEY is unset. Ctrl-C stops all of it."""
+    from worker.local import secret_file, start_local
     from worker.processes import Supervisor
 
     _setup_logging()
     settings, redis_proc = _with_redis(_settings())
-    settings = _resolve_secrets(settings, generate=True)
+    generated = not settings.webhook_secrets
+    settings = _secrets(settings, generate=True)
     supervisor = Supervisor()
     if redis_proc is not None:
         supervisor.children["redis"] = redis_proc
-    env = _child_env(settings)
-    crossfill = [sys.executable, "-m", "worker.cli"]
-    supervisor.start("worker", [*crossfill, "worker", "--concurrency", str(concurrency)], env)
-    supervisor.start("web", [*crossfill, "web"], env)
-    click.echo(f"crossfill is running: http://127.0.0.1:{settings.port}/webhooks/stripe")
-    click.echo(f"  Redis:          {settings.resolved_redis_url}")
-    click.echo(f"  webhook secret: {settings.webhook_secrets[0]}  (kept in {_secret_file(settings)})")
+    try:
+        stack = start_local(settings, concurrency=concurrency, sim_port=sim_port, supervisor=supervisor)
+    except RuntimeError as error:
+        supervisor.stop_all()
+        click.echo(f"crossfill: {error}", err=True)
+        sys.exit(1)
+    shown = settings.webhook_secrets[0] if generated else redact(settings.webhook_secrets[0])
+    click.echo(f"crossfill is running: {stack.receiver_url}")
+    click.echo(f"  Redis:           {settings.resolved_redis_url}")
+    click.echo(f"  webhook secret:  {shown}" + (f"  (kept in {secret_file(settings)})" if generated else ""))
+    if stack.sim_url:
+        click.echo(f"  Stripe simulator: {stack.sim_url}  (STRIPE_API_BASE; webhooks go to the receiver)")
+        click.echo("  try: crossfill trigger checkout.session.completed --cross-sell")
     click.echo("  Ctrl-C stops everything.")
     sys.exit(supervisor.wait())
+
+
+def _secrets(settings: Settings, *, generate: bool) -> Settings:
+    from worker.local import resolve_secrets
+
+    try:
+        return resolve_secrets(settings, generate=generate)
+    except ConfigError as error:
+        _fail_config(error)
+        raise
 
 
 def _ops_app() -> Any:

@@ -54,7 +54,7 @@ def process_event(task: Task, event_id: str) -> dict[str, Any]:
         if attempt < runtime.settings.max_attempts:
             delay = _delay(runtime, attempt, getattr(error, "retry_after", None))
             log.warning("event %s: %s; retry %d in %.1f s", event_id, error, attempt, delay)
-            raise task.retry(countdown=delay, max_retries=None, exc=error) from None
+            raise task.retry(countdown=delay, exc=error) from None
         return _dead_event(runtime, event_id, error, "exhausted", attempt)
 
     with task.app.producer_or_acquire() as producer:
@@ -87,7 +87,7 @@ def fulfill_item(task: Task, session_id: str, line_item_id: str) -> dict[str, An
         return {"status": "failed", "error": claim.error}
     if claim.outcome == BUSY:
         # Another run holds the lease; come back when it ends or expires (not an attempt of ours).
-        raise task.retry(countdown=min(claim.wait_s + 1, runtime.settings.item_lease), max_retries=None)
+        raise task.retry(countdown=min(claim.wait_s + 1, runtime.settings.item_lease))
     if claim.outcome != CLAIMED:
         letter = runtime.dead_letters.add(FULFILL_ITEM, [session_id, line_item_id], "the item is not in the ledger",
                                           reason="permanent", attempts=0)
@@ -114,7 +114,7 @@ def fulfill_item(task: Task, session_id: str, line_item_id: str) -> dict[str, An
         delay = _delay(runtime, claim.attempt, getattr(error, "retry_after", None))
         log.warning("item %s:%s attempt %d failed (%s); retry in %.1f s", session_id, line_item_id,
                     claim.attempt, message, delay)
-        raise task.retry(countdown=delay, max_retries=None) from None
+        raise task.retry(countdown=delay) from None
     if not ledger.record_result(session_id, line_item_id, claim.token, result):
         log.warning("item %s:%s: lease lost before the result was recorded; the handler's idempotency key "
                     "covers the repeat", session_id, line_item_id)
@@ -132,6 +132,10 @@ def _dead_item(runtime: Runtime, request: FulfillmentRequest, token: str, messag
 
 
 def register(app: CrossfillCelery) -> None:
-    """Register crossfill's tasks on *app* under their stable names."""
-    app.task(name=PROCESS_EVENT, bind=True)(process_event)
-    app.task(name=FULFILL_ITEM, bind=True)(fulfill_item)
+    """Register crossfill's tasks on *app* under their stable names.
+
+    Celery's own retry cap is off (``max_retries=None``): the tasks count attempts themselves
+    (the ledger for items, the retry count for events) and dead-letter when they run out.
+    """
+    app.task(name=PROCESS_EVENT, bind=True, max_retries=None)(process_event)
+    app.task(name=FULFILL_ITEM, bind=True, max_retries=None)(fulfill_item)

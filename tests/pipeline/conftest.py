@@ -71,7 +71,9 @@ class Stack:
                        what=f"order {session_id} to become {status}", interval=0.1)
         except AssertionError as error:
             logs = "\n".join(f"--- {name}\n{proc.output()}" for name, proc in self.procs.items())
-            raise AssertionError(f"{error}; order is {self.order(session_id)}\n{logs}") from None
+            order = self.order(session_id) or {}
+            items = [(item["status"], item.get("error")) for item in order.get("items", [])][:5]
+            raise AssertionError(f"{error}; order is {order.get('status')}, items (first 5) {items}\n{logs}") from None
         order = self.order(session_id)
         assert order is not None
         return order

@@ -54,6 +54,7 @@ class Proc:
         """SIGKILL the whole process group: the process and every child it forked."""
         os.killpg(self.popen.pid, signal.SIGKILL)
         self.popen.wait(10)
+        self._log.close()
 
     def stop(self, timeout: float = 10) -> None:
         if self.popen.poll() is None:
@@ -65,10 +66,12 @@ class Proc:
                 self.popen.wait(10)
             except ProcessLookupError:
                 pass
-        self._log.close()
+        if not self._log.closed:
+            self._log.close()
 
     def output(self) -> str:
-        self._log.flush()
+        if not self._log.closed:
+            self._log.flush()
         return self.log_path.read_text(errors="replace")[-6000:]
 
 

@@ -17,15 +17,14 @@ default_tax_behavior = "exclusive"
 
 [defaults]
 handler = "http"
+options = {{ url = "{target_url}" }}
 
 [products.{PRO}]
 name = "Togethere Professional"
 cross_sell = "{DEPLOY}"
-options = {{ url = "{target_url}" }}
 
 [products.{DEPLOY}]
 name = "Professional Services: Deployment"
-options = {{ url = "{target_url}" }}
 """
 
 

@@ -38,11 +38,14 @@ class FulfillmentTarget:
                     time.sleep(target.delay_s)
                 status = target.record(key, body, self.headers.get("Crossfill-Signature", ""))
                 payload = json.dumps({"ok": 200 <= status < 300, "key": key}).encode()
-                self.send_response(status)
-                self.send_header("Content-Type", "application/json")
-                self.send_header("Content-Length", str(len(payload)))
-                self.end_headers()
-                self.wfile.write(payload)
+                try:
+                    self.send_response(status)
+                    self.send_header("Content-Type", "application/json")
+                    self.send_header("Content-Length", str(len(payload)))
+                    self.end_headers()
+                    self.wfile.write(payload)
+                except (BrokenPipeError, ConnectionResetError):
+                    pass  # the caller died mid-request (a worker killed on purpose)
 
             def log_message(self, *args: Any) -> None:
                 pass

@@ -1,0 +1,126 @@
+"""The local loop: everything crossfill needs, started as child processes of one command.
+
+With no ``STRIPE_API_KEY``, the Stripe simulator is started too (as a process, never imported here),
+the receiver is registered as its webhook endpoint, and the worker reads sessions from it.
+"""
+from __future__ import annotations
+
+import os
+import secrets
+import socket
+import sys
+import time
+from dataclasses import dataclass, replace
+from pathlib import Path
+
+import requests
+
+from fulfillment.errors import ConfigError
+from fulfillment.settings import Settings
+from worker.processes import Supervisor
+
+SIM_API_KEY = "sk_test_crossfill_local"  #: the key the worker uses against the local simulator
+DEMO_CATALOG = Path(__file__).resolve().parents[1] / "simulator" / "demo_catalog.toml"
+HANDLED_EVENTS = ("checkout.session.completed", "checkout.session.async_payment_succeeded",
+                  "checkout.session.async_payment_failed", "checkout.session.expired")
+START_TIMEOUT_S = 30.0  #: wait for a child to listen, seconds
+CROSSFILL = [sys.executable, "-m", "worker.cli"]
+
+
+@dataclass
+class LocalStack:
+    """What :func:`start_local` started, and where it listens."""
+
+    settings: Settings
+    supervisor: Supervisor
+    receiver_url: str
+    sim_url: str | None = None
+
+
+def secret_file(settings: Settings) -> Path:
+    return settings.data_dir / "webhook_secret"
+
+
+def resolve_secrets(settings: Settings, *, generate: bool) -> Settings:
+    """Use STRIPE_WEBHOOK_SECRET, else the secret kept in the data dir, else (if allowed) a new one.
+
+    Raises:
+        ConfigError: when there is none and *generate* is false.
+    """
+    if settings.webhook_secrets:
+        return settings
+    path = secret_file(settings)
+    if path.exists():
+        return settings.with_secrets((path.read_text().strip(),))
+    if not generate:
+        raise ConfigError("STRIPE_WEBHOOK_SECRET", "", "set the endpoint's signing secret (whsec_...), "
+                          "or start with `crossfill run` to have one generated")
+    settings.data_dir.mkdir(parents=True, exist_ok=True)
+    secret = "whsec_" + secrets.token_urlsafe(24)
+    path.write_text(secret + "\n")
+    path.chmod(0o600)
+    return settings.with_secrets((secret,))
+
+
+def child_env(settings: Settings) -> dict[str, str]:
+    """The environment of a child process: this one's, with every resolved setting spelled out."""
+    env = dict(os.environ)
+    env.update({
+        "CROSSFILL_REDIS_URL": settings.resolved_redis_url,
+        "CROSSFILL_DATA_DIR": str(settings.data_dir),
+        "CROSSFILL_PORT": str(settings.port),
+        "STRIPE_WEBHOOK_SECRET": ",".join(settings.webhook_secrets),
+        "STRIPE_API_BASE": settings.stripe_api_base,
+    })
+    if settings.stripe_api_key:
+        env["STRIPE_API_KEY"] = settings.stripe_api_key
+    if settings.catalog_path:
+        env["CROSSFILL_CATALOG"] = str(settings.catalog_path)
+    return env
+
+
+def wait_listening(port: int, supervisor: Supervisor, what: str, timeout: float = START_TIMEOUT_S) -> None:
+    """Wait until something listens on 127.0.0.1:*port*; fail early if a child died meanwhile."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        with socket.socket() as probe:
+            probe.settimeout(0.2)
+            if probe.connect_ex(("127.0.0.1", port)) == 0:
+                return
+        dead = [name for name, proc in supervisor.children.items() if proc.poll() is not None]
+        if dead:
+            raise RuntimeError(f"{dead[0]} exited while waiting for {what}")
+        time.sleep(0.1)
+    raise RuntimeError(f"{what} did not listen on port {port} within {timeout:g} s")
+
+
+def start_local(settings: Settings, *, concurrency: int, sim_port: int = 12111,
+                supervisor: Supervisor | None = None) -> LocalStack:
+    """Start the simulator (when no API key is set), a worker and the receiver; return when they listen.
+
+    *settings* must already name its Redis (the caller starts the embedded one) and secrets.
+    """
+    supervisor = supervisor or Supervisor()
+    receiver_url = f"http://127.0.0.1:{settings.port}/webhooks/stripe"
+    sim_url = None
+    if not settings.stripe_api_key:
+        sim_url = f"http://127.0.0.1:{sim_port}"
+        settings = replace(settings, stripe_api_key=SIM_API_KEY, stripe_api_base=sim_url,
+                           catalog_path=settings.catalog_path or DEMO_CATALOG)
+        supervisor.start("sim", [*CROSSFILL, "sim", "--port", str(sim_port), "--catalog",
+                                 str(settings.catalog_path)], child_env(settings))
+        wait_listening(sim_port, supervisor, "the simulator")
+        register_endpoint(sim_url, receiver_url, settings.webhook_secrets[0])
+    env = child_env(settings)
+    supervisor.start("worker", [*CROSSFILL, "worker", "--concurrency", str(concurrency)], env)
+    supervisor.start("web", [*CROSSFILL, "web"], env)
+    wait_listening(settings.port, supervisor, "the receiver")
+    return LocalStack(settings=settings, supervisor=supervisor, receiver_url=receiver_url, sim_url=sim_url)
+
+
+def register_endpoint(sim_url: str, receiver_url: str, secret: str) -> None:
+    """Make the receiver the simulator's webhook endpoint, signing with the secret it already has."""
+    form = [("url", receiver_url), ("secret", secret)] + [("enabled_events[]", event) for event in HANDLED_EVENTS]
+    response = requests.post(f"{sim_url}/v1/webhook_endpoints", data=form, timeout=10,
+                             headers={"Authorization": f"Bearer {SIM_API_KEY}"})
+    response.raise_for_status()
