@@ -1,0 +1,186 @@
+"""pipeline.decide: the payment gate and the order record, over any order of events.
+
+The Stripe side is a small in-memory stand-in that returns schema objects (the real client is
+tested against HTTP in test_stripe_api.py, and end to end in the integration tests); the ledger is
+the real one, on fakeredis.
+"""
+from __future__ import annotations
+
+from collections.abc import Iterator
+from dataclasses import replace
+from typing import Any
+
+import pytest
+from fulfillment_fixtures import fake_redis, make_item, make_session
+
+from fulfillment.catalog import parse_catalog
+from fulfillment.errors import PermanentError
+from fulfillment.ledger import CLAIMED, Ledger
+from fulfillment.pipeline import ASYNC_FAILED, ASYNC_SUCCEEDED, COMPLETED, EXPIRED, Decision, decide
+from fulfillment.schemas import CheckoutSession, LineItem
+
+SID = "cs_test_1"
+CATALOG = parse_catalog({"products": {"prod_pro": {"cross_sell": "prod_deploy", "handler": "http"}}})
+ITEMS = [make_item("li_1", "prod_pro"), make_item("li_2", "prod_deploy")]
+
+
+class Sessions:
+    """Checkout Sessions as the API would return them now; the test changes them between events."""
+
+    def __init__(self) -> None:
+        self.sessions: dict[str, CheckoutSession] = {}
+        self.items: dict[str, list[LineItem]] = {}
+        self.line_item_reads = 0
+
+    def put(self, session: CheckoutSession, items: list[LineItem]) -> None:
+        self.sessions[session.id] = session
+        self.items[session.id] = items
+
+    def retrieve_session(self, session_id: str) -> CheckoutSession:
+        try:
+            return self.sessions[session_id]
+        except KeyError:
+            raise PermanentError(f"GET /v1/checkout/sessions/{session_id} answered 404", status=404) from None
+
+    def iter_line_items(self, session_id: str) -> Iterator[LineItem]:
+        self.line_item_reads += 1
+        yield from self.items[session_id]
+
+
+@pytest.fixture
+def api() -> Sessions:
+    return Sessions()
+
+
+@pytest.fixture
+def ledger() -> Ledger:
+    return Ledger(fake_redis())
+
+
+def run(event: str, api: Sessions, ledger: Ledger) -> Decision:
+    return decide(event, SID, api, ledger, CATALOG)  # type: ignore[arg-type]
+
+
+def fulfil(ledger: Ledger, *item_ids: str) -> None:
+    """Do what fulfill_item does for each item: claim it, record a result."""
+    for item_id in item_ids:
+        claim = ledger.claim_item(SID, item_id, lease_s=30)
+        assert claim.outcome == CLAIMED
+        assert ledger.record_result(SID, item_id, claim.token, {"ok": True})
+
+
+def order(ledger: Ledger) -> dict[str, Any]:
+    found = ledger.order(SID)
+    assert found is not None
+    return found
+
+
+@pytest.mark.parametrize("payment_status", ["paid", "no_payment_required"])
+@pytest.mark.parametrize("event", [COMPLETED, ASYNC_SUCCEEDED])
+def test_a_paid_session_dispatches_every_item(event: str, payment_status: str, api: Sessions,
+                                              ledger: Ledger) -> None:
+    api.put(make_session(SID, payment_status=payment_status), ITEMS)
+
+    decision = run(event, api, ledger)
+
+    assert decision == Decision("fulfilling", ("li_1", "li_2"))
+    recorded = order(ledger)
+    assert recorded["status"] == "fulfilling"
+    assert [(item["id"], item["cross_sell"], item["handler"]) for item in recorded["items"]] == [
+        ("li_1", False, "http"), ("li_2", True, "log")]
+    assert (recorded["item_count"], recorded["cross_sell_count"]) == (2, 1)
+
+
+def test_an_unpaid_session_awaits_payment_and_dispatches_nothing(api: Sessions, ledger: Ledger) -> None:
+    api.put(make_session(SID, payment_status="unpaid"), ITEMS)
+
+    decision = run(COMPLETED, api, ledger)
+
+    assert decision == Decision("awaiting_payment")
+    assert (order(ledger)["status"], order(ledger)["items"]) == ("awaiting_payment", [])
+    assert api.line_item_reads == 0
+
+
+def test_a_failed_async_payment_marks_the_order_and_dispatches_nothing(api: Sessions, ledger: Ledger) -> None:
+    # Given a buyer who paid by bank debit: completed while unpaid
+    api.put(make_session(SID, payment_status="unpaid"), ITEMS)
+    run(COMPLETED, api, ledger)
+
+    # When the payment fails
+    decision = run(ASYNC_FAILED, api, ledger)
+
+    # Then the order is payment_failed, and a late duplicate "completed" does not hide it
+    assert decision == Decision("payment_failed")
+    assert run(COMPLETED, api, ledger) == Decision("payment_failed")
+    assert order(ledger)["status"] == "payment_failed"
+    assert ledger.counts()["payment_failed"] == 1 and ledger.counts()["awaiting_payment"] == 0
+
+
+def test_async_failed_first_is_recorded_too(api: Sessions, ledger: Ledger) -> None:
+    api.put(make_session(SID, payment_status="unpaid"), ITEMS)
+
+    assert run(ASYNC_FAILED, api, ledger) == Decision("payment_failed")
+
+
+def test_an_expired_session_is_recorded(api: Sessions, ledger: Ledger) -> None:
+    api.put(replace(make_session(SID, payment_status="unpaid"), status="expired"), ITEMS)
+
+    assert run(EXPIRED, api, ledger) == Decision("expired")
+    assert order(ledger)["status"] == "expired"
+
+
+def test_an_async_payment_that_succeeds_later_is_fulfilled(api: Sessions, ledger: Ledger) -> None:
+    # Given an order waiting for a delayed payment
+    api.put(make_session(SID, payment_status="unpaid"), ITEMS)
+    run(COMPLETED, api, ledger)
+
+    # When the payment succeeds
+    api.put(make_session(SID, payment_status="paid"), ITEMS)
+    decision = run(ASYNC_SUCCEEDED, api, ledger)
+
+    # Then every item is dispatched
+    assert decision == Decision("fulfilling", ("li_1", "li_2"))
+    assert ledger.counts()["awaiting_payment"] == 0
+
+
+def test_out_of_order_events_fulfil_each_item_once(api: Sessions, ledger: Ledger) -> None:
+    # Given async_payment_succeeded arrives before completed; the API says paid to both
+    api.put(make_session(SID), ITEMS)
+    first = run(ASYNC_SUCCEEDED, api, ledger)
+    assert first == Decision("fulfilling", ("li_1", "li_2"))
+
+    # When one item is fulfilled before the late "completed" is processed
+    fulfil(ledger, "li_1")
+    second = run(COMPLETED, api, ledger)
+
+    # Then only the still-open item is dispatched again
+    assert second == Decision("fulfilling", ("li_2",))
+
+    # And once every result is recorded, a further duplicate dispatches nothing
+    fulfil(ledger, "li_2")
+    assert run(COMPLETED, api, ledger) == Decision("fulfilled")
+
+
+def test_a_late_event_after_fulfillment_changes_nothing(api: Sessions, ledger: Ledger) -> None:
+    # Given a fulfilled order
+    api.put(make_session(SID), ITEMS)
+    run(COMPLETED, api, ledger)
+    fulfil(ledger, "li_1", "li_2")
+    before = order(ledger)
+
+    # When late and duplicate events arrive
+    for event in (COMPLETED, ASYNC_SUCCEEDED, EXPIRED):
+        assert run(event, api, ledger) == Decision("fulfilled")
+
+    # Then the order and its items are as they were
+    after = order(ledger)
+    assert after["status"] == "fulfilled"
+    assert [(item["id"], item["status"], item["attempts"], item["result"]) for item in after["items"]] == [
+        (item["id"], item["status"], item["attempts"], item["result"]) for item in before["items"]]
+
+
+def test_an_unknown_session_is_a_permanent_error_and_records_nothing(api: Sessions, ledger: Ledger) -> None:
+    with pytest.raises(PermanentError, match="404"):
+        run(COMPLETED, api, ledger)
+
+    assert ledger.order(SID) is None
