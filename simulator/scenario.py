@@ -22,18 +22,8 @@ CURRENCY = "usd"
 DEMO_PRODUCTS = ((PRO, "Crossfill Professional", 4900), (DEPLOY, "Professional Services: Deployment", 15000))
 
 #: The catalog config (``CROSSFILL_CATALOG``) matching the demo products, for the worker to read.
-DEMO_CATALOG_TOML = f"""\
-# The demo catalog: what `crossfill trigger` and `crossfill demo` create on the simulator.
-[account]
-default_tax_behavior = "exclusive"
-
-[products.{PRO}]
-name = "Crossfill Professional"
-cross_sell = "{DEPLOY}"
-
-[products.{DEPLOY}]
-name = "Professional Services: Deployment"
-"""
+DEMO_CATALOG_PATH = Path(__file__).with_name("demo_catalog.toml")
+DEMO_CATALOG_TOML = DEMO_CATALOG_PATH.read_text(encoding="utf-8")
 
 #: What each trigger-able event type asks of the buyer.
 EVENT_OUTCOMES = {

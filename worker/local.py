@@ -95,10 +95,11 @@ def wait_listening(port: int, supervisor: Supervisor, what: str, timeout: float 
 
 
 def start_local(settings: Settings, *, concurrency: int, sim_port: int = 12111,
-                supervisor: Supervisor | None = None) -> LocalStack:
+                supervisor: Supervisor | None = None, log_dir: Path | None = None) -> LocalStack:
     """Start the simulator (when no API key is set), a worker and the receiver; return when they listen.
 
-    *settings* must already name its Redis (the caller starts the embedded one) and secrets.
+    *settings* must already name its Redis (the caller starts the embedded one) and secrets. With
+    *log_dir*, each child logs to a file there instead of this terminal.
     """
     supervisor = supervisor or Supervisor()
     receiver_url = f"http://127.0.0.1:{settings.port}/webhooks/stripe"
@@ -108,12 +109,12 @@ def start_local(settings: Settings, *, concurrency: int, sim_port: int = 12111,
         settings = replace(settings, stripe_api_key=SIM_API_KEY, stripe_api_base=sim_url,
                            catalog_path=settings.catalog_path or DEMO_CATALOG)
         supervisor.start("sim", [*CROSSFILL, "sim", "--port", str(sim_port), "--catalog",
-                                 str(settings.catalog_path)], child_env(settings))
+                                 str(settings.catalog_path)], child_env(settings), log_dir)
         wait_listening(sim_port, supervisor, "the simulator")
         register_endpoint(sim_url, receiver_url, settings.webhook_secrets[0])
     env = child_env(settings)
-    supervisor.start("worker", [*CROSSFILL, "worker", "--concurrency", str(concurrency)], env)
-    supervisor.start("web", [*CROSSFILL, "web"], env)
+    supervisor.start("worker", [*CROSSFILL, "worker", "--concurrency", str(concurrency)], env, log_dir)
+    supervisor.start("web", [*CROSSFILL, "web"], env, log_dir)
     wait_listening(settings.port, supervisor, "the receiver")
     return LocalStack(settings=settings, supervisor=supervisor, receiver_url=receiver_url, sim_url=sim_url)
 

@@ -9,6 +9,7 @@ import subprocess
 import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
+from pathlib import Path
 
 log = logging.getLogger(__name__)
 
@@ -31,7 +32,8 @@ def spawn(argv: Sequence[str], *, env: Mapping[str, str] | None = None,
           stdout: int | None = None) -> subprocess.Popen[bytes]:
     """Start a child that dies with this process and ignores the terminal's Ctrl-C."""
     return subprocess.Popen(list(argv), env=dict(env) if env is not None else None,
-                            preexec_fn=_die_with_parent, stdout=stdout)
+                            preexec_fn=_die_with_parent, stdout=stdout,
+                            stderr=subprocess.STDOUT if stdout is not None else None)
 
 
 def stop(proc: subprocess.Popen[bytes], timeout: float = STOP_TIMEOUT_S) -> int | None:
@@ -52,8 +54,15 @@ class Supervisor:
 
     children: dict[str, subprocess.Popen[bytes]] = field(default_factory=dict)
 
-    def start(self, name: str, argv: Sequence[str], env: Mapping[str, str] | None = None) -> None:
-        self.children[name] = spawn(argv, env=env)
+    def start(self, name: str, argv: Sequence[str], env: Mapping[str, str] | None = None,
+              log_dir: Path | None = None) -> None:
+        """Start a child; with *log_dir*, its output goes to ``<log_dir>/<name>.log`` instead of ours."""
+        if log_dir is None:
+            self.children[name] = spawn(argv, env=env)
+            return
+        log_dir.mkdir(parents=True, exist_ok=True)
+        with open(log_dir / f"{name}.log", "ab") as log:
+            self.children[name] = spawn(argv, env=env, stdout=log.fileno())
 
     def wait(self) -> int:
         """Block until a child exits or SIGINT/SIGTERM arrives; stop every child; return an exit code."""

@@ -1,0 +1,128 @@
+"""``crossfill demo``: the whole loop on the embedded defaults, with scripted buyers, checked.
+
+Starts Redis, the simulator, the receiver and a worker; runs purchases with and without the
+cross-sell, one removed then added again, an async payment that succeeds and one that fails, and a
+session of 120 line items; waits for every order; prints a table; stops everything; exits 0 only
+when every order ended as expected.
+"""
+from __future__ import annotations
+
+import shutil
+import sys
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, replace
+from pathlib import Path
+from typing import Any
+
+import click
+
+from fulfillment.ledger import Ledger
+from fulfillment.settings import load_settings
+from fulfillment.store import connect
+from simulator.client import SimClient
+from simulator.scenario import DEPLOY, purchase
+from worker.embedded import free_port, start_embedded
+from worker.local import resolve_secrets, start_local
+from worker.processes import Supervisor
+
+WAIT_S = 120.0  #: longest wait for every order to settle, seconds
+FINAL_STATUSES = ("fulfilled", "partially_failed", "payment_failed", "expired")
+
+
+@dataclass(frozen=True)
+class Scenario:
+    """One scripted buyer and what crossfill must make of it."""
+
+    label: str
+    run: Callable[[SimClient], str]  #: drives the buyer; returns the session id
+    status: str  #: the order status expected at the end
+    items: int  #: line items expected in the order
+    cross_sells: int  #: of which cross-sells
+
+
+def _buy(**options: Any) -> Callable[[SimClient], str]:
+    return lambda client: purchase(client, email="demo.buyer@example.com", **options).session_id
+
+
+def _async(second: str) -> Callable[[SimClient], str]:
+    def run(client: SimClient) -> str:
+        session_id = purchase(client, outcome="async_pending", cross_sell=True).session_id
+        time.sleep(0.5)  # the buyer's bank takes a moment
+        client.post(f"/sim/checkout/sessions/{session_id}/complete", {"outcome": second})
+        return session_id
+
+    return run
+
+
+SCENARIOS = (
+    Scenario("primary only", _buy(), "fulfilled", 1, 0),
+    Scenario("primary + cross-sell", _buy(cross_sell=True), "fulfilled", 2, 1),
+    Scenario("cross-sell added, removed", _buy(remove_cross_sell=True), "fulfilled", 1, 0),
+    Scenario("cross-sell removed, added again", _buy(cross_sell=True, remove_cross_sell=True), "fulfilled", 2, 1),
+    Scenario("async payment succeeded", _async("async_succeeded"), "fulfilled", 2, 1),
+    Scenario("async payment failed", _async("async_failed"), "payment_failed", 0, 0),
+    Scenario("120 line items + cross-sell", _buy(items=120, cross_sell=True), "fulfilled", 121, 1),
+)
+
+
+@click.command()
+@click.option("--data-dir", type=click.Path(file_okay=False, path_type=Path), default=Path("var/demo"),
+              show_default=True, help="Scratch data dir (emptied first).")
+def demo(data_dir: Path) -> None:
+    """Run scripted purchases through simulator → receiver → worker and check every outcome."""
+    shutil.rmtree(data_dir, ignore_errors=True)
+    settings = replace(load_settings(), data_dir=data_dir, redis_url=None, port=free_port(), stripe_api_key=None,
+                       webhook_secrets=(), catalog_path=None)
+    supervisor = Supervisor()
+    url, redis_proc = start_embedded(data_dir)
+    if redis_proc is not None:
+        supervisor.children["redis"] = redis_proc
+    settings = resolve_secrets(settings.with_redis(url), generate=True)
+    try:
+        click.echo(f"starting Redis, the simulator, the receiver and a worker (logs in {data_dir}/logs) ...")
+        stack = start_local(settings, concurrency=8, sim_port=free_port(), supervisor=supervisor,
+                            log_dir=data_dir / "logs")
+        assert stack.sim_url is not None
+        with SimClient(stack.sim_url) as client:
+            sessions = [(scenario, scenario.run(client)) for scenario in SCENARIOS]
+        click.echo(f"{len(sessions)} purchases made; waiting for their orders ...")
+        ledger = Ledger(connect(url))
+        orders = _wait(ledger, sessions)
+    finally:
+        supervisor.stop_all()
+    ok = _report(sessions, orders)
+    sys.exit(0 if ok else 1)
+
+
+def _wait(ledger: Ledger, sessions: list[tuple[Scenario, str]]) -> dict[str, dict[str, Any]]:
+    deadline = time.monotonic() + WAIT_S
+    orders: dict[str, dict[str, Any]] = {}
+    while time.monotonic() < deadline:
+        orders = {sid: ledger.order(sid) or {"status": "missing", "items": []} for _, sid in sessions}
+        if all(orders[sid]["status"] == scenario.status for scenario, sid in sessions):
+            break
+        time.sleep(0.5)
+    return orders
+
+
+def _report(sessions: list[tuple[Scenario, str]], orders: dict[str, dict[str, Any]]) -> bool:
+    click.echo(f"\n{'purchase':<32} {'session':<22} {'items':>5} {'cross-sell':>10}  {'status':<16} check")
+    all_ok = True
+    for scenario, sid in sessions:
+        order = orders[sid]
+        items = order["items"]
+        cross = [item for item in items if item.get("cross_sell")]
+        ok = (order["status"] == scenario.status and len(items) == scenario.items
+              and len(cross) == scenario.cross_sells and all(item["product"] == DEPLOY for item in cross)
+              and all(item["status"] == "done" for item in items))
+        all_ok &= ok
+        click.echo(f"{scenario.label:<32} {sid[:20] + '…':<22} {len(items):>5} {len(cross):>10}  "
+                   f"{order['status']:<16} {'ok' if ok else 'FAILED: expected ' + scenario.status}")
+        for item in items[:3] if len(items) <= 3 else items[:2]:
+            click.echo(f"    {item['id']:<30} {item['product']:<26} x{item['quantity']} "
+                       f"{'cross-sell' if item.get('cross_sell') else '':<10} {item['status']}")
+        if len(items) > 3:
+            click.echo(f"    ... {len(items) - 2} more, {sum(i['status'] == 'done' for i in items)} done in all")
+    click.echo("\nall outcomes as expected" if all_ok else "\nSOME OUTCOMES ARE WRONG")
+    return all_ok
