@@ -11,7 +11,8 @@ from __future__ import annotations
 import json
 import time
 import uuid
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any
 
@@ -240,17 +241,20 @@ class Ledger:
 
     def order_summary(self, session_id: str) -> dict[str, Any]:
         """The order's fields without its items (what a handler is told about the order)."""
-        raw = self._redis.hget(_order_key(session_id), "data")
+        with _reachable():
+            raw = self._redis.hget(_order_key(session_id), "data")
         return {"session_id": session_id, **json.loads(raw or "{}")}  # type: ignore[arg-type]
 
     def item(self, session_id: str, line_item_id: str) -> dict[str, Any] | None:
         """One item as plain data, or None when unknown."""
-        row: dict[str, str] = self._redis.hgetall(_item_prefix(session_id) + line_item_id)  # type: ignore[assignment]
+        key = _item_prefix(session_id) + line_item_id
+        with _reachable():
+            row: dict[str, str] = self._redis.hgetall(key)  # type: ignore[assignment]
         return _item_view(row) if row else None
 
     def counts(self) -> dict[str, int]:
         """Number of orders in each status."""
-        with self._redis.pipeline(transaction=False) as pipe:
+        with _reachable(), self._redis.pipeline(transaction=False) as pipe:
             for status in ORDER_STATUSES:
                 pipe.scard(_ORDER_SETS + status)
             return dict(zip(ORDER_STATUSES, pipe.execute(), strict=True))
@@ -264,6 +268,15 @@ class Ledger:
             return script(keys=keys, args=args)
         except redis.RedisError as error:
             raise StoreUnavailable(f"Redis is unreachable: {type(error).__name__}") from error
+
+
+@contextmanager
+def _reachable() -> Iterator[None]:
+    """Turn a Redis failure into StoreUnavailable, as the ledger's other calls do."""
+    try:
+        yield
+    except redis.RedisError as error:
+        raise StoreUnavailable(f"Redis is unreachable: {type(error).__name__}") from error
 
 
 def _float(raw: str | None) -> float | None:

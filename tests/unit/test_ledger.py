@@ -4,7 +4,7 @@ from __future__ import annotations
 import subprocess
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from typing import Any
 
 import fakeredis
@@ -323,16 +323,26 @@ def test_twenty_concurrent_claims_give_exactly_one_lease(server: fakeredis.FakeS
     assert opened.item(SID, "li_1")["attempts"] == 1  # type: ignore[index]
 
 
-def test_redis_down_is_store_unavailable(server: fakeredis.FakeServer, opened: Ledger) -> None:
+@pytest.mark.parametrize("call", [
+    lambda ledger: ledger.open_order(SID, ORDER, ITEMS),
+    lambda ledger: ledger.mark_order(SID, "expired", ORDER),
+    lambda ledger: ledger.claim_item(SID, "li_1", lease_s=LEASE_S),
+    lambda ledger: ledger.record_result(SID, "li_1", "token", {}),
+    lambda ledger: ledger.reopen_item(SID, "li_1"),
+    lambda ledger: ledger.order(SID),
+    lambda ledger: ledger.order_summary(SID),
+    lambda ledger: ledger.item(SID, "li_1"),
+    lambda ledger: ledger.counts(),
+], ids=["open_order", "mark_order", "claim_item", "record_result", "reopen_item", "order", "order_summary", "item",
+        "counts"])
+def test_redis_down_is_store_unavailable(call: Callable[[Ledger], object], server: fakeredis.FakeServer,
+                                         opened: Ledger) -> None:
     server.connected = False
 
-    with pytest.raises(StoreUnavailable) as caught:
-        opened.claim_item(SID, "li_1", lease_s=LEASE_S)
+    with pytest.raises(StoreUnavailable, match="Redis is unreachable") as caught:
+        call(opened)
+
     assert isinstance(caught.value.__cause__, redis.ConnectionError)
-    with pytest.raises(StoreUnavailable):
-        opened.open_order(SID, ORDER, ITEMS)
-    with pytest.raises(StoreUnavailable):
-        opened.order(SID)
 
 
 # --- item data round-trips exactly, on fakeredis and on a real redis-server ------------------------------
