@@ -67,6 +67,24 @@ def test_an_unlisted_product_gets_the_defaults(tmp_path: Path) -> None:
     assert catalog.product("prod_unknown") == ProductConfig(id="prod_unknown", handler="http")
 
 
+def test_default_options_apply_to_products_that_set_none() -> None:
+    catalog = parse_catalog(tomllib.loads("""
+[defaults]
+handler = "http"
+options = { url = "https://fulfil.example/default" }
+
+[products.prod_own]
+options = { url = "https://fulfil.example/own" }
+
+[products.prod_bare]
+name = "No options of its own"
+"""))
+
+    assert dict(catalog.product("prod_own").options) == {"url": "https://fulfil.example/own"}
+    assert dict(catalog.product("prod_bare").options) == {"url": "https://fulfil.example/default"}
+    assert dict(catalog.product("prod_unlisted").options) == {"url": "https://fulfil.example/default"}
+
+
 def test_cross_sells_and_is_cross_sell(tmp_path: Path) -> None:
     catalog = load_catalog(write(tmp_path, SAMPLE))
 
@@ -105,6 +123,7 @@ def test_the_parsed_catalog_cannot_be_changed(tmp_path: Path) -> None:
     ("defaults = 3", "[defaults]"),
     ('[defaults]\nhandler = ""', "[defaults].handler"),
     ("[defaults]\nhandler = 7", "[defaults].handler"),
+    ('[defaults]\noptions = "url=http://x"', "[defaults].options"),
     ("products = [1, 2]", "[products]"),
     ('[products]\nprod_a = "http"', "[products.prod_a]"),
     ("[products.prod_a]\ncross_sell = 5", "[products.prod_a].cross_sell"),
