@@ -75,8 +75,11 @@ def parse_catalog(document: Mapping[str, Any], *, source: str = "CROSSFILL_CATAL
     Raises:
         ConfigError: naming the key that is wrong.
     """
+    _known_keys(document, ("account", "defaults", "products"), source)
     account = _table(document, "account", source)
     defaults = _table(document, "defaults", source)
+    _known_keys(account, ("default_tax_behavior",), f"{source} [account]")
+    _known_keys(defaults, ("handler", "options"), f"{source} [defaults]")
     tax = account.get("default_tax_behavior", "unspecified")
     if tax not in TAX_BEHAVIORS:
         raise ConfigError(f"{source} [account].default_tax_behavior", tax, f"use one of {', '.join(TAX_BEHAVIORS)}")
@@ -91,6 +94,7 @@ def parse_catalog(document: Mapping[str, Any], *, source: str = "CROSSFILL_CATAL
         where = f"{source} [products.{pid}]"
         if not isinstance(raw, dict):
             raise ConfigError(where, raw, "make it a table")
+        _known_keys(raw, ("name", "cross_sell", "handler", "options"), where)
         cross_sell = raw.get("cross_sell")
         if cross_sell is not None and (not isinstance(cross_sell, str) or not cross_sell):
             raise ConfigError(f"{where}.cross_sell", cross_sell, "name a product id such as \"prod_...\"")
@@ -121,6 +125,13 @@ def load_catalog(path: Path | None) -> Catalog:
     except (OSError, UnicodeDecodeError, tomllib.TOMLDecodeError) as error:
         raise ConfigError("CROSSFILL_CATALOG", str(path), f"make it a readable TOML file ({error})") from None
     return parse_catalog(document)
+
+
+def _known_keys(table: Mapping[str, Any], known: tuple[str, ...], where: str) -> None:
+    # A typo such as `cross_sel` would silently drop a cross-sell relation: refuse unknown keys.
+    for key in table:
+        if key not in known:
+            raise ConfigError(f"{where}.{key}", table[key], f"unknown key; the known ones are {', '.join(known)}")
 
 
 def _table(document: Mapping[str, Any], key: str, source: str) -> Mapping[str, Any]:

@@ -37,7 +37,6 @@ local function set_order_status(order_key, sets, sid, status, now)
 end
 local function settle_order(order_key, items_key, item_prefix, sets, sid, now)
   local ids = redis.call('ZRANGE', items_key, 0, -1)
-  if #ids == 0 then return end
   local failed = false
   for _, id in ipairs(ids) do
     local status = redis.call('HGET', item_prefix .. id, 'status')

@@ -189,3 +189,15 @@ def test_options_are_copied_not_shared() -> None:
     document["products"]["prod_a"]["options"]["url"] = "http://changed"
 
     assert catalog.product("prod_a").options["url"] == "http://a"
+
+
+@pytest.mark.parametrize(("document", "where"), [
+    ({"products": {"prod_a": {"cross_sel": "prod_b"}}}, "[products.prod_a].cross_sel"),
+    ({"acount": {}}, "CROSSFILL_CATALOG.acount"),
+    ({"defaults": {"handlr": "log"}}, "[defaults].handlr"),
+    ({"account": {"tax": "inclusive"}}, "[account].tax"),
+])
+def test_an_unknown_key_is_refused_so_a_typo_cannot_drop_a_cross_sell(document: dict, where: str) -> None:
+    with pytest.raises(ConfigError) as raised:
+        parse_catalog(document)
+    assert where in str(raised.value)

@@ -390,3 +390,9 @@ def test_item_data_comes_back_as_it_was_given(backend: str, request: pytest.Fixt
     item = ledger.item(SID, "li_1")
     assert item is not None
     assert {key: item[key] for key in given} == given
+
+
+def test_a_paid_order_without_line_items_is_fulfilled_not_stuck(ledger: Ledger) -> None:
+    status, dispatch = ledger.open_order("cs_empty", {"mode": "payment"}, [])
+    assert (status, dispatch) == ("fulfilled", [])
+    assert ledger.counts()["fulfilled"] == 1
