@@ -197,7 +197,7 @@ def test_every_key_is_prefixed(inbox: Inbox, fake: redis.Redis) -> None:
     claim(inbox)
     inbox.record_ignored("evt_2", "x")
 
-    assert all(key.startswith("crossfill:") for key in fake.keys("*"))
+    assert all(str(key).startswith("crossfill:") for key in fake.keys("*"))
 
 
 # --- an unreachable Redis is StoreUnavailable, whatever the call ---------------------------------
