@@ -97,7 +97,9 @@ def make_celery(settings: Settings) -> CrossfillCelery:
                      FULFILL_ITEM: {"queue": FULFILLMENT_QUEUE, "routing_key": FULFILLMENT_QUEUE}},
         result_expires=7 * 24 * 3600,
         worker_hijack_root_logger=False,
-        worker_send_task_events=True,
+        # Task events (Flower's live view) cost three extra messages per task; `celery events` or
+        # Flower can switch them on at run time (`celery control enable_events`).
+        worker_send_task_events=False,
         task_send_sent_event=False,
     )
     from worker import tasks

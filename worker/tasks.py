@@ -137,5 +137,7 @@ def register(app: CrossfillCelery) -> None:
     Celery's own retry cap is off (``max_retries=None``): the tasks count attempts themselves
     (the ledger for items, the retry count for events) and dead-letter when they run out.
     """
-    app.task(name=PROCESS_EVENT, bind=True, max_retries=None)(process_event)
+    # process_event's outcome lives in the inbox and the ledger; only fulfill_item's result is read
+    # (by fulfillment systems, under its deterministic task id).
+    app.task(name=PROCESS_EVENT, bind=True, max_retries=None, ignore_result=True)(process_event)
     app.task(name=FULFILL_ITEM, bind=True, max_retries=None)(fulfill_item)
