@@ -163,6 +163,7 @@ def main() -> None:
     parser.add_argument("--worker-procs", type=int, default=1, help="worker processes sharing C")
     parser.add_argument("--latency-ms", type=int, default=50)
     parser.add_argument("--timeout", type=float, default=300)
+    parser.add_argument("--worker-loglevel", default="INFO", help="the worker's --loglevel (INFO logs every task)")
     args = parser.parse_args()
 
     tmp = Path(tempfile.mkdtemp(prefix="crossfill-bench-"))
@@ -182,7 +183,8 @@ def main() -> None:
                                  "--delivery-workers", "64"], env, tmp / "logs")
         supervisor.start("web", [*CROSSFILL, "web"], env, tmp / "logs")
         for n in range(args.worker_procs):
-            supervisor.start(f"worker{n}", [*CROSSFILL, "worker", "--concurrency", str(per_proc)], env, tmp / "logs")
+            supervisor.start(f"worker{n}", [*CROSSFILL, "worker", "--concurrency", str(per_proc),
+                                                 "--loglevel", args.worker_loglevel], env, tmp / "logs")
         _wait_port(sim_port)
         _wait_port(web_port)
         register_endpoint(f"http://127.0.0.1:{sim_port}", f"http://127.0.0.1:{web_port}/webhooks/stripe", SECRET)

@@ -48,10 +48,10 @@ def gunicorn_argv(settings: Settings, bind_host: str = "127.0.0.1") -> list[str]
             "--bind", f"{bind_host}:{settings.port}", "--workers", str(settings.web_workers), GUNICORN_APP]
 
 
-def worker_argv(concurrency: int, pool: str = "threads") -> list[str]:
+def worker_argv(concurrency: int, pool: str = "threads", loglevel: str = "INFO") -> list[str]:
     """Celery worker arguments for crossfill's queues."""
     return ["worker", "--queues", WORKER_QUEUES, "--pool", pool, "--concurrency", str(concurrency),
-            "--loglevel", "INFO", "--hostname", f"crossfill-{os.getpid()}@%h"]
+            "--loglevel", loglevel, "--hostname", f"crossfill-{os.getpid()}@%h"]
 
 
 class _LazyGroup(click.Group):
@@ -134,13 +134,15 @@ def _fresh_metrics_dir(settings: Settings) -> Path:
 
 @main.command()
 @click.option("--concurrency", "-c", default=8, show_default=True, help="Tasks run at once (threads).")
-def worker(concurrency: int) -> None:
+@click.option("--loglevel", "-l", default="INFO", show_default=True,
+              type=click.Choice(["DEBUG", "INFO", "WARNING", "ERROR"], case_sensitive=False))
+def worker(concurrency: int, loglevel: str) -> None:
     """Run a Celery worker on the queues events and fulfillment."""
     from worker.app import make_celery
 
     settings, redis_proc = _with_redis(_settings())
     try:
-        make_celery(settings).worker_main(worker_argv(concurrency))
+        make_celery(settings).worker_main(worker_argv(concurrency, loglevel=loglevel.upper()))
     finally:
         if redis_proc is not None:
             from worker.processes import stop
