@@ -48,17 +48,19 @@ local function settle_order(order_key, items_key, item_prefix, sets, sid, now)
 end
 """
 
-# KEYS: order, order items, item prefix, status-set prefix. ARGV: sid, now, order json, then
-# (item id, item json) pairs — passed as strings, since cjson would turn an empty list into {}.
+# KEYS: order, order items, item prefix, status-set prefix, anomaly counters. ARGV: sid, now,
+# order json, then (item id, item json, anomalies comma-separated) triples — passed as strings,
+# since cjson would turn an empty list into {}. Anomalies are counted once, when an item is new.
 _OPEN = _LUA_COMMON + """
 local sid, now = ARGV[1], ARGV[2]
 redis.call('HSETNX', KEYS[1], 'created_at', now)
 redis.call('HSET', KEYS[1], 'data', ARGV[3], 'updated_at', now)
-for i = 4, #ARGV, 2 do
+for i = 4, #ARGV, 3 do
   local key = KEYS[3] .. ARGV[i]
   if redis.call('EXISTS', key) == 0 then
     redis.call('HSET', key, 'status', 'pending', 'attempts', 0, 'created_at', now, 'data', ARGV[i + 1])
-    redis.call('ZADD', KEYS[2], (i - 2) / 2, ARGV[i])
+    redis.call('ZADD', KEYS[2], (i - 1) / 3, ARGV[i])
+    for anomaly in string.gmatch(ARGV[i + 2], '[^,]+') do redis.call('HINCRBY', KEYS[5], anomaly, 1) end
   end
 end
 local status = redis.call('HGET', KEYS[1], 'status')
@@ -151,6 +153,7 @@ def _item_prefix(sid: str) -> str:
 
 
 _ORDER_SETS = f"{KEY_PREFIX}orders:"
+_ANOMALIES = f"{KEY_PREFIX}anomalies"  #: hash: anomaly name → cross-sell items flagged with it
 
 
 class Ledger:
@@ -171,10 +174,10 @@ class Ledger:
         Items already known keep their state. Returns the order's status and the ids of the items
         not yet ended, to dispatch.
         """
-        keys = [_order_key(session_id), _items_key(session_id), _item_prefix(session_id), _ORDER_SETS]
+        keys = [_order_key(session_id), _items_key(session_id), _item_prefix(session_id), _ORDER_SETS, _ANOMALIES]
         args: list[Any] = [session_id, time.time(), json.dumps(order)]
         for item in items:
-            args += [item["id"], json.dumps(item)]
+            args += [item["id"], json.dumps(item), ",".join(item.get("anomalies") or ())]
         status, *open_ids = self._call(self._open, keys, args)
         return str(status), [str(item_id) for item_id in open_ids]
 
@@ -257,6 +260,14 @@ class Ledger:
             for status in ORDER_STATUSES:
                 pipe.scard(_ORDER_SETS + status)
             return dict(zip(ORDER_STATUSES, pipe.execute(), strict=True))
+
+    def anomaly_counts(self) -> dict[str, int]:
+        """How many cross-sell items were flagged with each anomaly, ever."""
+        try:
+            raw: dict[str, str] = self._redis.hgetall(_ANOMALIES)  # type: ignore[assignment]
+        except redis.RedisError as error:
+            raise StoreUnavailable(f"Redis is unreachable: {type(error).__name__}") from error
+        return {name: int(count) for name, count in raw.items()}
 
     def _end(self, sid: str, item_id: str, token: str, status: str, field: str, value: str) -> bool:
         keys = [_item_prefix(sid) + item_id, _order_key(sid), _items_key(sid), _item_prefix(sid), _ORDER_SETS]

@@ -17,9 +17,9 @@ from fulfillment.settings import Settings, load_settings
 from fulfillment.store import connect
 from webhooks.envelope import HANDLED_TYPES, parse_event
 from webhooks.errors import InvalidPayload, PayloadTooLarge, SignatureVerificationError, WebhookError
-from webhooks.metrics import ReceiverMetrics
+from webhooks.metrics import ReceiverMetrics, StateCollector
 from webhooks.signature import verify
-from worker.app import EVENTS_QUEUE, PROCESS_EVENT, make_celery
+from worker.app import EVENTS_QUEUE, FULFILLMENT_QUEUE, PROCESS_EVENT, make_celery
 
 log = logging.getLogger(__name__)
 
@@ -39,7 +39,12 @@ def create_app(settings: Settings | None = None) -> Flask:
     client = connect(settings.resolved_redis_url)
     inbox = Inbox(client)
     celery = make_celery(settings)
-    metrics = ReceiverMetrics()
+    # The receiver publishes and never reads a result. With a result backend, every send_task would
+    # also SUBSCRIBE to the task's result channel and UNSUBSCRIBE when its AsyncResult is dropped: two
+    # more Redis commands per event and a tenth of the receiver's CPU (BENCHMARKS.md). The message is
+    # the same either way, so the worker still stores results.
+    celery.conf.result_backend = None
+    metrics = ReceiverMetrics(StateCollector(client, (EVENTS_QUEUE, FULFILLMENT_QUEUE)))
 
     app = Flask(__name__)
     app.config["MAX_CONTENT_LENGTH"] = None  # the view enforces the limit itself, with a JSON answer

@@ -5,6 +5,7 @@ import json
 from concurrent.futures import ThreadPoolExecutor
 
 import pytest
+import requests
 from celery.result import AsyncResult
 
 from fulfillment.settings import load_settings
@@ -198,3 +199,67 @@ def test_worker_killed_inside_a_handler_fulfills_once_after_restart(fresh: Stack
     assert key in fresh.target.effects
     assert fresh.target.calls[key] == 2  # the killed run's call completed at the target, then the retry
     assert order["items"][0]["attempts"] == 2
+
+
+def test_a_cross_sell_bought_twice_is_fulfilled_and_flagged_as_an_anomaly(fresh: Stack) -> None:
+    # Given a session that carries the cross-sell product with quantity 2 (Checkout never offers that)
+    pro, deploy = fresh.shop.price_of(PRO, 5000), fresh.shop.price_of(DEPLOY, 1500)
+    session = fresh.sim.post("/v1/checkout/sessions", {
+        "mode": "payment", "success_url": "https://example.com/done",
+        "line_items": [{"price": pro, "quantity": 1}, {"price": deploy, "quantity": 2}]})
+    fresh.sim.post(f"/sim/checkout/sessions/{session['id']}/complete", {"outcome": "paid"})
+
+    # Then it is still fulfilled (the buyer paid), flagged in the order and counted in /metrics
+    order = fresh.wait_order(session["id"], "fulfilled")
+    flagged = [item for item in order["items"] if item["anomalies"]]
+    assert [(item["product"], item["anomalies"]) for item in flagged] == [(DEPLOY, ["quantity"])]
+    assert order["anomalies"] == [{"item": flagged[0]["id"], "anomalies": ["quantity"]}]
+    metrics = requests.get(fresh.receiver_url.replace("/webhooks/stripe", "/metrics"), timeout=10).text
+    counted = [line for line in metrics.splitlines()
+               if line.startswith('crossfill_cross_sell_anomalies_total{anomaly="quantity"}')]
+    assert counted and float(counted[0].split()[-1]) >= 1
+
+
+def test_an_event_for_an_unknown_session_is_dead_lettered_not_dropped(fresh: Stack) -> None:
+    # Given a signed event whose session the Stripe API does not know (404: permanent)
+    event = {"id": "evt_unknown_session_1", "object": "event", "type": "checkout.session.completed",
+             "created": 1_700_000_000, "livemode": False,
+             "data": {"object": {"id": "cs_test_does_not_exist", "object": "checkout.session"}}}
+    assert fresh.post_event(event).status_code == 200
+
+    # Then it lands in the dead-letter queue with the reason, and the inbox says failed
+    def letter() -> dict | None:
+        shown = fresh.cli("dlq", "show", "event:evt_unknown_session_1")
+        return json.loads(shown.stdout) if shown.returncode == 0 else None
+
+    wait_until(lambda: letter() is not None, timeout=20, what="the dead letter")
+    entry = letter()
+    assert entry is not None and entry["reason"] == "permanent" and "404" in entry["error"]
+    assert fresh.redis.client().hget("crossfill:event:evt_unknown_session_1", "status") == "failed"
+
+
+def test_status_shows_queues_workers_and_orders(fresh: Stack) -> None:
+    session_id = fresh.shop.buy()
+    fresh.wait_order(session_id, "fulfilled")
+    shown = fresh.cli("status", "--json")
+    assert shown.returncode == 0, shown.stderr
+    report = json.loads(shown.stdout)
+    assert set(report["queues"]) == {"events", "fulfillment"}
+    assert len(report["workers"]) == 1
+    assert report["orders"]["fulfilled"] >= 1
+    assert report["inbox"]["processed"] >= 1
+    text = fresh.cli("status")
+    assert "workers:      1 alive" in text.stdout
+
+
+def test_replay_event_processes_it_again_without_fulfilling_twice(fresh: Stack) -> None:
+    session_id = fresh.shop.buy(cross_sell=True)
+    fresh.wait_order(session_id, "fulfilled")
+    (completed,) = [e for e in fresh.shop.events_of(session_id) if e["type"] == "checkout.session.completed"]
+    replayed = fresh.cli("replay-event", completed["id"])
+    assert replayed.returncode == 0, replayed.stderr
+    wait_until(lambda: fresh.redis.client().hget(f"crossfill:event:{completed['id']}", "status") == "processed",
+               timeout=20, what="the replayed event")
+    assert [fresh.target.calls[key] for key in fresh.keys_of(session_id)] == [1, 1]
+    missing = fresh.cli("replay-event", "evt_never_received")
+    assert missing.returncode == 1 and "not in the inbox" in missing.stderr
