@@ -7,15 +7,12 @@ from __future__ import annotations
 
 import json
 import time
-from collections.abc import Iterator
-from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
 import redis
 
-from fulfillment.errors import StoreUnavailable
-from fulfillment.store import KEY_PREFIX
+from fulfillment.store import KEY_PREFIX, reachable
 
 _ENTRIES = f"{KEY_PREFIX}dlq"  #: hash: entry id → JSON
 _ORDER = f"{KEY_PREFIX}dlq:index"  #: sorted set: entry id by time of (last) failure
@@ -55,7 +52,7 @@ class DeadLetters:
         letter = DeadLetter(id=key, task=task, args=list(args), error=error[:2000], reason=reason,
                             attempts=attempts, first_failed_at=previous.first_failed_at if previous else now,
                             failed_at=now)
-        with _reachable(), self._redis.pipeline() as pipe:
+        with reachable(), self._redis.pipeline() as pipe:
             pipe.hset(_ENTRIES, key, json.dumps(asdict(letter)))
             pipe.zadd(_ORDER, {key: now})
             pipe.execute()
@@ -63,13 +60,13 @@ class DeadLetters:
 
     def get(self, letter_id: str) -> DeadLetter | None:
         """One entry, or None."""
-        with _reachable():
+        with reachable():
             raw = self._redis.hget(_ENTRIES, letter_id)
         return DeadLetter(**json.loads(raw)) if raw else None  # type: ignore[arg-type]
 
     def list(self, limit: int = 1000) -> list[DeadLetter]:
         """Entries, oldest failure first."""
-        with _reachable():
+        with reachable():
             ids: list[str] = self._redis.zrange(_ORDER, 0, limit - 1)  # type: ignore[assignment]
             if not ids:
                 return []
@@ -78,21 +75,13 @@ class DeadLetters:
 
     def remove(self, letter_id: str) -> bool:
         """Drop an entry (after a replay); False when there was none."""
-        with _reachable(), self._redis.pipeline() as pipe:
+        with reachable(), self._redis.pipeline() as pipe:
             pipe.hdel(_ENTRIES, letter_id)
             pipe.zrem(_ORDER, letter_id)
             removed, _ = pipe.execute()
         return bool(removed)
 
     def count(self) -> int:
-        with _reachable():
+        with reachable():
             return int(self._redis.zcard(_ORDER))  # type: ignore[arg-type]
 
-
-@contextmanager
-def _reachable() -> Iterator[None]:
-    """Turn a Redis failure into StoreUnavailable, as every other store of crossfill does."""
-    try:
-        yield
-    except redis.RedisError as error:
-        raise StoreUnavailable(f"Redis is unreachable: {type(error).__name__}") from error

@@ -16,8 +16,7 @@ from typing import Any
 import redis
 
 from fulfillment import defaults
-from fulfillment.errors import StoreUnavailable
-from fulfillment.store import KEY_PREFIX
+from fulfillment.store import KEY_PREFIX, reachable
 
 STATUSES = ("receiving", "enqueued", "enqueue_failed", "processing", "processed", "failed", "ignored")
 #: Claim outcomes.
@@ -126,16 +125,13 @@ class Inbox:
     def record_ignored(self, event_id: str, event_type: str) -> None:
         """Record a verified event of a type crossfill does not handle."""
         key = _event_key(event_id)
-        try:
-            with self._redis.pipeline() as pipe:
-                pipe.hsetnx(key, "received_at", time.time())
-                pipe.hset(key, mapping={"status": "ignored", "type": event_type, "session_id": ""})
-                pipe.hincrby(key, "deliveries", 1)
-                pipe.expire(key, self._ttl_s)
-                pipe.sadd(_STATUS_PREFIX + "ignored", event_id)
-                pipe.execute()
-        except redis.RedisError as error:
-            raise StoreUnavailable(f"Redis is unreachable: {type(error).__name__}") from error
+        with reachable(), self._redis.pipeline() as pipe:
+            pipe.hsetnx(key, "received_at", time.time())
+            pipe.hset(key, mapping={"status": "ignored", "type": event_type, "session_id": ""})
+            pipe.hincrby(key, "deliveries", 1)
+            pipe.expire(key, self._ttl_s)
+            pipe.sadd(_STATUS_PREFIX + "ignored", event_id)
+            pipe.execute()
 
     def move(self, event_id: str, status: str, *, allowed_from: Iterable[str] = ()) -> str | None:
         """Set an event's status; with *allowed_from*, only from one of those. Returns the old status."""
@@ -146,10 +142,8 @@ class Inbox:
 
     def get(self, event_id: str) -> InboxEvent | None:
         """Load an event, or None when the inbox has no such event (never received, or expired)."""
-        try:
+        with reachable():
             fields: dict[str, Any] = self._redis.hgetall(_event_key(event_id))  # type: ignore[assignment]
-        except redis.RedisError as error:
-            raise StoreUnavailable(f"Redis is unreachable: {type(error).__name__}") from error
         if not fields:
             return None
         return InboxEvent(
@@ -168,16 +162,11 @@ class Inbox:
         Raises:
             StoreUnavailable: when Redis cannot be reached.
         """
-        try:
-            with self._redis.pipeline() as pipe:
-                for status in STATUSES:
-                    pipe.scard(_STATUS_PREFIX + status)
-                return dict(zip(STATUSES, pipe.execute(), strict=True))
-        except redis.RedisError as error:
-            raise StoreUnavailable(f"Redis is unreachable: {type(error).__name__}") from error
+        with reachable(), self._redis.pipeline() as pipe:
+            for status in STATUSES:
+                pipe.scard(_STATUS_PREFIX + status)
+            return dict(zip(STATUSES, pipe.execute(), strict=True))
 
     def _call(self, script: Any, event_id: str, args: list[Any]) -> Any:
-        try:
+        with reachable():
             return script(keys=[_event_key(event_id), _STATUS_PREFIX], args=args)
-        except redis.RedisError as error:
-            raise StoreUnavailable(f"Redis is unreachable: {type(error).__name__}") from error

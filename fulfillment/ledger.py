@@ -11,15 +11,13 @@ from __future__ import annotations
 import json
 import time
 import uuid
-from collections.abc import Iterable, Iterator, Sequence
-from contextlib import contextmanager
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
 import redis
 
-from fulfillment.errors import StoreUnavailable
-from fulfillment.store import KEY_PREFIX
+from fulfillment.store import KEY_PREFIX, reachable
 
 ORDER_STATUSES = ("awaiting_payment", "payment_failed", "expired", "fulfilling", "fulfilled", "partially_failed")
 ITEM_STATUSES = ("pending", "in_progress", "done", "failed")
@@ -224,15 +222,13 @@ class Ledger:
 
     def order(self, session_id: str) -> dict[str, Any] | None:
         """The order and its items as plain data, or None when unknown."""
-        try:
+        with reachable():
             fields: dict[str, str] = self._redis.hgetall(_order_key(session_id))  # type: ignore[assignment]
             ids: list[str] = self._redis.zrange(_items_key(session_id), 0, -1)  # type: ignore[assignment]
             with self._redis.pipeline(transaction=False) as pipe:
                 for item_id in ids:
                     pipe.hgetall(_item_prefix(session_id) + item_id)
                 rows = pipe.execute()
-        except redis.RedisError as error:
-            raise StoreUnavailable(f"Redis is unreachable: {type(error).__name__}") from error
         if not fields:
             return None
         order = {"session_id": session_id, "status": fields.get("status", ""),
@@ -243,30 +239,28 @@ class Ledger:
 
     def order_summary(self, session_id: str) -> dict[str, Any]:
         """The order's fields without its items (what a handler is told about the order)."""
-        with _reachable():
+        with reachable():
             raw = self._redis.hget(_order_key(session_id), "data")
         return {"session_id": session_id, **json.loads(raw or "{}")}  # type: ignore[arg-type]
 
     def item(self, session_id: str, line_item_id: str) -> dict[str, Any] | None:
         """One item as plain data, or None when unknown."""
         key = _item_prefix(session_id) + line_item_id
-        with _reachable():
+        with reachable():
             row: dict[str, str] = self._redis.hgetall(key)  # type: ignore[assignment]
         return _item_view(row) if row else None
 
     def counts(self) -> dict[str, int]:
         """Number of orders in each status."""
-        with _reachable(), self._redis.pipeline(transaction=False) as pipe:
+        with reachable(), self._redis.pipeline(transaction=False) as pipe:
             for status in ORDER_STATUSES:
                 pipe.scard(_ORDER_SETS + status)
             return dict(zip(ORDER_STATUSES, pipe.execute(), strict=True))
 
     def anomaly_counts(self) -> dict[str, int]:
         """How many cross-sell items were flagged with each anomaly, ever."""
-        try:
+        with reachable():
             raw: dict[str, str] = self._redis.hgetall(_ANOMALIES)  # type: ignore[assignment]
-        except redis.RedisError as error:
-            raise StoreUnavailable(f"Redis is unreachable: {type(error).__name__}") from error
         return {name: int(count) for name, count in raw.items()}
 
     def _end(self, sid: str, item_id: str, token: str, status: str, field: str, value: str) -> bool:
@@ -274,19 +268,9 @@ class Ledger:
         return bool(self._call(self._finish, keys, [token, status, time.time(), field, value, sid]))
 
     def _call(self, script: Any, keys: list[str], args: list[Any]) -> Any:
-        try:
+        with reachable():
             return script(keys=keys, args=args)
-        except redis.RedisError as error:
-            raise StoreUnavailable(f"Redis is unreachable: {type(error).__name__}") from error
 
-
-@contextmanager
-def _reachable() -> Iterator[None]:
-    """Turn a Redis failure into StoreUnavailable, as the ledger's other calls do."""
-    try:
-        yield
-    except redis.RedisError as error:
-        raise StoreUnavailable(f"Redis is unreachable: {type(error).__name__}") from error
 
 
 def _float(raw: str | None) -> float | None:

@@ -1,9 +1,13 @@
 """The Redis connection crossfill's domain uses (inbox, ledger, dead letters)."""
 from __future__ import annotations
 
+from collections.abc import Iterator
+from contextlib import contextmanager
+
 import redis
 
 from fulfillment import defaults
+from fulfillment.errors import StoreUnavailable
 
 KEY_PREFIX = "crossfill:"  #: every key crossfill writes starts with this (Celery's queues do not)
 
@@ -16,3 +20,12 @@ def connect(url: str) -> redis.Redis:
         socket_timeout=defaults.REDIS_SOCKET_TIMEOUT_S,
         decode_responses=True,
     )
+
+
+@contextmanager
+def reachable() -> Iterator[None]:
+    """Turn any Redis failure inside the block into :class:`StoreUnavailable`, naming its kind."""
+    try:
+        yield
+    except redis.RedisError as error:
+        raise StoreUnavailable(f"Redis is unreachable: {type(error).__name__}") from error
