@@ -62,7 +62,7 @@ class DeadLetters:
         """One entry, or None."""
         with reachable():
             raw = self._redis.hget(_ENTRIES, letter_id)
-        return DeadLetter(**json.loads(raw)) if raw else None  # type: ignore[arg-type]
+        return DeadLetter(**json.loads(raw)) if raw else None
 
     def list(self, limit: int = 1000) -> list[DeadLetter]:
         """Entries, oldest failure first."""
@@ -70,7 +70,7 @@ class DeadLetters:
             ids: list[str] = self._redis.zrange(_ORDER, 0, limit - 1)  # type: ignore[assignment]
             if not ids:
                 return []
-            raws: list[Any] = self._redis.hmget(_ENTRIES, ids)  # type: ignore[assignment]
+            raws: list[Any] = self._redis.hmget(_ENTRIES, ids)
         return [DeadLetter(**json.loads(raw)) for raw in raws if raw]
 
     def remove(self, letter_id: str) -> bool:
@@ -83,5 +83,5 @@ class DeadLetters:
 
     def count(self) -> int:
         with reachable():
-            return int(self._redis.zcard(_ORDER))  # type: ignore[arg-type]
+            return int(self._redis.zcard(_ORDER))
 

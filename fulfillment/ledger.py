@@ -241,7 +241,7 @@ class Ledger:
         """The order's fields without its items (what a handler is told about the order)."""
         with reachable():
             raw = self._redis.hget(_order_key(session_id), "data")
-        return {"session_id": session_id, **json.loads(raw or "{}")}  # type: ignore[arg-type]
+        return {"session_id": session_id, **json.loads(raw or "{}")}
 
     def item(self, session_id: str, line_item_id: str) -> dict[str, Any] | None:
         """One item as plain data, or None when unknown."""

@@ -172,7 +172,7 @@ _SESSION, _LINE_ITEMS = SessionSchema(), LineItemListSchema()
 def parse_session(document: Any) -> CheckoutSession:
     """Validate a Checkout Session from the API. Raises InvalidResponse naming the bad fields."""
     try:
-        return _SESSION.load(document)  # type: ignore[no-any-return]
+        return _SESSION.load(document)
     except ValidationError as error:
         raise InvalidResponse(f"the Stripe API returned a malformed checkout.session: {error.messages}") from None
 

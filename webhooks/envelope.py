@@ -72,6 +72,6 @@ def parse_event(body: bytes) -> dict[str, Any]:
     if not isinstance(document, dict):
         raise InvalidPayload(f"the body must be a JSON object, got {type(document).__name__}")
     try:
-        return _SCHEMA.load(document)  # type: ignore[no-any-return]
+        return _SCHEMA.load(document)
     except ValidationError as error:
         raise InvalidPayload("the body is not a valid Stripe event", fields=error.messages_dict) from None

@@ -41,7 +41,7 @@ class StateCollector(Collector):
         try:
             depth = GaugeMetricFamily("crossfill_queue_depth", "Tasks waiting in a Celery queue", labels=["queue"])
             for queue in self._queues:
-                depth.add_metric([queue], float(self._redis.llen(queue)))  # type: ignore[arg-type]
+                depth.add_metric([queue], float(self._redis.llen(queue)))
             dead = GaugeMetricFamily("crossfill_dead_letters", "Tasks in the dead-letter queue",
                                      value=float(self._dead.count()))
             inbox = GaugeMetricFamily("crossfill_inbox_events", "Events in the inbox by status", labels=["status"])

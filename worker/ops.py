@@ -14,8 +14,8 @@ def status(app: CrossfillCelery, *, ping_timeout: float = 1.0) -> dict[str, Any]
     client = runtime.redis
     workers = app.control.ping(timeout=ping_timeout) or []
     return {
-        "queues": {EVENTS_QUEUE: int(client.llen(EVENTS_QUEUE)),  # type: ignore[arg-type]
-                   FULFILLMENT_QUEUE: int(client.llen(FULFILLMENT_QUEUE))},  # type: ignore[arg-type]
+        "queues": {EVENTS_QUEUE: int(client.llen(EVENTS_QUEUE)),
+                   FULFILLMENT_QUEUE: int(client.llen(FULFILLMENT_QUEUE))},
         "dead_letters": runtime.dead_letters.count(),
         "inbox": runtime.inbox.counts(),
         "orders": runtime.ledger.counts(),

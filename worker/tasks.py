@@ -26,7 +26,7 @@ def fulfill_task_id(session_id: str, line_item_id: str) -> str:
 
 
 def _runtime(task: Task) -> Runtime:
-    return task.app.runtime  # type: ignore[attr-defined, no-any-return]
+    return task.app.runtime
 
 
 def _delay(runtime: Runtime, attempt: int, retry_after: float | None = None) -> float:
