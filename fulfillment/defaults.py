@@ -12,7 +12,6 @@ REDIS_CONNECT_TIMEOUT_S = 1.0  #: connecting to Redis, seconds (the receiver ans
 REDIS_SOCKET_TIMEOUT_S = 2.0  #: one Redis command, seconds
 RETRY_AFTER_S = 5  #: Retry-After sent with a 503 when a dependency is down, seconds
 
-INBOX_CLAIM_LEASE_S = 30  #: a delivery that claimed an event but never finished may be retaken after this, seconds
 INBOX_TTL_S = 30 * 24 * 3600  #: how long an event stays in the inbox, seconds (Stripe retries for 3 days)
 
 EMBEDDED_REDIS_START_TIMEOUT_S = 10.0  #: wait for the embedded redis-server to answer, seconds

@@ -1,14 +1,14 @@
 """The event inbox: every verified webhook, keyed by event id, with the state of its delivery.
 
-States: ``receiving`` (a delivery claimed it and is enqueueing it) → ``enqueued`` → ``processing``
-→ ``processed`` (or ``failed``, dead-lettered); ``enqueue_failed`` when the broker refused it (a redelivery claims it again);
-``ignored`` for event types crossfill does not handle. A ``receiving`` claim is a lease: a delivery
-that died between claim and enqueue is retaken once the lease has passed.
+States: ``enqueued`` → ``processing`` → ``processed`` (or ``failed``, dead-lettered), and ``ignored``
+for event types crossfill does not handle. A new event is recorded and its task message pushed onto
+the queue in ONE Lua script: either both happen or neither does, so there is no state in between to
+lose (a delivery that failed left nothing behind, and the sender's retry enqueues the event) and no
+window in which two deliveries of one event can both enqueue it.
 """
 from __future__ import annotations
 
 import time
-import uuid
 from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any
@@ -18,44 +18,33 @@ import redis
 from fulfillment import defaults
 from fulfillment.store import KEY_PREFIX, reachable
 
-STATUSES = ("receiving", "enqueued", "enqueue_failed", "processing", "processed", "failed", "ignored")
-#: Claim outcomes.
-CLAIMED, DUPLICATE, IN_FLIGHT = "claimed", "duplicate", "in_flight"
+STATUSES = ("enqueued", "processing", "processed", "failed", "ignored")
+#: Outcomes of :meth:`Inbox.record`.
+ENQUEUED, DUPLICATE = "enqueued", "duplicate"
 
-# KEYS: event hash, status-set prefix. ARGV: now, lease, ttl, token, type, session_id, body, event_id.
-_CLAIM = """
+# KEYS: event hash, status-set prefix, queue list. ARGV: now, ttl, type, session_id, body, event_id,
+# message. The push comes first: if Redis refuses it, the script stops before recording anything.
+_RECORD = """
 local status = redis.call('HGET', KEYS[1], 'status')
-local now = tonumber(ARGV[1])
-if status and status ~= 'enqueue_failed' then
-  if status == 'receiving' then
-    local claimed = tonumber(redis.call('HGET', KEYS[1], 'claimed_at') or '0')
-    if now - claimed < tonumber(ARGV[2]) then
-      redis.call('HINCRBY', KEYS[1], 'deliveries', 1)
-      return {'in_flight', status}
-    end
-  else
-    redis.call('HINCRBY', KEYS[1], 'deliveries', 1)
-    return {'duplicate', status}
-  end
+if status then
+  redis.call('HINCRBY', KEYS[1], 'deliveries', 1)
+  return {'duplicate', status}
 end
-if status then redis.call('SREM', KEYS[2] .. status, ARGV[8]) end
-redis.call('HSET', KEYS[1], 'status', 'receiving', 'claimed_at', ARGV[1], 'token', ARGV[4],
-           'type', ARGV[5], 'session_id', ARGV[6], 'body', ARGV[7])
-redis.call('HSETNX', KEYS[1], 'received_at', ARGV[1])
-redis.call('HINCRBY', KEYS[1], 'deliveries', 1)
-redis.call('EXPIRE', KEYS[1], tonumber(ARGV[3]))
-redis.call('SADD', KEYS[2] .. 'receiving', ARGV[8])
-return {'claimed', ARGV[4]}
+redis.call('LPUSH', KEYS[3], ARGV[7])
+redis.call('HSET', KEYS[1], 'status', 'enqueued', 'type', ARGV[3], 'session_id', ARGV[4], 'body', ARGV[5],
+           'received_at', ARGV[1], 'enqueued_at', ARGV[1], 'deliveries', 1)
+redis.call('EXPIRE', KEYS[1], tonumber(ARGV[2]))
+redis.call('SADD', KEYS[2] .. 'enqueued', ARGV[6])
+return {'enqueued', 'enqueued'}
 """
 
-# Move an event from one status to another; ARGV: event_id, new status, now, [required token],
-# [allowed current statuses...]. Returns the status it had, or false when the guard refused.
+# Move an event from one status to another; ARGV: event_id, new status, now, [allowed current
+# statuses...]. Returns the status it had, or false when the guard refused.
 _MOVE = """
 local current = redis.call('HGET', KEYS[1], 'status')
 if not current then return false end
-if ARGV[4] ~= '' and redis.call('HGET', KEYS[1], 'token') ~= ARGV[4] then return false end
-local allowed = #ARGV < 5
-for i = 5, #ARGV do if ARGV[i] == current then allowed = true end end
+local allowed = #ARGV < 4
+for i = 4, #ARGV do if ARGV[i] == current then allowed = true end end
 if not allowed then return false end
 redis.call('SREM', KEYS[2] .. current, ARGV[1])
 redis.call('SADD', KEYS[2] .. ARGV[2], ARGV[1])
@@ -87,40 +76,30 @@ _STATUS_PREFIX = f"{KEY_PREFIX}inbox:"
 class Inbox:
     """Durable record of received events, deduplicated on the event id."""
 
-    def __init__(self, client: redis.Redis, *, lease_s: int = defaults.INBOX_CLAIM_LEASE_S,
-                 ttl_s: int = defaults.INBOX_TTL_S) -> None:
+    def __init__(self, client: redis.Redis, *, ttl_s: int = defaults.INBOX_TTL_S) -> None:
         self._redis = client
-        self._lease_s = lease_s
         self._ttl_s = ttl_s
-        self._claim = client.register_script(_CLAIM)
+        self._record = client.register_script(_RECORD)
         self._move = client.register_script(_MOVE)
 
-    def claim(self, event_id: str, event_type: str, session_id: str, body: str,
-              *, now: float | None = None) -> tuple[str, str]:
-        """Record a delivery of an event and decide whether this delivery should enqueue it.
+    def record(self, event_id: str, event_type: str, session_id: str, body: str, *, queue: str, message: str,
+               now: float | None = None) -> tuple[str, str]:
+        """Record a delivery of an event; when the event is new, push *message* onto the list *queue*.
+
+        Both happen in one atomic Redis call, so concurrent deliveries of one event enqueue it once.
 
         Returns:
-            ``("claimed", token)`` when this delivery must enqueue it (new, or an earlier enqueue
-            failed, or an earlier claim's lease ran out); ``("duplicate", status)`` when it was
-            already enqueued or processed; ``("in_flight", "receiving")`` while a concurrent
-            delivery holds the claim.
+            ``("enqueued", "enqueued")`` for a new event; ``("duplicate", status)`` for one already
+            recorded (its delivery count goes up).
 
         Raises:
-            StoreUnavailable: when Redis cannot be reached; nothing was recorded then.
+            StoreUnavailable: when Redis cannot be reached or refuses; nothing was recorded then.
         """
         stamp = time.time() if now is None else now
-        token = uuid.uuid4().hex
-        args = [stamp, self._lease_s, self._ttl_s, token, event_type, session_id, body, event_id]
-        outcome, detail = self._call(self._claim, event_id, args)
+        args: list[Any] = [stamp, self._ttl_s, event_type, session_id, body, event_id, message]
+        with reachable():
+            outcome, detail = self._record(keys=[_event_key(event_id), _STATUS_PREFIX, queue], args=args)
         return str(outcome), str(detail)
-
-    def mark_enqueued(self, event_id: str, token: str) -> bool:
-        """Note that this delivery's enqueue succeeded (unless the worker already moved it on)."""
-        return self._call(self._move, event_id, [event_id, "enqueued", time.time(), token, "receiving"]) is not None
-
-    def mark_enqueue_failed(self, event_id: str, token: str) -> bool:
-        """Note that the enqueue failed, so that the next delivery claims the event again."""
-        return self._call(self._move, event_id, [event_id, "enqueue_failed", time.time(), token, "receiving"]) is not None
 
     def record_ignored(self, event_id: str, event_type: str) -> None:
         """Record a verified event of a type crossfill does not handle."""
@@ -137,7 +116,7 @@ class Inbox:
         """Set an event's status; with *allowed_from*, only from one of those. Returns the old status."""
         if status not in STATUSES:
             raise ValueError(f"status must be one of {STATUSES}, got {status!r}")
-        result = self._call(self._move, event_id, [event_id, status, time.time(), "", *allowed_from])
+        result = self._call(self._move, event_id, [event_id, status, time.time(), *allowed_from])
         return None if result is None else str(result)
 
     def get(self, event_id: str) -> InboxEvent | None:

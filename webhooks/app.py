@@ -5,26 +5,23 @@ import logging
 import time
 from typing import Any
 
-import kombu.exceptions
 import redis
 from flask import Flask, Response, jsonify, request
 from werkzeug.exceptions import HTTPException
 
 from fulfillment import defaults
 from fulfillment.errors import ConfigError, StoreUnavailable
-from fulfillment.inbox import CLAIMED, DUPLICATE, Inbox
+from fulfillment.inbox import DUPLICATE, Inbox
 from fulfillment.settings import Settings, load_settings
 from fulfillment.store import connect
 from webhooks.envelope import HANDLED_TYPES, parse_event
 from webhooks.errors import InvalidPayload, PayloadTooLarge, SignatureVerificationError, WebhookError
 from webhooks.metrics import ReceiverMetrics, StateCollector
 from webhooks.signature import verify
-from worker.app import EVENTS_QUEUE, FULFILLMENT_QUEUE, PROCESS_EVENT, make_celery
+from worker.app import EVENTS_QUEUE, FULFILLMENT_QUEUE, PROCESS_EVENT, make_celery, task_message
 
 log = logging.getLogger(__name__)
 
-#: Errors that mean the broker (Redis) is down: the sender must retry.
-BROKER_DOWN = (kombu.exceptions.OperationalError, kombu.exceptions.ConnectionError, redis.RedisError, OSError)
 
 
 def create_app(settings: Settings | None = None) -> Flask:
@@ -39,11 +36,8 @@ def create_app(settings: Settings | None = None) -> Flask:
     client = connect(settings.resolved_redis_url)
     inbox = Inbox(client)
     celery = make_celery(settings)
-    # The receiver publishes and never reads a result. With a result backend, every send_task would
-    # also SUBSCRIBE to the task's result channel and UNSUBSCRIBE when its AsyncResult is dropped: two
-    # more Redis commands per event and a tenth of the receiver's CPU (BENCHMARKS.md). The message is
-    # the same either way, so the worker still stores results.
-    celery.conf.result_backend = None
+    # The receiver builds task messages with Celery (task_message) and pushes them itself, inside
+    # the inbox's script; it never publishes through Celery's producer nor reads a result.
     metrics = ReceiverMetrics(StateCollector(client, (EVENTS_QUEUE, FULFILLMENT_QUEUE)))
 
     app = Flask(__name__)
@@ -84,32 +78,14 @@ def create_app(settings: Settings | None = None) -> Flask:
             if event_type not in HANDLED_TYPES:
                 inbox.record_ignored(event_id, event_type)
                 return answer(200, {"received": True, "ignored": True}, event_type, "ignored", started)
-            outcome, detail = inbox.claim(event_id, event_type, event["data"]["object"]["id"],
-                                          body.decode("utf-8"))
+            # Recorded and enqueued in one atomic Redis call (fulfillment/inbox.py): either both or neither.
+            message = task_message(celery, PROCESS_EVENT, [event_id], queue=EVENTS_QUEUE)
+            outcome, _ = inbox.record(event_id, event_type, event["data"]["object"]["id"], body.decode("utf-8"),
+                                      queue=EVENTS_QUEUE, message=message)
         except StoreUnavailable as error:
             return unavailable(event_type, started, str(error))
-
         if outcome == DUPLICATE:
             return answer(200, {"received": True, "duplicate": True}, event_type, "duplicate", started)
-        if outcome != CLAIMED:
-            # A concurrent delivery of the same event is enqueueing it right now; if it fails, this
-            # retry must be the one that succeeds, so ask the sender to come back.
-            return answer(409, {"error": {"type": "in_flight", "message":
-                                          f"event {event_id} is being recorded by a concurrent delivery; retry"}},
-                          event_type, "in_flight", started, {"Retry-After": "1"})
-        try:
-            celery.send_task(PROCESS_EVENT, args=[event_id], queue=EVENTS_QUEUE, retry=False)
-        except BROKER_DOWN as error:
-            try:
-                inbox.mark_enqueue_failed(event_id, detail)
-            except StoreUnavailable:
-                pass  # the claim's lease runs out and the sender's retry takes it again
-            return unavailable(event_type, started, type(error).__name__)
-        try:
-            inbox.mark_enqueued(event_id, detail)
-        except StoreUnavailable:
-            # The message is on the queue; the worker moves the event on regardless of this mark.
-            log.warning("event enqueued but its inbox status could not be updated", extra={"event_id": event_id})
         log.info("event enqueued", extra={"event_id": event_id, "type": event_type})
         return answer(200, {"received": True}, event_type, "accepted", started)
 

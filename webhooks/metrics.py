@@ -20,7 +20,7 @@ from fulfillment.errors import StoreUnavailable
 from fulfillment.inbox import Inbox
 from fulfillment.ledger import Ledger
 
-OUTCOMES = ("accepted", "duplicate", "in_flight", "ignored", "bad_signature", "bad_request", "too_large",
+OUTCOMES = ("accepted", "duplicate", "ignored", "bad_signature", "bad_request", "too_large",
             "unavailable")
 LATENCY_BUCKETS_S = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 10.0)
 
