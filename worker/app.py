@@ -113,7 +113,8 @@ def make_celery(settings: Settings) -> CrossfillCelery:
     return app
 
 
-def task_message(app: Celery, name: str, args: list[Any], *, queue: str, ignore_result: bool = True) -> str:
+def task_message(app: Celery, name: str, args: list[Any], *, queue: str, ignore_result: bool = True,
+                 task_id: str | None = None) -> str:
     """The message ``app.send_task(name, args, queue=queue)`` would push onto the Redis list *queue*.
 
     Celery builds the task itself (protocol 2, ``app.amqp.as_task_v2``); this wraps it in kombu's
@@ -122,7 +123,7 @@ def task_message(app: Celery, name: str, args: list[Any], *, queue: str, ignore_
     ``tests/unit/test_task_message.py`` holds it equal to what ``send_task`` writes, field by field,
     so a Celery or kombu upgrade that changes the format fails the suite instead of the service.
     """
-    task_id = str(uuid.uuid4())
+    task_id = task_id or str(uuid.uuid4())
     task = app.amqp.as_task_v2(task_id, name, args=args, kwargs={}, ignore_result=ignore_result)
     content_type, content_encoding, body = serialize(task.body, serializer="json")
     envelope = {

@@ -12,7 +12,15 @@ from fulfillment.handlers import FulfillmentRequest
 from fulfillment.ledger import BUSY, CLAIMED, DONE, FAILED
 from fulfillment.pipeline import decide
 from fulfillment.retrying import backoff_delay
-from worker.app import FULFILL_ITEM, FULFILLMENT_QUEUE, PROCESS_EVENT, CrossfillCelery, Runtime
+from fulfillment.store import reachable
+from worker.app import (
+    FULFILL_ITEM,
+    FULFILLMENT_QUEUE,
+    PROCESS_EVENT,
+    CrossfillCelery,
+    Runtime,
+    task_message,
+)
 
 log = logging.getLogger(__name__)
 
@@ -57,10 +65,14 @@ def process_event(task: Task, event_id: str) -> dict[str, Any]:
             raise task.retry(countdown=delay, exc=error) from None
         return _dead_event(runtime, event_id, error, "exhausted", attempt)
 
-    with task.app.producer_or_acquire() as producer:
-        for line_item_id in decision.dispatch:
-            task.app.send_task(FULFILL_ITEM, args=[event.session_id, line_item_id], queue=FULFILLMENT_QUEUE,
-                               task_id=fulfill_task_id(event.session_id, line_item_id), producer=producer)
+    if decision.dispatch:
+        # One LPUSH for all of the order's items (a 120-item order is one round trip, not 120
+        # publishes through Celery's producer); the messages are Celery's own (task_message).
+        messages = [task_message(task.app, FULFILL_ITEM, [event.session_id, line_item_id], queue=FULFILLMENT_QUEUE,
+                                 ignore_result=False, task_id=fulfill_task_id(event.session_id, line_item_id))
+                    for line_item_id in decision.dispatch]
+        with reachable():
+            runtime.redis.lpush(FULFILLMENT_QUEUE, *messages)
     runtime.inbox.move(event_id, "processed")
     log.info("event %s (%s): order %s is %s, %d item(s) dispatched", event_id, event.type, event.session_id,
              decision.order_status, len(decision.dispatch))

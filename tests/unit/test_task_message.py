@@ -14,7 +14,15 @@ import pytest
 
 from fulfillment.settings import Settings
 from tests.support.processes import RedisServer
-from worker.app import EVENTS_QUEUE, PROCESS_EVENT, CrossfillCelery, make_celery, task_message
+from worker.app import (
+    EVENTS_QUEUE,
+    FULFILL_ITEM,
+    FULFILLMENT_QUEUE,
+    PROCESS_EVENT,
+    CrossfillCelery,
+    make_celery,
+    task_message,
+)
 
 #: Fields that differ from message to message by design.
 VARYING_HEADERS = ("id", "root_id", "ignore_result")
@@ -61,3 +69,17 @@ def test_each_message_has_its_own_ids(app: CrossfillCelery) -> None:
     first, second = (json.loads(task_message(app, PROCESS_EVENT, ["evt_1"], queue=EVENTS_QUEUE)) for _ in range(2))
     assert first["headers"]["id"] != second["headers"]["id"]
     assert first["properties"]["delivery_tag"] != second["properties"]["delivery_tag"]
+
+
+def test_fulfill_item_message_keeps_its_deterministic_id_and_its_result(app: CrossfillCelery,
+                                                                       redis_server: RedisServer) -> None:
+    task_id = "fulfill:cs_test_1:li_1"
+    app.send_task(FULFILL_ITEM, args=["cs_test_1", "li_1"], queue=FULFILLMENT_QUEUE, task_id=task_id, retry=False)
+    celerys = json.loads(redis_server.client().lpop(FULFILLMENT_QUEUE))  # type: ignore[arg-type]
+
+    ours = json.loads(task_message(app, FULFILL_ITEM, ["cs_test_1", "li_1"], queue=FULFILLMENT_QUEUE,
+                                   ignore_result=False, task_id=task_id))
+
+    assert _steady(ours) == _steady(celerys)
+    assert ours["headers"]["id"] == celerys["headers"]["id"] == task_id
+    assert ours["headers"]["ignore_result"] is False  # a fulfillment system reads this result
