@@ -171,7 +171,8 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--purchases", type=int, default=2000)
     parser.add_argument("--concurrency", "-c", type=int, default=32, help="worker threads in all (C)")
-    parser.add_argument("--worker-procs", type=int, default=1, help="worker processes sharing C")
+    parser.add_argument("--worker-procs", type=int, default=1,
+                        help="worker processes sharing C (crossfill worker --processes); 2 on 2 cores is fastest")
     parser.add_argument("--latency-ms", type=int, default=50)
     parser.add_argument("--timeout", type=float, default=300)
     parser.add_argument("--worker-loglevel", default="INFO", help="the worker's --loglevel (INFO logs every task)")

@@ -133,20 +133,32 @@ def _fresh_metrics_dir(settings: Settings) -> Path:
 
 
 @main.command()
-@click.option("--concurrency", "-c", default=8, show_default=True, help="Tasks run at once (threads).")
+@click.option("--concurrency", "-c", default=8, show_default=True, help="Tasks run at once (threads), in all.")
+@click.option("--processes", "-p", default=1, show_default=True, type=click.IntRange(1, 64),
+              help="Worker processes sharing the threads; one per core uses every core (BENCHMARKS.md).")
 @click.option("--loglevel", "-l", default="INFO", show_default=True,
               type=click.Choice(["DEBUG", "INFO", "WARNING", "ERROR"], case_sensitive=False))
-def worker(concurrency: int, loglevel: str) -> None:
+def worker(concurrency: int, processes: int, loglevel: str) -> None:
     """Run a Celery worker on the queues events and fulfillment."""
     from worker.app import make_celery
+    from worker.processes import Supervisor, stop
 
     settings, redis_proc = _with_redis(_settings())
     try:
-        make_celery(settings).worker_main(worker_argv(concurrency, loglevel=loglevel.upper()))
+        if processes == 1:
+            make_celery(settings).worker_main(worker_argv(concurrency, loglevel=loglevel.upper()))
+            return
+        # Python runs one thread at a time per process: split the threads over processes.
+        _setup_logging()
+        supervisor = Supervisor()
+        env = child_env(settings)
+        per_process = max(1, concurrency // processes)
+        for number in range(processes):
+            supervisor.start(f"worker-{number}", [sys.executable, "-m", "worker.cli", "worker", "--concurrency",
+                                                  str(per_process), "--loglevel", loglevel], env)
+        sys.exit(supervisor.wait())
     finally:
         if redis_proc is not None:
-            from worker.processes import stop
-
             stop(redis_proc)
 
 

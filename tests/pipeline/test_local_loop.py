@@ -82,3 +82,34 @@ def test_demo_exits_0_with_every_outcome_as_expected(tmp_path: Path) -> None:
     assert done.returncode == 0, done.stdout + done.stderr
     assert "all outcomes as expected" in done.stdout
     assert done.stdout.count(" ok") == 7
+
+
+def test_worker_processes_split_the_threads_and_stop_together(tmp_path: Path) -> None:
+    # Given `crossfill worker --processes 2 -c 4` on a real Redis
+    from fulfillment.settings import load_settings
+    from tests.support.processes import RedisServer
+    from worker.app import make_celery
+
+    redis = RedisServer(tmp_path / "redis")
+    env = _env(tmp_path, free_port())
+    env["CROSSFILL_REDIS_URL"] = redis.url
+    workers = Proc("workers", [sys.executable, "-m", "worker.cli", "worker", "--processes", "2", "-c", "4"], env,
+                   tmp_path)
+    try:
+        # Then two Celery workers answer, with 2 threads each
+        app = make_celery(load_settings({"CROSSFILL_REDIS_URL": redis.url}))
+        wait_until(lambda: len(app.control.ping(timeout=0.5) or []) == 2, timeout=30, what="two workers",
+                   interval=0.5)
+        stats = app.control.inspect(timeout=2).stats() or {}
+        assert sorted(worker["pool"]["max-concurrency"] for worker in stats.values()) == [2, 2]
+        children = _children_of(workers.pid)
+        assert len(children) == 2
+
+        # When the parent is told to stop, every worker stops with it
+        os.kill(workers.pid, signal.SIGTERM)
+        workers.popen.wait(30)
+        for child in children:
+            assert not Path(f"/proc/{child}").exists() or "Z" in Path(f"/proc/{child}/stat").read_text().split()[2]
+    finally:
+        workers.stop()
+        redis.stop()
