@@ -2,7 +2,7 @@
 from __future__ import annotations
 
 import os
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from urllib.parse import urlsplit
@@ -99,29 +99,30 @@ def load_settings(environ: Mapping[str, str] | None = None) -> Settings:
 
 
 def _int(env: Mapping[str, str], name: str, default: int, *, low: int, high: int) -> int:
-    raw = env.get(name)
-    if raw is None or raw.strip() == "":
-        return default
-    try:
-        value = int(raw.strip())
-    except ValueError:
-        raise ConfigError(name, raw, f"use a whole number between {low} and {high}") from None
-    if not low <= value <= high:
-        raise ConfigError(name, raw, f"use a whole number between {low} and {high}")
-    return value
+    return int(_number(env, name, default, low=low, high=high, parse=int, kind="a whole number"))
 
 
 def _float(env: Mapping[str, str], name: str, default: float, *, low: float, high: float) -> float:
+    return _number(env, name, default, low=low, high=high, parse=float, kind="a number of seconds")
+
+
+def _number(env: Mapping[str, str], name: str, default: float, *, low: float, high: float,
+            parse: Callable[[str], float], kind: str) -> float:
     raw = env.get(name)
     if raw is None or raw.strip() == "":
         return default
+    fix = f"use {kind} between {_plain(low)} and {_plain(high)}"
     try:
-        value = float(raw.strip())
+        value = parse(raw.strip())
     except ValueError:
-        raise ConfigError(name, raw, f"use a number of seconds between {low:g} and {high:g}") from None
+        raise ConfigError(name, raw, fix) from None
     if not low <= value <= high:
-        raise ConfigError(name, raw, f"use a number of seconds between {low:g} and {high:g}")
+        raise ConfigError(name, raw, fix)
     return value
+
+
+def _plain(number: float) -> str:
+    return str(int(number)) if float(number).is_integer() else f"{number:g}"
 
 
 def _redis_url(raw: str | None) -> str | None:
