@@ -23,7 +23,6 @@ from worker.app import EVENTS_QUEUE, FULFILLMENT_QUEUE, PROCESS_EVENT, make_cele
 log = logging.getLogger(__name__)
 
 
-
 def create_app(settings: Settings | None = None) -> Flask:
     """Build the receiver. With no *settings*, they are read from the environment (the edge).
 
