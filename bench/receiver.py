@@ -233,7 +233,7 @@ def run_phase(mode: str, port: int, server_pid: int, redis_client: redis.Redis, 
         raise RuntimeError(f"the load generator failed:\n{done.stderr.decode(errors='replace')[-3000:]}")
     result: dict[str, Any] = json.loads(done.stdout)
     result["events_listed"] = int(redis_client.llen(EVENTS_LIST))
-    result["inbox_enqueued"] = int(redis_client.scard("crossfill:inbox:enqueued"))
+    result["inbox_enqueued"] = int(redis_client.zcard("crossfill:inbox:enqueued"))
     if baseline:
         result["verified"] = result["events_listed"] == 0
     else:

@@ -34,20 +34,24 @@ redis.call('LPUSH', KEYS[3], ARGV[7])
 redis.call('HSET', KEYS[1], 'status', 'enqueued', 'type', ARGV[3], 'session_id', ARGV[4], 'body', ARGV[5],
            'received_at', ARGV[1], 'enqueued_at', ARGV[1], 'deliveries', 1)
 redis.call('EXPIRE', KEYS[1], tonumber(ARGV[2]))
-redis.call('SADD', KEYS[2] .. 'enqueued', ARGV[6])
+redis.call('ZADD', KEYS[2] .. 'enqueued', ARGV[1], ARGV[6])
+-- The status index is scored by receipt time: drop what has expired from the inbox itself.
+redis.call('ZREMRANGEBYSCORE', KEYS[2] .. 'enqueued', '-inf', tonumber(ARGV[1]) - tonumber(ARGV[2]))
 return {'enqueued', 'enqueued'}
 """
 
-# Move an event from one status to another; ARGV: event_id, new status, now, [allowed current
+# Move an event from one status to another; ARGV: event_id, new status, now, ttl, [allowed current
 # statuses...]. Returns the status it had, or false when the guard refused.
 _MOVE = """
 local current = redis.call('HGET', KEYS[1], 'status')
 if not current then return false end
-local allowed = #ARGV < 4
-for i = 4, #ARGV do if ARGV[i] == current then allowed = true end end
+local allowed = #ARGV < 5
+for i = 5, #ARGV do if ARGV[i] == current then allowed = true end end
 if not allowed then return false end
-redis.call('SREM', KEYS[2] .. current, ARGV[1])
-redis.call('SADD', KEYS[2] .. ARGV[2], ARGV[1])
+local received = redis.call('HGET', KEYS[1], 'received_at') or ARGV[3]
+redis.call('ZREM', KEYS[2] .. current, ARGV[1])
+redis.call('ZADD', KEYS[2] .. ARGV[2], received, ARGV[1])
+redis.call('ZREMRANGEBYSCORE', KEYS[2] .. ARGV[2], '-inf', tonumber(ARGV[3]) - tonumber(ARGV[4]))
 redis.call('HSET', KEYS[1], 'status', ARGV[2], ARGV[2] .. '_at', ARGV[3])
 return current
 """
@@ -70,7 +74,7 @@ def _event_key(event_id: str) -> str:
     return f"{KEY_PREFIX}event:{event_id}"
 
 
-_STATUS_PREFIX = f"{KEY_PREFIX}inbox:"
+_STATUS_PREFIX = f"{KEY_PREFIX}inbox:"  #: sorted sets per status: event id scored by receipt time
 
 
 class Inbox:
@@ -103,20 +107,21 @@ class Inbox:
 
     def record_ignored(self, event_id: str, event_type: str) -> None:
         """Record a verified event of a type crossfill does not handle."""
-        key = _event_key(event_id)
+        key, now = _event_key(event_id), time.time()
         with reachable(), self._redis.pipeline() as pipe:
-            pipe.hsetnx(key, "received_at", time.time())
+            pipe.hsetnx(key, "received_at", now)
             pipe.hset(key, mapping={"status": "ignored", "type": event_type, "session_id": ""})
             pipe.hincrby(key, "deliveries", 1)
             pipe.expire(key, self._ttl_s)
-            pipe.sadd(_STATUS_PREFIX + "ignored", event_id)
+            pipe.zadd(_STATUS_PREFIX + "ignored", {event_id: now}, nx=True)
+            pipe.zremrangebyscore(_STATUS_PREFIX + "ignored", "-inf", now - self._ttl_s)
             pipe.execute()
 
     def move(self, event_id: str, status: str, *, allowed_from: Iterable[str] = ()) -> str | None:
         """Set an event's status; with *allowed_from*, only from one of those. Returns the old status."""
         if status not in STATUSES:
             raise ValueError(f"status must be one of {STATUSES}, got {status!r}")
-        result = self._call(self._move, event_id, [event_id, status, time.time(), *allowed_from])
+        result = self._call(self._move, event_id, [event_id, status, time.time(), self._ttl_s, *allowed_from])
         return None if result is None else str(result)
 
     def get(self, event_id: str) -> InboxEvent | None:
@@ -143,7 +148,7 @@ class Inbox:
         """
         with reachable(), self._redis.pipeline() as pipe:
             for status in STATUSES:
-                pipe.scard(_STATUS_PREFIX + status)
+                pipe.zcard(_STATUS_PREFIX + status)
             return dict(zip(STATUSES, pipe.execute(), strict=True))
 
     def _call(self, script: Any, event_id: str, args: list[Any]) -> Any:

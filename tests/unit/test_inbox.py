@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import socket
 import threading
+import time
 from collections.abc import Callable, Iterator
 
 import fakeredis
@@ -14,7 +15,7 @@ from fulfillment.inbox import DUPLICATE, ENQUEUED, STATUSES, Inbox
 from fulfillment.store import connect
 
 TTL_S = 3600
-T0 = 1_700_000_000.0
+T0 = float(int(time.time()))  #: recent: moves stamp wall-clock time and trim the index by it
 BODY = '{"id":"evt_1","object":"event"}'
 QUEUE = "events"
 
@@ -181,3 +182,14 @@ def unreachable() -> Iterator[Inbox]:
 def test_unreachable_redis_is_store_unavailable(unreachable: Inbox, call: Callable[[Inbox], object]) -> None:
     with pytest.raises(StoreUnavailable, match="Redis is unreachable"):
         call(unreachable)
+
+
+def test_the_status_index_forgets_events_older_than_the_inbox_keeps(inbox: Inbox) -> None:
+    # Given an event recorded more than the inbox's TTL ago (its hash has expired by now in real Redis)
+    record(inbox, "evt_old", now=T0 - TTL_S - 1)
+
+    # When a new event is recorded
+    record(inbox, "evt_new")
+
+    # Then the status index no longer counts the old one
+    assert inbox.counts()["enqueued"] == 1
