@@ -54,6 +54,7 @@ def process_event(task: Task, event_id: str) -> dict[str, Any]:
     attempt = task.request.retries + 1
     try:
         decision = decide(event.type, event.session_id, runtime.stripe, runtime.ledger, runtime.catalog)
+        _dispatch(task, runtime, event.session_id, decision.dispatch)
     except PermanentError as error:
         return _dead_event(runtime, event_id, error, "permanent", attempt)
     except Exception as error:  # noqa: BLE001 - transient, or a bug: retried, then dead-lettered
@@ -65,19 +66,23 @@ def process_event(task: Task, event_id: str) -> dict[str, Any]:
             raise task.retry(countdown=delay, exc=error) from None
         return _dead_event(runtime, event_id, error, "exhausted", attempt)
 
-    if decision.dispatch:
-        # One LPUSH for all of the order's items (a 120-item order is one round trip, not 120
-        # publishes through Celery's producer); the messages are Celery's own (task_message).
-        messages = [task_message(task.app, FULFILL_ITEM, [event.session_id, line_item_id], queue=FULFILLMENT_QUEUE,
-                                 ignore_result=False, task_id=fulfill_task_id(event.session_id, line_item_id))
-                    for line_item_id in decision.dispatch]
-        with reachable():
-            runtime.redis.lpush(FULFILLMENT_QUEUE, *messages)
     runtime.inbox.move(event_id, "processed")
     log.info("event %s (%s): order %s is %s, %d item(s) dispatched", event_id, event.type, event.session_id,
              decision.order_status, len(decision.dispatch))
     return {"event_id": event_id, "outcome": "processed", "order_status": decision.order_status,
             "dispatched": len(decision.dispatch)}
+
+
+def _dispatch(task: Task, runtime: Runtime, session_id: str, line_item_ids: tuple[str, ...]) -> None:
+    """Queue one fulfill_item per item in one LPUSH (a 120-item order is one round trip, not 120
+    publishes through Celery's producer); the messages are Celery's own (task_message)."""
+    if not line_item_ids:
+        return
+    messages = [task_message(task.app, FULFILL_ITEM, [session_id, line_item_id], queue=FULFILLMENT_QUEUE,
+                             ignore_result=False, task_id=fulfill_task_id(session_id, line_item_id))
+                for line_item_id in line_item_ids]
+    with reachable():
+        runtime.redis.lpush(FULFILLMENT_QUEUE, *messages)
 
 
 def _dead_event(runtime: Runtime, event_id: str, error: Exception, reason: str, attempt: int) -> dict[str, Any]:

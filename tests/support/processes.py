@@ -102,3 +102,8 @@ class RedisServer:
 
     def stop(self) -> None:
         self.proc.stop()
+
+    def restart(self) -> None:
+        """Start it again on the same port and directory (its append-only file is read back)."""
+        self.proc = Proc("redis", redis_argv(self.directory, self.port), os.environ, self.directory)
+        wait_until(self.answers, timeout=10, what=f"redis-server on port {self.port} to come back")
