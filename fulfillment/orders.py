@@ -35,11 +35,11 @@ def classify_items(session: CheckoutSession, items: Sequence[LineItem], catalog:
         if sources:
             context = SessionContext(
                 mode=session.mode,
-                prices=tuple(other.price.rule_facts() for other in items if other.id != item.id),
+                prices=tuple(other.price for other in items if other.id != item.id),
                 automatic_tax=session.automatic_tax,
                 default_tax_behavior=catalog.default_tax_behavior,
             )
-            anomalies = item_anomalies(item.price.rule_facts(), item.quantity, context)
+            anomalies = item_anomalies(item.price, item.quantity, context)
         described.append({
             "id": item.id,
             "position": position,

@@ -16,22 +16,11 @@ PAID_STATUSES = frozenset({"paid", "no_payment_required"})
 
 
 @dataclass(frozen=True)
-class Price:
-    id: str
-    product: str
-    product_name: str
-    currency: str
-    type: str
-    unit_amount: int | None
-    tax_behavior: str
-    interval: str | None = None
-    interval_count: int | None = None
+class Price(RulePrice):
+    """A price as the API returns it: the facts the cross-sell rules read, plus what an order shows."""
 
-    def rule_facts(self) -> RulePrice:
-        """The facts the cross-sell rules read."""
-        return RulePrice(id=self.id, product=self.product, currency=self.currency, type=self.type,
-                         interval=self.interval, interval_count=self.interval_count,
-                         tax_behavior=self.tax_behavior)
+    product_name: str = ""
+    unit_amount: int | None = None
 
 
 @dataclass(frozen=True)
