@@ -17,6 +17,7 @@ from simulator import defaults
 from simulator.client import DEFAULT_API_KEY, SimClient
 from simulator.config import SimConfig
 from simulator.errors import SimulatorError
+from simulator.resources import OUTCOMES
 from simulator.scenario import EVENT_OUTCOMES, purchase
 from simulator.server import SimServer
 
@@ -85,8 +86,7 @@ def sim(host: str, port: int, catalog_path: Path | None, retry_base_ms: int, ret
               help="The buyer adds the cross-sell and removes it (with --cross-sell: adds it back).")
 @click.option("--items", default=1, show_default=True, type=click.IntRange(1, defaults.MAX_LINE_ITEMS),
               help="Line items in the session (the Pro product, then extras).")
-@click.option("--outcome", type=click.Choice(["paid", "no_payment_required", "async_pending", "async_succeeded",
-                                              "async_failed"]),
+@click.option("--outcome", type=click.Choice(OUTCOMES),
               help="How the payment ends (default: what EVENT needs; paid for completed).")
 @click.option("--email", help="The buyer's email.")
 @click.option("--api-base", default=DEFAULT_API_BASE, show_default=True, envvar="STRIPE_API_BASE", show_envvar=True,

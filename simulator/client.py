@@ -77,4 +77,4 @@ class SimClient:
             body = response.text
         if not 200 <= response.status_code < 300:
             raise RemoteError(method, path, response.status_code, body)
-        return body  # type: ignore[no-any-return]
+        return body

@@ -2,29 +2,35 @@
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 from typing import Any, TypeVar
 
 from simulator import defaults
 from simulator.errors import InvalidRequest
-from simulator.params import Params
 
 T = TypeVar("T")
 
 
-def page(items: Sequence[T], id_of: Callable[[T], str], params: Params) -> tuple[list[T], bool]:
-    """Cut the page that ``limit`` / ``starting_after`` / ``ending_before`` in *params* ask for.
+@dataclass(frozen=True)
+class Page:
+    """Which page of a list is asked for: its size and at most one cursor (an object id)."""
+
+    limit: int = defaults.PAGE_LIMIT
+    starting_after: str | None = None
+    ending_before: str | None = None
+
+
+def page(items: Sequence[T], id_of: Callable[[T], str], wanted: Page) -> tuple[list[T], bool]:
+    """Cut the page *wanted* out of *items*.
 
     *items* are in list order (the order Stripe lists them in). With ``ending_before`` the page is
     the ``limit`` items just before the cursor, still in list order, and ``has_more`` says whether
     more come before it — what stripe-python's ``previous_page`` expects.
 
     Raises:
-        InvalidRequest: for a limit outside 1..100, both cursors, or a cursor not in the list.
+        InvalidRequest: for both cursors, or a cursor not in the list.
     """
-    limit = params.integer("limit", minimum=1, maximum=defaults.MAX_PAGE_LIMIT, default=defaults.PAGE_LIMIT)
-    assert limit is not None
-    after = params.string("starting_after")
-    before = params.string("ending_before")
+    after, before, limit = wanted.starting_after, wanted.ending_before, wanted.limit
     if after and before:
         raise InvalidRequest("You may only specify one of these parameters: ending_before, starting_after.",
                              param="ending_before")

@@ -5,7 +5,9 @@ import re
 from collections.abc import Collection, Mapping
 from typing import Any
 
+from simulator import defaults
 from simulator.errors import InvalidRequest
+from simulator.paging import Page
 
 _CURRENCY = re.compile(r"^[a-z]{3}$")
 
@@ -104,6 +106,13 @@ class Params:
     def expand(self) -> list[str]:
         """The ``expand[]`` paths asked for."""
         return self.strings("expand")
+
+    def page(self) -> Page:
+        """The page asked for by ``limit`` (1..100), ``starting_after`` and ``ending_before``."""
+        limit = self.integer("limit", minimum=1, maximum=defaults.MAX_PAGE_LIMIT, default=defaults.PAGE_LIMIT)
+        assert limit is not None
+        return Page(limit=limit, starting_after=self.string("starting_after"),
+                    ending_before=self.string("ending_before"))
 
     def metadata(self, name: str = "metadata") -> dict[str, str]:
         """A metadata hash: string keys (≤40 chars) to string values (≤500 chars)."""

@@ -15,6 +15,12 @@ from fulfillment.crosssell import Offer, Price, Refusal
 
 _ALPHABET = string.ascii_letters + string.digits
 
+MODES = ("payment", "subscription", "setup")  #: a Checkout Session's ``mode``
+INTERVALS = ("day", "week", "month", "year")  #: a recurring price's ``recurring.interval``
+SESSION_STATUSES = ("open", "complete", "expired")  #: a Checkout Session's ``status``
+#: How a simulated buyer's payment ends (``/sim/checkout/sessions/{id}/complete``).
+OUTCOMES = ("paid", "no_payment_required", "async_pending", "async_succeeded", "async_failed")
+
 
 def new_id(prefix: str, length: int = 24) -> str:
     """A random id with Stripe's *prefix* (``prod_``, ``price_``, ``cs_test_``, ``li_``, ``evt_``, ...)."""

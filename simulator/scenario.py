@@ -12,6 +12,7 @@ from typing import Any
 
 from simulator.client import SimClient
 from simulator.errors import RemoteError
+from simulator.resources import OUTCOMES
 
 PRO = "prod_crossfill_pro"  #: the primary product; its Dashboard cross-sell is DEPLOY
 DEPLOY = "prod_crossfill_deploy"  #: the cross-sell product (one one-time price)
@@ -27,7 +28,7 @@ DEMO_CATALOG_TOML = DEMO_CATALOG_PATH.read_text(encoding="utf-8")
 
 #: What each trigger-able event type asks of the buyer.
 EVENT_OUTCOMES = {
-    "checkout.session.completed": ("paid", "no_payment_required", "async_pending", "async_succeeded", "async_failed"),
+    "checkout.session.completed": OUTCOMES,
     "checkout.session.async_payment_succeeded": ("async_succeeded",),
     "checkout.session.async_payment_failed": ("async_failed",),
     "checkout.session.expired": ("expired",),

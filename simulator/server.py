@@ -7,8 +7,9 @@ import threading
 from werkzeug.serving import BaseWSGIServer, WSGIRequestHandler, make_server
 
 from simulator import defaults
-from simulator.app import Simulator, create_sim_app
+from simulator.app import create_sim_app
 from simulator.config import SimConfig
+from simulator.simulation import Simulator
 
 LISTEN_BACKLOG = 1024  #: pending connections the socket queues (bursts of concurrent clients)
 POLL_INTERVAL_S = 0.05  #: how often the serving loop checks for shutdown, seconds

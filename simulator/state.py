@@ -17,8 +17,7 @@ from fulfillment.crosssell import Price, SessionContext, decide_offer
 from simulator import defaults
 from simulator.config import SimConfig
 from simulator.errors import InvalidRequest, ResourceExists, ResourceMissing
-from simulator.paging import list_object, page
-from simulator.params import Params
+from simulator.paging import Page, list_object, page
 from simulator.resources import (
     EndpointRecord,
     LineItemRecord,
@@ -34,11 +33,6 @@ from simulator.resources import (
     refusal_json,
     session_json,
 )
-
-OUTCOMES = ("paid", "no_payment_required", "async_pending", "async_succeeded", "async_failed")
-MODES = ("payment", "subscription", "setup")
-TAX_BEHAVIORS = ("inclusive", "exclusive", "unspecified")
-INTERVALS = ("day", "week", "month", "year")
 
 EventHook = Callable[[dict[str, Any], Sequence[EndpointRecord]], object]
 
@@ -141,11 +135,11 @@ class Store:
                 self._emit("product.updated", body, request, previous_attributes=changed)
             return body
 
-    def list_products(self, params: Params, active: bool | None) -> dict[str, Any]:
+    def list_products(self, paging: Page, active: bool | None) -> dict[str, Any]:
         """Products, newest first."""
         with self._lock:
             products = [p for p in reversed(list(self.products.values())) if active is None or p.active == active]
-            data, more = page(products, lambda p: p.id, params)
+            data, more = page(products, lambda p: p.id, paging)
             return list_object([product_json(p) for p in data], more, "/v1/products")
 
     def create_price(self, *, product: str, currency: str, unit_amount: int, interval: str | None = None,
@@ -177,13 +171,13 @@ class Store:
             price = self._price(price_id)
             return price_json(price, product_json(self.products[price.product]) if expand_product else None)
 
-    def list_prices(self, params: Params, *, product: str | None, active: bool | None,
+    def list_prices(self, paging: Page, *, product: str | None, active: bool | None,
                     expand_product: bool = False) -> dict[str, Any]:
         """Prices, newest first, optionally of one product / active state."""
         with self._lock:
             prices = [p for p in reversed(list(self.prices.values()))
                       if (product is None or p.product == product) and (active is None or p.active == active)]
-            data, more = page(prices, lambda p: p.id, params)
+            data, more = page(prices, lambda p: p.id, paging)
             rendered = [price_json(p, product_json(self.products[p.product]) if expand_product else None)
                         for p in data]
             return list_object(rendered, more, "/v1/prices")
@@ -320,18 +314,18 @@ class Store:
                     len(session.line_items) > len(first), f"/v1/checkout/sessions/{session.id}/line_items")
             return body
 
-    def list_sessions(self, params: Params, *, status: str | None) -> dict[str, Any]:
+    def list_sessions(self, paging: Page, *, status: str | None) -> dict[str, Any]:
         """Sessions, newest first."""
         with self._lock:
             sessions = [s for s in reversed(list(self.sessions.values())) if status is None or s.status == status]
-            data, more = page(sessions, lambda s: s.id, params)
+            data, more = page(sessions, lambda s: s.id, paging)
             return list_object([self._session_json(s) for s in data], more, "/v1/checkout/sessions")
 
-    def list_line_items(self, session_id: str, params: Params, *, expand_product: bool = False) -> dict[str, Any]:
+    def list_line_items(self, session_id: str, paging: Page, *, expand_product: bool = False) -> dict[str, Any]:
         """One page of a session's line items, in session order."""
         with self._lock:
             session = self._session(session_id)
-            data, more = page(session.line_items, lambda item: item.id, params)
+            data, more = page(session.line_items, lambda item: item.id, paging)
             return list_object([self._item_json(item, expand_product) for item in data], more,
                                f"/v1/checkout/sessions/{session.id}/line_items")
 
@@ -447,7 +441,7 @@ class Store:
                 raise ResourceMissing(f"No such event: '{event_id}'", param="id")
             return event
 
-    def list_events(self, params: Params, *, types: Sequence[str], created: dict[str, int]) -> dict[str, Any]:
+    def list_events(self, paging: Page, *, types: Sequence[str], created: dict[str, int]) -> dict[str, Any]:
         """Events, newest first; *types* may use ``*`` wildcards; *created* maps gt/gte/lt/lte to times."""
         checks: dict[str, Callable[[int, int], bool]] = {
             "gt": lambda a, b: a > b, "gte": lambda a, b: a >= b, "lt": lambda a, b: a < b, "lte": lambda a, b: a <= b}
@@ -455,7 +449,7 @@ class Store:
             events = [e for e in reversed(self.events)
                       if (not types or any(fnmatch.fnmatchcase(e["type"], t) for t in types))
                       and all(checks[op](e["created"], bound) for op, bound in created.items())]
-            data, more = page(events, lambda e: e["id"], params)
+            data, more = page(events, lambda e: e["id"], paging)
             return list_object(data, more, "/v1/events")
 
     # -- webhook endpoints ---------------------------------------------------------------------------
@@ -503,11 +497,11 @@ class Store:
             del self.endpoints[endpoint_id]
             return {"id": endpoint_id, "object": "webhook_endpoint", "deleted": True}
 
-    def list_endpoints(self, params: Params) -> dict[str, Any]:
+    def list_endpoints(self, paging: Page) -> dict[str, Any]:
         """Endpoints, newest first."""
         with self._lock:
             endpoints = list(reversed(list(self.endpoints.values())))
-            data, more = page(endpoints, lambda e: e.id, params)
+            data, more = page(endpoints, lambda e: e.id, paging)
             return list_object([endpoint_json(e) for e in data], more, "/v1/webhook_endpoints")
 
     def roll_secret(self, endpoint_id: str, *, expires_in_s: float, secret: str | None = None) -> dict[str, Any]:

@@ -1,0 +1,275 @@
+"""``/v1``: Stripe's API paths and params, over :class:`simulator.state.Store`.
+
+Views only parse params and call the store; authentication, injected faults and Idempotency-Key
+replays happen around every request in :mod:`simulator.app`.
+"""
+from __future__ import annotations
+
+import re
+from typing import Any
+from urllib.parse import urlsplit
+
+from flask import Blueprint, request
+
+from fulfillment.catalog import TAX_BEHAVIORS
+from simulator.context import current_sim, expansions, read_params, request_info
+from simulator.errors import InvalidRequest
+from simulator.params import Params, to_int
+from simulator.resources import INTERVALS, MODES, SESSION_STATUSES
+from simulator.state import LineItemSpec
+
+_EVENT_TYPE = re.compile(r"^(\*|[a-z_]+(\.[a-z_]+)+)$")
+
+api = Blueprint("api", __name__, url_prefix="/v1")
+
+
+@api.post("/products")
+def create_product() -> Any:
+    params = read_params()
+    params.allow("id", "name", "active", "description", "metadata")
+    name = params.string("name", required=True)
+    assert name is not None
+    return current_sim().store.create_product(
+        name=name, product_id=params.string("id", max_length=255), active=params.boolean("active", default=True),
+        description=params.string("description"), metadata=params.metadata(), request=request_info())
+
+
+@api.get("/products")
+def list_products() -> Any:
+    params = read_params()
+    params.allow("active", "limit", "starting_after", "ending_before")
+    active = params.boolean("active") if "active" in params else None
+    return current_sim().store.list_products(params.page(), active)
+
+
+@api.get("/products/<product_id>")
+def get_product(product_id: str) -> Any:
+    read_params().allow()
+    return current_sim().store.get_product(product_id)
+
+
+@api.post("/products/<product_id>")
+def update_product(product_id: str) -> Any:
+    params = read_params()
+    params.allow("name", "active", "description", "metadata")
+    active = params.boolean("active") if "active" in params else None
+    return current_sim().store.update_product(
+        product_id, name=params.string("name"), active=active, description=params.string("description"),
+        metadata=params.metadata(), request=request_info())
+
+
+@api.post("/prices")
+def create_price() -> Any:
+    params = read_params()
+    params.allow("product", "currency", "unit_amount", "recurring", "tax_behavior", "active", "nickname",
+                 "lookup_key", "metadata")
+    product = params.string("product", required=True)
+    currency = params.currency("currency", required=True)
+    unit_amount = params.integer("unit_amount", required=True, minimum=0, maximum=99_999_999)
+    recurring = Params(params.hash("recurring"))
+    interval = recurring.choice("interval", INTERVALS, required="recurring" in params)
+    interval_count = recurring.integer("interval_count", minimum=1, maximum=365) if interval else None
+    if "interval_count" in recurring and interval is None:
+        raise InvalidRequest("recurring[interval_count] needs recurring[interval]", param="recurring[interval]")
+    assert product is not None and currency is not None and unit_amount is not None
+    return current_sim().store.create_price(
+        product=product, currency=currency, unit_amount=unit_amount, interval=interval,
+        interval_count=interval_count,
+        tax_behavior=params.choice("tax_behavior", TAX_BEHAVIORS, default="unspecified") or "unspecified",
+        active=params.boolean("active", default=True), nickname=params.string("nickname"),
+        lookup_key=params.string("lookup_key"), metadata=params.metadata(), request=request_info())
+
+
+@api.get("/prices/<price_id>")
+def get_price(price_id: str) -> Any:
+    params = read_params()
+    params.allow()
+    return current_sim().store.get_price(price_id, expand_product="product" in expansions(params, "product"))
+
+
+@api.get("/prices")
+def list_prices() -> Any:
+    params = read_params()
+    params.allow("product", "active", "limit", "starting_after", "ending_before")
+    active = params.boolean("active") if "active" in params else None
+    return current_sim().store.list_prices(params.page(), product=params.string("product"), active=active,
+                                           expand_product="data.product" in expansions(params, "data.product"))
+
+
+@api.post("/checkout/sessions")
+def create_session() -> Any:
+    params = read_params()
+    params.allow("mode", "line_items", "automatic_tax", "metadata", "client_reference_id", "customer_email",
+                 "success_url", "cancel_url", "sim")
+    mode = params.choice("mode", MODES, required=True)
+    assert mode is not None
+    extras = Params(params.hash("sim"))
+    extras.allow("subscription_upsells")
+    return current_sim().store.create_session(
+        mode=mode, line_items=_line_items(params), base_url=request.host_url,
+        automatic_tax=Params(params.hash("automatic_tax")).boolean("enabled"),
+        subscription_upsells=extras.boolean("subscription_upsells"), metadata=params.metadata(),
+        client_reference_id=params.string("client_reference_id", max_length=200),
+        customer_email=params.string("customer_email"), success_url=params.string("success_url"),
+        cancel_url=params.string("cancel_url"))
+
+
+def _line_items(params: Params) -> list[LineItemSpec]:
+    raw = params.raw("line_items")
+    if raw is None or raw == "":
+        return []
+    if not isinstance(raw, list) or not all(isinstance(item, dict) for item in raw):
+        raise InvalidRequest("line_items must be a list: line_items[0][price]=...&line_items[0][quantity]=...",
+                             param="line_items")
+    specs = []
+    for index, item in enumerate(raw):
+        where = f"line_items[{index}]"
+        for name in item:
+            if name not in ("price", "quantity"):
+                raise InvalidRequest(f"Received unknown parameter: {where}[{name}]", param=f"{where}[{name}]")
+        if not item.get("price"):
+            raise InvalidRequest(f"Missing required param: {where}[price].", param=f"{where}[price]",
+                                 code="parameter_missing")
+        if item.get("quantity") in (None, ""):
+            raise InvalidRequest(f"Quantity is required. Add `quantity` to `{where}`", param=f"{where}[quantity]",
+                                 code="parameter_missing")
+        quantity = to_int(item["quantity"], f"{where}[quantity]", minimum=1, maximum=999_999)
+        specs.append(LineItemSpec(price=str(item["price"]), quantity=quantity))
+    return specs
+
+
+@api.get("/checkout/sessions")
+def list_sessions() -> Any:
+    params = read_params()
+    params.allow("status", "limit", "starting_after", "ending_before")
+    return current_sim().store.list_sessions(params.page(), status=params.choice("status", SESSION_STATUSES))
+
+
+@api.get("/checkout/sessions/<session_id>")
+def get_session(session_id: str) -> Any:
+    params = read_params()
+    params.allow()
+    wanted = expansions(params, "line_items", "line_items.data.price.product")
+    return current_sim().store.get_session(session_id, expand_line_items=bool(wanted),
+                                           expand_product="line_items.data.price.product" in wanted)
+
+
+@api.post("/checkout/sessions/<session_id>/expire")
+def expire_session_api(session_id: str) -> Any:
+    read_params().allow()
+    current_sim().store.expire_session(session_id)
+    return current_sim().store.get_session(session_id)
+
+
+@api.get("/checkout/sessions/<session_id>/line_items")
+def list_line_items(session_id: str) -> Any:
+    params = read_params()
+    params.allow("limit", "starting_after", "ending_before")
+    expand = "data.price.product" in expansions(params, "data.price.product")
+    return current_sim().store.list_line_items(session_id, params.page(), expand_product=expand)
+
+
+@api.get("/events")
+def list_events() -> Any:
+    params = read_params()
+    params.allow("type", "types", "created", "limit", "starting_after", "ending_before", "delivery_success")
+    types = params.strings("types")
+    single = params.string("type")
+    if single and types:
+        raise InvalidRequest("You may only specify one of these parameters: type, types.", param="types")
+    if len(types) > 20:
+        raise InvalidRequest(f"types takes at most 20 event types (got {len(types)})", param="types")
+    listed = current_sim().store.list_events(params.page(), types=[single] if single else types, created=_created(params))
+    listed["data"] = [_with_pending(event) for event in listed["data"]]
+    return listed
+
+
+def _with_pending(event: dict[str, Any]) -> dict[str, Any]:
+    """The event with ``pending_webhooks`` as of now (deliveries not yet acknowledged nor given up)."""
+    return {**event, "pending_webhooks": current_sim().dispatcher.pending_count(event["id"])}
+
+
+def _created(params: Params) -> dict[str, int]:
+    raw = params.raw("created")
+    if raw is None or raw == "":
+        return {}
+    if isinstance(raw, str):
+        exact = to_int(raw, "created")
+        return {"gte": exact, "lte": exact}
+    if not isinstance(raw, dict):
+        raise InvalidRequest("created must be a timestamp or created[gte|gt|lte|lt]=...", param="created")
+    bounds = {}
+    for op, value in raw.items():
+        if op not in ("gt", "gte", "lt", "lte"):
+            raise InvalidRequest(f"Received unknown parameter: created[{op}]", param=f"created[{op}]")
+        bounds[op] = to_int(value, f"created[{op}]")
+    return bounds
+
+
+@api.get("/events/<event_id>")
+def get_event(event_id: str) -> Any:
+    read_params().allow()
+    return _with_pending(current_sim().store.get_event(event_id))
+
+
+@api.post("/webhook_endpoints")
+def create_endpoint() -> Any:
+    params = read_params()
+    params.allow("url", "enabled_events", "description", "metadata", "api_version", "secret", "connect")
+    url = params.string("url", required=True)
+    assert url is not None
+    secret = params.string("secret")
+    if secret is not None and not secret.startswith("whsec_"):
+        raise InvalidRequest(f"secret must start with whsec_ (got {secret[:6]!r}...)", param="secret")
+    return current_sim().store.create_endpoint(
+        url=_url(url), enabled_events=_events(params, required=True), secret=secret,
+        description=params.string("description"), metadata=params.metadata(),
+        api_version=params.string("api_version"))
+
+
+def _url(url: str) -> str:
+    parts = urlsplit(url)
+    if parts.scheme not in ("http", "https") or not parts.netloc:
+        raise InvalidRequest(f"Invalid URL: {url!r}; use an http:// or https:// URL", param="url")
+    return url
+
+
+def _events(params: Params, *, required: bool) -> list[str]:
+    events = params.strings("enabled_events")
+    if required and not events:
+        raise InvalidRequest("Missing required param: enabled_events.", param="enabled_events",
+                             code="parameter_missing")
+    for event in events:
+        if not _EVENT_TYPE.match(event):
+            raise InvalidRequest(f"Invalid enabled_events: {event!r} is not an event type (or '*')",
+                                 param="enabled_events")
+    return events
+
+
+@api.get("/webhook_endpoints")
+def list_endpoints() -> Any:
+    params = read_params()
+    params.allow("limit", "starting_after", "ending_before")
+    return current_sim().store.list_endpoints(params.page())
+
+
+@api.get("/webhook_endpoints/<endpoint_id>")
+def get_endpoint(endpoint_id: str) -> Any:
+    read_params().allow()
+    return current_sim().store.get_endpoint(endpoint_id)
+
+
+@api.post("/webhook_endpoints/<endpoint_id>")
+def update_endpoint(endpoint_id: str) -> Any:
+    params = read_params()
+    params.allow("url", "enabled_events", "disabled")
+    url = params.string("url")
+    disabled = params.boolean("disabled") if "disabled" in params else None
+    return current_sim().store.update_endpoint(endpoint_id, url=_url(url) if url else None,
+                                               enabled_events=_events(params, required=False), disabled=disabled)
+
+
+@api.delete("/webhook_endpoints/<endpoint_id>")
+def delete_endpoint(endpoint_id: str) -> Any:
+    read_params().allow()
+    return current_sim().store.delete_endpoint(endpoint_id)

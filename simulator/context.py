@@ -1,0 +1,73 @@
+"""The request being served, as the views see it: its simulator, its params, its request id.
+
+Both surfaces (:mod:`simulator.api` and :mod:`simulator.dashboard`) read requests through these
+helpers only; :mod:`simulator.app` wires them into the Flask app.
+"""
+from __future__ import annotations
+
+from typing import Any
+
+from flask import current_app, g, request
+
+from simulator.errors import InvalidRequest
+from simulator.forms import decode, parse_query
+from simulator.params import Params
+from simulator.resources import new_id
+from simulator.simulation import Simulator
+from simulator.state import RequestInfo
+
+EXTENSION = "crossfill_sim"  #: the key of the Simulator in ``app.extensions``
+DASHBOARD = "sim"  #: the name of the /sim blueprint, whose POSTs may carry JSON
+
+
+def current_sim() -> Simulator:
+    """The simulator behind the app serving this request."""
+    return current_app.extensions[EXTENSION]
+
+
+def request_id() -> str:
+    """This request's ``req_...`` id (the ``Request-Id`` header, and ``event.request.id``)."""
+    if "request_id" not in g:
+        g.request_id = new_id("req_", 14)
+    return str(g.request_id)
+
+
+def read_params() -> Params:
+    """The request's params: query string, then the form body of a POST (or a JSON body on /sim)."""
+    if "params" not in g:
+        pairs = parse_query(request.query_string)
+        if request.method == "POST":
+            if request.is_json and request.blueprint == DASHBOARD:
+                g.params = Params(_stringify(request.get_json(silent=True) or {}) | decode(pairs))
+                return g.params
+            pairs += parse_query(request.get_data(cache=True))
+        g.params = Params(decode(pairs))
+    return g.params
+
+
+def _stringify(value: Any) -> Any:
+    """JSON bodies of /sim calls, as strings the way a form would carry them."""
+    if isinstance(value, dict):
+        return {str(k): _stringify(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_stringify(v) for v in value]
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    return "" if value is None else str(value)
+
+
+def request_info() -> RequestInfo:
+    """The API request as events record it (``event.request``)."""
+    return RequestInfo(id=request_id(), idempotency_key=request.headers.get("Idempotency-Key"))
+
+
+def expansions(given: Params, *allowed: str) -> set[str]:
+    """The ``expand[]`` paths asked for, each one of *allowed*.
+
+    Raises:
+        InvalidRequest: for a path this endpoint cannot expand.
+    """
+    wanted = set(given.expand())
+    for path in sorted(wanted - set(allowed)):
+        raise InvalidRequest(f"This property cannot be expanded ({path}).", param="expand")
+    return wanted
