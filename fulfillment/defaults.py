@@ -34,3 +34,10 @@ MAX_ATTEMPTS = 8  #: attempts of one task before it is dead-lettered
 ITEM_LEASE_S = 120  #: a fulfillment claim held by a dead worker is retaken after this, seconds
 HANDLER_TIMEOUT_S = 30.0  #: one call of a fulfillment handler (http read timeout), seconds
 TASK_TIME_LIMIT_S = 110  #: hard limit of one task run, seconds (below the item lease)
+
+STRIPE_LIVE_RATE_LIMIT = 100.0  #: Stripe's limit per account in live mode, requests/s
+STRIPE_TEST_RATE_LIMIT = 25.0  #: Stripe's limit per account in test mode (sandboxes), requests/s
+STRIPE_ENDPOINT_RATE_LIMIT = 25.0  #: Stripe's default limit per endpoint and account, requests/s
+STRIPE_RATE_LIMIT_MAX_WAIT_S = 10.0  #: longest a call waits for its rate-limit slot before its task retries, s
+STRIPE_COOL_DOWN_S = 1.0  #: cool-down after a 429 that names no Retry-After, seconds
+STRIPE_COOL_DOWN_MAX_S = 60.0  #: longest cool-down a 429's Retry-After can impose, seconds

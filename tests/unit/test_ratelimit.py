@@ -1,0 +1,106 @@
+"""The shared Stripe rate limiter: pure parts, and its Lua scripts on fakeredis (the same contract runs on
+a real redis-server in tests/integration/test_ratelimit_redis.py)."""
+from __future__ import annotations
+
+import socket
+from collections.abc import Iterator
+
+import fakeredis
+import pytest
+import redis
+
+from fulfillment.errors import StoreUnavailable
+from fulfillment.ratelimit import (
+    RateLimiter,
+    RateLimits,
+    cool_down_seconds,
+    endpoint_of,
+    is_object_id,
+    key_mode,
+)
+from fulfillment.store import connect
+from tests.unit.ratelimit_contract import SESSION, LimiterContract
+
+
+class TestOnFakeredis(LimiterContract):
+    @pytest.fixture
+    def client(self) -> Iterator[redis.Redis]:
+        client = fakeredis.FakeRedis(server=fakeredis.FakeServer(), decode_responses=True)
+        yield client
+        client.close()
+
+
+@pytest.mark.parametrize(("method", "path", "endpoint"), [
+    ("GET", "/v1/checkout/sessions/cs_test_a1B2c3", "GET /v1/checkout/sessions/{id}"),
+    ("get", "/v1/checkout/sessions/cs_live_Z9/line_items", "GET /v1/checkout/sessions/{id}/line_items"),
+    ("GET", "/v1/checkout/sessions", "GET /v1/checkout/sessions"),
+    ("POST", "/v1/checkout/sessions/cs_test_1/expire", "POST /v1/checkout/sessions/{id}/expire"),
+    ("GET", "/v1/products/prod_deploy", "GET /v1/products/{id}"),
+    ("GET", "/v1/events/evt_1NG8Du2eZvKYlo2C", "GET /v1/events/{id}"),
+    ("GET", "/v1/webhook_endpoints/we_123?expand[]=x", "GET /v1/webhook_endpoints/{id}"),
+    ("GET", "/v1/payment_intents/pi_3MtwBwLkdIwHu7ix28a3tqPa", "GET /v1/payment_intents/{id}"),
+])
+def test_the_endpoint_is_the_method_and_the_route(method: str, path: str, endpoint: str) -> None:
+    assert endpoint_of(method, path) == endpoint
+
+
+@pytest.mark.parametrize("segment", ["line_items", "webhook_endpoints", "sessions", "checkout", "expire", "v1", ""])
+def test_route_words_are_not_ids(segment: str) -> None:
+    assert not is_object_id(segment)
+
+
+@pytest.mark.parametrize(("key", "mode"), [
+    ("sk_live_abc", "live"), ("rk_live_abc", "live"), ("sk_test_abc", "test"), ("rk_test_abc", "test"),
+    (None, "test"), ("", "test"),
+])
+def test_the_key_tells_the_mode(key: str | None, mode: str) -> None:
+    assert key_mode(key) == mode
+
+
+def test_the_defaults_are_stripes_published_limits() -> None:
+    assert RateLimits.for_key("sk_live_x") == RateLimits(global_per_s=100, endpoint_per_s=25, max_wait_s=10)
+    assert RateLimits.for_key("rk_test_x") == RateLimits(global_per_s=25, endpoint_per_s=25, max_wait_s=10)
+    chosen = RateLimits.for_key("sk_live_x", global_per_s=0, endpoint_per_s=5, max_wait_s=2)
+    assert (chosen.global_per_s, chosen.endpoint_per_s, chosen.max_wait_s) == (0, 5, 2)
+    assert not RateLimits(global_per_s=0, endpoint_per_s=0).enabled
+
+
+@pytest.mark.parametrize(("status", "headers", "code", "seconds"), [
+    (429, {}, None, 1.0),
+    (429, {"Retry-After": "3"}, "rate_limit", 3.0),
+    (429, {"Retry-After": "0.5"}, None, 0.5),
+    (429, {"Retry-After": "9999"}, None, 60.0),
+    (429, {"Retry-After": "Wed, 21 Oct 2015 07:28:00 GMT"}, None, 1.0),
+    (429, {"Retry-After": "nan"}, None, 1.0),
+    (429, {"Stripe-Should-Retry": "false", "Retry-After": "3"}, None, None),
+    (429, {}, "lock_timeout", None),
+    (500, {"Retry-After": "3"}, None, None),
+    (200, {}, None, None),
+])
+def test_a_429_asks_for_a_cool_down(status: int, headers: dict[str, str], code: str | None,
+                                     seconds: float | None) -> None:
+    assert cool_down_seconds(status, headers, code) == seconds
+
+
+def test_limits_switched_off_never_touch_redis() -> None:
+    # A Redis that cannot be reached: acquire must not need it when both limits are off.
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    client = connect(f"redis://127.0.0.1:{port}/0")
+    limiter = RateLimiter(client, RateLimits(global_per_s=0, endpoint_per_s=0))
+    assert limiter.acquire(None, SESSION) == 0.0
+    on = RateLimiter(client, RateLimits(global_per_s=25, endpoint_per_s=25))
+    with pytest.raises(StoreUnavailable):
+        on.acquire(None, SESSION)
+
+
+def test_acquire_sleeps_the_time_it_was_given() -> None:
+    client = fakeredis.FakeRedis(server=fakeredis.FakeServer(), decode_responses=True)
+    slept: list[float] = []
+    now = [1_800_000_000_000_000]
+    limiter = RateLimiter(client, RateLimits(global_per_s=0, endpoint_per_s=20), sleep=slept.append,
+                          clock=lambda: now[0])
+    waited = [limiter.acquire("acct_1Conn", SESSION) for _ in range(3)]
+    assert waited == [0.0, 0.05, 0.1]
+    assert slept == [0.05, 0.1]  # no sleep for a slot that is free now
