@@ -39,9 +39,9 @@ sys.path.insert(0, str(REPO))
 from fulfillment.ledger import Ledger  # noqa: E402
 from simulator.client import SimClient  # noqa: E402
 from simulator.scenario import DEMO_CATALOG_PATH, DEPLOY, PRO, ensure_demo_catalog  # noqa: E402
-from worker.embedded import free_port, redis_argv  # noqa: E402
-from worker.local import register_endpoint  # noqa: E402
-from worker.processes import Supervisor  # noqa: E402
+from worker.devstack.embedded import free_port, redis_argv  # noqa: E402
+from worker.devstack.local import register_endpoint  # noqa: E402
+from worker.devstack.supervisor import Supervisor  # noqa: E402
 
 API_CALLS_PER_ORDER = 2  #: retrieve the session, list its line items (one page: 2 items)
 SECRET = "whsec_bench_pipeline_0123456789abcdef"

@@ -26,7 +26,7 @@ from fulfillment.signing import sign
 from simulator.client import SimClient
 from simulator.scenario import purchase
 from simulator.server import SimServer
-from worker.embedded import free_port
+from worker.devstack.embedded import free_port
 
 pytestmark = pytest.mark.integration
 

@@ -21,7 +21,7 @@ from simulator.client import SimClient
 from tests.support.processes import ROOT, Proc, RedisServer, crossfill, port_open, wait_until
 from tests.support.shop import Shop, catalog_toml
 from tests.support.target import FulfillmentTarget
-from worker.embedded import free_port
+from worker.devstack.embedded import free_port
 
 WEBHOOK_SECRET = "whsec_pipeline_tests_secret_0123456789"
 HANDLED_EVENTS = ["checkout.session.completed", "checkout.session.async_payment_succeeded",

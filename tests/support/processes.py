@@ -12,7 +12,7 @@ from pathlib import Path
 
 import redis as redis_client
 
-from worker.embedded import free_port, redis_argv
+from worker.devstack.embedded import free_port, redis_argv
 
 ROOT = Path(__file__).resolve().parents[2]
 

@@ -22,7 +22,7 @@ from fulfillment import defaults
 from fulfillment.errors import ConfigError
 from fulfillment.settings import Settings, load_settings
 from worker.app import EVENTS_QUEUE, FULFILLMENT_QUEUE, PROCESS_EVENT
-from worker.cli import GUNICORN_APP, GUNICORN_CONFIG, WORKER_QUEUES, gunicorn_argv, worker_argv
+from worker.cli.service import GUNICORN_APP, GUNICORN_CONFIG, WORKER_QUEUES, gunicorn_argv, worker_argv
 
 REPO = Path(__file__).resolve().parents[2]
 APP_SERVICES = ("web", "worker", "flower")

@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 
 from tests.support.processes import ROOT, Proc, port_open, wait_until
-from worker.embedded import free_port
+from worker.devstack.embedded import free_port
 
 pytestmark = pytest.mark.integration
 

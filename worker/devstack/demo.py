@@ -1,4 +1,4 @@
-"""``crossfill demo``: the whole loop on the embedded defaults, with scripted buyers, checked.
+"""The demo: the whole loop on the embedded defaults, with scripted buyers, checked (``crossfill demo``).
 
 Starts Redis, the simulator, the receiver and a worker; runs purchases with and without the
 cross-sell, one removed then added again, an async payment that succeeds and one that fails, and a
@@ -8,26 +8,23 @@ when every order ended as expected.
 from __future__ import annotations
 
 import shutil
-import sys
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
-import click
-
 from fulfillment.ledger import Ledger
-from fulfillment.settings import load_settings
+from fulfillment.settings import Settings
 from fulfillment.store import connect
 from simulator.client import SimClient
 from simulator.scenario import DEPLOY, purchase
-from worker.embedded import free_port, start_embedded
-from worker.local import resolve_secrets, start_local
-from worker.processes import Supervisor
+from worker.devstack.embedded import free_port, start_embedded
+from worker.devstack.local import resolve_secrets, start_local
+from worker.devstack.supervisor import Supervisor
 
 WAIT_S = 120.0  #: longest wait for every order to settle, seconds
-FINAL_STATUSES = ("fulfilled", "partially_failed", "payment_failed", "expired")
+Echo = Callable[[str], None]
 
 
 @dataclass(frozen=True)
@@ -66,13 +63,14 @@ SCENARIOS = (
 )
 
 
-@click.command()
-@click.option("--data-dir", type=click.Path(file_okay=False, path_type=Path), default=Path("var/demo"),
-              show_default=True, help="Scratch data dir (emptied first).")
-def demo(data_dir: Path) -> None:
-    """Run scripted purchases through simulator → receiver → worker and check every outcome."""
+def run_demo(settings: Settings, data_dir: Path, echo: Echo) -> bool:
+    """Run the scenarios on a fresh stack in *data_dir* (emptied first), print a table; True when all hold.
+
+    Only the environment's non-local settings are kept from *settings* (handlers, retries): the
+    demo runs on its own embedded Redis, simulator, secret and port.
+    """
     shutil.rmtree(data_dir, ignore_errors=True)
-    settings = replace(load_settings(), data_dir=data_dir, redis_url=None, port=free_port(), stripe_api_key=None,
+    settings = replace(settings, data_dir=data_dir, redis_url=None, port=free_port(), stripe_api_key=None,
                        webhook_secrets=(), catalog_path=None)
     supervisor = Supervisor()
     url, redis_proc = start_embedded(data_dir)
@@ -80,19 +78,18 @@ def demo(data_dir: Path) -> None:
         supervisor.children["redis"] = redis_proc
     settings = resolve_secrets(settings.with_redis(url), generate=True)
     try:
-        click.echo(f"starting Redis, the simulator, the receiver and a worker (logs in {data_dir}/logs) ...")
+        echo(f"starting Redis, the simulator, the receiver and a worker (logs in {data_dir}/logs) ...")
         stack = start_local(settings, concurrency=8, sim_port=free_port(), supervisor=supervisor,
                             log_dir=data_dir / "logs")
         assert stack.sim_url is not None
         with SimClient(stack.sim_url) as client:
             sessions = [(scenario, scenario.run(client)) for scenario in SCENARIOS]
-        click.echo(f"{len(sessions)} purchases made; waiting for their orders ...")
+        echo(f"{len(sessions)} purchases made; waiting for their orders ...")
         ledger = Ledger(connect(url))
         orders = _wait(ledger, sessions)
     finally:
         supervisor.stop_all()
-    ok = _report(sessions, orders)
-    sys.exit(0 if ok else 1)
+    return _report(sessions, orders, echo)
 
 
 def _wait(ledger: Ledger, sessions: list[tuple[Scenario, str]]) -> dict[str, dict[str, Any]]:
@@ -106,8 +103,8 @@ def _wait(ledger: Ledger, sessions: list[tuple[Scenario, str]]) -> dict[str, dic
     return orders
 
 
-def _report(sessions: list[tuple[Scenario, str]], orders: dict[str, dict[str, Any]]) -> bool:
-    click.echo(f"\n{'purchase':<32} {'session':<22} {'items':>5} {'cross-sell':>10}  {'status':<16} check")
+def _report(sessions: list[tuple[Scenario, str]], orders: dict[str, dict[str, Any]], echo: Echo) -> bool:
+    echo(f"\n{'purchase':<32} {'session':<22} {'items':>5} {'cross-sell':>10}  {'status':<16} check")
     all_ok = True
     for scenario, sid in sessions:
         order = orders[sid]
@@ -117,12 +114,12 @@ def _report(sessions: list[tuple[Scenario, str]], orders: dict[str, dict[str, An
               and len(cross) == scenario.cross_sells and all(item["product"] == DEPLOY for item in cross)
               and all(item["status"] == "done" for item in items))
         all_ok &= ok
-        click.echo(f"{scenario.label:<32} {sid[:20] + '…':<22} {len(items):>5} {len(cross):>10}  "
+        echo(f"{scenario.label:<32} {sid[:20] + '…':<22} {len(items):>5} {len(cross):>10}  "
                    f"{order['status']:<16} {'ok' if ok else 'FAILED: expected ' + scenario.status}")
         for item in items[:3] if len(items) <= 3 else items[:2]:
-            click.echo(f"    {item['id']:<30} {item['product']:<26} x{item['quantity']} "
+            echo(f"    {item['id']:<30} {item['product']:<26} x{item['quantity']} "
                        f"{'cross-sell' if item.get('cross_sell') else '':<10} {item['status']}")
         if len(items) > 3:
-            click.echo(f"    ... {len(items) - 2} more, {sum(i['status'] == 'done' for i in items)} done in all")
-    click.echo("\nall outcomes as expected" if all_ok else "\nSOME OUTCOMES ARE WRONG")
+            echo(f"    ... {len(items) - 2} more, {sum(i['status'] == 'done' for i in items)} done in all")
+    echo("\nall outcomes as expected" if all_ok else "\nSOME OUTCOMES ARE WRONG")
     return all_ok

@@ -1,0 +1,69 @@
+"""The ``crossfill`` command: one group, its commands registered per concern.
+
+Each command lives in the module of its concern and is imported only when it runs (or when
+``--help`` lists it), so ``crossfill --help`` stays fast:
+
+- :mod:`worker.cli.service`: the processes of the service (``web``, ``worker``, ``redis``, ``run``);
+- :mod:`worker.cli.ops`: what an operator asks of a running service (``status``, ``order``, ``dlq``,
+  ``replay-event``);
+- :mod:`worker.cli.dev`: the local loop (``demo``; ``sim`` and ``trigger`` are the simulator's own).
+
+A new command is a function in one of those modules (or a new one) and one line in :data:`COMMANDS`.
+"""
+from __future__ import annotations
+
+import importlib
+
+import click
+
+#: Every ``crossfill`` command: its name → ``"module:attribute"`` of its click command.
+COMMANDS: dict[str, str] = {
+    # service
+    "web": "worker.cli.service:web",
+    "worker": "worker.cli.service:worker",
+    "redis": "worker.cli.service:redis",
+    "run": "worker.cli.service:run",
+    # ops
+    "status": "worker.cli.ops:status",
+    "order": "worker.cli.ops:order",
+    "dlq": "worker.cli.ops:dlq",
+    "replay-event": "worker.cli.ops:replay_event",
+    # dev
+    "demo": "worker.cli.dev:demo",
+    "sim": "simulator.cli:sim",
+    "trigger": "simulator.cli:trigger",
+}
+
+#: Packages whose commands are left out (not failed) when the package is not installed.
+OPTIONAL_PACKAGES = ("simulator",)
+
+
+class LazyGroup(click.Group):
+    """A group that imports a command's module only when the command is asked for."""
+
+    def __init__(self, *args: object, commands_by_path: dict[str, str], **kwargs: object) -> None:
+        super().__init__(*args, **kwargs)  # type: ignore[arg-type]
+        self.paths = commands_by_path
+
+    def list_commands(self, ctx: click.Context) -> list[str]:
+        return sorted({*super().list_commands(ctx), *self.paths})
+
+    def get_command(self, ctx: click.Context, cmd_name: str) -> click.Command | None:
+        if cmd_name in self.paths and cmd_name not in self.commands:
+            module_name, attr = self.paths[cmd_name].split(":")
+            try:
+                module = importlib.import_module(module_name)
+            except ModuleNotFoundError as error:
+                if error.name in OPTIONAL_PACKAGES:
+                    return None
+                raise
+            command = getattr(module, attr)
+            if not isinstance(command, click.Command):
+                raise TypeError(f"{self.paths[cmd_name]} is not a click command; fix COMMANDS in {__name__}")
+            return command
+        return super().get_command(ctx, cmd_name)
+
+
+@click.group(cls=LazyGroup, commands_by_path=COMMANDS)
+def main() -> None:
+    """crossfill: Stripe Checkout webhooks in, one reliable fulfillment per line item out."""

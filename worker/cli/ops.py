@@ -1,0 +1,134 @@
+"""``crossfill status | order | dlq | replay-event``: what an operator asks of a running crossfill."""
+from __future__ import annotations
+
+import dataclasses
+import sys
+import time
+from typing import Any
+
+import click
+
+from fulfillment.errors import ConfigError
+from worker.cli.common import echo_json, fail_config, settings_or_exit
+
+
+def _ops_app() -> Any:
+    """A Celery app for ops commands: configured Redis, else the running embedded one (never started)."""
+    from worker.app import make_celery
+    from worker.devstack.embedded import recorded_port, url_for
+
+    settings = settings_or_exit()
+    if settings.redis_url is None:
+        port = recorded_port(settings.data_dir)
+        if port is None:
+            fail_config(ConfigError("CROSSFILL_REDIS_URL", None,
+                                    f"set it, or start `crossfill run` first (no embedded Redis in {settings.data_dir})"))
+        settings = settings.with_redis(url_for(port))
+    return make_celery(settings)
+
+
+def _when(stamp: float | None) -> str:
+    return time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(stamp)) if stamp else "-"
+
+
+@click.command()
+@click.option("--json", "as_json", is_flag=True, help="Print one JSON object.")
+def status(as_json: bool) -> None:
+    """Queues, dead letters, inbox and orders by status, live workers: the first screen for ops."""
+    from worker import ops
+
+    report = ops.status(_ops_app())
+    if as_json:
+        echo_json(report)
+        return
+    click.echo("queues:       " + "  ".join(f"{name}={depth}" for name, depth in report["queues"].items()))
+    click.echo(f"dead letters: {report['dead_letters']}")
+    click.echo("inbox:        " + "  ".join(f"{k}={v}" for k, v in report["inbox"].items() if v))
+    click.echo("orders:       " + "  ".join(f"{k}={v}" for k, v in report["orders"].items() if v))
+    click.echo(f"workers:      {len(report['workers'])} alive " + " ".join(report["workers"]))
+
+
+@click.command()
+@click.argument("session_id")
+@click.option("--json", "as_json", is_flag=True, help="Print one JSON object.")
+def order(session_id: str, as_json: bool) -> None:
+    """One order: its status and every line item (product, amount, cross-sell, status, attempts)."""
+    record = _ops_app().runtime.ledger.order(session_id)
+    if record is None:
+        click.echo(f"crossfill: no order for {session_id!r} (is the session id right? has its event arrived?)",
+                   err=True)
+        sys.exit(1)
+    if as_json:
+        echo_json(record)
+        return
+    click.echo(f"{session_id}  {record['status']}  {record.get('amount_total')} {record.get('currency') or ''}"
+               f"  customer {record.get('customer') or '-'}")
+    for item in record["items"]:
+        flags = " ".join(filter(None, ["cross-sell" if item.get("cross_sell") else "",
+                                       ",".join(item.get("anomalies") or [])]))
+        click.echo(f"  {item['id']:<28} {item.get('product', ''):<24} x{item.get('quantity')} "
+                   f"{item.get('amount_total')} {item['status']:<11} attempts={item['attempts']} "
+                   f"handler={item.get('handler')} {flags}  finished {_when(item.get('finished_at'))}"
+                   + (f"  error: {item['error']}" if item.get("error") and item["status"] != "done" else ""))
+
+
+@click.group()
+def dlq() -> None:
+    """The dead-letter queue: tasks that failed for good, kept until replayed."""
+
+
+@dlq.command("list")
+@click.option("--json", "as_json", is_flag=True)
+def dlq_list(as_json: bool) -> None:
+    """List dead letters, oldest first."""
+    letters = _ops_app().runtime.dead_letters.list()
+    if as_json:
+        echo_json([dataclasses.asdict(letter) for letter in letters])
+        return
+    for letter in letters:
+        click.echo(f"{letter.id}  {letter.reason}  attempts={letter.attempts}  {_when(letter.failed_at)}  "
+                   f"{letter.error[:120]}")
+    click.echo(f"{len(letters)} dead letter(s)")
+
+
+@dlq.command("show")
+@click.argument("letter_id")
+def dlq_show(letter_id: str) -> None:
+    """Show one dead letter in full."""
+    letter = _ops_app().runtime.dead_letters.get(letter_id)
+    if letter is None:
+        click.echo(f"crossfill: no dead letter {letter_id!r}; `crossfill dlq list` shows them", err=True)
+        sys.exit(1)
+    echo_json(dataclasses.asdict(letter))
+
+
+@dlq.command("replay")
+@click.argument("letter_id", required=False)
+@click.option("--all", "replay_all", is_flag=True, help="Replay every dead letter.")
+def dlq_replay(letter_id: str | None, replay_all: bool) -> None:
+    """Run a dead-lettered task again (an item already fulfilled is not fulfilled twice)."""
+    from worker import ops
+
+    if bool(letter_id) == replay_all:
+        raise click.UsageError("give a dead letter id, or --all")
+    app = _ops_app()
+    letters = app.runtime.dead_letters
+    targets = letters.list() if replay_all else [letters.get(str(letter_id))]
+    if targets == [None]:
+        click.echo(f"crossfill: no dead letter {letter_id!r}; `crossfill dlq list` shows them", err=True)
+        sys.exit(1)
+    for letter in targets:
+        assert letter is not None
+        click.echo(f"{letter.id}: {ops.replay_dead_letter(app, letter)}")
+
+
+@click.command("replay-event")
+@click.argument("event_id")
+def replay_event(event_id: str) -> None:
+    """Process a received event again, from the inbox."""
+    from worker import ops
+
+    if not ops.replay_event(_ops_app(), event_id):
+        click.echo(f"crossfill: event {event_id!r} is not in the inbox", err=True)
+        sys.exit(1)
+    click.echo(f"{event_id}: enqueued again")

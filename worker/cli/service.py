@@ -1,0 +1,154 @@
+"""``crossfill web | worker | redis | run``: the service's processes, in the foreground."""
+from __future__ import annotations
+
+import os
+import shutil
+import sys
+from pathlib import Path
+from typing import Any
+
+import click
+
+from fulfillment.errors import ConfigError
+from fulfillment.settings import Settings, redact
+from worker.cli.common import fail_config, settings_or_exit, setup_logging
+from worker.devstack.local import child_env
+
+GUNICORN_APP = "webhooks:create_app()"
+GUNICORN_CONFIG = "python:webhooks.gunicorn_conf"
+WORKER_QUEUES = "events,fulfillment"
+
+
+def gunicorn_argv(settings: Settings, bind_host: str = "127.0.0.1") -> list[str]:
+    """The gunicorn command line serving the receiver for *settings*."""
+    return [sys.executable, "-m", "gunicorn", "--config", GUNICORN_CONFIG,
+            "--bind", f"{bind_host}:{settings.port}", "--workers", str(settings.web_workers), GUNICORN_APP]
+
+
+def worker_argv(concurrency: int, pool: str = "threads", loglevel: str = "INFO") -> list[str]:
+    """Celery worker arguments for crossfill's queues."""
+    return ["worker", "--queues", WORKER_QUEUES, "--pool", pool, "--concurrency", str(concurrency),
+            "--loglevel", loglevel, "--hostname", f"crossfill-{os.getpid()}@%h"]
+
+
+@click.command()
+def redis() -> None:
+    """Run the embedded Redis of the data dir in the foreground (Ctrl-C stops it)."""
+    from worker.devstack.embedded import start_embedded
+    from worker.devstack.supervisor import Supervisor
+
+    setup_logging()
+    settings = settings_or_exit()
+    url, proc = start_embedded(settings.data_dir)
+    click.echo(f"Redis: {url}")
+    if proc is None:
+        click.echo("(already running for this data dir; nothing to do)")
+        return
+    supervisor = Supervisor({"redis": proc})
+    sys.exit(supervisor.wait())
+
+
+def _with_redis(settings: Settings) -> tuple[Settings, Any]:
+    if settings.redis_url is not None:
+        return settings, None
+    from worker.devstack.embedded import start_embedded
+
+    url, proc = start_embedded(settings.data_dir)
+    return settings.with_redis(url), proc
+
+
+@click.command()
+def web() -> None:
+    """Serve the webhook receiver with gunicorn on CROSSFILL_PORT."""
+    from worker.devstack.supervisor import Supervisor
+
+    setup_logging()
+    settings, redis_proc = _with_redis(settings_or_exit())
+    settings = _secrets(settings, generate=False)
+    supervisor = Supervisor()
+    if redis_proc is not None:
+        supervisor.children["redis"] = redis_proc
+    env = child_env(settings)
+    env["PROMETHEUS_MULTIPROC_DIR"] = str(_fresh_metrics_dir(settings))
+    supervisor.start("web", gunicorn_argv(settings), env)
+    sys.exit(supervisor.wait())
+
+
+def _fresh_metrics_dir(settings: Settings) -> Path:
+    path = (settings.data_dir / "metrics" / str(settings.port)).resolve()
+    shutil.rmtree(path, ignore_errors=True)
+    path.mkdir(parents=True)
+    return path
+
+
+@click.command()
+@click.option("--concurrency", "-c", default=8, show_default=True, help="Tasks run at once (threads), in all.")
+@click.option("--processes", "-p", default=1, show_default=True, type=click.IntRange(1, 64),
+              help="Worker processes sharing the threads; one per core uses every core (BENCHMARKS.md).")
+@click.option("--loglevel", "-l", default="INFO", show_default=True,
+              type=click.Choice(["DEBUG", "INFO", "WARNING", "ERROR"], case_sensitive=False))
+def worker(concurrency: int, processes: int, loglevel: str) -> None:
+    """Run a Celery worker on the queues events and fulfillment."""
+    from worker.app import make_celery
+    from worker.devstack.local import CROSSFILL
+    from worker.devstack.supervisor import Supervisor, stop
+
+    settings, redis_proc = _with_redis(settings_or_exit())
+    try:
+        if processes == 1:
+            make_celery(settings).worker_main(worker_argv(concurrency, loglevel=loglevel.upper()))
+            return
+        # Python runs one thread at a time per process: split the threads over processes.
+        setup_logging()
+        supervisor = Supervisor()
+        env = child_env(settings)
+        per_process = max(1, concurrency // processes)
+        for number in range(processes):
+            supervisor.start(f"worker-{number}", [*CROSSFILL, "worker", "--concurrency", str(per_process),
+                                                  "--loglevel", loglevel], env)
+        sys.exit(supervisor.wait())
+    finally:
+        if redis_proc is not None:
+            stop(redis_proc)
+
+
+@click.command()
+@click.option("--concurrency", "-c", default=8, show_default=True, help="Worker tasks run at once (threads).")
+@click.option("--sim-port", default=12111, show_default=True, help="Port of the simulator (without STRIPE_API_KEY).")
+def run(concurrency: int, sim_port: int) -> None:
+    """Run everything locally: embedded Redis (unless configured), the receiver, a worker, and the
+    Stripe simulator when STRIPE_API_KEY is unset. Ctrl-C stops all of it."""
+    from worker.devstack.local import secret_file, start_local
+    from worker.devstack.supervisor import Supervisor
+
+    setup_logging()
+    settings, redis_proc = _with_redis(settings_or_exit())
+    generated = not settings.webhook_secrets
+    settings = _secrets(settings, generate=True)
+    supervisor = Supervisor()
+    if redis_proc is not None:
+        supervisor.children["redis"] = redis_proc
+    try:
+        stack = start_local(settings, concurrency=concurrency, sim_port=sim_port, supervisor=supervisor)
+    except RuntimeError as error:
+        supervisor.stop_all()
+        click.echo(f"crossfill: {error}", err=True)
+        sys.exit(1)
+    shown = settings.webhook_secrets[0] if generated else redact(settings.webhook_secrets[0])
+    click.echo(f"crossfill is running: {stack.receiver_url}")
+    click.echo(f"  Redis:           {settings.resolved_redis_url}")
+    click.echo(f"  webhook secret:  {shown}" + (f"  (kept in {secret_file(settings)})" if generated else ""))
+    if stack.sim_url:
+        click.echo(f"  Stripe simulator: {stack.sim_url}  (STRIPE_API_BASE; webhooks go to the receiver)")
+        click.echo("  try: crossfill trigger checkout.session.completed --cross-sell")
+    click.echo("  Ctrl-C stops everything.")
+    sys.exit(supervisor.wait())
+
+
+def _secrets(settings: Settings, *, generate: bool) -> Settings:
+    from worker.devstack.local import resolve_secrets
+
+    try:
+        return resolve_secrets(settings, generate=generate)
+    except ConfigError as error:
+        fail_config(error)
