@@ -18,7 +18,9 @@ from simulator.params import Params, to_int
 from simulator.resources import INTERVALS, MODES, SESSION_STATUSES
 from simulator.state import LineItemSpec
 
-_EVENT_TYPE = re.compile(r"^(\*|[a-z_]+(\.[a-z_]+)+)$")
+_EVENT_TYPE = re.compile(r"^(\*|[a-z_]+(\.[a-z_]+)+)$")  #: an event type, or ``*`` for all
+_EVENT_PATTERN = re.compile(r"^[a-z0-9_.*]+$")  #: an event type filter, ``*`` matching any characters
+MAX_EVENT_TYPES = 20  #: ``types[]`` takes at most this many names (Stripe's limit)
 
 api = Blueprint("api", __name__, url_prefix="/v1")
 
@@ -141,8 +143,9 @@ def _line_items(params: Params) -> list[LineItemSpec]:
 @api.get("/checkout/sessions")
 def list_sessions() -> Any:
     params = read_params()
-    params.allow("status", "limit", "starting_after", "ending_before")
-    return current_sim().store.list_sessions(params.page(), status=params.choice("status", SESSION_STATUSES))
+    params.allow("status", "created", "limit", "starting_after", "ending_before")
+    return current_sim().store.list_sessions(params.page(), status=params.choice("status", SESSION_STATUSES),
+                                             created=params.range("created"))
 
 
 @api.get("/checkout/sessions/<session_id>")
@@ -177,9 +180,23 @@ def list_events() -> Any:
     single = params.string("type")
     if single and types:
         raise InvalidRequest("You may only specify one of these parameters: type, types.", param="types")
-    if len(types) > 20:
-        raise InvalidRequest(f"types takes at most 20 event types (got {len(types)})", param="types")
-    listed = current_sim().store.list_events(params.page(), types=[single] if single else types, created=_created(params))
+    if len(types) > MAX_EVENT_TYPES:
+        raise InvalidRequest(f"Invalid array: types must have at most {MAX_EVENT_TYPES} elements "
+                             f"(got {len(types)})", param="types")
+    for name in [single] if single else types:
+        if not _EVENT_PATTERN.match(name):
+            raise InvalidRequest(f"Invalid type: {name!r} is not an event type (e.g. checkout.session.completed, "
+                                 "or checkout.session.* with type=)", param="type" if single else "types")
+    where = None
+    if "delivery_success" in params:
+        wanted = params.boolean("delivery_success")
+        dispatcher = current_sim().dispatcher
+
+        def where(event: dict[str, Any]) -> bool:
+            return dispatcher.delivered(event["id"]) is wanted
+
+    listed = current_sim().store.list_events(params.page(), types=[single] if single else types,
+                                             created=params.range("created"), where=where)
     listed["data"] = [_with_pending(event) for event in listed["data"]]
     return listed
 
@@ -187,23 +204,6 @@ def list_events() -> Any:
 def _with_pending(event: dict[str, Any]) -> dict[str, Any]:
     """The event with ``pending_webhooks`` as of now (deliveries not yet acknowledged nor given up)."""
     return {**event, "pending_webhooks": current_sim().dispatcher.pending_count(event["id"])}
-
-
-def _created(params: Params) -> dict[str, int]:
-    raw = params.raw("created")
-    if raw is None or raw == "":
-        return {}
-    if isinstance(raw, str):
-        exact = to_int(raw, "created")
-        return {"gte": exact, "lte": exact}
-    if not isinstance(raw, dict):
-        raise InvalidRequest("created must be a timestamp or created[gte|gt|lte|lt]=...", param="created")
-    bounds = {}
-    for op, value in raw.items():
-        if op not in ("gt", "gte", "lt", "lte"):
-            raise InvalidRequest(f"Received unknown parameter: created[{op}]", param=f"created[{op}]")
-        bounds[op] = to_int(value, f"created[{op}]")
-    return bounds
 
 
 @api.get("/events/<event_id>")

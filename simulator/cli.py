@@ -17,6 +17,7 @@ from simulator import defaults
 from simulator.client import DEFAULT_API_KEY, SimClient
 from simulator.config import SimConfig
 from simulator.errors import SimulatorError
+from simulator.faults import FaultPlan
 from simulator.resources import OUTCOMES
 from simulator.scenario import EVENT_OUTCOMES, purchase
 from simulator.server import SimServer
@@ -39,12 +40,14 @@ DEFAULT_API_BASE = f"http://{defaults.HOST}:{defaults.PORT}"
               type=click.FloatRange(0.01), help="Seconds a webhook endpoint has to answer.")
 @click.option("--delivery-workers", default=defaults.DELIVERY_WORKERS, show_default=True, type=click.IntRange(1),
               help="Webhooks delivered at once.")
+@click.option("--webhook-drop-rate", default=0.0, show_default=True, type=click.FloatRange(0.0, 1.0),
+              help="Share of webhook deliveries silently lost (never retried); also POST /sim/faults.")
 @click.option("--webhook-url", help="Register this webhook endpoint at start (all events).")
 @click.option("--webhook-secret", help="Its signing secret (whsec_...); generated when omitted.")
 @click.option("--verbose", "-v", is_flag=True, help="Log every request.")
 def sim(host: str, port: int, catalog_path: Path | None, retry_base_ms: int, retry_max_attempts: int,
-        delivery_timeout_s: float, delivery_workers: int, webhook_url: str | None, webhook_secret: str | None,
-        verbose: bool) -> None:
+        delivery_timeout_s: float, delivery_workers: int, webhook_drop_rate: float, webhook_url: str | None,
+        webhook_secret: str | None, verbose: bool) -> None:
     """Run the Stripe simulator: /v1 (Stripe's API) and /sim (Dashboard, buyer, faults)."""
     logging.basicConfig(level=logging.DEBUG if verbose else logging.INFO,
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s")
@@ -60,6 +63,8 @@ def sim(host: str, port: int, catalog_path: Path | None, retry_base_ms: int, ret
     except OSError as error:
         click.echo(f"crossfill sim: cannot listen on {host}:{port} ({error.strerror}); pick another --port", err=True)
         sys.exit(2)
+    if webhook_drop_rate:
+        server.simulator.faults.set_plan(FaultPlan(webhook_drop_rate=webhook_drop_rate))
     if webhook_url:
         endpoint = server.simulator.store.create_endpoint(url=webhook_url, enabled_events=["*"], secret=webhook_secret)
         click.echo(f"webhook endpoint {endpoint['id']} -> {webhook_url} (secret {endpoint['secret']})")

@@ -5,6 +5,10 @@ the moment the event exists (the API request that caused it never waits); a non-
 redirect or a timeout schedules the next attempt ``retry_base_ms * 2**(n-1)`` later (capped), up
 to ``retry_max_attempts``. Every attempt is signed afresh: a new ``t``, one ``v1`` per secret the
 endpoint has at that moment, and a ``v0``.
+
+A delivery the fault plan drops (``webhook_drop_rate``) is never sent nor retried, and counts as
+acknowledged: as when a proxy answers 200 and loses the request, Stripe believes it delivered.
+An endpoint that is disabled or deleted gets no further attempt; its pending deliveries fail.
 """
 from __future__ import annotations
 
@@ -31,6 +35,9 @@ V0_SECRET = "whsec_simulator_legacy_v0"
 USER_AGENT = "Stripe/1.0 (+https://stripe.com/docs/webhooks)"
 
 SecretsOf = Callable[[str], "list[str] | None"]
+#: Delivery states: still trying, acknowledged (2xx), given up, or lost on the way (a fault).
+PENDING, SUCCEEDED, FAILED, DROPPED = "pending", "succeeded", "failed", "dropped"
+ACKNOWLEDGED = frozenset({SUCCEEDED, DROPPED})  #: states Stripe counts as delivered
 
 
 @dataclass
@@ -62,7 +69,7 @@ class Delivery:
     url: str
     body: bytes
     resend: bool = False
-    state: str = "pending"  #: pending, succeeded or failed
+    state: str = PENDING  #: pending, succeeded, failed or dropped
     attempts: list[Attempt] = field(default_factory=list)
     next_attempt_at: float | None = None
 
@@ -82,9 +89,11 @@ class Delivery:
 class Dispatcher:
     """Delivers events to endpoints on a thread pool, retrying on a timer thread."""
 
-    def __init__(self, config: SimConfig, secrets_of: SecretsOf, *, clock: Callable[[], float] = time.time) -> None:
+    def __init__(self, config: SimConfig, secrets_of: SecretsOf, *, clock: Callable[[], float] = time.time,
+                 drops: Callable[[], bool] = lambda: False) -> None:
         self.config = config
         self._secrets_of = secrets_of
+        self._drops = drops
         self._clock = clock
         self._lock = threading.Condition()
         self._deliveries: dict[str, Delivery] = {}
@@ -112,8 +121,12 @@ class Dispatcher:
                                     endpoint_id=endpoint.id, url=endpoint.url, body=body, resend=resend)
                 self._deliveries[delivery.id] = delivery
                 self._by_event.setdefault(delivery.event_id, []).append(delivery.id)
-                self._submit(delivery.id)
                 created.append(delivery)
+                if self._drops():
+                    delivery.state, delivery.body = DROPPED, b""
+                    log.info("webhook delivery %s of %s dropped (fault plan)", delivery.id, delivery.event_id)
+                    continue
+                self._submit(delivery.id)
         return created
 
     def _submit(self, delivery_id: str) -> None:
@@ -128,7 +141,21 @@ class Dispatcher:
     def pending_count(self, event_id: str) -> int:
         """Deliveries of *event_id* not yet acknowledged nor given up (``pending_webhooks``)."""
         with self._lock:
-            return sum(self._deliveries[d].state == "pending" for d in self._by_event.get(event_id, []))
+            return sum(self._deliveries[d].state == PENDING for d in self._by_event.get(event_id, []))
+
+    def delivered(self, event_id: str) -> bool:
+        """Whether every endpoint *event_id* was sent to acknowledged it (``delivery_success``).
+
+        An event still pending, or given up on, at one endpoint is not delivered; one that went to
+        no endpoint is.
+        """
+        with self._lock:
+            acknowledged: dict[str, bool] = {}
+            for delivery_id in self._by_event.get(event_id, []):
+                delivery = self._deliveries[delivery_id]
+                acknowledged[delivery.endpoint_id] = (acknowledged.get(delivery.endpoint_id, False)
+                                                      or delivery.state in ACKNOWLEDGED)
+            return all(acknowledged.values())
 
     def wait_idle(self, timeout: float) -> bool:
         """Block until no delivery is pending (retries included) or *timeout* seconds pass."""
@@ -179,8 +206,9 @@ class Dispatcher:
         secrets = self._secrets_of(delivery.endpoint_id)
         if secrets is None:
             with self._lock:
-                delivery.state, delivery.next_attempt_at = "failed", None
-            log.info("webhook endpoint %s is gone; delivery %s dropped", delivery.endpoint_id, delivery.id)
+                delivery.state, delivery.next_attempt_at, delivery.body = FAILED, None, b""
+            log.info("webhook endpoint %s is deleted or disabled; delivery %s stopped", delivery.endpoint_id,
+                     delivery.id)
             return
         started = self._clock()
         timestamp = int(started)
@@ -205,11 +233,11 @@ class Dispatcher:
         with self._lock:
             delivery.attempts.append(attempt)
             if attempt.succeeded:
-                delivery.state, delivery.next_attempt_at, delivery.body = "succeeded", None, b""
+                delivery.state, delivery.next_attempt_at, delivery.body = SUCCEEDED, None, b""
             elif attempt.number >= self.config.retry_max_attempts:
                 # Settled deliveries drop their body (resend re-renders the event): memory stays flat
                 # under benchmark load.
-                delivery.state, delivery.next_attempt_at, delivery.body = "failed", None, b""
+                delivery.state, delivery.next_attempt_at, delivery.body = FAILED, None, b""
                 log.warning("webhook delivery %s of %s gave up after %d attempts", delivery.id,
                             delivery.event_id, attempt.number)
             elif not self._stopping:

@@ -1,4 +1,4 @@
-"""Fault injection for the simulated ``/v1`` API: latency, 500s, timeouts and rate limiting.
+"""Fault injection: latency, 500s, timeouts and rate limiting on ``/v1``; lost webhook deliveries.
 
 :func:`plan_faults` parses a fault plan; :class:`FaultInjector` decides, per request, what to do to
 it (the decision is pure given its random source and clock); the Flask app applies the decision.
@@ -28,6 +28,7 @@ class FaultPlan:
     timeout_ms: int = defaults.FAULT_TIMEOUT_MS
     rate_limit_per_s: float | None = None  #: requests per second beyond which 429 is answered
     path_prefix: str = "/v1"
+    webhook_drop_rate: float = 0.0  #: share of webhook deliveries lost on the way (never sent nor retried), 0..1
     seed: int | None = None  #: fixes the random draws, for reproducible runs
 
     def to_json(self) -> dict[str, Any]:
@@ -41,7 +42,8 @@ def plan_faults(params: Params) -> FaultPlan:
     Raises:
         InvalidRequest: naming the param that is out of range.
     """
-    params.allow("latency_ms", "error_rate", "timeout_rate", "timeout_ms", "rate_limit_per_s", "path_prefix", "seed")
+    params.allow("latency_ms", "error_rate", "timeout_rate", "timeout_ms", "rate_limit_per_s", "path_prefix",
+                 "webhook_drop_rate", "seed")
     rate_limit = params.string("rate_limit_per_s")
     path_prefix = params.string("path_prefix") or "/v1"
     if not path_prefix.startswith("/v1"):
@@ -55,6 +57,7 @@ def plan_faults(params: Params) -> FaultPlan:
                                   default=defaults.FAULT_TIMEOUT_MS) or 0,
         rate_limit_per_s=_positive(rate_limit, "rate_limit_per_s") if rate_limit is not None else None,
         path_prefix=path_prefix,
+        webhook_drop_rate=_rate(params, "webhook_drop_rate"),
         seed=params.integer("seed"),
     )
 
@@ -142,6 +145,12 @@ class FaultInjector:
             if plan.error_rate and self._random.random() < plan.error_rate:
                 return FaultDecision(delay, InjectedFailure("Injected error: the simulator failed this request"))
             return FaultDecision(delay)
+
+    def drops_delivery(self) -> bool:
+        """Decide whether the next webhook delivery is lost (``webhook_drop_rate``)."""
+        with self._lock:
+            rate = self._plan.webhook_drop_rate
+            return bool(rate) and self._random.random() < rate
 
     def _take_token(self, rate: float) -> float:
         """Take one token; returns 0, or the seconds until one is available."""

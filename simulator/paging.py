@@ -1,4 +1,4 @@
-"""Stripe's cursor pagination over an ordered sequence, pure."""
+"""Stripe's list requests, pure: cursor pagination over an ordered sequence, and time ranges."""
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
@@ -18,6 +18,24 @@ class Page:
     limit: int = defaults.PAGE_LIMIT
     starting_after: str | None = None
     ending_before: str | None = None
+
+
+@dataclass(frozen=True)
+class Range:
+    """Bounds on a timestamp (``created[gt|gte|lt|lte]``); None means unbounded on that side."""
+
+    gt: int | None = None
+    gte: int | None = None
+    lt: int | None = None
+    lte: int | None = None
+
+    def holds(self, value: int) -> bool:
+        """Whether *value* is within every bound."""
+        return ((self.gt is None or value > self.gt) and (self.gte is None or value >= self.gte)
+                and (self.lt is None or value < self.lt) and (self.lte is None or value <= self.lte))
+
+
+ANY_TIME = Range()
 
 
 def page(items: Sequence[T], id_of: Callable[[T], str], wanted: Page) -> tuple[list[T], bool]:

@@ -7,7 +7,7 @@ from typing import Any
 
 from simulator import defaults
 from simulator.errors import InvalidRequest
-from simulator.paging import Page
+from simulator.paging import ANY_TIME, Page, Range
 
 _CURRENCY = re.compile(r"^[a-z]{3}$")
 
@@ -113,6 +113,25 @@ class Params:
         assert limit is not None
         return Page(limit=limit, starting_after=self.string("starting_after"),
                     ending_before=self.string("ending_before"))
+
+    def range(self, name: str) -> Range:
+        """A timestamp filter: ``name=t`` (exactly t) or ``name[gt|gte|lt|lte]=t``."""
+        raw = self.values.get(name)
+        if raw is None or raw == "":
+            return ANY_TIME
+        if isinstance(raw, str):
+            exact = to_int(raw, name)
+            return Range(gte=exact, lte=exact)
+        if not isinstance(raw, dict):
+            raise InvalidRequest(f"Invalid {name}: use a timestamp or {name}[gte|gt|lte|lt]=...", param=name)
+        bounds = {}
+        for op, value in raw.items():
+            if op not in ("gt", "gte", "lt", "lte"):
+                raise InvalidRequest(f"Received unknown parameter: {name}[{op}]", param=f"{name}[{op}]")
+            if not isinstance(value, str) or value == "":
+                raise InvalidRequest(f"Invalid integer: {name}[{op}]", param=f"{name}[{op}]")
+            bounds[op] = to_int(value, f"{name}[{op}]")
+        return Range(**bounds)
 
     def metadata(self, name: str = "metadata") -> dict[str, str]:
         """A metadata hash: string keys (≤40 chars) to string values (≤500 chars)."""

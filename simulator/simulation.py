@@ -14,9 +14,9 @@ class Simulator:
     def __init__(self, config: SimConfig | None = None) -> None:
         self.config = config or SimConfig()
         self.store = Store(self.config)
-        self.dispatcher = Dispatcher(self.config, self.store.endpoint_secrets)
-        self.store.set_event_hook(lambda event, endpoints: self.dispatcher.dispatch(event, endpoints))
         self.faults = FaultInjector()
+        self.dispatcher = Dispatcher(self.config, self.store.endpoint_secrets, drops=self.faults.drops_delivery)
+        self.store.set_event_hook(lambda event, endpoints: self.dispatcher.dispatch(event, endpoints))
         self.idempotency = IdempotencyCache()
 
     def close(self) -> None:

@@ -6,7 +6,7 @@ that want them; the delivery side only enqueues, so holding the lock meanwhile k
 """
 from __future__ import annotations
 
-import fnmatch
+import re
 import threading
 import time
 from collections.abc import Callable, Sequence
@@ -17,7 +17,7 @@ from fulfillment.crosssell import Price, SessionContext, decide_offer
 from simulator import defaults
 from simulator.config import SimConfig
 from simulator.errors import InvalidRequest, ResourceExists, ResourceMissing
-from simulator.paging import Page, list_object, page
+from simulator.paging import ANY_TIME, Page, Range, list_object, page
 from simulator.resources import (
     EndpointRecord,
     LineItemRecord,
@@ -314,10 +314,11 @@ class Store:
                     len(session.line_items) > len(first), f"/v1/checkout/sessions/{session.id}/line_items")
             return body
 
-    def list_sessions(self, paging: Page, *, status: str | None) -> dict[str, Any]:
-        """Sessions, newest first."""
+    def list_sessions(self, paging: Page, *, status: str | None = None, created: Range = ANY_TIME) -> dict[str, Any]:
+        """Sessions, newest first, optionally of one *status* and *created* in range."""
         with self._lock:
-            sessions = [s for s in reversed(list(self.sessions.values())) if status is None or s.status == status]
+            sessions = [s for s in reversed(list(self.sessions.values()))
+                        if (status is None or s.status == status) and created.holds(s.created)]
             data, more = page(sessions, lambda s: s.id, paging)
             return list_object([self._session_json(s) for s in data], more, "/v1/checkout/sessions")
 
@@ -441,14 +442,14 @@ class Store:
                 raise ResourceMissing(f"No such event: '{event_id}'", param="id")
             return event
 
-    def list_events(self, paging: Page, *, types: Sequence[str], created: dict[str, int]) -> dict[str, Any]:
-        """Events, newest first; *types* may use ``*`` wildcards; *created* maps gt/gte/lt/lte to times."""
-        checks: dict[str, Callable[[int, int], bool]] = {
-            "gt": lambda a, b: a > b, "gte": lambda a, b: a >= b, "lt": lambda a, b: a < b, "lte": lambda a, b: a <= b}
+    def list_events(self, paging: Page, *, types: Sequence[str] = (), created: Range = ANY_TIME,
+                    where: Callable[[dict[str, Any]], bool] | None = None) -> dict[str, Any]:
+        """Events, newest first, of *types* (``*`` is a wildcard), *created* in range, and *where* holds."""
+        pattern = re.compile("|".join(".*".join(map(re.escape, t.split("*"))) for t in types)) if types else None
         with self._lock:
             events = [e for e in reversed(self.events)
-                      if (not types or any(fnmatch.fnmatchcase(e["type"], t) for t in types))
-                      and all(checks[op](e["created"], bound) for op, bound in created.items())]
+                      if (pattern is None or pattern.fullmatch(e["type"])) and created.holds(e["created"])
+                      and (where is None or where(e))]
             data, more = page(events, lambda e: e["id"], paging)
             return list_object(data, more, "/v1/events")
 
@@ -520,10 +521,12 @@ class Store:
             return body
 
     def endpoint_secrets(self, endpoint_id: str) -> list[str] | None:
-        """The secrets signing deliveries to *endpoint_id* now; None once the endpoint is gone."""
+        """The secrets signing deliveries to *endpoint_id* now; None once it is deleted or disabled."""
         with self._lock:
             endpoint = self.endpoints.get(endpoint_id)
-            return endpoint.active_secrets(self._clock()) if endpoint else None
+            if endpoint is None or endpoint.status != "enabled":
+                return None
+            return endpoint.active_secrets(self._clock())
 
     def endpoints_for(self, event: dict[str, Any], endpoint_id: str | None = None) -> list[EndpointRecord]:
         """The endpoints that receive *event* (only *endpoint_id* when given)."""
