@@ -18,9 +18,22 @@ cross-sell), so crossfill keeps the same relation here. The file is TOML (``CROS
 
     [products.prod_deploy]
     handler = "log"
+
+A platform's connected accounts (Stripe Connect) each have their own products and cross-sells, and
+may have their own tax default and handler defaults: the same tables under ``[accounts.acct_...]``.
+What an account does not say is taken from the tables above (the default catalog)::
+
+    [accounts.acct_1Shop.account]
+    default_tax_behavior = "inclusive"
+
+    [accounts.acct_1Shop.products.prod_Mug]
+    cross_sell = "prod_Spoon"
+    handler = "http"
+    options = { url = "https://shop.example/fulfil" }
 """
 from __future__ import annotations
 
+import re
 import tomllib
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -32,6 +45,7 @@ from fulfillment.errors import ConfigError
 
 DEFAULT_HANDLER = "log"
 TAX_BEHAVIORS = ("inclusive", "exclusive", "unspecified")
+_ACCOUNT_ID = re.compile(r"^acct_[A-Za-z0-9]{1,250}$")
 
 
 @dataclass(frozen=True)
@@ -53,6 +67,15 @@ class Catalog:
     default_handler: str = DEFAULT_HANDLER
     default_tax_behavior: str = "unspecified"
     default_options: Mapping[str, Any] = field(default_factory=lambda: MappingProxyType({}))
+    #: Connected account id → that account's catalog (its own tables over the default catalog's).
+    accounts: Mapping[str, Catalog] = field(default_factory=lambda: MappingProxyType({}))
+
+    def for_account(self, account: str | None) -> Catalog:
+        """The catalog of a connected account (``acct_...``); the default one for the platform's own
+        account (None) and for an account the file does not list."""
+        if not account:
+            return self
+        return self.accounts.get(account, self)
 
     @property
     def cross_sells(self) -> dict[str, str]:
@@ -70,28 +93,46 @@ class Catalog:
 
 
 def parse_catalog(document: Mapping[str, Any], *, source: str = "CROSSFILL_CATALOG") -> Catalog:
-    """Build a :class:`Catalog` from parsed TOML.
+    """Build a :class:`Catalog` from parsed TOML, with the catalogs of the accounts it lists.
 
     Raises:
         ConfigError: naming the key that is wrong.
     """
-    _known_keys(document, ("account", "defaults", "products"), source)
-    account = _table(document, "account", source)
-    defaults = _table(document, "defaults", source)
-    _known_keys(account, ("default_tax_behavior",), f"{source} [account]")
-    _known_keys(defaults, ("handler", "options"), f"{source} [defaults]")
-    tax = account.get("default_tax_behavior", "unspecified")
+    _known_keys(document, ("account", "defaults", "products", "accounts"), source)
+    catalog = _parse_tables(document, source, "", base=Catalog())
+    accounts: dict[str, Catalog] = {}
+    for account, tables in _table(document, "accounts", source).items():
+        where = f"{source} [accounts.{account}]"
+        if not _ACCOUNT_ID.match(account):
+            raise ConfigError(where, account, "name a connected account by its id, e.g. [accounts.acct_1Abc]")
+        if not isinstance(tables, dict):
+            raise ConfigError(where, tables, "make it a table")
+        _known_keys(tables, ("account", "defaults", "products"), where)
+        accounts[account] = _parse_tables(tables, source, f"accounts.{account}.", base=catalog)
+    return Catalog(products=catalog.products, default_handler=catalog.default_handler,
+                   default_tax_behavior=catalog.default_tax_behavior, default_options=catalog.default_options,
+                   accounts=MappingProxyType(accounts))
+
+
+def _parse_tables(document: Mapping[str, Any], source: str, prefix: str, *, base: Catalog) -> Catalog:
+    """The ``account``, ``defaults`` and ``products`` tables of *document* (named ``[<prefix>...]`` in
+    errors); what they leave out comes from *base* (its defaults, and its products under their own)."""
+    account = _table(document, "account", source, prefix)
+    defaults = _table(document, "defaults", source, prefix)
+    _known_keys(account, ("default_tax_behavior",), f"{source} [{prefix}account]")
+    _known_keys(defaults, ("handler", "options"), f"{source} [{prefix}defaults]")
+    tax = account.get("default_tax_behavior", base.default_tax_behavior)
     if tax not in TAX_BEHAVIORS:
-        raise ConfigError(f"{source} [account].default_tax_behavior", tax, f"use one of {', '.join(TAX_BEHAVIORS)}")
-    default_handler = defaults.get("handler", DEFAULT_HANDLER)
+        raise ConfigError(f"{source} [{prefix}account].default_tax_behavior", tax, f"use one of {', '.join(TAX_BEHAVIORS)}")
+    default_handler = defaults.get("handler", base.default_handler)
     if not isinstance(default_handler, str) or not default_handler:
-        raise ConfigError(f"{source} [defaults].handler", default_handler, "name a handler, e.g. \"log\" or \"http\"")
-    default_options = defaults.get("options", {})
-    if not isinstance(default_options, dict):
-        raise ConfigError(f"{source} [defaults].options", default_options, "make it a table")
-    products: dict[str, ProductConfig] = {}
-    for pid, raw in _table(document, "products", source).items():
-        where = f"{source} [products.{pid}]"
+        raise ConfigError(f"{source} [{prefix}defaults].handler", default_handler, "name a handler, e.g. \"log\" or \"http\"")
+    default_options = defaults.get("options", base.default_options)
+    if not isinstance(default_options, Mapping):
+        raise ConfigError(f"{source} [{prefix}defaults].options", default_options, "make it a table")
+    products: dict[str, ProductConfig] = dict(base.products)
+    for pid, raw in _table(document, "products", source, prefix).items():
+        where = f"{source} [{prefix}products.{pid}]"
         if not isinstance(raw, dict):
             raise ConfigError(where, raw, "make it a table")
         _known_keys(raw, ("name", "cross_sell", "handler", "options"), where)
@@ -104,7 +145,7 @@ def parse_catalog(document: Mapping[str, Any], *, source: str = "CROSSFILL_CATAL
         options = raw.get("options", default_options)
         if not isinstance(handler, str) or not handler:
             raise ConfigError(f"{where}.handler", handler, "name a handler, e.g. \"log\" or \"http\"")
-        if not isinstance(options, dict):
+        if not isinstance(options, Mapping):
             raise ConfigError(f"{where}.options", options, "make it a table")
         products[pid] = ProductConfig(id=pid, name=str(raw.get("name", "")), cross_sell=cross_sell,
                                       handler=handler, options=MappingProxyType(dict(options)))
@@ -134,8 +175,8 @@ def _known_keys(table: Mapping[str, Any], known: tuple[str, ...], where: str) ->
             raise ConfigError(f"{where}.{key}", table[key], f"unknown key; the known ones are {', '.join(known)}")
 
 
-def _table(document: Mapping[str, Any], key: str, source: str) -> Mapping[str, Any]:
+def _table(document: Mapping[str, Any], key: str, source: str, prefix: str = "") -> Mapping[str, Any]:
     value = document.get(key, {})
     if not isinstance(value, dict):
-        raise ConfigError(f"{source} [{key}]", value, "make it a table")
+        raise ConfigError(f"{source} [{prefix}{key}]", value, "make it a table")
     return value

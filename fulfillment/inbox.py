@@ -23,7 +23,8 @@ STATUSES = ("enqueued", "processing", "processed", "failed", "ignored")
 ENQUEUED, DUPLICATE = "enqueued", "duplicate"
 
 # KEYS: event hash, status-set prefix, queue list. ARGV: now, ttl, type, session_id, body, event_id,
-# message. The push comes first: if Redis refuses it, the script stops before recording anything.
+# message, account ("" for the platform's own; a Connect event's acct_... otherwise, kept only then).
+# The push comes first: if Redis refuses it, the script stops before recording anything.
 _RECORD = """
 local status = redis.call('HGET', KEYS[1], 'status')
 if status then
@@ -33,6 +34,7 @@ end
 redis.call('LPUSH', KEYS[3], ARGV[7])
 redis.call('HSET', KEYS[1], 'status', 'enqueued', 'type', ARGV[3], 'session_id', ARGV[4], 'body', ARGV[5],
            'received_at', ARGV[1], 'enqueued_at', ARGV[1], 'deliveries', 1)
+if ARGV[8] and ARGV[8] ~= '' then redis.call('HSET', KEYS[1], 'account', ARGV[8]) end
 redis.call('EXPIRE', KEYS[1], tonumber(ARGV[2]))
 redis.call('ZADD', KEYS[2] .. 'enqueued', ARGV[1], ARGV[6])
 -- The status index is scored by receipt time: drop what has expired from the inbox itself.
@@ -68,6 +70,8 @@ class InboxEvent:
     body: str
     received_at: float
     deliveries: int
+    #: The connected account (``acct_...``) a Connect event came from; None for the platform's own.
+    account: str | None = None
 
 
 def _event_key(event_id: str) -> str:
@@ -87,8 +91,11 @@ class Inbox:
         self._move = client.register_script(_MOVE)
 
     def record(self, event_id: str, event_type: str, session_id: str, body: str, *, queue: str, message: str,
-               now: float | None = None) -> tuple[str, str]:
+               account: str | None = None, now: float | None = None) -> tuple[str, str]:
         """Record a delivery of an event; when the event is new, push *message* onto the list *queue*.
+
+        *account* is the connected account of a Connect event (its ``account`` field): the worker
+        reads the session as that account (``Stripe-Account``).
 
         Both happen in one atomic Redis call, so concurrent deliveries of one event enqueue it once.
 
@@ -100,7 +107,7 @@ class Inbox:
             StoreUnavailable: when Redis cannot be reached or refuses; nothing was recorded then.
         """
         stamp = time.time() if now is None else now
-        args: list[Any] = [stamp, self._ttl_s, event_type, session_id, body, event_id, message]
+        args: list[Any] = [stamp, self._ttl_s, event_type, session_id, body, event_id, message, account or ""]
         with reachable():
             outcome, detail = self._record(keys=[_event_key(event_id), _STATUS_PREFIX, queue], args=args)
         return str(outcome), str(detail)
@@ -138,6 +145,7 @@ class Inbox:
             body=fields.get("body", ""),
             received_at=float(fields.get("received_at", 0)),
             deliveries=int(fields.get("deliveries", 0)),
+            account=fields.get("account") or None,
         )
 
     def counts(self) -> dict[str, int]:

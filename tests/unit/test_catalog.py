@@ -201,3 +201,68 @@ def test_an_unknown_key_is_refused_so_a_typo_cannot_drop_a_cross_sell(document: 
     with pytest.raises(ConfigError) as raised:
         parse_catalog(document)
     assert where in str(raised.value)
+
+
+CONNECT = SAMPLE + """
+[accounts.acct_1Shop.account]
+default_tax_behavior = "inclusive"
+
+[accounts.acct_1Shop.defaults]
+handler = "log"
+
+[accounts.acct_1Shop.products.prod_Mug]
+name = "Mug"
+cross_sell = "prod_Spoon"
+handler = "http"
+options = { url = "https://shop.example/fulfil" }
+
+[accounts.acct_1Shop.products.prod_pro]
+name = "The shop's own Pro"
+
+[accounts.acct_2Bare]
+"""
+
+
+def test_a_connected_account_has_its_own_products_over_the_default_catalog() -> None:
+    catalog = parse_catalog(tomllib.loads(CONNECT))
+    shop = catalog.for_account("acct_1Shop")
+    # Its own products and cross-sells,
+    assert shop.product("prod_Mug").cross_sell == "prod_Spoon"
+    assert dict(shop.product("prod_Mug").options) == {"url": "https://shop.example/fulfil"}
+    assert shop.cross_sells["prod_Mug"] == "prod_Spoon"
+    # its own version of a product the default catalog has too (its defaults filling the gaps),
+    assert (shop.product("prod_pro").name, shop.product("prod_pro").cross_sell) == ("The shop's own Pro", None)
+    assert shop.product("prod_pro").handler == "log"
+    # the default catalog's other products, and its own defaults.
+    assert shop.product("prod_team").cross_sell == "prod_deploy"
+    assert (shop.default_tax_behavior, shop.default_handler) == ("inclusive", "log")
+    assert shop.product("prod_unknown").handler == "log"
+    # The default catalog does not see the account's products.
+    assert "prod_Mug" not in catalog.cross_sells
+    assert catalog.product("prod_pro").cross_sell == "prod_deploy"
+
+
+def test_accounts_not_listed_and_the_platform_use_the_default_catalog() -> None:
+    catalog = parse_catalog(tomllib.loads(CONNECT))
+    assert catalog.for_account(None) is catalog
+    assert catalog.for_account("acct_9Unknown") is catalog
+    bare = catalog.for_account("acct_2Bare")
+    assert (bare.default_tax_behavior, bare.default_handler) == ("exclusive", "http")
+    assert bare.product("prod_pro") == catalog.product("prod_pro")
+
+
+@pytest.mark.parametrize(("text", "name"), [
+    ("[accounts.shop1.products.prod_a]\n", "CROSSFILL_CATALOG [accounts.shop1]"),
+    ("[accounts]\nacct_1A = 3\n", "CROSSFILL_CATALOG [accounts.acct_1A]"),
+    ("accounts = 3\n", "CROSSFILL_CATALOG [accounts]"),
+    ("[accounts.acct_1A.products.prod_a]\ncross_sel = \"prod_b\"\n",
+     "CROSSFILL_CATALOG [accounts.acct_1A.products.prod_a].cross_sel"),
+    ("[accounts.acct_1A.products.prod_a]\ncross_sell = \"prod_a\"\n",
+     "CROSSFILL_CATALOG [accounts.acct_1A.products.prod_a].cross_sell"),
+    ("[accounts.acct_1A.account]\ndefault_tax_behavior = \"sometimes\"\n",
+     "CROSSFILL_CATALOG [accounts.acct_1A.account].default_tax_behavior"),
+    ("[accounts.acct_1A.defaults]\nhandler = \"\"\n", "CROSSFILL_CATALOG [accounts.acct_1A.defaults].handler"),
+    ("[accounts.acct_1A.accounts.acct_2B]\n", "CROSSFILL_CATALOG [accounts.acct_1A].accounts"),
+])
+def test_a_wrong_account_table_is_refused_by_name(text: str, name: str) -> None:
+    assert config_error(text).name == name

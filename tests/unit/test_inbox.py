@@ -60,6 +60,17 @@ def test_a_new_event_is_recorded_and_its_message_pushed_together(inbox: Inbox, f
     assert 0 < fake.ttl("crossfill:event:evt_1") <= TTL_S
 
 
+def test_a_connect_event_keeps_its_account(inbox: Inbox, fake: redis.Redis) -> None:
+    inbox.record("evt_2", "checkout.session.completed", "cs_2", BODY, queue=QUEUE, message="m", account="acct_1Shop")
+    event = inbox.get("evt_2")
+    assert event is not None and event.account == "acct_1Shop"
+    # An event of the platform's own account has none, and so has an entry written before accounts
+    # were recorded (no such field in its hash).
+    record(inbox)
+    assert fake.hget("crossfill:event:evt_1", "account") is None
+    assert (inbox.get("evt_1") or pytest.fail()).account is None
+
+
 def test_get_of_an_unknown_event_is_none(inbox: Inbox) -> None:
     assert inbox.get("evt_never") is None
 
