@@ -43,7 +43,7 @@ def create_app(settings: Settings | None = None) -> Flask:
     app.config["MAX_CONTENT_LENGTH"] = None  # the view enforces the limit itself, with a JSON answer
     app.extensions["crossfill"] = {"settings": settings, "inbox": inbox, "celery": celery, "metrics": metrics}
 
-    def answer(status: int, body: dict[str, Any], event_type: str, outcome: str, started: float,
+    def answer(status: int, body: dict[str, Any], event_type: str | None, outcome: str, started: float,
                headers: dict[str, str] | None = None) -> Response:
         metrics.observe(event_type, outcome, time.perf_counter() - started)
         response = jsonify(body)
@@ -66,11 +66,11 @@ def create_app(settings: Settings | None = None) -> Flask:
                    now=time.time(), tolerance=settings.signature_tolerance)
             event = parse_event(body)
         except PayloadTooLarge as error:
-            return answer(error.status, error.to_json(), "unknown", "too_large", started)
+            return answer(error.status, error.to_json(), None, "too_large", started)
         except SignatureVerificationError as error:
-            return answer(error.status, error.to_json(), "unknown", "bad_signature", started)
+            return answer(error.status, error.to_json(), None, "bad_signature", started)
         except WebhookError as error:
-            return answer(error.status, error.to_json(), "unknown", "bad_request", started)
+            return answer(error.status, error.to_json(), None, "bad_request", started)
 
         event_id, event_type = event["id"], event["type"]
         try:

@@ -222,6 +222,8 @@ def test_redis_down_is_503_then_200_once_it_is_back(own_redis: Any, app_on_own_r
     not_ready = client.get("/readyz")
     assert not_ready.status_code == 503 and not_ready.headers["Retry-After"]
     assert client.get("/healthz").status_code == 200
+    scrape = client.get("/metrics")
+    assert scrape.status_code == 200 and "crossfill_state_up 0.0" in scrape.get_data(as_text=True)
 
     # When Redis is back on the same port and Stripe retries
     own_redis.start()
@@ -232,6 +234,7 @@ def test_redis_down_is_503_then_200_once_it_is_back(own_redis: Any, app_on_own_r
     assert retried.status_code == 200
     assert retried.get_json() == {"received": True}
     assert client.get("/readyz").status_code == 200
+    assert "crossfill_state_up 1.0" in client.get("/metrics").get_data(as_text=True)
     check = own_redis.client()
     try:
         kept = Inbox(check)
@@ -368,6 +371,14 @@ def garbage_deliveries(make_event: EventFactory) -> list[dict[str, Any]]:
         {"body": json.dumps(good | {"data": {"object": []}}).encode()},
         {"body": json.dumps(good | {"data": {"object": {"id": ["cs_1"], "object": "checkout.session"}}}).encode()},
         {"body": json.dumps(good | {"id": "evt_" + "\u2603" * 3}).encode()},
+        {"body": json.dumps(good | {"id": "evt_1\n"}).encode()},
+        {"body": json.dumps(good | {"type": "invoice.\udfff"}).encode()},
+        {"body": json.dumps(good | {"type": "Invoice Paid"}).encode()},
+        {"body": json.dumps(good | {"metadata": {"\ud800": "x"}}).encode()},
+        {"body": json.dumps(good).encode().replace(b'"paid"', b'"\xed\xa0\x80"')},
+        {"body": json.dumps(good).encode().replace(b'"paid"', b'"\xc3"')},
+        {"body": json.dumps(good).encode().replace(b'"object": "event"', b'"object": "event", "object": "event"')},
+        {"body": json.dumps(good).encode().replace(b'"livemode": false', b'"livemode": NaN')},
         {"event": good, "headers": {"Content-Type": "multipart/form-data; boundary=xyz"}, "secrets": ("whsec_no",)},
         {"event": good, "headers": {"Content-Type": "application/x-www-form-urlencoded"}, "secrets": ("whsec_no",)},
     ]
@@ -419,11 +430,49 @@ def test_metrics_count_every_outcome(signed_post: SignedPost, make_event: EventF
         ("checkout.session.completed", "accepted"): 1,
         ("checkout.session.completed", "duplicate"): 1,
         ("checkout.session.expired", "accepted"): 1,
-        ("invoice.paid", "ignored"): 1,
-        ("unknown", "bad_signature"): 1,
-        ("unknown", "bad_request"): 1,
-        ("unknown", "too_large"): 1,
+        ("other", "ignored"): 1,
+        ("other", "bad_signature"): 1,
+        ("other", "bad_request"): 1,
+        ("other", "too_large"): 1,
     }
     text = client.get("/metrics").get_data(as_text=True)
     assert 'crossfill_webhook_ack_seconds_count{outcome="accepted"} 2.0' in text
     assert 'crossfill_webhook_ack_seconds_bucket{le="+Inf",outcome="too_large"} 1.0' in text
+
+
+@pytest.mark.parametrize(("event_type", "where"), [
+    ("invoice.paid", "type"), ("checkout.session.completed", "metadata"), ("invoice.paid", "object"),
+    ("checkout.session.completed", "id"),
+])
+def test_a_signed_lone_surrogate_is_400_and_metrics_keep_answering(
+        signed_post: SignedPost, make_event: EventFactory, client: FlaskClient, redis_client: redis.Redis,
+        event_type: str, where: str) -> None:
+    # Given a validly signed event holding a JSON lone surrogate escape (once a 500 from Redis's encoder)
+    event = make_event(type=event_type)
+    if where == "type":
+        event["type"] = "invoice.\udfff"
+    elif where == "id":
+        event["id"] = "evt_\udfff"
+    else:
+        event["data"]["object"]["metadata" if where == "metadata" else "id"] = {"note": "\udfff"}
+    body = json.dumps(event).encode("utf-8")
+    assert b"\\udfff" in body
+
+    # When it is delivered
+    response = signed_post(body=body)
+
+    # Then it is refused as an invalid payload, nothing is stored, and /metrics answers with bounded labels
+    assert response.status_code == 400
+    assert response.get_json()["error"]["type"] == "invalid_payload"
+    assert "surrogate" in response.get_json()["error"]["message"]
+    assert redis_client.dbsize() == 0
+    assert webhook_counts(client) == {("other", "bad_request"): 1}
+
+
+def test_types_are_counted_from_a_bounded_set(signed_post: SignedPost, make_event: EventFactory,
+                                              client: FlaskClient) -> None:
+    for number in range(30):
+        signed_post(type=f"made_up.type_{number}", data={"object": {"id": "x_1"}})
+    signed_post(type="checkout.session.expired")
+
+    assert webhook_counts(client) == {("other", "ignored"): 30, ("checkout.session.expired", "accepted"): 1}
