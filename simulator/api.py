@@ -40,13 +40,16 @@ def create_product() -> Any:
 def list_products() -> Any:
     params = read_params()
     params.allow("active", "limit", "starting_after", "ending_before")
+    expansions(params, "list:product")
     active = params.boolean("active") if "active" in params else None
     return current_sim().store.list_products(params.page(), active)
 
 
 @api.get("/products/<product_id>")
 def get_product(product_id: str) -> Any:
-    read_params().allow()
+    params = read_params()
+    params.allow()
+    expansions(params, "product")
     return current_sim().store.get_product(product_id)
 
 
@@ -86,7 +89,7 @@ def create_price() -> Any:
 def get_price(price_id: str) -> Any:
     params = read_params()
     params.allow()
-    return current_sim().store.get_price(price_id, expand_product="product" in expansions(params, "product"))
+    return current_sim().store.get_price(price_id, expand=expansions(params, "price"))
 
 
 @api.get("/prices")
@@ -95,7 +98,7 @@ def list_prices() -> Any:
     params.allow("product", "active", "limit", "starting_after", "ending_before")
     active = params.boolean("active") if "active" in params else None
     return current_sim().store.list_prices(params.page(), product=params.string("product"), active=active,
-                                           expand_product="data.product" in expansions(params, "data.product"))
+                                           expand=expansions(params, "list:price"))
 
 
 @api.post("/checkout/sessions")
@@ -145,16 +148,15 @@ def list_sessions() -> Any:
     params = read_params()
     params.allow("status", "created", "limit", "starting_after", "ending_before")
     return current_sim().store.list_sessions(params.page(), status=params.choice("status", SESSION_STATUSES),
-                                             created=params.range("created"))
+                                             created=params.range("created"),
+                                             expand=expansions(params, "list:checkout.session"))
 
 
 @api.get("/checkout/sessions/<session_id>")
 def get_session(session_id: str) -> Any:
     params = read_params()
     params.allow()
-    wanted = expansions(params, "line_items", "line_items.data.price.product")
-    return current_sim().store.get_session(session_id, expand_line_items=bool(wanted),
-                                           expand_product="line_items.data.price.product" in wanted)
+    return current_sim().store.get_session(session_id, expand=expansions(params, "checkout.session"))
 
 
 @api.post("/checkout/sessions/<session_id>/expire")
@@ -168,14 +170,14 @@ def expire_session_api(session_id: str) -> Any:
 def list_line_items(session_id: str) -> Any:
     params = read_params()
     params.allow("limit", "starting_after", "ending_before")
-    expand = "data.price.product" in expansions(params, "data.price.product")
-    return current_sim().store.list_line_items(session_id, params.page(), expand_product=expand)
+    return current_sim().store.list_line_items(session_id, params.page(), expand=expansions(params, "list:item"))
 
 
 @api.get("/events")
 def list_events() -> Any:
     params = read_params()
     params.allow("type", "types", "created", "limit", "starting_after", "ending_before", "delivery_success")
+    expansions(params, "list:event")
     types = params.strings("types")
     single = params.string("type")
     if single and types:
@@ -208,7 +210,9 @@ def _with_pending(event: dict[str, Any]) -> dict[str, Any]:
 
 @api.get("/events/<event_id>")
 def get_event(event_id: str) -> Any:
-    read_params().allow()
+    params = read_params()
+    params.allow()
+    expansions(params, "event")
     return _with_pending(current_sim().store.get_event(event_id))
 
 
@@ -250,12 +254,15 @@ def _events(params: Params, *, required: bool) -> list[str]:
 def list_endpoints() -> Any:
     params = read_params()
     params.allow("limit", "starting_after", "ending_before")
+    expansions(params, "list:webhook_endpoint")
     return current_sim().store.list_endpoints(params.page())
 
 
 @api.get("/webhook_endpoints/<endpoint_id>")
 def get_endpoint(endpoint_id: str) -> Any:
-    read_params().allow()
+    params = read_params()
+    params.allow()
+    expansions(params, "webhook_endpoint")
     return current_sim().store.get_endpoint(endpoint_id)
 
 

@@ -9,7 +9,7 @@ from typing import Any
 
 from flask import current_app, g, request
 
-from simulator.errors import InvalidRequest
+from simulator.expansion import Expansion, parse_expand
 from simulator.forms import decode, parse_query
 from simulator.params import Params
 from simulator.resources import new_id
@@ -61,13 +61,10 @@ def request_info() -> RequestInfo:
     return RequestInfo(id=request_id(), idempotency_key=request.headers.get("Idempotency-Key"))
 
 
-def expansions(given: Params, *allowed: str) -> set[str]:
-    """The ``expand[]`` paths asked for, each one of *allowed*.
+def expansions(given: Params, kind: str) -> Expansion:
+    """The ``expand[]`` paths asked for, checked against an object (or ``list:`` of objects) of *kind*.
 
     Raises:
-        InvalidRequest: for a path this endpoint cannot expand.
+        InvalidRequest: for a path too deep or a property that cannot be expanded.
     """
-    wanted = set(given.expand())
-    for path in sorted(wanted - set(allowed)):
-        raise InvalidRequest(f"This property cannot be expanded ({path}).", param="expand")
-    return wanted
+    return parse_expand(given.expand(), kind)

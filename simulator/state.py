@@ -17,6 +17,7 @@ from fulfillment.crosssell import Price, SessionContext, decide_offer
 from simulator import defaults
 from simulator.config import SimConfig
 from simulator.errors import InvalidRequest, ResourceExists, ResourceMissing
+from simulator.expansion import NOTHING, Expansion
 from simulator.paging import ANY_TIME, Page, Range, list_object, page
 from simulator.resources import (
     EndpointRecord,
@@ -165,22 +166,22 @@ class Store:
             raise ResourceMissing(f"No such price: '{price_id}'", param=param)
         return price
 
-    def get_price(self, price_id: str, *, expand_product: bool = False) -> dict[str, Any]:
+    def _price_json(self, price: PriceRecord, expand: Expansion = NOTHING) -> dict[str, Any]:
+        return price_json(price, product_json(self.products[price.product]) if "product" in expand else None)
+
+    def get_price(self, price_id: str, *, expand: Expansion = NOTHING) -> dict[str, Any]:
         """A price by id."""
         with self._lock:
-            price = self._price(price_id)
-            return price_json(price, product_json(self.products[price.product]) if expand_product else None)
+            return self._price_json(self._price(price_id), expand)
 
     def list_prices(self, paging: Page, *, product: str | None, active: bool | None,
-                    expand_product: bool = False) -> dict[str, Any]:
+                    expand: Expansion = NOTHING) -> dict[str, Any]:
         """Prices, newest first, optionally of one product / active state."""
         with self._lock:
             prices = [p for p in reversed(list(self.prices.values()))
                       if (product is None or p.product == product) and (active is None or p.active == active)]
             data, more = page(prices, lambda p: p.id, paging)
-            rendered = [price_json(p, product_json(self.products[p.product]) if expand_product else None)
-                        for p in data]
-            return list_object(rendered, more, "/v1/prices")
+            return list_object([self._price_json(p, expand["data"]) for p in data], more, "/v1/prices")
 
     def prices_of(self, product_id: str) -> list[Price]:
         """Every price of *product_id* as the cross-sell rules see them."""
@@ -294,40 +295,39 @@ class Store:
     def _amount(self, item: LineItemRecord) -> int:
         return self.prices[item.price].unit_amount * item.quantity
 
-    def _session_json(self, session: SessionRecord) -> dict[str, Any]:
-        return session_json(session, self._amount)
+    def _session_json(self, session: SessionRecord, expand: Expansion = NOTHING) -> dict[str, Any]:
+        body = session_json(session, self._amount)
+        if "line_items" in expand:  # the first page only, as on Stripe; has_more tells
+            first = session.line_items[:defaults.EXPANDED_LINE_ITEMS]
+            body["line_items"] = list_object(
+                [self._item_json(item, expand["line_items"]["data"]) for item in first],
+                len(session.line_items) > len(first), f"/v1/checkout/sessions/{session.id}/line_items")
+        return body
 
-    def _item_json(self, item: LineItemRecord, expand_product: bool = False) -> dict[str, Any]:
+    def _item_json(self, item: LineItemRecord, expand: Expansion = NOTHING) -> dict[str, Any]:
         price = self.prices[item.price]
-        return line_item_json(item, price, self.products[price.product], expand_product)
+        return line_item_json(item, price, self.products[price.product], self._price_json(price, expand["price"]))
 
-    def get_session(self, session_id: str, *, expand_line_items: bool = False,
-                    expand_product: bool = False) -> dict[str, Any]:
+    def get_session(self, session_id: str, *, expand: Expansion = NOTHING) -> dict[str, Any]:
         """A session; ``line_items`` expanded holds the first page only, as on Stripe."""
         with self._lock:
-            session = self._session(session_id)
-            body = self._session_json(session)
-            if expand_line_items:
-                first = session.line_items[:defaults.EXPANDED_LINE_ITEMS]
-                body["line_items"] = list_object(
-                    [self._item_json(item, expand_product) for item in first],
-                    len(session.line_items) > len(first), f"/v1/checkout/sessions/{session.id}/line_items")
-            return body
+            return self._session_json(self._session(session_id), expand)
 
-    def list_sessions(self, paging: Page, *, status: str | None = None, created: Range = ANY_TIME) -> dict[str, Any]:
+    def list_sessions(self, paging: Page, *, status: str | None = None, created: Range = ANY_TIME,
+                      expand: Expansion = NOTHING) -> dict[str, Any]:
         """Sessions, newest first, optionally of one *status* and *created* in range."""
         with self._lock:
             sessions = [s for s in reversed(list(self.sessions.values()))
                         if (status is None or s.status == status) and created.holds(s.created)]
             data, more = page(sessions, lambda s: s.id, paging)
-            return list_object([self._session_json(s) for s in data], more, "/v1/checkout/sessions")
+            return list_object([self._session_json(s, expand["data"]) for s in data], more, "/v1/checkout/sessions")
 
-    def list_line_items(self, session_id: str, paging: Page, *, expand_product: bool = False) -> dict[str, Any]:
+    def list_line_items(self, session_id: str, paging: Page, *, expand: Expansion = NOTHING) -> dict[str, Any]:
         """One page of a session's line items, in session order."""
         with self._lock:
             session = self._session(session_id)
             data, more = page(session.line_items, lambda item: item.id, paging)
-            return list_object([self._item_json(item, expand_product) for item in data], more,
+            return list_object([self._item_json(item, expand["data"]) for item in data], more,
                                f"/v1/checkout/sessions/{session.id}/line_items")
 
     def sim_session_json(self, session_id: str) -> dict[str, Any]:
