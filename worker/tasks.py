@@ -11,6 +11,7 @@ from fulfillment.errors import PermanentError, StoreUnavailable, TransientError
 from fulfillment.handlers import FulfillmentRequest
 from fulfillment.ledger import BUSY, CLAIMED, DONE, FAILED
 from fulfillment.pipeline import decide
+from fulfillment.report import CrossSellReport
 from fulfillment.retrying import backoff_delay
 from fulfillment.store import reachable
 from worker.app import (
@@ -135,7 +136,17 @@ def fulfill_item(task: Task, session_id: str, line_item_id: str) -> dict[str, An
     if not ledger.record_result(session_id, line_item_id, claim.token, result):
         log.warning("item %s:%s: lease lost before the result was recorded; the handler's idempotency key "
                     "covers the repeat", session_id, line_item_id)
+    _count_in_report(runtime, session_id)
     return {"status": "done", "result": result}
+
+
+def _count_in_report(runtime: Runtime, session_id: str) -> None:
+    """Add the order to the cross-sell rollups once it is fulfilled (idempotent). A failure here
+    never fails the item: the order stays in the ledger's to_report set and the next drain counts it."""
+    try:
+        CrossSellReport(runtime.redis, runtime.catalog).count_if_due(session_id)
+    except StoreUnavailable as error:
+        log.warning("order %s: not counted in the report yet (%s); a later drain counts it", session_id, error)
 
 
 def _dead_item(runtime: Runtime, request: FulfillmentRequest, token: str, message: str,
