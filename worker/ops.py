@@ -54,3 +54,28 @@ def replay_event(app: CrossfillCelery, event_id: str) -> bool:
 def _requeue_event(app: CrossfillCelery, event_id: str) -> None:
     app.runtime.inbox.move(event_id, "enqueued")
     app.send_task(PROCESS_EVENT, args=[event_id], queue=EVENTS_QUEUE)
+
+
+def fulfill_session(app: CrossfillCelery, session_id: str) -> dict[str, Any]:
+    """Fulfil a session on request (the order API, a success page): the webhook's own idempotent path.
+
+    Reads the session fresh, gates on payment and records the order (``fulfillment.pipeline.decide``),
+    then queues ``fulfill_item`` for the items still open under their deterministic task ids, so a
+    webhook and this call racing end in one fulfilment per item.
+
+    Raises:
+        TransientError, PermanentError, StoreUnavailable: as ``decide`` does.
+    """
+    from fulfillment.pipeline import COMPLETED, decide
+    from fulfillment.store import reachable
+    from worker.app import task_message
+
+    runtime = app.runtime
+    decision = decide(COMPLETED, session_id, runtime.stripe, runtime.ledger, runtime.catalog)
+    if decision.dispatch:
+        messages = [task_message(app, FULFILL_ITEM, [session_id, item_id], queue=FULFILLMENT_QUEUE,
+                                 ignore_result=False, task_id=fulfill_task_id(session_id, item_id))
+                    for item_id in decision.dispatch]
+        with reachable():
+            runtime.redis.lpush(FULFILLMENT_QUEUE, *messages)
+    return {"session_id": session_id, "status": decision.order_status, "dispatched": len(decision.dispatch)}
