@@ -158,7 +158,7 @@ class ConsoleService:
         except ValueError:
             parsed = {}
         # The body holds the buyer's details: only these two facts leave the inbox.
-        view["account"] = parsed.get("account") if isinstance(parsed, dict) else None
+        view["account"] = event.account or (parsed.get("account") if isinstance(parsed, dict) else None)
         view["livemode"] = parsed.get("livemode") if isinstance(parsed, dict) else None
         return view
 

@@ -127,8 +127,9 @@ def figures(order: dict[str, Any], catalog: Catalog) -> list[tuple[str, str, str
     value = int(order.get("amount_total") or 0)
     found: list[tuple[str, str, str | None, dict[str, int]]] = []
     primaries = sorted({str(item.get("product")) for item in items if not item.get("cross_sell") and item.get("product")})
+    products = catalog.for_account(order.get("account") or None)
     for product in primaries:
-        offered = catalog.product(product).cross_sell
+        offered = products.product(product).cross_sell
         if not offered:
             continue
         taken = [item for item in items if item.get("cross_sell") and
