@@ -12,6 +12,7 @@ import click
 from fulfillment.errors import ConfigError
 from fulfillment.settings import Settings, redact
 from worker.cli.common import fail_config, settings_or_exit, setup_logging
+from worker.devstack.errors import DevStackError
 from worker.devstack.local import child_env
 
 GUNICORN_APP = "webhooks:create_app()"
@@ -34,12 +35,11 @@ def worker_argv(concurrency: int, pool: str = "threads", loglevel: str = "INFO")
 @click.command()
 def redis() -> None:
     """Run the embedded Redis of the data dir in the foreground (Ctrl-C stops it)."""
-    from worker.devstack.embedded import start_embedded
     from worker.devstack.supervisor import Supervisor
 
     setup_logging()
     settings = settings_or_exit()
-    url, proc = start_embedded(settings.data_dir)
+    url, proc = _start_embedded(settings.data_dir)
     click.echo(f"Redis: {url}")
     if proc is None:
         click.echo("(already running for this data dir; nothing to do)")
@@ -48,12 +48,20 @@ def redis() -> None:
     sys.exit(supervisor.wait())
 
 
+def _start_embedded(data_dir: Path) -> tuple[str, Any]:
+    from worker.devstack.embedded import start_embedded
+
+    try:
+        return start_embedded(data_dir)
+    except DevStackError as error:
+        click.echo(f"crossfill: {error}", err=True)
+        sys.exit(1)
+
+
 def _with_redis(settings: Settings) -> tuple[Settings, Any]:
     if settings.redis_url is not None:
         return settings, None
-    from worker.devstack.embedded import start_embedded
-
-    url, proc = start_embedded(settings.data_dir)
+    url, proc = _start_embedded(settings.data_dir)
     return settings.with_redis(url), proc
 
 
@@ -67,7 +75,7 @@ def web() -> None:
     settings = _secrets(settings, generate=False)
     supervisor = Supervisor()
     if redis_proc is not None:
-        supervisor.children["redis"] = redis_proc
+        supervisor.adopt("redis", redis_proc)
     env = child_env(settings)
     env["PROMETHEUS_MULTIPROC_DIR"] = str(_fresh_metrics_dir(settings))
     supervisor.start("web", gunicorn_argv(settings), env)
@@ -127,10 +135,10 @@ def run(concurrency: int, sim_port: int) -> None:
     settings = _secrets(settings, generate=True)
     supervisor = Supervisor()
     if redis_proc is not None:
-        supervisor.children["redis"] = redis_proc
+        supervisor.adopt("redis", redis_proc)
     try:
         stack = start_local(settings, concurrency=concurrency, sim_port=sim_port, supervisor=supervisor)
-    except RuntimeError as error:
+    except DevStackError as error:
         supervisor.stop_all()
         click.echo(f"crossfill: {error}", err=True)
         sys.exit(1)

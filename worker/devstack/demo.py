@@ -75,7 +75,7 @@ def run_demo(settings: Settings, data_dir: Path, echo: Echo) -> bool:
     supervisor = Supervisor()
     url, redis_proc = start_embedded(data_dir)
     if redis_proc is not None:
-        supervisor.children["redis"] = redis_proc
+        supervisor.adopt("redis", redis_proc)
     settings = resolve_secrets(settings.with_redis(url), generate=True)
     try:
         echo(f"starting Redis, the simulator, the receiver and a worker (logs in {data_dir}/logs) ...")

@@ -18,6 +18,7 @@ import requests
 
 from fulfillment.errors import ConfigError
 from fulfillment.settings import Settings
+from worker.devstack.errors import ChildExited, StartTimeout
 from worker.devstack.supervisor import Supervisor
 
 SIM_API_KEY = "sk_test_crossfill_local"  #: the key the worker uses against the local simulator
@@ -89,9 +90,9 @@ def wait_listening(port: int, supervisor: Supervisor, what: str, timeout: float 
                 return
         dead = [name for name, proc in supervisor.children.items() if proc.poll() is not None]
         if dead:
-            raise RuntimeError(f"{dead[0]} exited while waiting for {what}")
+            raise ChildExited(f"{dead[0]} exited while waiting for {what}")
         time.sleep(0.1)
-    raise RuntimeError(f"{what} did not listen on port {port} within {timeout:g} s")
+    raise StartTimeout(f"{what} did not listen on port {port} within {timeout:g} s")
 
 
 def start_local(settings: Settings, *, concurrency: int, sim_port: int = 12111,
