@@ -20,6 +20,7 @@ import requests
 
 from fulfillment import defaults
 from fulfillment.errors import PermanentError, TransientError, UnknownHandler
+from fulfillment.orders import UNFULFILLABLE
 from fulfillment.signing import sign
 from fulfillment.stripe_api import pooled_session, retry_after_seconds
 
@@ -54,6 +55,11 @@ def log_handler(request: FulfillmentRequest, options: Mapping[str, Any]) -> dict
     log.info("fulfilled %s (%s x%s)", request.idempotency_key, request.item.get("product"),
              request.item.get("quantity"))
     return {"handler": "log", "delivered": True, "idempotency_key": request.idempotency_key}
+
+
+def unfulfillable_handler(request: FulfillmentRequest, options: Mapping[str, Any]) -> dict[str, Any]:
+    """Fail an item crossfill could not classify (no price, no product), with the reason recorded for it."""
+    raise PermanentError(str(request.item.get("problem") or "the line item cannot be classified"))
 
 
 class HttpHandler:
@@ -117,7 +123,8 @@ class HandlerRegistry:
     """Handlers by name: the built-ins, then the ``crossfill.handlers`` entry points."""
 
     def __init__(self, extra: Mapping[str, Handler] | None = None) -> None:
-        self._handlers: dict[str, Handler] = {"log": log_handler, "http": HttpHandler()}
+        self._handlers: dict[str, Handler] = {"log": log_handler, "http": HttpHandler(),
+                                              UNFULFILLABLE: unfulfillable_handler}
         for entry in entry_points(group=ENTRY_POINT_GROUP):
             self._handlers.setdefault(entry.name, _lazy(entry.load))
         self._handlers.update(extra or {})

@@ -25,6 +25,7 @@ from fulfillment.deadletters import DeadLetters
 from fulfillment.errors import StoreUnavailable
 from fulfillment.inbox import Inbox
 from fulfillment.ledger import Ledger
+from fulfillment.stats import LIVEMODE_MISMATCH, STRIPE_API_CALLS, STRIPE_ORDERS_READ, UNKNOWN_VALUES, Stats
 from webhooks.envelope import HANDLED_TYPES
 
 log = logging.getLogger(__name__)
@@ -48,6 +49,7 @@ class StateCollector(Collector):
         self._redis = client
         self._queues = queues
         self._inbox, self._ledger, self._dead = Inbox(client), Ledger(client), DeadLetters(client)
+        self._stats = Stats(client)
 
     def collect(self) -> Iterator[GaugeMetricFamily | CounterMetricFamily]:
         try:
@@ -67,10 +69,27 @@ class StateCollector(Collector):
                                             labels=["anomaly"])
             for name, count in sorted(self._ledger.anomaly_counts().items()):
                 anomalies.add_metric([name], float(count))
+            counters = list(self._counters())
         except (redis.RedisError, StoreUnavailable):
             yield _state_up(0.0)
             return
         yield from (_state_up(1.0), depth, dead, inbox, orders, anomalies)
+        yield from counters
+
+    def _counters(self) -> Iterator[CounterMetricFamily]:
+        """The workers' counters (fulfillment/stats.py)."""
+        counts = self._stats.read_all()
+        for counter, label, help_text in (
+            (STRIPE_API_CALLS, "endpoint", "Requests sent to the Stripe API, by endpoint"),
+            (STRIPE_ORDERS_READ, None, "Checkout Sessions read with their line items (API calls per order = "
+                                       "crossfill_stripe_api_calls_total / this)"),
+            (UNKNOWN_VALUES, "field", "Values of an open Stripe enum that this version does not name"),
+            (LIVEMODE_MISMATCH, "where", "Events ignored because their livemode is not the API key's mode"),
+        ):
+            family = CounterMetricFamily(f"crossfill_{counter}", help_text, labels=[label] if label else None)
+            for name, count in sorted(counts.get(counter, {}).items()):
+                family.add_metric([name] if label else [], float(count))
+            yield family
 
 
 class ReceiverMetrics:
