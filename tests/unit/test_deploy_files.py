@@ -5,9 +5,11 @@ itself, the compose file's ``${...}`` by a small implementation of compose's int
 """
 from __future__ import annotations
 
+import configparser
 import inspect
 import os
 import re
+import shlex
 import subprocess
 import sys
 import tomllib
@@ -305,3 +307,63 @@ def test_worker_main_without_a_redis_url_says_which_variable(tmp_path: Path) -> 
     last = result.stderr.strip().splitlines()[-1]
     assert last.startswith(f"{ConfigError.__module__}.ConfigError: CROSSFILL_REDIS_URL=None is invalid: ")
     assert "redis://" in last
+
+
+# --- restart policies: compose and the README's systemd units ---------------------------------------
+
+#: A Celery worker whose Redis was killed was seen exiting 0 (ARCHITECTURE.md): a policy that restarts
+#: only failures would leave it dead.
+RESTARTS_AFTER_EXIT_0 = {"always", "unless-stopped"}
+
+
+def test_compose_restarts_every_service_whatever_its_exit_code(compose: dict[str, Any]) -> None:
+    for name, service in compose["services"].items():
+        assert service.get("restart") in RESTARTS_AFTER_EXIT_0, f"{name}: restart is {service.get('restart')!r}"
+
+
+def systemd_units() -> dict[str, configparser.ConfigParser]:
+    """The README's systemd units, by the process they run (``crossfill-<name>.service``)."""
+    found = re.findall(r"```ini\n# /etc/systemd/system/crossfill-([\w-]+)\.service\n(.*?)```",
+                       (REPO / "README.md").read_text(), re.S)
+    units = {}
+    for name, text in found:
+        unit = configparser.ConfigParser(interpolation=None, strict=True, delimiters=("=",))
+        unit.optionxform = str  # type: ignore[assignment,method-assign]
+        unit.read_string(text)
+        units[name] = unit
+    return units
+
+
+def unit_argv(unit: configparser.ConfigParser, env: dict[str, str]) -> list[str]:
+    """ExecStart as systemd runs it: quotes as in sh, ``${NAME}`` from the unit's Environment= then *env*."""
+    defaults = dict(pair.split("=", 1) for pair in shlex.split(unit["Service"].get("Environment", "")))
+    values = defaults | env
+    return [re.sub(r"\$\{(\w+)\}", lambda match: values[match[1]], arg)
+            for arg in shlex.split(unit["Service"]["ExecStart"])]
+
+
+def test_the_readme_has_systemd_units_for_web_worker_and_beat_that_always_restart() -> None:
+    units = systemd_units()
+
+    assert {"web", "worker", "beat"} <= set(units)
+    for name, unit in units.items():
+        assert unit["Service"]["Restart"] == "always", name
+        assert unit["Unit"]["StartLimitIntervalSec"] == "0", f"{name}: systemd would stop restarting it"
+        assert unit["Install"]["WantedBy"] == "multi-user.target", name
+
+
+@pytest.mark.parametrize("env", [{}, {"CROSSFILL_PORT": "9100", "CROSSFILL_WEB_WORKERS": "5"}])
+def test_the_systemd_units_run_the_procfiles_commands(procfile: dict[str, str], env: dict[str, str]) -> None:
+    units = systemd_units()
+
+    for name, line in procfile.items():
+        assert name in units, f"the Procfile runs {name}; add a crossfill-{name}.service unit to the README"
+        argv = unit_argv(units[name], env)
+        expected = sh_argv(line, env)
+        assert [Path(argv[0]).name, *argv[1:]] == expected, f"crossfill-{name}.service differs from the Procfile"
+
+
+def test_the_systemd_beat_unit_runs_celery_beat_on_the_app() -> None:
+    argv = unit_argv(systemd_units()["beat"], {})
+
+    assert [Path(argv[0]).name, *argv[1:4]] == ["celery", "--app", "worker.main", "beat"]
