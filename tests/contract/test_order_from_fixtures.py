@@ -7,7 +7,6 @@ dispatched item then goes through the handler registry as fulfill_item does.
 """
 from __future__ import annotations
 
-import copy
 import json
 from collections.abc import Iterator
 from typing import Any
@@ -23,63 +22,20 @@ from fulfillment.pipeline import COMPLETED, decide
 from fulfillment.settings import Settings
 from fulfillment.stats import UNKNOWN_VALUES, Stats
 from fulfillment.stripe_api import StripeClient
-from tests.contract.variants import complete, with_all_nulls
+from tests.contract.stripe_double import StripeDouble
+from tests.contract.variants import MUG, TSHIRT, mug_item, no_price_item, paid_session, tshirt_item
 from tests.fixtures.stripe import fixture, problems
-from tests.unit.fulfillment_fixtures import API_KEY, Reply, ScriptedServer, Seen, fake_redis
+from tests.unit.fulfillment_fixtures import API_KEY, fake_redis
 
 SESSION_ID = fixture("checkout.session")["id"]
-SESSION_PATH = f"/v1/checkout/sessions/{SESSION_ID}"
-TSHIRT = "prod_QXg1hqf4jFNsqG"  # the product of Stripe's fixtures
-MUG = "prod_MugCrossSell"
 CATALOG = parse_catalog({"products": {TSHIRT: {"name": "T-shirt", "cross_sell": MUG},
                                       MUG: {"name": "Mug"}}})
 
 
-def paid_session() -> dict[str, Any]:
-    session = fixture("checkout.session")
-    session.update(status="complete", payment_status="paid", currency="usd", amount_total=3000)
-    return session
-
-
-def tshirt_item() -> dict[str, Any]:
-    """Stripe's ``item`` fixture as published: ``metadata`` null, the product as an id."""
-    return fixture("item")
-
-
-def mug_item() -> dict[str, Any]:
-    """A second item from Stripe's ``price`` and ``product`` fixtures, the product expanded."""
-    item, price, product = fixture("item"), fixture("price"), fixture("product")
-    product.update(id=MUG, name="Mug", description=None, url=None, tax_details=None)
-    price.update(id="price_Mug", product=product, type="one_time", recurring=None, tax_behavior=None)
-    item.update(id="li_Mug", price=price, description=None, quantity=1, amount_total=1000)
-    return item
-
-
-def no_price_item() -> dict[str, Any]:
-    """Every nullable field of the item null, as the types allow: no price to classify."""
-    item = with_all_nulls(complete("item"), "item")
-    item["id"] = "li_NoPrice"
-    return item
-
-
-class StripeDouble:
-    """Stripe's two read endpoints over HTTP, serving the documents the test puts in it."""
-
-    def __init__(self, session: dict[str, Any], items: list[dict[str, Any]]) -> None:
-        self.session, self.items = session, items
-
-    def __call__(self, request: Seen) -> Reply:
-        if request.path == SESSION_PATH:
-            return Reply(200, copy.deepcopy(self.session))
-        if request.path == SESSION_PATH + "/line_items":
-            start = 0
-            if "starting_after" in request.query:
-                start = [item["id"] for item in self.items].index(request.query["starting_after"][0]) + 1
-            limit = int(request.query.get("limit", ["10"])[0])
-            page = self.items[start:start + limit]
-            return Reply(200, {"object": "list", "data": copy.deepcopy(page),
-                               "has_more": start + limit < len(self.items), "url": SESSION_PATH + "/line_items"})
-        return Reply(404, {"error": {"type": "invalid_request_error", "message": f"No such path {request.path}"}})
+def double_with(session: dict[str, Any], items: list[dict[str, Any]]) -> StripeDouble:
+    double = StripeDouble()
+    double.put(session, items)
+    return double
 
 
 @pytest.fixture
@@ -121,7 +77,7 @@ def test_the_documents_are_what_stripe_may_send() -> None:
 
 def test_an_order_of_stripes_own_objects_is_fulfilled(http: requests.Session) -> None:
     ledger = Ledger(fake_redis())
-    with ScriptedServer(StripeDouble(paid_session(), [tshirt_item(), mug_item()])) as server:
+    with double_with(paid_session(), [tshirt_item(), mug_item()]).serve() as server:
         decision = decide(COMPLETED, SESSION_ID, client_for(server.url, http), ledger, CATALOG)
 
     assert decision.order_status == "fulfilling"
@@ -135,7 +91,7 @@ def test_an_order_of_stripes_own_objects_is_fulfilled(http: requests.Session) ->
 def test_an_item_without_a_price_fails_alone_and_the_rest_is_fulfilled(http: requests.Session) -> None:
     ledger = Ledger(fake_redis())
     items = [tshirt_item(), no_price_item(), mug_item()]
-    with ScriptedServer(StripeDouble(paid_session(), items)) as server:
+    with double_with(paid_session(), items).serve() as server:
         decision = decide(COMPLETED, SESSION_ID, client_for(server.url, http), ledger, CATALOG)
 
     outcomes = fulfil_dispatched(ledger, decision.dispatch)
@@ -149,12 +105,8 @@ def test_an_item_without_a_price_fails_alone_and_the_rest_is_fulfilled(http: req
 
 def test_an_order_over_many_pages_of_stripes_items(http: requests.Session) -> None:
     ledger = Ledger(fake_redis())
-    items = []
-    for number in range(23):
-        item = tshirt_item()
-        item["id"] = f"li_{number:03d}"
-        items.append(item)
-    with ScriptedServer(StripeDouble(paid_session(), items)) as server:
+    items = [tshirt_item(f"li_{number:03d}") for number in range(23)]
+    with double_with(paid_session(), items).serve() as server:
         decision = decide(COMPLETED, SESSION_ID, client_for(server.url, http), ledger, CATALOG)
 
     assert len(decision.dispatch) == 23
@@ -164,7 +116,7 @@ def test_an_order_over_many_pages_of_stripes_items(http: requests.Session) -> No
 def test_an_unknown_payment_status_of_a_real_session_is_not_fulfilled(http: requests.Session) -> None:
     ledger, stats = Ledger(fake_redis()), Stats(fake_redis())
     session = paid_session() | {"payment_status": "paid_in_instalments"}
-    with ScriptedServer(StripeDouble(session, [tshirt_item()])) as server:
+    with double_with(session, [tshirt_item()]).serve() as server:
         decision = decide(COMPLETED, SESSION_ID, client_for(server.url, http), ledger, CATALOG, stats)
 
     assert (decision.order_status, decision.dispatch) == ("awaiting_payment", ())

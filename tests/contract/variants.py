@@ -141,3 +141,42 @@ def stripe_fixture(name: str, **changes: Any) -> dict[str, Any]:
     document = fixture(name)
     document.update(changes)
     return document
+
+
+# --- an order made of Stripe's own objects ------------------------------------------------------------------
+
+TSHIRT = "prod_QXg1hqf4jFNsqG"  #: the product of Stripe's fixtures
+MUG = "prod_MugCrossSell"  #: a second product, built from the product fixture
+
+
+def paid_session(session_id: str | None = None) -> dict[str, Any]:
+    """Stripe's session fixture, completed and paid."""
+    session = fixture("checkout.session")
+    session.update(status="complete", payment_status="paid", currency="usd", amount_total=3000)
+    if session_id:
+        session["id"] = session_id
+    return session
+
+
+def tshirt_item(item_id: str | None = None) -> dict[str, Any]:
+    """Stripe's ``item`` fixture as published: ``metadata`` null, the product as an id."""
+    item = fixture("item")
+    if item_id:
+        item["id"] = item_id
+    return item
+
+
+def mug_item() -> dict[str, Any]:
+    """A second item from Stripe's ``price`` and ``product`` fixtures, the product expanded."""
+    item, price, product = fixture("item"), fixture("price"), fixture("product")
+    product.update(id=MUG, name="Mug", description=None, url=None, tax_details=None)
+    price.update(id="price_Mug", product=product, type="one_time", recurring=None, tax_behavior=None)
+    item.update(id="li_Mug", price=price, description=None, quantity=1, amount_total=1000)
+    return item
+
+
+def no_price_item() -> dict[str, Any]:
+    """Every nullable field of the item null, as the types allow: no price to classify."""
+    item = with_all_nulls(complete("item"), "item")
+    item["id"] = "li_NoPrice"
+    return item
