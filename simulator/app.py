@@ -19,13 +19,15 @@ from simulator.api import api
 from simulator.config import SimConfig
 from simulator.context import EXTENSION, current_sim, request_id
 from simulator.dashboard import sim
-from simulator.errors import ApiError, AuthenticationFailed
+from simulator.errors import ApiError, AuthenticationFailed, RateLimited
 from simulator.idempotency import SavedResponse
 from simulator.simulation import Simulator
 
 log = logging.getLogger(__name__)
 
 _API_KEY = re.compile(r"^(sk|rk)_test_[A-Za-z0-9_]+$")
+_ROUTE_ARGUMENT = re.compile(r"<[^>]+>")
+PLATFORM = "platform"  #: the account a request without Stripe-Account acts for
 
 
 def create_sim_app(config: SimConfig | None = None, *, simulator: Simulator | None = None) -> Flask:
@@ -55,6 +57,7 @@ def _before_api() -> Response | None:
     if not _is_api():
         return None
     g.api_key = _authenticate()
+    _limit_rate()
     decision = current_sim().faults.decide(request.path)
     if decision.delay_s:
         time.sleep(decision.delay_s)
@@ -75,6 +78,8 @@ def _before_api() -> Response | None:
 
 
 def _after_api(response: Response) -> Response:
+    if _is_api():
+        current_sim().rate_limiter.record(_endpoint(), response.status_code)
     key = g.pop("idempotency_key", None)
     if key is not None:
         keep = response.status_code < 500 and response.status_code not in (409, 429)
@@ -88,6 +93,26 @@ def _teardown_api(error: BaseException | None) -> None:
     key = g.pop("idempotency_key", None)
     if key is not None:
         current_sim().idempotency.finish(g.api_key, key, None)
+
+
+def _endpoint() -> str:
+    """The operation asked for, as Stripe counts endpoints: ``GET /v1/checkout/sessions/{id}``."""
+    rule = request.url_rule.rule if request.url_rule is not None else request.path
+    return f"{request.method} {_ROUTE_ARGUMENT.sub('{id}', rule)}"
+
+
+def _limit_rate() -> None:
+    limiter = current_sim().rate_limiter
+    if not limiter.limits.enabled:
+        return
+    endpoint = _endpoint()
+    refusal = limiter.admit(request.headers.get("Stripe-Account") or PLATFORM, endpoint)
+    if refusal is not None:
+        where = "this account" if refusal.scope == "account" else endpoint
+        raise RateLimited(
+            f"Request rate limit exceeded: at most {refusal.limit_per_s} requests per second to {where} "
+            f"({limiter.limits.mode} mode). Slow down, and retry with backoff; see "
+            "https://docs.stripe.com/rate-limits")
 
 
 def _authenticate() -> str:

@@ -18,6 +18,7 @@ from simulator.client import DEFAULT_API_KEY, SimClient
 from simulator.config import SimConfig
 from simulator.errors import SimulatorError
 from simulator.faults import FaultPlan
+from simulator.ratelimit import MODES
 from simulator.resources import OUTCOMES
 from simulator.scenario import EVENT_OUTCOMES, purchase
 from simulator.server import SimServer
@@ -40,14 +41,18 @@ DEFAULT_API_BASE = f"http://{defaults.HOST}:{defaults.PORT}"
               type=click.FloatRange(0.01), help="Seconds a webhook endpoint has to answer.")
 @click.option("--delivery-workers", default=defaults.DELIVERY_WORKERS, show_default=True, type=click.IntRange(1),
               help="Webhooks delivered at once.")
+@click.option("--rate-limits", default=defaults.RATE_LIMIT_MODE, show_default=True,
+              type=click.Choice(sorted(MODES)),
+              help=f"Enforce Stripe's rate limits per account: test {defaults.TEST_RATE_PER_S}/s or live "
+                   f"{defaults.LIVE_RATE_PER_S}/s, and {defaults.ENDPOINT_RATE_PER_S}/s per endpoint; see /sim/stats.")
 @click.option("--webhook-drop-rate", default=0.0, show_default=True, type=click.FloatRange(0.0, 1.0),
               help="Share of webhook deliveries silently lost (never retried); also POST /sim/faults.")
 @click.option("--webhook-url", help="Register this webhook endpoint at start (all events).")
 @click.option("--webhook-secret", help="Its signing secret (whsec_...); generated when omitted.")
 @click.option("--verbose", "-v", is_flag=True, help="Log every request.")
 def sim(host: str, port: int, catalog_path: Path | None, retry_base_ms: int, retry_max_attempts: int,
-        delivery_timeout_s: float, delivery_workers: int, webhook_drop_rate: float, webhook_url: str | None,
-        webhook_secret: str | None, verbose: bool) -> None:
+        delivery_timeout_s: float, delivery_workers: int, rate_limits: str, webhook_drop_rate: float,
+        webhook_url: str | None, webhook_secret: str | None, verbose: bool) -> None:
     """Run the Stripe simulator: /v1 (Stripe's API) and /sim (Dashboard, buyer, faults)."""
     logging.basicConfig(level=logging.DEBUG if verbose else logging.INFO,
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s")
@@ -57,7 +62,8 @@ def sim(host: str, port: int, catalog_path: Path | None, retry_base_ms: int, ret
         click.echo(f"crossfill sim: {error}", err=True)
         sys.exit(2)
     config = SimConfig(catalog=catalog, retry_base_ms=retry_base_ms, retry_max_attempts=retry_max_attempts,
-                       delivery_timeout_s=delivery_timeout_s, delivery_workers=delivery_workers)
+                       delivery_timeout_s=delivery_timeout_s, delivery_workers=delivery_workers,
+                       rate_limits=MODES[rate_limits])
     try:
         server = SimServer(config, host=host, port=port, quiet=not verbose)
     except OSError as error:

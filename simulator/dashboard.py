@@ -132,6 +132,17 @@ def wait_deliveries() -> Any:
     return {"object": "sim.deliveries", "idle": idle}
 
 
+@sim.get("/stats")
+def get_stats() -> Any:
+    return current_sim().rate_limiter.stats()
+
+
+@sim.delete("/stats")
+def reset_stats() -> Any:
+    current_sim().rate_limiter.reset()
+    return current_sim().rate_limiter.stats()
+
+
 @sim.get("/faults")
 def get_faults() -> Any:
     return current_sim().faults.plan.to_json()

@@ -74,17 +74,17 @@ class IdempotencyConflict(ApiError):
 
 
 class RateLimited(ApiError):
-    """Raised when injected rate limiting refuses a request (429 with Retry-After)."""
+    """Raised when a request is over Stripe's rate limits, or injected rate limiting (with Retry-After)."""
 
     status = 429
     code = "rate_limit"
 
-    def __init__(self, message: str, *, retry_after_s: int) -> None:
+    def __init__(self, message: str, *, retry_after_s: int | None = None) -> None:
         super().__init__(message)
         self.retry_after_s = retry_after_s
 
     def headers(self) -> dict[str, str]:
-        return {"Retry-After": str(self.retry_after_s)}
+        return {} if self.retry_after_s is None else {"Retry-After": str(self.retry_after_s)}
 
 
 class InjectedFailure(ApiError):

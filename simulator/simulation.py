@@ -1,18 +1,23 @@
 """One running simulator: its Stripe account state, webhook delivery, faults and idempotency keys."""
 from __future__ import annotations
 
+import time
+from collections.abc import Callable
+
 from simulator.config import SimConfig
 from simulator.delivery import Dispatcher
 from simulator.faults import FaultInjector
 from simulator.idempotency import IdempotencyCache
+from simulator.ratelimit import RateLimiter
 from simulator.state import Store
 
 
 class Simulator:
     """One simulated Stripe account: its objects, webhook delivery, faults and idempotency keys."""
 
-    def __init__(self, config: SimConfig | None = None) -> None:
+    def __init__(self, config: SimConfig | None = None, *, clock: Callable[[], float] = time.monotonic) -> None:
         self.config = config or SimConfig()
+        self.rate_limiter = RateLimiter(self.config.rate_limits, clock=clock)
         self.store = Store(self.config)
         self.faults = FaultInjector()
         self.dispatcher = Dispatcher(self.config, self.store.endpoint_secrets, drops=self.faults.drops_delivery)

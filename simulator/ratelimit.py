@@ -1,0 +1,100 @@
+"""Stripe's rate limits, enforced: per account, and per account and endpoint, over a sliding second.
+
+Stripe counts requests per second for each account (100 in live mode, 25 in test mode) and, on top,
+for each endpoint (25 by default), where an endpoint is a named operation: every
+``GET /v1/checkout/sessions/{id}`` counts against one limit whatever the id. A request over either
+limit is refused with 429 and not counted. Refusals and admissions are tallied per endpoint for
+``GET /sim/stats``, so benchmarks can read how often clients hit the limits.
+"""
+from __future__ import annotations
+
+import collections
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+from simulator import defaults
+
+
+@dataclass(frozen=True)
+class RateLimits:
+    """The limits enforced, requests per second; None means unlimited."""
+
+    mode: str = "off"  #: the name shown in stats: off, test, live or custom
+    account_per_s: int | None = None
+    endpoint_per_s: int | None = None
+    window_s: float = defaults.RATE_WINDOW_S
+
+    @property
+    def enabled(self) -> bool:
+        return self.account_per_s is not None or self.endpoint_per_s is not None
+
+
+#: ``crossfill sim --rate-limits`` → what is enforced.
+MODES = {
+    "off": RateLimits(),
+    "test": RateLimits("test", defaults.TEST_RATE_PER_S, defaults.ENDPOINT_RATE_PER_S),
+    "live": RateLimits("live", defaults.LIVE_RATE_PER_S, defaults.ENDPOINT_RATE_PER_S),
+}
+
+
+@dataclass(frozen=True)
+class Refusal:
+    """Why a request was refused: the limit it would have broken."""
+
+    scope: str  #: "account" or "endpoint"
+    limit_per_s: int
+
+
+class RateLimiter:
+    """Sliding-window counters per account and per (account, endpoint), behind one lock."""
+
+    def __init__(self, limits: RateLimits, *, clock: Callable[[], float] = time.monotonic) -> None:
+        self.limits = limits
+        self._clock = clock
+        self._lock = threading.Lock()
+        self._admitted: dict[tuple[str, str], collections.deque[float]] = collections.defaultdict(collections.deque)
+        self._counts: dict[str, list[int]] = collections.defaultdict(lambda: [0, 0])  #: endpoint → [requests, 429s]
+
+    def admit(self, account: str, endpoint: str) -> Refusal | None:
+        """Count one request to *endpoint* (``GET /v1/prices/{id}``) by *account*; None if it may run."""
+        with self._lock:
+            now = self._clock()
+            checks = [("account", (account, ""), self.limits.account_per_s),
+                      ("endpoint", (account, endpoint), self.limits.endpoint_per_s)]
+            for scope, key, limit in checks:
+                if limit is None:
+                    continue
+                window = self._admitted[key]
+                while window and window[0] <= now - self.limits.window_s:
+                    window.popleft()
+                if len(window) >= limit:
+                    return Refusal(scope, limit)
+            for _, key, limit in checks:
+                if limit is not None:
+                    self._admitted[key].append(now)
+            return None
+
+    def record(self, endpoint: str, status: int) -> None:
+        """Tally one answered request (any status) to *endpoint*."""
+        with self._lock:
+            counts = self._counts[endpoint]
+            counts[0] += 1
+            counts[1] += status == 429
+
+    def stats(self) -> dict[str, Any]:
+        """Requests and 429s per endpoint since the start (or the last reset)."""
+        with self._lock:
+            endpoints = {name: {"requests": n, "rate_limited": limited}
+                         for name, (n, limited) in sorted(self._counts.items())}
+        return {"object": "sim.stats", "rate_limits": self.limits.mode,
+                "account_per_s": self.limits.account_per_s, "endpoint_per_s": self.limits.endpoint_per_s,
+                "requests": sum(e["requests"] for e in endpoints.values()),
+                "rate_limited": sum(e["rate_limited"] for e in endpoints.values()), "endpoints": endpoints}
+
+    def reset(self) -> None:
+        """Forget the tallies (the windows stay, so limits keep holding)."""
+        with self._lock:
+            self._counts.clear()
