@@ -242,11 +242,16 @@ class CrossSellReport:
 
     def totals(self) -> Iterator[tuple[str, str, str, int]]:
         """All-time (account, product, figure, count), for /metrics."""
-        with reachable():
-            raw: dict[str, str] = self._redis.hgetall(TOTALS)  # type: ignore[assignment]
-        for name, count in sorted(raw.items()):
-            account, product, figure = name.split("|", 2)
-            yield account, product, figure, int(count)
+        return read_totals(self._redis)
+
+
+def read_totals(client: redis.Redis) -> Iterator[tuple[str, str, str, int]]:
+    """All-time (account, product, figure, count) of every rollup (one HGETALL)."""
+    with reachable():
+        raw: dict[str, str] = client.hgetall(TOTALS)  # type: ignore[assignment]
+    for name, count in sorted(raw.items()):
+        account, product, figure = name.split("|", 2)
+        yield account, product, figure, int(count)
 
 
 def account_label(account: str) -> str:

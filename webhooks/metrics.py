@@ -25,6 +25,8 @@ from fulfillment.deadletters import DeadLetters
 from fulfillment.errors import StoreUnavailable
 from fulfillment.inbox import Inbox
 from fulfillment.ledger import Ledger
+from fulfillment.liveness import alive_workers, last_reconcile
+from fulfillment.report import read_totals
 from fulfillment.stats import LIVEMODE_MISMATCH, STRIPE_API_CALLS, STRIPE_ORDERS_READ, UNKNOWN_VALUES, Stats
 from webhooks.envelope import HANDLED_TYPES
 
@@ -70,11 +72,13 @@ class StateCollector(Collector):
             for name, count in sorted(self._ledger.anomaly_counts().items()):
                 anomalies.add_metric([name], float(count))
             counters = list(self._counters())
+            extra = list(_liveness_and_report(self._redis))
         except (redis.RedisError, StoreUnavailable):
             yield _state_up(0.0)
             return
         yield from (_state_up(1.0), depth, dead, inbox, orders, anomalies)
         yield from counters
+        yield from extra
 
     def _counters(self) -> Iterator[CounterMetricFamily]:
         """The workers' counters (fulfillment/stats.py)."""
@@ -90,6 +94,32 @@ class StateCollector(Collector):
             for name, count in sorted(counts.get(counter, {}).items()):
                 family.add_metric([name] if label else [], float(count))
             yield family
+
+
+def _liveness_and_report(client: redis.Redis) -> Iterator[GaugeMetricFamily | CounterMetricFamily]:
+    """Live workers (heartbeats), the last good reconciliation, and the cross-sell report's totals."""
+    yield GaugeMetricFamily("crossfill_workers_alive", "Workers whose heartbeat is under 30 s old",
+                            value=float(len(alive_workers(client))))
+    last = last_reconcile(client)
+    if last is not None:
+        yield GaugeMetricFamily("crossfill_reconcile_last_success_timestamp_seconds",
+                                "Unix time of the last successful reconciliation", value=last)
+    labels = ["account", "product"]
+    paid = CounterMetricFamily("crossfill_cross_sell_paid_orders", "Fulfilled orders of a product offering a "
+                               "cross-sell", labels=labels)
+    took = CounterMetricFamily("crossfill_cross_sell_attached_orders", "Those orders that took the cross-sell",
+                               labels=labels)
+    revenue = CounterMetricFamily("crossfill_cross_sell_revenue_minor_units", "Cross-sell revenue, in the "
+                                  "currency's minor unit", labels=[*labels, "currency"])
+    for account, product, figure, count in read_totals(client):
+        name, _, currency = figure.partition(":")
+        if name == "paid_orders":
+            paid.add_metric([account, product], float(count))
+        elif name == "orders_with_cross_sell":
+            took.add_metric([account, product], float(count))
+        elif name == "cross_sell_revenue":
+            revenue.add_metric([account, product, currency], float(count))
+    yield from (paid, took, revenue)
 
 
 class ReceiverMetrics:

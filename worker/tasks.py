@@ -14,6 +14,7 @@ from fulfillment.pipeline import decide
 from fulfillment.report import CrossSellReport
 from fulfillment.retrying import backoff_delay
 from fulfillment.store import reachable
+from worker import heartbeat
 from worker.app import (
     FULFILL_ITEM,
     FULFILLMENT_QUEUE,
@@ -169,3 +170,4 @@ def register(app: CrossfillCelery) -> None:
     # (by fulfillment systems, under its deterministic task id).
     app.task(name=PROCESS_EVENT, bind=True, max_retries=None, ignore_result=True)(process_event)
     app.task(name=FULFILL_ITEM, bind=True, max_retries=None)(fulfill_item)
+    heartbeat.install()  # workers write their heartbeat to Redis (console, /metrics)
