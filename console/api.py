@@ -195,9 +195,7 @@ def report_view(since: float | None, account: str | None) -> dict[str, Any]:
     first = day_of(since) if since is not None else today - timedelta(DEFAULT_REPORT_DAYS - 1)
     if first > today or (today - first).days > MAX_REPORT_DAYS:
         raise BadRequest(f"since must be a day in the last {MAX_REPORT_DAYS} days", fields={"since": ["out of range"]})
-    result = state.report.report(since=first, until=today, account=account)
-    return {"since": result.since.isoformat(), "until": result.until.isoformat(),
-            "rows": [row.as_dict() for row in result.rows], "anomalies": result.anomalies}
+    return state.report.report(since=first, until=today, account=account).as_dict()
 
 
 def _now() -> float:

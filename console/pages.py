@@ -22,23 +22,14 @@ from console.chart import DayPoint, attach_chart
 from console.errors import Forbidden, TooManyAttempts
 from console.service import OrderFilter
 from fulfillment.ledger import ORDER_STATUSES
-from fulfillment.report import account_label, day_of
+from fulfillment.report import ZERO_DECIMAL, account_label, day_of, major
 
 F = TypeVar("F", bound=Callable[..., Any])
 log = logging.getLogger(__name__)
 blueprint = Blueprint("pages", __name__, template_folder="templates", static_folder="static",
                       static_url_path="/static")
-#: Currencies without a minor unit (Stripe's list of zero-decimal currencies).
-ZERO_DECIMAL = frozenset("bif clp djf gnf jpy kmf krw mga pyg rwf ugx vnd vuv xaf xof xpf".split())
 CHART_DAYS = 30
 AUDIT_ID = re.compile(r"^\d{1,20}-\d{1,20}$")
-
-
-def major(amount: int | float | None, currency: str | None) -> float:
-    """An amount in minor units (Stripe's) in the currency's major unit."""
-    if amount is None:
-        return 0.0
-    return float(amount) if (currency or "").lower() in ZERO_DECIMAL else float(amount) / 100
 
 
 @blueprint.app_template_filter("money")

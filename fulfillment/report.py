@@ -98,6 +98,11 @@ class Report:
     #: Per day (ISO date) in the range: paid orders, orders with the cross-sell, revenue per currency.
     days: list[dict[str, Any]]
 
+    def as_dict(self) -> dict[str, Any]:
+        """The report as the API and ``crossfill report --json`` show it."""
+        return {"since": self.since.isoformat(), "until": self.until.isoformat(),
+                "rows": [row.as_dict() for row in self.rows], "anomalies": self.anomalies}
+
     @property
     def anomalies(self) -> dict[str, int]:
         total: dict[str, int] = {}
@@ -252,6 +257,17 @@ def read_totals(client: redis.Redis) -> Iterator[tuple[str, str, str, int]]:
     for name, count in sorted(raw.items()):
         account, product, figure = name.split("|", 2)
         yield account, product, figure, int(count)
+
+
+#: Currencies without a minor unit (Stripe's zero-decimal currencies): amounts are whole units.
+ZERO_DECIMAL = frozenset("bif clp djf gnf jpy kmf krw mga pyg rwf ugx vnd vuv xaf xof xpf".split())
+
+
+def major(amount: float | None, currency: str | None) -> float:
+    """An amount in Stripe's minor units in the currency's major unit (cents → dollars; yen stay yen)."""
+    if amount is None:
+        return 0.0
+    return float(amount) if (currency or "").lower() in ZERO_DECIMAL else float(amount) / 100
 
 
 def account_label(account: str) -> str:

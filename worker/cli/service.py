@@ -138,6 +138,9 @@ def run(concurrency: int, sim_port: int) -> None:
         supervisor.adopt("redis", redis_proc)
     try:
         stack = start_local(settings, concurrency=concurrency, sim_port=sim_port, supervisor=supervisor)
+        from worker.cli.console import start_console
+
+        console_url, console_token = start_console(stack.settings, supervisor)
     except DevStackError as error:
         supervisor.stop_all()
         click.echo(f"crossfill: {error}", err=True)
@@ -149,6 +152,7 @@ def run(concurrency: int, sim_port: int) -> None:
     if stack.sim_url:
         click.echo(f"  Stripe simulator: {stack.sim_url}  (STRIPE_API_BASE; webhooks go to the receiver)")
         click.echo("  try: crossfill trigger checkout.session.completed --cross-sell")
+    click.echo(f"  ops console:     {console_url}" + (f"  (operator token: {console_token})" if console_token else ""))
     click.echo("  Ctrl-C stops everything.")
     sys.exit(supervisor.wait())
 
