@@ -9,6 +9,7 @@ import sys
 from pathlib import Path
 
 import pytest
+import requests
 
 from tests.support.processes import ROOT, Proc, port_open, wait_until
 from worker.devstack.embedded import free_port
@@ -20,7 +21,7 @@ def _env(tmp_path: Path, port: int) -> dict[str, str]:
     env = {key: value for key, value in os.environ.items()
            if not key.startswith(("CROSSFILL_", "STRIPE_", "PROMETHEUS_"))}
     env.update({"CROSSFILL_DATA_DIR": str(tmp_path / "var"), "CROSSFILL_PORT": str(port),
-                "CROSSFILL_WEB_WORKERS": "2"})
+                "CROSSFILL_WEB_WORKERS": "2", "CROSSFILL_CONSOLE_PORT": str(free_port())})
     return env
 
 
@@ -73,8 +74,17 @@ def test_run_then_trigger_fulfills_a_purchase_and_ctrl_c_leaves_no_process(tmp_p
 
     try:
         wait_until(lambda: port_open(port) and port_open(sim_port), timeout=40, what="crossfill run")
+        wait_until(lambda: "Ctrl-C stops everything" in run.output(), timeout=40, what="crossfill run's banner")
         children = _children_of(run.pid)
-        assert len(children) == 4, run.output()  # redis-server, simulator, worker, gunicorn
+        assert len(children) == 5, run.output()  # redis-server, simulator, worker, gunicorn, console's gunicorn
+        # and the console is up, with a generated operator token printed for local use
+        console_port = env["CROSSFILL_CONSOLE_PORT"]
+        assert f"ops console:     http://127.0.0.1:{console_port}/  (operator token: " in run.output()
+        token = (tmp_path / "var" / "console_token").read_text().strip()
+        assert token in run.output()
+        status = requests.get(f"http://127.0.0.1:{console_port}/api/v1/status",
+                              headers={"Authorization": f"Bearer {token}"}, timeout=10)
+        assert status.status_code == 200 and "queues" in status.json()
 
         # When a buyer purchases with the cross-sell on the simulator
         session_id = buy()

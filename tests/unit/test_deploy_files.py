@@ -19,6 +19,7 @@ from typing import Any
 import pytest
 import yaml
 
+import console.settings
 import fulfillment.settings
 from fulfillment import defaults
 from fulfillment.errors import ConfigError
@@ -37,7 +38,8 @@ _COMPOSE_VARIABLE = re.compile(r"\$\{(?P<name>\w+)(?:(?P<op>:?[-?])(?P<arg>[^}]*
 
 def settings_variables() -> set[str]:
     """Every CROSSFILL_* / STRIPE_* variable load_settings reads, from its module's source."""
-    return set(re.findall(r'"((?:CROSSFILL|STRIPE)_[A-Z0-9_]+)"', inspect.getsource(fulfillment.settings)))
+    sources = inspect.getsource(fulfillment.settings) + inspect.getsource(console.settings)
+    return set(re.findall(r'"((?:CROSSFILL|STRIPE)_[A-Z0-9_]+)"', sources))
 
 
 def test_the_variable_list_is_derived_from_settings() -> None:
@@ -112,7 +114,7 @@ def options(argv: list[str]) -> dict[str, str]:
 
 
 def test_compose_has_redis_web_worker_and_flower(compose: dict[str, Any]) -> None:
-    assert set(compose["services"]) == {"redis", *APP_SERVICES}
+    assert set(compose["services"]) == {"redis", *APP_SERVICES, "console"}  # console: tests/console
 
 
 def test_compose_redis_is_7_with_an_append_only_file_on_a_named_volume(compose: dict[str, Any]) -> None:
@@ -240,7 +242,7 @@ def sh_argv(line: str, env: dict[str, str]) -> list[str]:
 
 
 def test_procfile_declares_web_and_worker(procfile: dict[str, str]) -> None:
-    assert set(procfile) == {"web", "worker"}
+    assert set(procfile) == {"web", "worker", "console"}  # console: tests/console/test_deploy_console.py
 
 
 def test_procfile_uses_only_settings_variables(procfile: dict[str, str]) -> None:
