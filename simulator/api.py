@@ -12,10 +12,10 @@ from urllib.parse import urlsplit
 from flask import Blueprint, request
 
 from fulfillment.catalog import TAX_BEHAVIORS
-from simulator.context import current_sim, expansions, read_params, request_info
+from simulator.context import current_sim, current_store, expansions, read_params, request_info
 from simulator.errors import InvalidRequest
 from simulator.params import Params, to_int
-from simulator.resources import INTERVALS, MODES, SESSION_STATUSES
+from simulator.resources import ACCOUNT_TYPES, INTERVALS, MODES, SESSION_STATUSES
 from simulator.state import LineItemSpec
 
 _EVENT_TYPE = re.compile(r"^(\*|[a-z_]+(\.[a-z_]+)+)$")  #: an event type, or ``*`` for all
@@ -31,7 +31,7 @@ def create_product() -> Any:
     params.allow("id", "name", "active", "description", "metadata")
     name = params.string("name", required=True)
     assert name is not None
-    return current_sim().store.create_product(
+    return current_store().create_product(
         name=name, product_id=params.string("id", max_length=255), active=params.boolean("active", default=True),
         description=params.string("description"), metadata=params.metadata(), request=request_info())
 
@@ -42,7 +42,7 @@ def list_products() -> Any:
     params.allow("active", "limit", "starting_after", "ending_before")
     expansions(params, "list:product")
     active = params.boolean("active") if "active" in params else None
-    return current_sim().store.list_products(params.page(), active)
+    return current_store().list_products(params.page(), active)
 
 
 @api.get("/products/<product_id>")
@@ -50,7 +50,7 @@ def get_product(product_id: str) -> Any:
     params = read_params()
     params.allow()
     expansions(params, "product")
-    return current_sim().store.get_product(product_id)
+    return current_store().get_product(product_id)
 
 
 @api.post("/products/<product_id>")
@@ -58,7 +58,7 @@ def update_product(product_id: str) -> Any:
     params = read_params()
     params.allow("name", "active", "description", "metadata")
     active = params.boolean("active") if "active" in params else None
-    return current_sim().store.update_product(
+    return current_store().update_product(
         product_id, name=params.string("name"), active=active, description=params.string("description"),
         metadata=params.metadata(), request=request_info())
 
@@ -77,7 +77,7 @@ def create_price() -> Any:
     if "interval_count" in recurring and interval is None:
         raise InvalidRequest("recurring[interval_count] needs recurring[interval]", param="recurring[interval]")
     assert product is not None and currency is not None and unit_amount is not None
-    return current_sim().store.create_price(
+    return current_store().create_price(
         product=product, currency=currency, unit_amount=unit_amount, interval=interval,
         interval_count=interval_count,
         tax_behavior=params.choice("tax_behavior", TAX_BEHAVIORS, default="unspecified") or "unspecified",
@@ -89,7 +89,7 @@ def create_price() -> Any:
 def get_price(price_id: str) -> Any:
     params = read_params()
     params.allow()
-    return current_sim().store.get_price(price_id, expand=expansions(params, "price"))
+    return current_store().get_price(price_id, expand=expansions(params, "price"))
 
 
 @api.get("/prices")
@@ -97,7 +97,7 @@ def list_prices() -> Any:
     params = read_params()
     params.allow("product", "active", "limit", "starting_after", "ending_before")
     active = params.boolean("active") if "active" in params else None
-    return current_sim().store.list_prices(params.page(), product=params.string("product"), active=active,
+    return current_store().list_prices(params.page(), product=params.string("product"), active=active,
                                            expand=expansions(params, "list:price"))
 
 
@@ -110,7 +110,7 @@ def create_session() -> Any:
     assert mode is not None
     extras = Params(params.hash("sim"))
     extras.allow("subscription_upsells")
-    return current_sim().store.create_session(
+    return current_store().create_session(
         mode=mode, line_items=_line_items(params), base_url=request.host_url,
         automatic_tax=Params(params.hash("automatic_tax")).boolean("enabled"),
         subscription_upsells=extras.boolean("subscription_upsells"), metadata=params.metadata(),
@@ -147,7 +147,7 @@ def _line_items(params: Params) -> list[LineItemSpec]:
 def list_sessions() -> Any:
     params = read_params()
     params.allow("status", "created", "limit", "starting_after", "ending_before")
-    return current_sim().store.list_sessions(params.page(), status=params.choice("status", SESSION_STATUSES),
+    return current_store().list_sessions(params.page(), status=params.choice("status", SESSION_STATUSES),
                                              created=params.range("created"),
                                              expand=expansions(params, "list:checkout.session"))
 
@@ -156,21 +156,21 @@ def list_sessions() -> Any:
 def get_session(session_id: str) -> Any:
     params = read_params()
     params.allow()
-    return current_sim().store.get_session(session_id, expand=expansions(params, "checkout.session"))
+    return current_store().get_session(session_id, expand=expansions(params, "checkout.session"))
 
 
 @api.post("/checkout/sessions/<session_id>/expire")
 def expire_session_api(session_id: str) -> Any:
     read_params().allow()
-    current_sim().store.expire_session(session_id)
-    return current_sim().store.get_session(session_id)
+    current_store().expire_session(session_id)
+    return current_store().get_session(session_id)
 
 
 @api.get("/checkout/sessions/<session_id>/line_items")
 def list_line_items(session_id: str) -> Any:
     params = read_params()
     params.allow("limit", "starting_after", "ending_before")
-    return current_sim().store.list_line_items(session_id, params.page(), expand=expansions(params, "list:item"))
+    return current_store().list_line_items(session_id, params.page(), expand=expansions(params, "list:item"))
 
 
 @api.get("/events")
@@ -197,7 +197,7 @@ def list_events() -> Any:
         def where(event: dict[str, Any]) -> bool:
             return dispatcher.delivered(event["id"]) is wanted
 
-    listed = current_sim().store.list_events(params.page(), types=[single] if single else types,
+    listed = current_store().list_events(params.page(), types=[single] if single else types,
                                              created=params.range("created"), where=where)
     listed["data"] = [_with_pending(event) for event in listed["data"]]
     return listed
@@ -213,7 +213,7 @@ def get_event(event_id: str) -> Any:
     params = read_params()
     params.allow()
     expansions(params, "event")
-    return _with_pending(current_sim().store.get_event(event_id))
+    return _with_pending(current_store().get_event(event_id))
 
 
 @api.post("/webhook_endpoints")
@@ -225,10 +225,10 @@ def create_endpoint() -> Any:
     secret = params.string("secret")
     if secret is not None and not secret.startswith("whsec_"):
         raise InvalidRequest(f"secret must start with whsec_ (got {secret[:6]!r}...)", param="secret")
-    return current_sim().store.create_endpoint(
+    return current_store().create_endpoint(
         url=_url(url), enabled_events=_events(params, required=True), secret=secret,
         description=params.string("description"), metadata=params.metadata(),
-        api_version=params.string("api_version"))
+        api_version=params.string("api_version"), connect=params.boolean("connect"))
 
 
 def _url(url: str) -> str:
@@ -255,7 +255,7 @@ def list_endpoints() -> Any:
     params = read_params()
     params.allow("limit", "starting_after", "ending_before")
     expansions(params, "list:webhook_endpoint")
-    return current_sim().store.list_endpoints(params.page())
+    return current_store().list_endpoints(params.page())
 
 
 @api.get("/webhook_endpoints/<endpoint_id>")
@@ -263,7 +263,7 @@ def get_endpoint(endpoint_id: str) -> Any:
     params = read_params()
     params.allow()
     expansions(params, "webhook_endpoint")
-    return current_sim().store.get_endpoint(endpoint_id)
+    return current_store().get_endpoint(endpoint_id)
 
 
 @api.post("/webhook_endpoints/<endpoint_id>")
@@ -272,11 +272,41 @@ def update_endpoint(endpoint_id: str) -> Any:
     params.allow("url", "enabled_events", "disabled")
     url = params.string("url")
     disabled = params.boolean("disabled") if "disabled" in params else None
-    return current_sim().store.update_endpoint(endpoint_id, url=_url(url) if url else None,
+    return current_store().update_endpoint(endpoint_id, url=_url(url) if url else None,
                                                enabled_events=_events(params, required=False), disabled=disabled)
 
 
 @api.delete("/webhook_endpoints/<endpoint_id>")
 def delete_endpoint(endpoint_id: str) -> Any:
     read_params().allow()
-    return current_sim().store.delete_endpoint(endpoint_id)
+    return current_store().delete_endpoint(endpoint_id)
+
+
+@api.post("/accounts")
+def create_account() -> Any:
+    params = read_params()
+    params.allow("type", "country", "email", "metadata", "sim")
+    extras = Params(params.hash("sim"))
+    extras.allow("id")
+    country = params.string("country") or "US"
+    if len(country) != 2 or not country.isalpha():
+        raise InvalidRequest(f"Invalid country: {country!r}; use a two-letter ISO code such as US", param="country")
+    return current_sim().create_account(
+        account_id=extras.string("id"), type=params.choice("type", ACCOUNT_TYPES, default="standard") or "standard",
+        country=country.upper(), email=params.string("email"), metadata=params.metadata())
+
+
+@api.get("/accounts")
+def list_accounts() -> Any:
+    params = read_params()
+    params.allow("limit", "starting_after", "ending_before")
+    expansions(params, "list:account")
+    return current_sim().list_accounts(params.page())
+
+
+@api.get("/accounts/<account_id>")
+def get_account(account_id: str) -> Any:
+    params = read_params()
+    params.allow()
+    expansions(params, "account")
+    return current_sim().get_account(account_id)

@@ -17,7 +17,7 @@ from werkzeug.exceptions import HTTPException
 from simulator import defaults
 from simulator.api import api
 from simulator.config import SimConfig
-from simulator.context import EXTENSION, current_sim, request_id
+from simulator.context import EXTENSION, current_account, current_sim, current_store, request_id
 from simulator.dashboard import sim
 from simulator.errors import ApiError, AuthenticationFailed, RateLimited
 from simulator.idempotency import SavedResponse
@@ -27,7 +27,6 @@ log = logging.getLogger(__name__)
 
 _API_KEY = re.compile(r"^(sk|rk)_test_[A-Za-z0-9_]+$")
 _ROUTE_ARGUMENT = re.compile(r"<[^>]+>")
-PLATFORM = "platform"  #: the account a request without Stripe-Account acts for
 
 
 def create_sim_app(config: SimConfig | None = None, *, simulator: Simulator | None = None) -> Flask:
@@ -57,6 +56,7 @@ def _before_api() -> Response | None:
     if not _is_api():
         return None
     g.api_key = _authenticate()
+    current_store()  # an unknown Stripe-Account is refused before anything counts or runs
     _limit_rate()
     decision = current_sim().faults.decide(request.path)
     if decision.delay_s:
@@ -66,7 +66,7 @@ def _before_api() -> Response | None:
     key = request.headers.get("Idempotency-Key")
     if request.method == "POST" and key:
         fingerprint = (request.method, request.path, request.get_data(cache=True))
-        saved = current_sim().idempotency.begin(g.api_key, key, fingerprint)
+        saved = current_sim().idempotency.begin(_idempotency_scope(), key, fingerprint)
         if saved is not None:
             response = Response(saved.body, status=saved.status, mimetype="application/json")
             response.headers["Request-Id"] = saved.request_id
@@ -84,7 +84,7 @@ def _after_api(response: Response) -> Response:
     if key is not None:
         keep = response.status_code < 500 and response.status_code not in (409, 429)
         saved = SavedResponse(response.status_code, response.get_data(), request_id()) if keep else None
-        current_sim().idempotency.finish(g.api_key, key, saved)
+        current_sim().idempotency.finish(_idempotency_scope(), key, saved)
         response.headers["Idempotency-Key"] = key
     return response
 
@@ -92,7 +92,12 @@ def _after_api(response: Response) -> Response:
 def _teardown_api(error: BaseException | None) -> None:
     key = g.pop("idempotency_key", None)
     if key is not None:
-        current_sim().idempotency.finish(g.api_key, key, None)
+        current_sim().idempotency.finish(_idempotency_scope(), key, None)
+
+
+def _idempotency_scope() -> str:
+    """Keys are the API key's, per account acted for (as Stripe scopes them)."""
+    return f"{g.api_key}:{current_account() or ''}"
 
 
 def _endpoint() -> str:
@@ -106,7 +111,7 @@ def _limit_rate() -> None:
     if not limiter.limits.enabled:
         return
     endpoint = _endpoint()
-    refusal = limiter.admit(request.headers.get("Stripe-Account") or PLATFORM, endpoint)
+    refusal = limiter.admit(current_account() or defaults.PLATFORM_ACCOUNT, endpoint)
     if refusal is not None:
         where = "this account" if refusal.scope == "account" else endpoint
         raise RateLimited(

@@ -20,7 +20,8 @@ from simulator.errors import SimulatorError
 from simulator.faults import FaultPlan
 from simulator.ratelimit import MODES
 from simulator.resources import OUTCOMES
-from simulator.scenario import EVENT_OUTCOMES, purchase
+from simulator.scenario import EVENT_OUTCOMES, ensure_account, purchase
+from simulator.simulation import ACCOUNT_ID
 from simulator.server import SimServer
 
 DEFAULT_API_BASE = f"http://{defaults.HOST}:{defaults.PORT}"
@@ -100,21 +101,28 @@ def sim(host: str, port: int, catalog_path: Path | None, retry_base_ms: int, ret
 @click.option("--outcome", type=click.Choice(OUTCOMES),
               help="How the payment ends (default: what EVENT needs; paid for completed).")
 @click.option("--email", help="The buyer's email.")
+@click.option("--account", help="Buy from this connected account (acct_...; connected first if new) with its own "
+                                "catalog; its events carry account and go to connect=true endpoints.")
 @click.option("--api-base", default=DEFAULT_API_BASE, show_default=True, envvar="STRIPE_API_BASE", show_envvar=True,
               help="The simulator's URL.")
 @click.option("--api-key", default=DEFAULT_API_KEY, show_default=True, help="Any sk_test_ key.")
 @click.option("--json", "as_json", is_flag=True, help="Print what the buyer did as JSON instead of the session id.")
 def trigger(event: str, cross_sell: bool, remove_cross_sell: bool, items: int, outcome: str | None,
-            email: str | None, api_base: str, api_key: str, as_json: bool) -> None:
+            email: str | None, account: str | None, api_base: str, api_key: str, as_json: bool) -> None:
     """Drive one buyer through Checkout on the simulator (like `stripe trigger`); prints the session id."""
     allowed = EVENT_OUTCOMES[event]
     if outcome is not None and outcome not in allowed:
         hint = "takes no --outcome" if allowed == ("expired",) else f"needs --outcome {' or '.join(allowed)}"
         raise click.BadParameter(f"{event} {hint}", param_hint="--outcome")
     chosen = outcome or allowed[0]
+    if account is not None and not ACCOUNT_ID.match(account):
+        raise click.BadParameter(f"{account!r} is not a connected account id (acct_ then letters or digits)",
+                                 param_hint="--account")
     try:
-        with SimClient(api_base, api_key) as client:
-            client.get("/sim/health")
+        with SimClient(api_base, api_key) as platform, SimClient(api_base, api_key, account=account) as client:
+            platform.get("/sim/health")
+            if account is not None:
+                ensure_account(platform, account)
             done = purchase(client, items=items, cross_sell=cross_sell, remove_cross_sell=remove_cross_sell,
                             outcome=chosen, email=email)
     except SimulatorError as error:

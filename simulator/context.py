@@ -14,7 +14,7 @@ from simulator.forms import decode, parse_query
 from simulator.params import Params
 from simulator.resources import new_id
 from simulator.simulation import Simulator
-from simulator.state import RequestInfo
+from simulator.state import RequestInfo, Store
 
 EXTENSION = "crossfill_sim"  #: the key of the Simulator in ``app.extensions``
 DASHBOARD = "sim"  #: the name of the /sim blueprint, whose POSTs may carry JSON
@@ -23,6 +23,20 @@ DASHBOARD = "sim"  #: the name of the /sim blueprint, whose POSTs may carry JSON
 def current_sim() -> Simulator:
     """The simulator behind the app serving this request."""
     return current_app.extensions[EXTENSION]
+
+
+def current_account() -> str | None:
+    """The connected account this request acts for (``Stripe-Account`` header); None for the platform."""
+    return request.headers.get("Stripe-Account") or None
+
+
+def current_store() -> Store:
+    """The objects of the account this request acts for.
+
+    Raises:
+        AccountInvalid: for a Stripe-Account that is not connected to the platform.
+    """
+    return current_sim().store_for(current_account())
 
 
 def request_id() -> str:

@@ -26,3 +26,4 @@ TEST_RATE_PER_S = 25  #: requests per second per account in test mode (sandboxes
 LIVE_RATE_PER_S = 100  #: requests per second per account in live mode, Stripe's limit
 ENDPOINT_RATE_PER_S = 25  #: requests per second per account to one endpoint (route), Stripe's default
 RATE_WINDOW_S = 1.0  #: the sliding window the limits are counted over, seconds
+PLATFORM_ACCOUNT = "platform"  #: the account a request without a Stripe-Account header acts for

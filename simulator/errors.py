@@ -55,6 +55,13 @@ class ResourceExists(ApiError):
     code = "resource_already_exists"
 
 
+class AccountInvalid(ApiError):
+    """Raised when a Stripe-Account header names an account that is not connected to the platform."""
+
+    status = 403
+    code = "account_invalid"
+
+
 class AuthenticationFailed(ApiError):
     """Raised when the API key is missing or malformed."""
 

@@ -18,6 +18,7 @@ _ALPHABET = string.ascii_letters + string.digits
 MODES = ("payment", "subscription", "setup")  #: a Checkout Session's ``mode``
 INTERVALS = ("day", "week", "month", "year")  #: a recurring price's ``recurring.interval``
 SESSION_STATUSES = ("open", "complete", "expired")  #: a Checkout Session's ``status``
+ACCOUNT_TYPES = ("standard", "express", "custom")  #: a connected account's ``type``
 #: How a simulated buyer's payment ends (``/sim/checkout/sessions/{id}/complete``).
 OUTCOMES = ("paid", "no_payment_required", "async_pending", "async_succeeded", "async_failed")
 
@@ -121,6 +122,7 @@ class EndpointRecord:
     description: str | None = None
     metadata: dict[str, str] = field(default_factory=dict)
     api_version: str | None = None
+    connect: bool = False  #: receives the events of the platform's connected accounts (only those)
 
     def active_secrets(self, now: float) -> list[str]:
         """The secrets that sign deliveries at *now*."""
@@ -226,6 +228,29 @@ def endpoint_json(endpoint: EndpointRecord, *, with_secret: bool = False) -> dic
     if with_secret:
         body["secret"] = endpoint.secrets[0][0]
     return body
+
+
+@dataclass
+class AccountRecord:
+    """A connected account of the platform (Stripe Connect)."""
+
+    id: str
+    created: int
+    type: str = "standard"
+    country: str = "US"
+    email: str | None = None
+    default_currency: str = "usd"
+    metadata: dict[str, str] = field(default_factory=dict)
+
+
+def account_json(account: AccountRecord) -> dict[str, Any]:
+    """A connected account object (what a platform reads of it)."""
+    return {
+        "id": account.id, "object": "account", "business_profile": None, "business_type": None,
+        "charges_enabled": True, "country": account.country, "created": account.created,
+        "default_currency": account.default_currency, "details_submitted": True, "email": account.email,
+        "metadata": dict(account.metadata), "payouts_enabled": True, "type": account.type,
+    }
 
 
 def offer_json(offer: Offer, session: SessionRecord) -> dict[str, Any]:

@@ -1,8 +1,13 @@
-"""The simulator's in-memory Stripe account: every object, behind one lock.
+"""One simulated Stripe account in memory: every object, behind one lock.
 
 Methods take typed arguments (the Flask views parse requests) and return Stripe JSON dicts. Events
 are created here, as Stripe creates them, and handed to ``on_event`` together with the endpoints
 that want them; the delivery side only enqueues, so holding the lock meanwhile keeps event order.
+
+The platform's account and each connected account (Stripe Connect) are separate stores. A connected
+account's events carry ``account`` and go to its own endpoints and to the platform's ``connect``
+endpoints; the platform's go to its endpoints that are not ``connect`` ones. (A connected store may
+read the platform's endpoints while holding its own lock, never the other way round.)
 """
 from __future__ import annotations
 
@@ -61,8 +66,11 @@ class Store:
     """All objects of one simulated Stripe account."""
 
     def __init__(self, config: SimConfig, *, on_event: EventHook | None = None,
-                 clock: Callable[[], float] = time.time) -> None:
+                 clock: Callable[[], float] = time.time, account: str | None = None,
+                 platform: Store | None = None) -> None:
         self.config = config
+        self.account = account  #: the connected account's id; None for the platform's own account
+        self._platform = platform
         self._clock = clock
         self._on_event = on_event
         self._lock = threading.RLock()
@@ -72,8 +80,9 @@ class Store:
         self.events: list[dict[str, Any]] = []
         self._events_by_id: dict[str, dict[str, Any]] = {}
         self.endpoints: dict[str, EndpointRecord] = {}
-        self.cross_sells: dict[str, str] = dict(config.catalog.cross_sells)
-        self.default_tax_behavior = config.catalog.default_tax_behavior
+        catalog = config.catalog.for_account(account)
+        self.cross_sells: dict[str, str] = dict(catalog.cross_sells)
+        self.default_tax_behavior = catalog.default_tax_behavior
 
     def set_event_hook(self, hook: EventHook) -> None:
         """Send every new event to *hook* (the webhook dispatcher)."""
@@ -223,8 +232,8 @@ class Store:
     def account_json(self) -> dict[str, Any]:
         """The Dashboard settings the simulator keeps."""
         with self._lock:
-            return {"object": "sim.account", "default_tax_behavior": self.default_tax_behavior,
-                    "cross_sells": dict(self.cross_sells)}
+            return {"object": "sim.account", "account": self.account,
+                    "default_tax_behavior": self.default_tax_behavior, "cross_sells": dict(self.cross_sells)}
 
     # -- Checkout Sessions -----------------------------------------------------------------------
 
@@ -285,6 +294,11 @@ class Store:
             raise InvalidRequest("Checkout cannot combine recurring prices with different billing intervals",
                                  param="line_items")
         return prices
+
+    def has_session(self, session_id: str) -> bool:
+        """Whether this account has the Checkout Session *session_id*."""
+        with self._lock:
+            return session_id in self.sessions
 
     def _session(self, session_id: str) -> SessionRecord:
         session = self.sessions.get(session_id)
@@ -419,7 +433,7 @@ class Store:
 
     def _emit(self, event_type: str, obj: dict[str, Any], request: RequestInfo,
               previous_attributes: dict[str, Any] | None = None) -> dict[str, Any]:
-        targets = [e for e in self.endpoints.values() if e.wants(event_type)]
+        targets = self._targets(event_type)
         data: dict[str, Any] = {"object": obj}
         if previous_attributes is not None:
             data["previous_attributes"] = previous_attributes
@@ -428,11 +442,18 @@ class Store:
             "created": self._now(), "data": data, "livemode": False, "pending_webhooks": len(targets),
             "request": {"id": request.id, "idempotency_key": request.idempotency_key}, "type": event_type,
         }
+        if self.account is not None:
+            event["account"] = self.account
         self.events.append(event)
         self._events_by_id[event["id"]] = event
         if self._on_event is not None:
             self._on_event(event, targets)
         return event
+
+    def has_event(self, event_id: str) -> bool:
+        """Whether this account has the event *event_id*."""
+        with self._lock:
+            return event_id in self._events_by_id
 
     def get_event(self, event_id: str) -> dict[str, Any]:
         """An event by id."""
@@ -457,13 +478,13 @@ class Store:
 
     def create_endpoint(self, *, url: str, enabled_events: list[str], secret: str | None = None,
                         description: str | None = None, metadata: dict[str, str] | None = None,
-                        api_version: str | None = None) -> dict[str, Any]:
+                        api_version: str | None = None, connect: bool = False) -> dict[str, Any]:
         """Register a webhook endpoint; the answer carries its ``whsec_`` secret (only this once)."""
         with self._lock:
             endpoint = EndpointRecord(id=new_id("we_"), url=url, enabled_events=list(enabled_events),
                                       created=self._now(), secrets=[(secret or new_id("whsec_", 32), None)],
                                       description=description, metadata=dict(metadata or {}),
-                                      api_version=api_version)
+                                      api_version=api_version, connect=connect)
             self.endpoints[endpoint.id] = endpoint
             return endpoint_json(endpoint, with_secret=True)
 
@@ -528,9 +549,24 @@ class Store:
                 return None
             return endpoint.active_secrets(self._clock())
 
-    def endpoints_for(self, event: dict[str, Any], endpoint_id: str | None = None) -> list[EndpointRecord]:
-        """The endpoints that receive *event* (only *endpoint_id* when given)."""
+    def _targets(self, event_type: str) -> list[EndpointRecord]:
+        """The endpoints an event of this account goes to: its own, and the platform's Connect ones."""
         with self._lock:
-            if endpoint_id is not None:
+            own = [e for e in self.endpoints.values() if not e.connect and e.wants(event_type)]
+        if self._platform is None:
+            return own
+        return own + self._platform.connect_endpoints(event_type)
+
+    def connect_endpoints(self, event_type: str) -> list[EndpointRecord]:
+        """This (platform) account's ``connect`` endpoints that want *event_type*."""
+        with self._lock:
+            return [e for e in self.endpoints.values() if e.connect and e.wants(event_type)]
+
+    def endpoints_for(self, event: dict[str, Any], endpoint_id: str | None = None) -> list[EndpointRecord]:
+        """The endpoints that receive *event* (only *endpoint_id* when given, the platform's included)."""
+        if endpoint_id is None:
+            return self._targets(event["type"])
+        with self._lock:
+            if endpoint_id in self.endpoints or self._platform is None:
                 return [self._endpoint(endpoint_id)]
-            return [e for e in self.endpoints.values() if e.wants(event["type"])]
+        return [self._platform._endpoint(endpoint_id)]
