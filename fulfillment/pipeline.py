@@ -11,7 +11,6 @@ from dataclasses import dataclass
 from fulfillment.catalog import Catalog
 from fulfillment.ledger import Ledger
 from fulfillment.orders import classify_items, order_summary
-from fulfillment.stats import UNKNOWN_VALUES, Stats
 from fulfillment.stripe_api import StripeClient
 
 log = logging.getLogger(__name__)
@@ -33,8 +32,7 @@ class Decision:
     dispatch: tuple[str, ...] = ()
 
 
-def decide(event_type: str, session_id: str, client: StripeClient, ledger: Ledger, catalog: Catalog,
-           stats: Stats | None = None) -> Decision:
+def decide(event_type: str, session_id: str, client: StripeClient, ledger: Ledger, catalog: Catalog) -> Decision:
     """Read the session, gate on payment, record the order, and return the items to dispatch.
 
     Safe to call any number of times, concurrently, in any order of events: the ledger keeps one
@@ -47,11 +45,10 @@ def decide(event_type: str, session_id: str, client: StripeClient, ledger: Ledge
     """
     session = client.retrieve_session(session_id)
     if session.has_unknown_payment_status:
-        # Fail safe: a payment status newer than crossfill is not "paid"; the order waits, and says so.
+        # Fail safe: a payment status newer than crossfill is not "paid"; the order waits, and says so
+        # (the client counted it: crossfill_unknown_values_total{field="payment_status"}).
         log.warning("session %s has payment_status %r, which this version does not know; not fulfilled",
                     session_id, session.payment_status[:40])
-        if stats is not None:
-            stats.incr(UNKNOWN_VALUES, "payment_status")
     summary = order_summary(session)
     if event_type == EXPIRED:
         return Decision(ledger.mark_order(session_id, "expired", summary, allowed_from=_BEFORE_PAYMENT) or "")
@@ -60,6 +57,6 @@ def decide(event_type: str, session_id: str, client: StripeClient, ledger: Ledge
     if not session.is_fulfillable:
         return Decision(ledger.mark_order(session_id, "awaiting_payment", summary, allowed_from=_BEFORE_PAYMENT)
                         or "")
-    items = classify_items(session, list(client.iter_line_items(session_id)), catalog)
+    items = classify_items(session, list(client.line_items(session)), catalog)
     status, dispatch = ledger.open_order(session_id, order_summary(session, items), items)
     return Decision(status, tuple(dispatch))

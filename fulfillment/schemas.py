@@ -47,6 +47,14 @@ class LineItem:
 
 
 @dataclass(frozen=True)
+class LineItemPage:
+    """The first page of a session's line items, embedded when ``line_items`` was expanded."""
+
+    items: tuple[LineItem, ...]
+    has_more: bool
+
+
+@dataclass(frozen=True)
 class CheckoutSession:
     id: str
     mode: str  #: payment, subscription, setup — or a mode newer than crossfill
@@ -59,6 +67,8 @@ class CheckoutSession:
     livemode: bool
     client_reference_id: str | None = None
     metadata: dict[str, str] = field(default_factory=dict)
+    #: The first page of line items when the API embedded them (``expand[]=line_items…``), else None.
+    line_items: LineItemPage | None = field(default=None, compare=False)
 
     @property
     def is_fulfillable(self) -> bool:
@@ -194,6 +204,7 @@ class SessionSchema(_Base):
     livemode = fields.Boolean(load_default=False)
     client_reference_id = _text()
     metadata = fields.Raw(allow_none=True, load_default=None)
+    line_items = fields.Raw(allow_none=True, load_default=None)  # only when expanded; read by _embedded
 
     @post_load
     def _build(self, data: dict[str, Any], **_: Any) -> CheckoutSession:
@@ -206,6 +217,7 @@ class SessionSchema(_Base):
             customer_email=details.get("email") or data["customer_email"],
             livemode=data["livemode"], client_reference_id=data["client_reference_id"],
             metadata={str(key): value for key, value in metadata.items() if isinstance(value, str)},
+            line_items=_embedded(data["line_items"]),
         )
 
 
@@ -218,6 +230,18 @@ def parse_session(document: Any) -> CheckoutSession:
         return _SESSION.load(document)
     except ValidationError as error:
         raise InvalidResponse(f"the Stripe API returned a malformed checkout.session: {error.messages}") from None
+
+
+def _embedded(document: Any) -> LineItemPage | None:
+    """The embedded first page of line items; None when absent or unreadable (the list endpoint then
+    reads them, and reports what is wrong with them there)."""
+    if document is None:
+        return None
+    try:
+        items, has_more = parse_line_items(document)
+    except InvalidResponse:
+        return None
+    return LineItemPage(tuple(items), has_more)
 
 
 def parse_line_items(document: Any) -> tuple[list[LineItem], bool]:

@@ -6,7 +6,7 @@ The counters:
 
 - ``stripe_api_calls|<endpoint>``: requests sent to the Stripe API, by endpoint
   (``GET /v1/checkout/sessions/{id}``, ``GET /v1/checkout/sessions/{id}/line_items``);
-- ``stripe_orders_read``: sessions read with their line items (the denominator of calls per order);
+- ``stripe_orders_read``: Checkout Sessions read (one per event processed; the denominator of calls per order);
 - ``unknown_values|<field>``: values of an open enum that the pinned API version does not name
   (``payment_status``, ``mode``, …), read and kept; an unknown ``payment_status`` is not fulfilled;
 - ``livemode_mismatch|<where>``: events ignored because their ``livemode`` is not the key's mode.

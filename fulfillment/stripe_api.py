@@ -10,10 +10,16 @@ from requests.adapters import HTTPAdapter
 
 from fulfillment import defaults
 from fulfillment.errors import PermanentError, TransientError
+from fulfillment.ratelimit import endpoint_of
 from fulfillment.schemas import CheckoutSession, LineItem, parse_line_items, parse_session
 from fulfillment.settings import Settings, redact
+from fulfillment.stats import STRIPE_API_CALLS, STRIPE_ORDERS_READ, UNKNOWN_VALUES, Stats
 
 log = logging.getLogger(__name__)
+
+#: What a session read expands: the first page of line items, their prices and products (4 levels, Stripe's
+#: maximum) — one request for an order of up to ten items instead of two.
+SESSION_EXPAND = "line_items.data.price.product"
 
 #: Statuses worth retrying: conflict (a concurrent request), rate limit, and server errors.
 RETRYABLE_STATUSES = frozenset({409, 429})
@@ -40,7 +46,8 @@ def pooled_session(pool_size: int = defaults.HTTP_POOL_SIZE) -> requests.Session
 class StripeClient:
     """Reads Checkout Sessions and their line items from the Stripe API (or the simulator)."""
 
-    def __init__(self, settings: Settings, http: requests.Session | None = None) -> None:
+    def __init__(self, settings: Settings, http: requests.Session | None = None, *,
+                 stats: Stats | None = None) -> None:
         if not settings.stripe_api_key:
             raise PermanentError("STRIPE_API_KEY is not set; the worker cannot read sessions from Stripe")
         self._base = settings.stripe_api_base
@@ -52,14 +59,37 @@ class StripeClient:
             "Stripe-Version": settings.stripe_api_version,
             "User-Agent": "crossfill",
         }
+        #: Counts requests by endpoint, sessions read and unknown payment statuses, for /metrics (None: not).
+        self._stats = stats
 
     def retrieve_session(self, session_id: str) -> CheckoutSession:
-        """Fetch a Checkout Session as it is now (never trust a webhook's copy)."""
-        return parse_session(self._get(f"/v1/checkout/sessions/{session_id}", {}))
+        """Fetch a Checkout Session as it is now (never trust a webhook's copy), with the first page of
+        its line items, prices and products expanded (read them with :meth:`line_items`)."""
+        session = parse_session(self._get(f"/v1/checkout/sessions/{session_id}", {"expand[]": SESSION_EXPAND}))
+        if self._stats is not None:
+            self._stats.incr(STRIPE_ORDERS_READ)
+            if session.has_unknown_payment_status:
+                self._stats.incr(UNKNOWN_VALUES, "payment_status")
+        return session
 
-    def iter_line_items(self, session_id: str) -> Iterator[LineItem]:
-        """Yield every line item of a session, page by page, products expanded."""
+    def line_items(self, session: CheckoutSession) -> Iterator[LineItem]:
+        """Yield every line item of *session*: the page it embeds, then the rest from the list endpoint
+        only when ``has_more`` says there is more; all of them from the list endpoint when the session
+        came without them (an API that did not expand them)."""
+        page = session.line_items
+        if page is None or (page.has_more and not page.items):
+            yield from self.iter_line_items(session.id)
+            return
+        yield from page.items
+        if page.has_more:
+            yield from self.iter_line_items(session.id, starting_after=page.items[-1].id)
+
+    def iter_line_items(self, session_id: str, *, starting_after: str | None = None) -> Iterator[LineItem]:
+        """Yield the line items of a session from the list endpoint, page by page, products expanded
+        (after the item *starting_after*, when given)."""
         params: dict[str, Any] = {"limit": defaults.LINE_ITEMS_PAGE_SIZE, "expand[]": "data.price.product"}
+        if starting_after is not None:
+            params["starting_after"] = starting_after
         while True:
             items, has_more = parse_line_items(self._get(f"/v1/checkout/sessions/{session_id}/line_items", params))
             yield from items
@@ -68,6 +98,8 @@ class StripeClient:
             params["starting_after"] = items[-1].id
 
     def _get(self, path: str, params: dict[str, Any]) -> Any:
+        if self._stats is not None:
+            self._stats.incr(STRIPE_API_CALLS, endpoint_of("GET", path))
         try:
             response = self._http.get(self._base + path, params=params, headers=self._headers, timeout=self._timeout)
         except requests.Timeout as error:

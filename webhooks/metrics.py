@@ -85,7 +85,7 @@ class StateCollector(Collector):
         counts = self._stats.read_all()
         for counter, label, help_text in (
             (STRIPE_API_CALLS, "endpoint", "Requests sent to the Stripe API, by endpoint"),
-            (STRIPE_ORDERS_READ, None, "Checkout Sessions read with their line items (API calls per order = "
+            (STRIPE_ORDERS_READ, None, "Checkout Sessions read, one per event processed (API calls per order = "
                                        "crossfill_stripe_api_calls_total / this)"),
             (UNKNOWN_VALUES, "field", "Values of an open Stripe enum that this version does not name"),
             (LIVEMODE_MISMATCH, "where", "Events ignored because their livemode is not the API key's mode"),

@@ -19,6 +19,7 @@ from fulfillment.handlers import HandlerRegistry
 from fulfillment.inbox import Inbox
 from fulfillment.ledger import Ledger
 from fulfillment.settings import Settings
+from fulfillment.stats import Stats
 from fulfillment.store import connect
 from fulfillment.stripe_api import StripeClient
 
@@ -56,7 +57,7 @@ class Runtime:
 
     @cached_property
     def stripe(self) -> StripeClient:
-        return StripeClient(self.settings)
+        return StripeClient(self.settings, stats=Stats(self.redis))
 
     @cached_property
     def handlers(self) -> HandlerRegistry:

@@ -20,9 +20,9 @@ from fulfillment.handlers import FulfillmentRequest, HandlerRegistry
 from fulfillment.ledger import CLAIMED, Ledger
 from fulfillment.pipeline import COMPLETED, decide
 from fulfillment.settings import Settings
-from fulfillment.stats import UNKNOWN_VALUES, Stats
+from fulfillment.stats import STRIPE_API_CALLS, STRIPE_ORDERS_READ, UNKNOWN_VALUES, Stats
 from fulfillment.stripe_api import StripeClient
-from tests.contract.stripe_double import StripeDouble
+from tests.contract.stripe_double import LINE_ITEMS_ENDPOINT, SESSION_ENDPOINT, StripeDouble
 from tests.contract.variants import MUG, TSHIRT, mug_item, no_price_item, paid_session, tshirt_item
 from tests.fixtures.stripe import fixture, problems
 from tests.unit.fulfillment_fixtures import API_KEY, fake_redis
@@ -32,8 +32,8 @@ CATALOG = parse_catalog({"products": {TSHIRT: {"name": "T-shirt", "cross_sell": 
                                       MUG: {"name": "Mug"}}})
 
 
-def double_with(session: dict[str, Any], items: list[dict[str, Any]]) -> StripeDouble:
-    double = StripeDouble()
+def double_with(session: dict[str, Any], items: list[dict[str, Any]], *, embed: bool = True) -> StripeDouble:
+    double = StripeDouble(embed=embed)
     double.put(session, items)
     return double
 
@@ -44,9 +44,9 @@ def http() -> Iterator[requests.Session]:
         yield session
 
 
-def client_for(base: str, http: requests.Session) -> StripeClient:
+def client_for(base: str, http: requests.Session, stats: Stats | None = None) -> StripeClient:
     settings = Settings(stripe_api_key=API_KEY, stripe_api_base=base, stripe_api_version="2026-10-28.endive")
-    return StripeClient(settings, http=http)
+    return StripeClient(settings, http=http, stats=stats)
 
 
 def fulfil_dispatched(ledger: Ledger, dispatch: tuple[str, ...]) -> dict[str, str]:
@@ -117,8 +117,58 @@ def test_an_unknown_payment_status_of_a_real_session_is_not_fulfilled(http: requ
     ledger, stats = Ledger(fake_redis()), Stats(fake_redis())
     session = paid_session() | {"payment_status": "paid_in_instalments"}
     with double_with(session, [tshirt_item()]).serve() as server:
-        decision = decide(COMPLETED, SESSION_ID, client_for(server.url, http), ledger, CATALOG, stats)
+        decision = decide(COMPLETED, SESSION_ID, client_for(server.url, http, stats), ledger, CATALOG)
 
     assert (decision.order_status, decision.dispatch) == ("awaiting_payment", ())
     assert stats.read(UNKNOWN_VALUES) == {"payment_status": 1}
     assert json.dumps(ledger.order(SESSION_ID)).count("paid_in_instalments") == 1
+
+
+# --- one API call per order --------------------------------------------------------------------------------
+
+@pytest.mark.parametrize(("count", "embed", "calls"), [
+    (2, True, {SESSION_ENDPOINT: 1}),
+    (10, True, {SESSION_ENDPOINT: 1}),
+    (11, True, {SESSION_ENDPOINT: 1, LINE_ITEMS_ENDPOINT: 1}),
+    (110, True, {SESSION_ENDPOINT: 1, LINE_ITEMS_ENDPOINT: 1}),
+    (111, True, {SESSION_ENDPOINT: 1, LINE_ITEMS_ENDPOINT: 2}),
+    # an API that does not embed them (the simulator before nested expand): every item from the list
+    (2, False, {SESSION_ENDPOINT: 1, LINE_ITEMS_ENDPOINT: 1}),
+    (101, False, {SESSION_ENDPOINT: 1, LINE_ITEMS_ENDPOINT: 2}),
+], ids=lambda value: str(value) if not isinstance(value, dict) else "")
+def test_an_order_costs_one_call_unless_it_has_more_items_than_the_session_embeds(
+        count: int, embed: bool, calls: dict[str, int], http: requests.Session) -> None:
+    ledger, stats = Ledger(fake_redis()), Stats(fake_redis())
+    items = [tshirt_item(f"li_{number:03d}") for number in range(count)]
+    double = double_with(paid_session(), items, embed=embed)
+    with double.serve() as server:
+        decision = decide(COMPLETED, SESSION_ID, client_for(server.url, http, stats), ledger, CATALOG)
+
+    # every item, once, in Stripe's order
+    assert decision.dispatch == tuple(item["id"] for item in items)
+    assert dict(double.calls) == calls
+    assert double.expands == [["line_items.data.price.product"]]
+    # and /metrics counts what was sent
+    assert stats.read(STRIPE_API_CALLS) == calls
+    assert stats.read(STRIPE_ORDERS_READ) == {"": 1}
+
+
+def test_the_list_continues_after_the_last_embedded_item(http: requests.Session) -> None:
+    items = [tshirt_item(f"li_{number:03d}") for number in range(12)]
+    double = double_with(paid_session(), items)
+    with double.serve() as server:
+        found = list(client_for(server.url, http).line_items(client_for(server.url, http).retrieve_session(
+            SESSION_ID)))
+        listed = [seen.query for seen in server.seen if seen.path.endswith("/line_items")]
+
+    assert [item.id for item in found] == [item["id"] for item in items]
+    assert listed == [{"limit": ["100"], "expand[]": ["data.price.product"], "starting_after": ["li_009"]}]
+
+
+def test_an_unpaid_session_costs_one_call_too(http: requests.Session) -> None:
+    ledger, stats = Ledger(fake_redis()), Stats(fake_redis())
+    double = double_with(fixture("checkout.session"), [tshirt_item()])
+    with double.serve() as server:
+        decision = decide(COMPLETED, SESSION_ID, client_for(server.url, http, stats), ledger, CATALOG)
+
+    assert (decision.order_status, dict(double.calls)) == ("awaiting_payment", {SESSION_ENDPOINT: 1})

@@ -19,7 +19,8 @@ import requests
 from fulfillment.deadletters import DeadLetters
 from fulfillment.ledger import Ledger
 from fulfillment.signing import sign
-from tests.contract.stripe_double import StripeDouble
+from fulfillment.stats import STRIPE_API_CALLS, STRIPE_ORDERS_READ, Stats
+from tests.contract.stripe_double import LINE_ITEMS_ENDPOINT, SESSION_ENDPOINT, StripeDouble
 from tests.contract.variants import MUG, TSHIRT, mug_item, no_price_item, paid_session, tshirt_item
 from tests.fixtures.stripe import fixture
 from tests.support.processes import Proc, RedisServer, crossfill, port_open, wait_until
@@ -120,3 +121,31 @@ def test_an_item_without_a_price_is_dead_lettered_alone(stack: Stack) -> None:
     assert [(letter.task, letter.args[-1], letter.reason) for letter in letters] == [
         ("fulfill_item", "li_NoPrice", "permanent")]
     assert "the line item has no price" in letters[0].error
+
+
+def test_api_calls_per_order_as_metrics_show_them(stack: Stack) -> None:
+    # Given 20 paid orders of 3 items and 2 of 25 items (more than a session embeds)
+    stats = Stats(stack.redis.client())
+    calls_before, reads_before = stats.read(STRIPE_API_CALLS), stats.total(STRIPE_ORDERS_READ)
+    sent_before = dict(stack.double.calls)
+    sessions = []
+    for count in [3] * 20 + [25] * 2:
+        session = paid_session(f"cs_test_{uuid.uuid4().hex}")
+        stack.double.put(session, [tshirt_item(f"li_{uuid.uuid4().hex[:12]}") for _ in range(count)])
+        sessions.append(session["id"])
+
+    # When their completed events are delivered
+    for session_id in sessions:
+        assert stack.post_completed(session_id).status_code == 200
+    for session_id in sessions:
+        stack.wait_order(session_id, "fulfilled")
+
+    # Then each order cost one request, two for the large ones, as Stripe saw and as /metrics counts
+    sent = {endpoint: count - sent_before.get(endpoint, 0) for endpoint, count in stack.double.calls.items()}
+    counted = {endpoint: count - calls_before.get(endpoint, 0) for endpoint, count in
+               stats.read(STRIPE_API_CALLS).items()}
+    assert sent == counted == {SESSION_ENDPOINT: 22, LINE_ITEMS_ENDPOINT: 2}
+    assert stats.total(STRIPE_ORDERS_READ) - reads_before == 22
+    metrics = requests.get(stack.receiver_url.replace("/webhooks/stripe", "/metrics"), timeout=10).text
+    assert 'crossfill_stripe_api_calls_total{endpoint="GET /v1/checkout/sessions/{id}"}' in metrics
+    print(f"\nAPI calls per order: {sum(sent.values()) / len(sessions):.3f} ({sent})")
