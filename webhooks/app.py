@@ -136,5 +136,8 @@ def _read_body(limit: int) -> bytes:
         raise InvalidPayload(f"the request body could not be read ({type(error).__name__})") from None
     if len(body) > limit:
         raise PayloadTooLarge(f"the body is over {limit} bytes; at most {limit} are accepted")
+    if declared is not None and len(body) < declared:  # the sender stopped early: not the body it signed
+        raise InvalidPayload(f"the body ended after {len(body)} of the {declared} bytes its Content-Length "
+                             "announced")
     return body
 
