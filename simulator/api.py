@@ -29,6 +29,7 @@ api = Blueprint("api", __name__, url_prefix="/v1")
 def create_product() -> Any:
     params = read_params()
     params.allow("id", "name", "active", "description", "metadata")
+    expansions(params, "product")
     name = params.string("name", required=True)
     assert name is not None
     return current_store().create_product(
@@ -57,6 +58,7 @@ def get_product(product_id: str) -> Any:
 def update_product(product_id: str) -> Any:
     params = read_params()
     params.allow("name", "active", "description", "metadata")
+    expansions(params, "product")
     active = params.boolean("active") if "active" in params else None
     return current_store().update_product(
         product_id, name=params.string("name"), active=active, description=params.string("description"),
@@ -68,6 +70,7 @@ def create_price() -> Any:
     params = read_params()
     params.allow("product", "currency", "unit_amount", "recurring", "tax_behavior", "active", "nickname",
                  "lookup_key", "metadata")
+    expand = expansions(params, "price")
     product = params.string("product", required=True)
     currency = params.currency("currency", required=True)
     unit_amount = params.integer("unit_amount", required=True, minimum=0, maximum=99_999_999)
@@ -77,12 +80,13 @@ def create_price() -> Any:
     if "interval_count" in recurring and interval is None:
         raise InvalidRequest("recurring[interval_count] needs recurring[interval]", param="recurring[interval]")
     assert product is not None and currency is not None and unit_amount is not None
-    return current_store().create_price(
+    created = current_store().create_price(
         product=product, currency=currency, unit_amount=unit_amount, interval=interval,
         interval_count=interval_count,
         tax_behavior=params.choice("tax_behavior", TAX_BEHAVIORS, default="unspecified") or "unspecified",
         active=params.boolean("active", default=True), nickname=params.string("nickname"),
         lookup_key=params.string("lookup_key"), metadata=params.metadata(), request=request_info())
+    return current_store().get_price(created["id"], expand=expand) if expand.fields else created
 
 
 @api.get("/prices/<price_id>")
@@ -98,7 +102,7 @@ def list_prices() -> Any:
     params.allow("product", "active", "limit", "starting_after", "ending_before")
     active = params.boolean("active") if "active" in params else None
     return current_store().list_prices(params.page(), product=params.string("product"), active=active,
-                                           expand=expansions(params, "list:price"))
+                                       expand=expansions(params, "list:price"))
 
 
 @api.post("/checkout/sessions")
@@ -106,17 +110,19 @@ def create_session() -> Any:
     params = read_params()
     params.allow("mode", "line_items", "automatic_tax", "metadata", "client_reference_id", "customer_email",
                  "success_url", "cancel_url", "sim")
+    expand = expansions(params, "checkout.session")
     mode = params.choice("mode", MODES, required=True)
     assert mode is not None
     extras = Params(params.hash("sim"))
     extras.allow("subscription_upsells")
-    return current_store().create_session(
+    created = current_store().create_session(
         mode=mode, line_items=_line_items(params), base_url=request.host_url,
         automatic_tax=Params(params.hash("automatic_tax")).boolean("enabled"),
         subscription_upsells=extras.boolean("subscription_upsells"), metadata=params.metadata(),
         client_reference_id=params.string("client_reference_id", max_length=200),
         customer_email=params.string("customer_email"), success_url=params.string("success_url"),
         cancel_url=params.string("cancel_url"))
+    return current_store().get_session(created["id"], expand=expand) if expand.fields else created
 
 
 def _line_items(params: Params) -> list[LineItemSpec]:
@@ -148,8 +154,8 @@ def list_sessions() -> Any:
     params = read_params()
     params.allow("status", "created", "limit", "starting_after", "ending_before")
     return current_store().list_sessions(params.page(), status=params.choice("status", SESSION_STATUSES),
-                                             created=params.range("created"),
-                                             expand=expansions(params, "list:checkout.session"))
+                                         created=params.range("created"),
+                                         expand=expansions(params, "list:checkout.session"))
 
 
 @api.get("/checkout/sessions/<session_id>")
@@ -161,9 +167,11 @@ def get_session(session_id: str) -> Any:
 
 @api.post("/checkout/sessions/<session_id>/expire")
 def expire_session_api(session_id: str) -> Any:
-    read_params().allow()
+    params = read_params()
+    params.allow()
+    expand = expansions(params, "checkout.session")
     current_store().expire_session(session_id)
-    return current_store().get_session(session_id)
+    return current_store().get_session(session_id, expand=expand)
 
 
 @api.get("/checkout/sessions/<session_id>/line_items")
@@ -198,7 +206,7 @@ def list_events() -> Any:
             return dispatcher.delivered(event["id"]) is wanted
 
     listed = current_store().list_events(params.page(), types=[single] if single else types,
-                                             created=params.range("created"), where=where)
+                                         created=params.range("created"), where=where)
     listed["data"] = [_with_pending(event) for event in listed["data"]]
     return listed
 
@@ -220,6 +228,7 @@ def get_event(event_id: str) -> Any:
 def create_endpoint() -> Any:
     params = read_params()
     params.allow("url", "enabled_events", "description", "metadata", "api_version", "secret", "connect")
+    expansions(params, "webhook_endpoint")
     url = params.string("url", required=True)
     assert url is not None
     secret = params.string("secret")
@@ -270,15 +279,18 @@ def get_endpoint(endpoint_id: str) -> Any:
 def update_endpoint(endpoint_id: str) -> Any:
     params = read_params()
     params.allow("url", "enabled_events", "disabled")
+    expansions(params, "webhook_endpoint")
     url = params.string("url")
     disabled = params.boolean("disabled") if "disabled" in params else None
     return current_store().update_endpoint(endpoint_id, url=_url(url) if url else None,
-                                               enabled_events=_events(params, required=False), disabled=disabled)
+                                           enabled_events=_events(params, required=False), disabled=disabled)
 
 
 @api.delete("/webhook_endpoints/<endpoint_id>")
 def delete_endpoint(endpoint_id: str) -> Any:
-    read_params().allow()
+    params = read_params()
+    params.allow()
+    expansions(params, "webhook_endpoint")
     return current_store().delete_endpoint(endpoint_id)
 
 
@@ -286,6 +298,7 @@ def delete_endpoint(endpoint_id: str) -> Any:
 def create_account() -> Any:
     params = read_params()
     params.allow("type", "country", "email", "metadata", "sim")
+    expansions(params, "account")
     extras = Params(params.hash("sim"))
     extras.allow("id")
     country = params.string("country") or "US"

@@ -79,7 +79,8 @@ def _before_api() -> Response | None:
 
 def _after_api(response: Response) -> Response:
     if _is_api():
-        current_sim().rate_limiter.record(_endpoint(), response.status_code)
+        current_sim().rate_limiter.record(current_account() or defaults.PLATFORM_ACCOUNT, _endpoint(),
+                                          response.status_code)
     key = g.pop("idempotency_key", None)
     if key is not None:
         keep = response.status_code < 500 and response.status_code not in (409, 429)

@@ -50,13 +50,21 @@ DEFAULT_API_BASE = f"http://{defaults.HOST}:{defaults.PORT}"
               help="Share of webhook deliveries silently lost (never retried); also POST /sim/faults.")
 @click.option("--webhook-url", help="Register this webhook endpoint at start (all events).")
 @click.option("--webhook-secret", help="Its signing secret (whsec_...); generated when omitted.")
+@click.option("--webhook-connect", is_flag=True,
+              help="Also register --webhook-url as a Connect endpoint (connected accounts' events), same secret.")
 @click.option("--verbose", "-v", is_flag=True, help="Log every request.")
 def sim(host: str, port: int, catalog_path: Path | None, retry_base_ms: int, retry_max_attempts: int,
         delivery_timeout_s: float, delivery_workers: int, rate_limits: str, webhook_drop_rate: float,
-        webhook_url: str | None, webhook_secret: str | None, verbose: bool) -> None:
+        webhook_url: str | None, webhook_secret: str | None, webhook_connect: bool, verbose: bool) -> None:
     """Run the Stripe simulator: /v1 (Stripe's API) and /sim (Dashboard, buyer, faults)."""
     logging.basicConfig(level=logging.DEBUG if verbose else logging.INFO,
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    if webhook_secret is not None and not webhook_secret.startswith("whsec_"):
+        click.echo("crossfill sim: --webhook-secret must start with whsec_ (Stripe's form)", err=True)
+        sys.exit(2)
+    if webhook_connect and not webhook_url:
+        click.echo("crossfill sim: --webhook-connect needs --webhook-url", err=True)
+        sys.exit(2)
     try:
         catalog = load_catalog(catalog_path)
     except ConfigError as error:
@@ -75,6 +83,10 @@ def sim(host: str, port: int, catalog_path: Path | None, retry_base_ms: int, ret
     if webhook_url:
         endpoint = server.simulator.store.create_endpoint(url=webhook_url, enabled_events=["*"], secret=webhook_secret)
         click.echo(f"webhook endpoint {endpoint['id']} -> {webhook_url} (secret {endpoint['secret']})")
+        if webhook_connect:
+            connect = server.simulator.store.create_endpoint(url=webhook_url, enabled_events=["*"],
+                                                             secret=endpoint["secret"], connect=True)
+            click.echo(f"Connect webhook endpoint {connect['id']} -> {webhook_url} (same secret)")
     stopping = threading.Event()
 
     def stop(signum: int, frame: FrameType | None) -> None:

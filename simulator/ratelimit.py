@@ -4,7 +4,8 @@ Stripe counts requests per second for each account (100 in live mode, 25 in test
 for each endpoint (25 by default), where an endpoint is a named operation: every
 ``GET /v1/checkout/sessions/{id}`` counts against one limit whatever the id. A request over either
 limit is refused with 429 and not counted. Refusals and admissions are tallied per endpoint for
-``GET /sim/stats``, so benchmarks can read how often clients hit the limits.
+``GET /sim/stats`` (per endpoint and per account), so benchmarks can read how often clients hit the
+limits.
 """
 from __future__ import annotations
 
@@ -56,7 +57,9 @@ class RateLimiter:
         self._clock = clock
         self._lock = threading.Lock()
         self._admitted: dict[tuple[str, str], collections.deque[float]] = collections.defaultdict(collections.deque)
-        self._counts: dict[str, list[int]] = collections.defaultdict(lambda: [0, 0])  #: endpoint → [requests, 429s]
+        #: endpoint, and account → [requests, 429s]
+        self._counts: dict[str, list[int]] = collections.defaultdict(lambda: [0, 0])
+        self._by_account: dict[str, list[int]] = collections.defaultdict(lambda: [0, 0])
 
     def admit(self, account: str, endpoint: str) -> Refusal | None:
         """Count one request to *endpoint* (``GET /v1/prices/{id}``) by *account*; None if it may run."""
@@ -77,24 +80,28 @@ class RateLimiter:
                     self._admitted[key].append(now)
             return None
 
-    def record(self, endpoint: str, status: int) -> None:
-        """Tally one answered request (any status) to *endpoint*."""
+    def record(self, account: str, endpoint: str, status: int) -> None:
+        """Tally one answered request (any status) by *account* to *endpoint*."""
         with self._lock:
-            counts = self._counts[endpoint]
-            counts[0] += 1
-            counts[1] += status == 429
+            for counts in (self._counts[endpoint], self._by_account[account]):
+                counts[0] += 1
+                counts[1] += status == 429
 
     def stats(self) -> dict[str, Any]:
-        """Requests and 429s per endpoint since the start (or the last reset)."""
+        """Requests and 429s per endpoint and per account since the start (or the last reset)."""
         with self._lock:
             endpoints = {name: {"requests": n, "rate_limited": limited}
                          for name, (n, limited) in sorted(self._counts.items())}
+            accounts = {name: {"requests": n, "rate_limited": limited}
+                        for name, (n, limited) in sorted(self._by_account.items())}
         return {"object": "sim.stats", "rate_limits": self.limits.mode,
                 "account_per_s": self.limits.account_per_s, "endpoint_per_s": self.limits.endpoint_per_s,
                 "requests": sum(e["requests"] for e in endpoints.values()),
-                "rate_limited": sum(e["rate_limited"] for e in endpoints.values()), "endpoints": endpoints}
+                "rate_limited": sum(e["rate_limited"] for e in endpoints.values()), "endpoints": endpoints,
+                "accounts": accounts}
 
     def reset(self) -> None:
         """Forget the tallies (the windows stay, so limits keep holding)."""
         with self._lock:
             self._counts.clear()
+            self._by_account.clear()

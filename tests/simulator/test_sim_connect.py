@@ -3,6 +3,11 @@ events carrying ``account``, and Connect endpoints that receive them (signed wit
 from __future__ import annotations
 
 import json
+import re
+import signal
+import subprocess
+import sys
+import time
 from pathlib import Path
 from typing import Any
 
@@ -12,10 +17,11 @@ import stripe
 from click.testing import CliRunner
 
 from fulfillment.catalog import load_catalog
-from simulator import SimConfig, SimServer
-from simulator.cli import trigger
+from simulator import SimConfig, SimServer, Simulator
+from simulator.cli import sim, trigger
 from simulator.client import SimClient
 from simulator.errors import RemoteError
+from simulator.ratelimit import RateLimits
 from simulator.scenario import DEPLOY, PRO
 from tests.fixtures.stripe import problems
 from tests.simulator.support import API_KEY, WebhookEndpoint
@@ -86,6 +92,23 @@ def test_the_same_product_id_in_two_accounts_is_two_products(client: stripe.Stri
     shop_prices = client.v1.prices.list({"product": "prod_same"}, {"stripe_account": shop}).data
 
     assert [p.id for p in platform_prices] == [platform_price] and [p.id for p in shop_prices] == [shop_price]
+
+
+def test_rate_limits_count_per_account() -> None:
+    # A clock that never moves: every request falls in one second, however slow the machine.
+    simulator = Simulator(SimConfig(rate_limits=RateLimits("custom", 2, None)), clock=lambda: 1000.0)
+    with SimServer(simulator=simulator) as server, SimClient(server.url, API_KEY) as platform:
+        shop = platform.post("/v1/accounts", {})["id"]
+        with SimClient(server.url, API_KEY, account=shop) as as_shop:
+            as_shop.get("/v1/products")  # the platform's request does not count: the shop has its own two
+            as_shop.get("/v1/products")
+            with pytest.raises(RemoteError) as caught:
+                as_shop.get("/v1/products")
+        stats = platform.get("/sim/stats")
+
+    assert caught.value.status == 429
+    assert stats["accounts"][shop] == {"requests": 3, "rate_limited": 1}
+    assert stats["accounts"]["platform"] == {"requests": 1, "rate_limited": 0}
 
 
 def test_an_unknown_stripe_account_is_403_account_invalid(sim_server: SimServer) -> None:
@@ -206,3 +229,47 @@ def test_trigger_refuses_an_account_that_is_not_an_account_id(sim_server: SimSer
     result = CliRunner().invoke(trigger, ["--account", "shop", "--api-base", sim_server.url])
 
     assert result.exit_code == 2 and "--account" in result.output
+
+
+@pytest.mark.parametrize(("args", "message"), [
+    (["--webhook-connect"], "--webhook-connect needs --webhook-url"),
+    (["--webhook-url", "http://127.0.0.1:9/hook", "--webhook-secret", "secret"], "must start with whsec_"),
+])
+def test_crossfill_sim_refuses_bad_webhook_options_with_exit_2(args: list[str], message: str) -> None:
+    result = CliRunner().invoke(sim, ["--port", "0", *args])
+
+    assert result.exit_code == 2 and message in result.output
+
+
+@pytest.mark.integration
+def test_crossfill_sim_webhook_connect_delivers_both_kinds_to_one_url(endpoint: WebhookEndpoint) -> None:
+    root = Path(__file__).resolve().parents[2]
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "worker.cli", "sim", "--port", "0", "--webhook-url", endpoint.url,
+         "--webhook-secret", "whsec_both", "--webhook-connect"],
+        cwd=root, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, start_new_session=True)
+    try:
+        assert proc.stdout is not None
+        url = ""
+        deadline = time.monotonic() + 30
+        while not url and time.monotonic() < deadline:
+            line = proc.stdout.readline()
+            if not line and proc.poll() is not None:
+                break
+            match = re.search(r"listening on (http://\S+)", line)
+            url = match.group(1) if match else ""
+        assert url, f"crossfill sim did not start (exit code {proc.poll()})"
+        shop = CliRunner().invoke(trigger, ["--account", "acct_1Both", "--api-base", url, "--json"],
+                                  catch_exceptions=False)
+        own = CliRunner().invoke(trigger, ["--api-base", url, "--json"], catch_exceptions=False)
+        sessions = {json.loads(shop.output)["session"]: "acct_1Both", json.loads(own.output)["session"]: None}
+        received = endpoint.wait_for(lambda got: sum(r.event["type"] == COMPLETED for r in got) == 2, timeout=30)
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        proc.wait(timeout=15)
+        if proc.stdout is not None:
+            proc.stdout.close()
+
+    completed = [stripe.Webhook.construct_event(r.body, r.signature, "whsec_both") for r in received
+                 if r.event["type"] == COMPLETED]
+    assert {e.data.object.id: e.to_dict().get("account") for e in completed} == sessions

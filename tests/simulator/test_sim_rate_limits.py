@@ -147,6 +147,7 @@ def test_test_mode_answers_stripes_429_past_25_a_second_and_counts_it(test_mode:
     assert stats["endpoints"]["GET /v1/products/{id}"] == {"requests": 27, "rate_limited": 2}
     assert stats["endpoints"]["POST /v1/products"] == {"requests": 1, "rate_limited": 0}
     assert (stats["requests"], stats["rate_limited"], stats["rate_limits"]) == (29, 3, "test")
+    assert stats["accounts"] == {"platform": {"requests": 29, "rate_limited": 3}}
 
 
 def test_live_mode_allows_100_a_second_but_25_per_endpoint(live_mode: FlaskClient, clock: Clock) -> None:

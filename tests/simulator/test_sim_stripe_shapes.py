@@ -163,3 +163,32 @@ def test_stripe_python_reads_the_expanded_session_as_it_reads_stripes(client: st
 
     assert isinstance(session.line_items, stripe.ListObject)
     assert isinstance(session.line_items.data[0], stripe.LineItem)
+
+
+def test_creating_expands_what_it_returns(client: stripe.StripeClient) -> None:
+    client.v1.products.create({"id": "prod_made", "name": "Made"})
+
+    price = client.v1.prices.create({"product": "prod_made", "currency": "usd", "unit_amount": 500,
+                                     "expand": ["product"]})
+    session = client.v1.checkout.sessions.create({"mode": "payment", "line_items": [{"price": price.id, "quantity": 2}],
+                                                  "expand": ["line_items.data.price.product"]})
+    expired = client.v1.checkout.sessions.expire(session.id, {"expand": ["line_items"]})
+
+    assert price.product.id == "prod_made"
+    assert session.line_items.data[0].price.product.name == "Made" and session.line_items.data[0].quantity == 2
+    assert expired.status == "expired" and len(expired.line_items.data) == 1
+
+
+@pytest.mark.parametrize(("path", "body"), [
+    ("/v1/products", {"name": "Never"}), ("/v1/webhook_endpoints", {"url": "https://shop.example/hook",
+                                                                    "enabled_events[]": "*"}),
+    ("/v1/accounts", {"type": "standard"})])
+def test_a_write_with_a_bad_expand_is_refused_before_it_writes(sim_server: SimServer, path: str,
+                                                               body: dict[str, str]) -> None:
+    body = {**body, "expand[]": "nothing"}
+
+    response = requests.post(f"{sim_server.url}{path}", data=body, auth=(API_KEY, ""), timeout=10)
+    listed = _get(sim_server, path).json()["data"]
+
+    assert response.status_code == 400 and response.json()["error"]["param"] == "expand"
+    assert listed == []
