@@ -274,6 +274,25 @@ def account_label(account: str) -> str:
     return "own account" if account == OWN_ACCOUNT else account
 
 
+def text_lines(report: Report) -> list[str]:
+    """The report as lines of text (``crossfill report``, ``crossfill demo``)."""
+    lines = [f"cross-sells {report.since} .. {report.until} (UTC)"]
+    if not report.rows:
+        lines.append("  no fulfilled orders of products with a cross-sell in this range")
+    for row in report.rows:
+        averages = "  ".join(f"avg order {cur.upper()} with {major(row.average_with().get(cur, 0), cur):.2f} / "
+                             f"without {major(row.average_without().get(cur, 0), cur):.2f}"
+                             for cur in sorted({*row.average_with(), *row.average_without()}))
+        revenue = ", ".join(f"{major(amount, cur):.2f} {cur.upper()}"
+                            for cur, amount in sorted(row.cross_sell_revenue.items()))
+        lines.append(f"  {account_label(row.account):<12} {row.product:<22} -> {row.cross_sell or '-':<22} "
+                     f"paid {row.paid_orders:>4}  took {row.orders_with_cross_sell:>4}  "
+                     f"attach {row.attach_rate * 100:5.1f}%  revenue {revenue or '0'}  {averages}")
+    if report.anomalies:
+        lines.append("  anomalies: " + "  ".join(f"{kind}={count}" for kind, count in report.anomalies.items()))
+    return lines
+
+
 def as_csv_rows(report: Report) -> Iterable[list[str]]:
     """The report as CSV rows, one per (account, product, currency), header first."""
     yield ["account", "product", "cross_sell", "paid_orders", "orders_with_cross_sell", "attach_rate", "currency",

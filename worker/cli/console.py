@@ -91,7 +91,7 @@ def report(since: str, account: str | None, as_json: bool, as_csv: bool) -> None
     from marshmallow import ValidationError
 
     from console.schemas import parse_moment
-    from fulfillment.report import CrossSellReport, account_label, as_csv_rows, day_of, major
+    from fulfillment.report import CrossSellReport, as_csv_rows, day_of, text_lines
     from worker.cli.ops import _ops_app
 
     if as_json and as_csv:
@@ -113,16 +113,5 @@ def report(since: str, account: str | None, as_json: bool, as_csv: bool) -> None
     if as_csv:
         csv.writer(sys.stdout, lineterminator="\n").writerows(as_csv_rows(result))
         return
-    click.echo(f"cross-sells {result.since} .. {result.until} (UTC)")
-    if not result.rows:
-        click.echo("  no fulfilled orders of products with a cross-sell in this range")
-    for row in result.rows:
-        averages = "  ".join(f"avg order {cur.upper()} with {major(row.average_with().get(cur, 0), cur):.2f} / "
-                             f"without {major(row.average_without().get(cur, 0), cur):.2f}"
-                             for cur in sorted({*row.average_with(), *row.average_without()}))
-        revenue = ", ".join(f"{major(amount, cur):.2f} {cur.upper()}" for cur, amount in sorted(row.cross_sell_revenue.items()))
-        click.echo(f"  {account_label(row.account):<14} {row.product:<24} -> {row.cross_sell or '-':<24} "
-                   f"paid {row.paid_orders:>5}  took {row.orders_with_cross_sell:>5}  "
-                   f"attach {row.attach_rate * 100:5.1f}%  revenue {revenue or '0'}  {averages}")
-    if result.anomalies:
-        click.echo("anomalies: " + "  ".join(f"{kind}={count}" for kind, count in result.anomalies.items()))
+    for line in text_lines(result):
+        click.echo(line)

@@ -87,9 +87,24 @@ def run_demo(settings: Settings, data_dir: Path, echo: Echo) -> bool:
         echo(f"{len(sessions)} purchases made; waiting for their orders ...")
         ledger = Ledger(connect(url))
         orders = _wait(ledger, sessions)
+        cross_sells = _cross_sells(url, stack.settings)
     finally:
         supervisor.stop_all()
-    return _report(sessions, orders, echo)
+    all_ok = _report(sessions, orders, echo)
+    echo("")
+    for line in cross_sells:
+        echo(line)
+    return all_ok
+
+
+def _cross_sells(url: str, settings: Settings) -> list[str]:
+    """The cross-sell report of today's purchases (``crossfill report``), from the daily rollups."""
+    from fulfillment.catalog import load_catalog
+    from fulfillment.report import CrossSellReport, day_of, text_lines
+
+    rollups = CrossSellReport(connect(url), load_catalog(settings.catalog_path))
+    rollups.drain()
+    return text_lines(rollups.report(since=day_of(time.time())))
 
 
 def _wait(ledger: Ledger, sessions: list[tuple[Scenario, str]]) -> dict[str, dict[str, Any]]:
