@@ -76,6 +76,8 @@ def authenticate(permission: str) -> Principal:
     if principal is None:
         raise Unauthorized("the token is not valid", headers={"WWW-Authenticate": 'Bearer error="invalid_token"'})
     if not principal.may(permission):
+        if request.method == "POST":
+            state.audit.record(principal.name, principal.role, request.path, "-", f"refused: role {principal.role}")
         raise Forbidden(f"the role {principal.role!r} may not do this; it needs one of "
                         f"{', '.join(sorted(_roles(permission)))}")
     return principal

@@ -87,6 +87,8 @@ def page(permission: str = "read") -> Callable[[F], F]:
             if request.method == "POST" and not csrf_matches(session.get("csrf"), request.form.get("csrf")):
                 raise Forbidden("the form is out of date (CSRF token); reload the page and try again")
             if not principal.may(permission):
+                if request.method == "POST":
+                    _audit(request.path, "-", f"refused: role {principal.role}")
                 raise Forbidden(f"your role ({principal.role}) may not do this")
             return view(*args, **kwargs)
 

@@ -63,7 +63,9 @@ def test_only_operators_replay_and_reconcile(client: FlaskClient, as_role: Heade
     answer = client.post(path, headers=as_role(role))
 
     assert answer.status_code == 403
-    assert redis_client.xlen(STREAM) == 0
+    [(_, entry)] = redis_client.xrange(STREAM)  # the refusal is audited; nothing was done
+    assert (entry["who"], entry["action"], entry["result"]) == (f"{role}-person", path, f"refused: role {role}")
+    assert redis_client.llen("events") == 0 and redis_client.llen(FULFILLMENT_QUEUE) == 0
 
 
 def test_viewers_may_not_fulfil(client: FlaskClient, as_role: Headers) -> None:
