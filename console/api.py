@@ -13,7 +13,7 @@ from apispec_webframeworks.flask import FlaskPlugin
 from flask import Blueprint, Response, current_app, g, jsonify, request
 
 from console import schemas
-from console.app import console_state
+from console.state import console_state
 from console.auth import Principal, bearer_token
 from console.errors import BadRequest, Forbidden, Unauthorized
 from console.service import OrderFilter

@@ -2,7 +2,6 @@
 from __future__ import annotations
 
 import logging
-from dataclasses import dataclass
 from datetime import timedelta
 
 from flask import Flask, Request, Response, g, jsonify, render_template, request
@@ -16,6 +15,7 @@ from console.auth import SignInThrottle, TokenTable
 from console.errors import BadRequest, ConsoleError, Unavailable
 from console.service import ConsoleService
 from console.settings import ConsoleSettings, load_console_settings, resolve_secret
+from console.state import EXTENSION, Console
 from fulfillment.errors import ConfigError, StoreUnavailable
 from fulfillment.report import CrossSellReport
 from fulfillment.settings import Settings, load_settings
@@ -24,19 +24,6 @@ from worker.app import make_celery
 log = logging.getLogger(__name__)
 
 SESSION_HOURS = 12  #: a browser session lasts this long, hours
-
-
-@dataclass
-class Console:
-    """What every view of the console uses, built once per process."""
-
-    settings: Settings
-    console: ConsoleSettings
-    service: ConsoleService
-    tokens: TokenTable
-    audit: AuditLog
-    throttle: SignInThrottle
-    report: CrossSellReport
 
 
 class _SessionInterface(SecureCookieSessionInterface):
@@ -76,7 +63,7 @@ def create_console_app(settings: Settings | None = None, console_settings: Conso
         JSON_SORT_KEYS=False,
     )
     app.session_interface = _SessionInterface()
-    app.extensions["crossfill_console"] = state
+    app.extensions[EXTENSION] = state
 
     from console import api, pages
 
@@ -142,10 +129,3 @@ def create_console_app(settings: Settings | None = None, console_settings: Conso
         return render_error(ConsoleError("internal error; it has been logged"))
 
     return app
-
-
-def console_state() -> Console:
-    from flask import current_app
-
-    state: Console = current_app.extensions["crossfill_console"]
-    return state

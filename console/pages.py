@@ -16,7 +16,7 @@ from markupsafe import Markup
 from marshmallow import ValidationError
 
 from console import schemas
-from console.app import console_state
+from console.state import console_state
 from console.auth import Principal, csrf_matches, new_csrf_token
 from console.chart import DayPoint, attach_chart
 from console.errors import Forbidden, TooManyAttempts

@@ -19,7 +19,8 @@ from fulfillment.errors import PermanentError, StoreUnavailable, TransientError
 from fulfillment.liveness import alive_workers, last_reconcile
 from fulfillment.store import reachable
 from worker import ops
-from worker.app import EVENTS_QUEUE, FULFILLMENT_QUEUE, CrossfillCelery
+from worker.app import CrossfillCelery
+from worker.contract import EVENTS_QUEUE, FULFILLMENT_QUEUE
 
 SCAN_BATCH = 100  #: orders read per round while filtering a page
 SCAN_LIMIT = 2000  #: orders examined for one page at most; the page then ends early with a cursor

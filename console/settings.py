@@ -9,7 +9,7 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 from fulfillment.errors import ConfigError
-from fulfillment.settings import _int, redact
+from fulfillment.settings import env_int, redact
 
 PORT = 8001  #: port of the console
 BIND = "127.0.0.1"  #: address the console listens on; anything else needs tokens
@@ -63,9 +63,9 @@ def load_console_settings(environ: Mapping[str, str] | None = None) -> ConsoleSe
         raise ConfigError("CROSSFILL_CONSOLE_SECRET", redact(secret),
                           f"use at least {MIN_TOKEN_CHARS} random characters, or unset it to have one generated")
     return ConsoleSettings(
-        port=_int(env, "CROSSFILL_CONSOLE_PORT", PORT, low=1, high=65535),
+        port=env_int(env, "CROSSFILL_CONSOLE_PORT", PORT, low=1, high=65535),
         bind=bind,
-        workers=_int(env, "CROSSFILL_CONSOLE_WORKERS", WORKERS, low=1, high=64),
+        workers=env_int(env, "CROSSFILL_CONSOLE_WORKERS", WORKERS, low=1, high=64),
         tokens=tokens,
         secret_key=secret,
     )

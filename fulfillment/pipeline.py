@@ -9,16 +9,12 @@ import logging
 from dataclasses import dataclass
 
 from fulfillment.catalog import Catalog
+from fulfillment.events import ASYNC_FAILED, EXPIRED
 from fulfillment.ledger import Ledger
 from fulfillment.orders import classify_items, order_summary
 from fulfillment.stripe_api import StripeClient
 
 log = logging.getLogger(__name__)
-
-COMPLETED = "checkout.session.completed"
-ASYNC_SUCCEEDED = "checkout.session.async_payment_succeeded"
-ASYNC_FAILED = "checkout.session.async_payment_failed"
-EXPIRED = "checkout.session.expired"
 
 #: An order may fall back to these states only from "waiting for the money" (or from nothing).
 _BEFORE_PAYMENT = ("awaiting_payment",)

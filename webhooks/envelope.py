@@ -7,15 +7,9 @@ from typing import Any
 
 from marshmallow import EXCLUDE, Schema, ValidationError, fields, validate, validates_schema
 
+from fulfillment.events import is_handled
 from webhooks.errors import InvalidPayload
 
-#: The event types crossfill fulfills from; everything else is acknowledged and ignored.
-HANDLED_TYPES = frozenset({
-    "checkout.session.completed",
-    "checkout.session.async_payment_succeeded",
-    "checkout.session.async_payment_failed",
-    "checkout.session.expired",
-})
 
 #: Stripe's ids: a prefix, then letters, digits and underscores (``evt_1NG8Du2eZvKYlo2C...``).
 #: ``\Z``, not ``$``: a ``$`` would let a trailing newline into a Redis key.
@@ -57,7 +51,7 @@ class EventEnvelope(Schema):
 
     @validates_schema
     def _session_for_handled_types(self, data: dict[str, Any], **_: Any) -> None:
-        if data.get("type") not in HANDLED_TYPES:
+        if not is_handled(str(data.get("type"))):
             return
         session = data["data"]["object"]
         session_id = session.get("id")

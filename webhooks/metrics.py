@@ -25,10 +25,10 @@ from fulfillment.deadletters import DeadLetters
 from fulfillment.errors import StoreUnavailable
 from fulfillment.inbox import Inbox
 from fulfillment.ledger import Ledger
+from fulfillment.events import HANDLED_TYPES
 from fulfillment.liveness import alive_workers, last_reconcile
 from fulfillment.report import read_totals
 from fulfillment.stats import LIVEMODE_MISMATCH, STRIPE_API_CALLS, STRIPE_ORDERS_READ, UNKNOWN_VALUES, Stats
-from webhooks.envelope import HANDLED_TYPES
 
 log = logging.getLogger(__name__)
 

@@ -1,11 +1,23 @@
 """What ops engineers ask of a running crossfill: the state of queues and orders, and replays."""
 from __future__ import annotations
 
+import time
 from typing import Any
 
 from fulfillment.deadletters import DeadLetter
-from worker.app import EVENTS_QUEUE, FULFILL_ITEM, FULFILLMENT_QUEUE, PROCESS_EVENT, CrossfillCelery
-from worker.tasks import fulfill_task_id
+from fulfillment.events import COMPLETED
+from fulfillment.pipeline import decide
+from worker.app import CrossfillCelery
+from worker.tasks import dispatch
+from worker.contract import (
+    EVENTS_QUEUE,
+    FULFILL_ITEM,
+    FULFILLMENT_QUEUE,
+    PROCESS_EVENT,
+    QUEUES,
+    event_dead_letter_id,
+    fulfill_task_id,
+)
 
 
 def status(app: CrossfillCelery, *, ping_timeout: float = 1.0) -> dict[str, Any]:
@@ -14,11 +26,11 @@ def status(app: CrossfillCelery, *, ping_timeout: float = 1.0) -> dict[str, Any]
     client = runtime.redis
     workers = app.control.ping(timeout=ping_timeout) or []
     return {
-        "queues": {EVENTS_QUEUE: int(client.llen(EVENTS_QUEUE)),
-                   FULFILLMENT_QUEUE: int(client.llen(FULFILLMENT_QUEUE))},
+        "queues": {queue: int(client.llen(queue)) for queue in QUEUES},
         "dead_letters": runtime.dead_letters.count(),
         "inbox": runtime.inbox.counts(),
         "orders": runtime.ledger.counts(),
+        "retries": runtime.retries.summary(now=time.time(), stale_after_s=runtime.settings.retry.visibility_timeout),
         "workers": sorted(name for reply in workers for name in reply),
     }
 
@@ -47,7 +59,7 @@ def replay_event(app: CrossfillCelery, event_id: str) -> bool:
     if app.runtime.inbox.get(event_id) is None:
         return False
     _requeue_event(app, event_id)
-    app.runtime.dead_letters.remove(f"event:{event_id}")
+    app.runtime.dead_letters.remove(event_dead_letter_id(event_id))
     return True
 
 
@@ -66,16 +78,7 @@ def fulfill_session(app: CrossfillCelery, session_id: str) -> dict[str, Any]:
     Raises:
         TransientError, PermanentError, StoreUnavailable: as ``decide`` does.
     """
-    from fulfillment.pipeline import COMPLETED, decide
-    from fulfillment.store import reachable
-    from worker.app import task_message
-
     runtime = app.runtime
     decision = decide(COMPLETED, session_id, runtime.stripe, runtime.ledger, runtime.catalog)
-    if decision.dispatch:
-        messages = [task_message(app, FULFILL_ITEM, [session_id, item_id], queue=FULFILLMENT_QUEUE,
-                                 ignore_result=False, task_id=fulfill_task_id(session_id, item_id))
-                    for item_id in decision.dispatch]
-        with reachable():
-            runtime.redis.lpush(FULFILLMENT_QUEUE, *messages)
+    dispatch(runtime, session_id, decision.dispatch)
     return {"session_id": session_id, "status": decision.order_status, "dispatched": len(decision.dispatch)}

@@ -14,7 +14,7 @@ from fulfillment.inbox import Inbox
 from fulfillment.ledger import Ledger
 from fulfillment.liveness import RECONCILE_LAST_SUCCESS, beat
 from tests.console.conftest import TOKENS, paid_order
-from worker.app import FULFILLMENT_QUEUE
+from worker.contract import FULFILLMENT_QUEUE, dead_letter_id
 
 Headers = Callable[[str], dict[str, str]]
 
@@ -162,7 +162,7 @@ def test_bad_list_parameters_are_400_naming_the_parameter(client: FlaskClient, a
 
 
 def test_dead_letters_list_show_and_404(client: FlaskClient, as_role: Headers, redis_client: redis.Redis) -> None:
-    DeadLetters(redis_client).add("fulfill_item", ["cs_test_d", "li_1"], "PermanentError: 400", reason="permanent",
+    DeadLetters(redis_client).add(dead_letter_id("fulfill_item", ["cs_test_d", "li_1"]), "fulfill_item", ["cs_test_d", "li_1"], "PermanentError: 400", reason="permanent",
                                   attempts=1)
 
     listed = client.get("/api/v1/dead-letters", headers=as_role("viewer")).json["data"]
@@ -177,7 +177,7 @@ def test_dead_letters_list_show_and_404(client: FlaskClient, as_role: Headers, r
 def test_an_operator_replays_a_dead_letter_which_is_queued_again_and_audited(
         client: FlaskClient, as_role: Headers, ledger: Ledger, redis_client: redis.Redis) -> None:
     paid_order(ledger, "cs_test_r", fail=True)
-    DeadLetters(redis_client).add("fulfill_item", ["cs_test_r", "li_1"], "PermanentError: 400", reason="permanent",
+    DeadLetters(redis_client).add(dead_letter_id("fulfill_item", ["cs_test_r", "li_1"]), "fulfill_item", ["cs_test_r", "li_1"], "PermanentError: 400", reason="permanent",
                                   attempts=1)
 
     answer = client.post("/api/v1/dead-letters/fulfill:cs_test_r:li_1/replay", headers=as_role("operator"))
@@ -198,7 +198,7 @@ def test_replay_all_replays_every_letter(client: FlaskClient, as_role: Headers, 
                                          redis_client: redis.Redis) -> None:
     for sid in ("cs_test_r1", "cs_test_r2"):
         paid_order(ledger, sid, fail=True)
-        DeadLetters(redis_client).add("fulfill_item", [sid, "li_1"], "boom", reason="permanent", attempts=1)
+        DeadLetters(redis_client).add(dead_letter_id("fulfill_item", [sid, "li_1"]), "fulfill_item", [sid, "li_1"], "boom", reason="permanent", attempts=1)
 
     body = client.post("/api/v1/dead-letters/replay-all", headers=as_role("operator")).json
 

@@ -26,6 +26,7 @@ from fulfillment.liveness import RECONCILE_LAST_SUCCESS, beat
 from fulfillment.report import CrossSellReport
 from tests.console.conftest import paid_order
 from webhooks.metrics import ReceiverMetrics, StateCollector
+from worker.contract import dead_letter_id
 
 DEPLOY = Path(__file__).resolve().parents[2] / "deploy"
 ALERTS = DEPLOY / "prometheus" / "alerts.yml"
@@ -45,7 +46,7 @@ def exported() -> set[str]:
     paid_order(ledger, "cs_test_m", cross_sell=True)
     CrossSellReport(client, parse_catalog({"products": {"prod_pro": {"cross_sell": "prod_deploy"}}})).drain()
     client.hincrby("crossfill:anomalies", "currency", 1)
-    DeadLetters(client).add("fulfill_item", ["cs_test_m", "li_9"], "boom", reason="permanent", attempts=1)
+    DeadLetters(client).add(dead_letter_id("fulfill_item", ["cs_test_m", "li_9"]), "fulfill_item", ["cs_test_m", "li_9"], "boom", reason="permanent", attempts=1)
     Inbox(client).record("evt_m", "checkout.session.completed", "cs_test_m", "{}", queue="events", message="m")
     beat(client, "celery@host")
     client.set(RECONCILE_LAST_SUCCESS, str(time.time()))

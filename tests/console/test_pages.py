@@ -13,7 +13,7 @@ from fulfillment.deadletters import DeadLetters
 from fulfillment.inbox import Inbox
 from fulfillment.ledger import Ledger
 from tests.console.conftest import TOKENS, csrf_of, paid_order
-from worker.app import FULFILLMENT_QUEUE
+from worker.contract import FULFILLMENT_QUEUE, dead_letter_id
 
 Browser = Callable[[str], FlaskClient]
 PAGES = ["/", "/orders", "/dead-letters", "/report", "/audit"]
@@ -84,7 +84,7 @@ def test_failed_sign_ins_are_slowed_per_client_and_audited(app: Flask, client: F
 def test_every_page_renders_for_a_viewer(browser: Browser, ledger: Ledger, redis_client: redis.Redis,
                                          path: str) -> None:
     paid_order(ledger, "cs_test_page", cross_sell=True)
-    DeadLetters(redis_client).add("fulfill_item", ["cs_test_page", "li_9"], "boom", reason="permanent", attempts=2)
+    DeadLetters(redis_client).add(dead_letter_id("fulfill_item", ["cs_test_page", "li_9"]), "fulfill_item", ["cs_test_page", "li_9"], "boom", reason="permanent", attempts=2)
     session = browser("viewer")
 
     answer = session.get(path)
@@ -138,7 +138,7 @@ def test_the_orders_page_filters_and_pages(browser: Browser, ledger: Ledger) -> 
 
 def test_an_operator_replays_from_the_page(browser: Browser, ledger: Ledger, redis_client: redis.Redis) -> None:
     paid_order(ledger, "cs_test_pr", fail=True)
-    DeadLetters(redis_client).add("fulfill_item", ["cs_test_pr", "li_1"], "boom", reason="permanent", attempts=1)
+    DeadLetters(redis_client).add(dead_letter_id("fulfill_item", ["cs_test_pr", "li_1"]), "fulfill_item", ["cs_test_pr", "li_1"], "boom", reason="permanent", attempts=1)
     session = browser("operator")
     page = session.get("/dead-letters").text
     assert "Replay</button>" in page
@@ -154,7 +154,7 @@ def test_an_operator_replays_from_the_page(browser: Browser, ledger: Ledger, red
 
 def test_a_replay_without_the_csrf_token_is_refused(browser: Browser, ledger: Ledger,
                                                     redis_client: redis.Redis) -> None:
-    DeadLetters(redis_client).add("fulfill_item", ["cs_test_c", "li_1"], "boom", reason="permanent", attempts=1)
+    DeadLetters(redis_client).add(dead_letter_id("fulfill_item", ["cs_test_c", "li_1"]), "fulfill_item", ["cs_test_c", "li_1"], "boom", reason="permanent", attempts=1)
     session = browser("operator")
 
     answers = [session.post("/dead-letters/fulfill:cs_test_c:li_1/replay", data=data).status_code
@@ -165,7 +165,7 @@ def test_a_replay_without_the_csrf_token_is_refused(browser: Browser, ledger: Le
 
 
 def test_a_viewer_sees_no_replay_button_and_is_refused(browser: Browser, redis_client: redis.Redis) -> None:
-    DeadLetters(redis_client).add("fulfill_item", ["cs_test_v", "li_1"], "boom", reason="permanent", attempts=1)
+    DeadLetters(redis_client).add(dead_letter_id("fulfill_item", ["cs_test_v", "li_1"]), "fulfill_item", ["cs_test_v", "li_1"], "boom", reason="permanent", attempts=1)
     session = browser("viewer")
     page = session.get("/dead-letters").text
 

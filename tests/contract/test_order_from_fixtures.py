@@ -18,8 +18,9 @@ from fulfillment.catalog import parse_catalog
 from fulfillment.errors import PermanentError
 from fulfillment.handlers import FulfillmentRequest, HandlerRegistry
 from fulfillment.ledger import CLAIMED, Ledger
-from fulfillment.pipeline import COMPLETED, decide
-from fulfillment.settings import Settings
+from fulfillment.events import COMPLETED
+from fulfillment.pipeline import decide
+from fulfillment.settings import StripeSettings
 from fulfillment.stats import STRIPE_API_CALLS, STRIPE_ORDERS_READ, UNKNOWN_VALUES, Stats
 from fulfillment.stripe_api import StripeClient
 from tests.contract.stripe_double import LINE_ITEMS_ENDPOINT, SESSION_ENDPOINT, StripeDouble
@@ -45,7 +46,7 @@ def http() -> Iterator[requests.Session]:
 
 
 def client_for(base: str, http: requests.Session, stats: Stats | None = None) -> StripeClient:
-    settings = Settings(stripe_api_key=API_KEY, stripe_api_base=base, stripe_api_version="2026-10-28.endive")
+    settings = StripeSettings(api_key=API_KEY, api_base=base, api_version="2026-10-28.endive")
     return StripeClient(settings, http=http, stats=stats)
 
 

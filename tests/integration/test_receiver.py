@@ -17,9 +17,10 @@ from flask.testing import FlaskClient
 from prometheus_client.parser import text_string_to_metric_families
 from werkzeug.test import TestResponse
 
-from fulfillment import defaults
+from webhooks import defaults
 from fulfillment.inbox import Inbox
 from fulfillment.settings import Settings, load_settings
+from webhooks.settings import ReceiverSettings
 
 pytestmark = pytest.mark.integration
 
@@ -259,13 +260,13 @@ def padded_event(make_event: EventFactory, size: int) -> bytes:
 
 
 def test_a_body_of_exactly_the_limit_is_accepted(signed_post: SignedPost, make_event: EventFactory,
-                                                 settings: Settings) -> None:
-    assert signed_post(body=padded_event(make_event, settings.max_body_bytes)).status_code == 200
+                                                 receiver: ReceiverSettings) -> None:
+    assert signed_post(body=padded_event(make_event, receiver.max_body_bytes)).status_code == 200
 
 
-def test_a_body_over_the_limit_is_413(signed_post: SignedPost, make_event: EventFactory, settings: Settings,
+def test_a_body_over_the_limit_is_413(signed_post: SignedPost, make_event: EventFactory, receiver: ReceiverSettings,
                                       redis_client: redis.Redis) -> None:
-    response = signed_post(body=padded_event(make_event, settings.max_body_bytes + 1))
+    response = signed_post(body=padded_event(make_event, receiver.max_body_bytes + 1))
 
     assert response.status_code == 413
     assert response.get_json()["error"]["type"] == "payload_too_large"
@@ -273,10 +274,10 @@ def test_a_body_over_the_limit_is_413(signed_post: SignedPost, make_event: Event
 
 
 def test_a_body_over_the_limit_without_content_length_is_413(client: FlaskClient, make_event: EventFactory,
-                                                             sign_header: Callable[..., str], settings: Settings,
+                                                             sign_header: Callable[..., str], receiver: ReceiverSettings,
                                                              redis_client: redis.Redis) -> None:
     # Given a chunked upload (no Content-Length), as gunicorn hands it to the app
-    body = padded_event(make_event, settings.max_body_bytes * 4)
+    body = padded_event(make_event, receiver.max_body_bytes * 4)
     stream = io.BytesIO(body)
 
     # When it is posted
@@ -287,7 +288,7 @@ def test_a_body_over_the_limit_without_content_length_is_413(client: FlaskClient
     # Then it is refused after reading just past the limit, not the whole body
     assert response.request.content_length is None
     assert response.status_code == 413
-    assert stream.tell() == settings.max_body_bytes + 1
+    assert stream.tell() == receiver.max_body_bytes + 1
     assert redis_client.dbsize() == 0
 
 
@@ -303,13 +304,13 @@ def test_a_chunked_body_within_the_limit_is_accepted(client: FlaskClient, make_e
     assert len(queued()) == 1
 
 
-def test_a_content_length_claiming_too_much_is_413_before_reading(client: FlaskClient, settings: Settings,
+def test_a_content_length_claiming_too_much_is_413_before_reading(client: FlaskClient, receiver: ReceiverSettings,
                                                                   sign_header: Callable[..., str]) -> None:
     response = client.post("/webhooks/stripe", input_stream=io.BytesIO(b"{}"),
                            headers={"Stripe-Signature": sign_header(b"{}")},
-                           environ_overrides={"CONTENT_LENGTH": str(settings.max_body_bytes + 1)})
+                           environ_overrides={"CONTENT_LENGTH": str(receiver.max_body_bytes + 1)})
 
-    assert response.request.content_length == settings.max_body_bytes + 1
+    assert response.request.content_length == receiver.max_body_bytes + 1
     assert response.status_code == 413
 
 
@@ -411,7 +412,7 @@ def test_health_and_readiness(client: FlaskClient) -> None:
 
 
 def test_metrics_count_every_outcome(signed_post: SignedPost, make_event: EventFactory, client: FlaskClient,
-                                     settings: Settings) -> None:
+                                     receiver: ReceiverSettings) -> None:
     # Given one delivery of each outcome (two accepted)
     event = make_event()
     signed_post(event=event)
@@ -420,7 +421,7 @@ def test_metrics_count_every_outcome(signed_post: SignedPost, make_event: EventF
     signed_post(type="invoice.paid", data={"object": {"id": "in_1", "object": "invoice"}})
     signed_post(header="t=1,v1=00")
     signed_post(body=b"[]")
-    signed_post(body=padded_event(make_event, settings.max_body_bytes + 1))
+    signed_post(body=padded_event(make_event, receiver.max_body_bytes + 1))
 
     # When /metrics is scraped
     counts = webhook_counts(client)

@@ -21,11 +21,13 @@ import yaml
 
 import console.settings
 import fulfillment.settings
-from fulfillment import defaults
+import webhooks.settings
 from fulfillment.errors import ConfigError
 from fulfillment.settings import Settings, load_settings
-from worker.app import EVENTS_QUEUE, FULFILLMENT_QUEUE, PROCESS_EVENT
+from webhooks import defaults
+from webhooks.settings import load_receiver_settings
 from worker.cli.service import GUNICORN_APP, GUNICORN_CONFIG, WORKER_QUEUES, gunicorn_argv, worker_argv
+from worker.contract import EVENTS_QUEUE, FULFILLMENT_QUEUE, PROCESS_EVENT
 
 REPO = Path(__file__).resolve().parents[2]
 APP_SERVICES = ("web", "worker", "flower")
@@ -37,8 +39,9 @@ _COMPOSE_VARIABLE = re.compile(r"\$\{(?P<name>\w+)(?:(?P<op>:?[-?])(?P<arg>[^}]*
 # --- what the code defines ----------------------------------------------------------------------
 
 def settings_variables() -> set[str]:
-    """Every CROSSFILL_* / STRIPE_* variable load_settings reads, from its module's source."""
-    sources = inspect.getsource(fulfillment.settings) + inspect.getsource(console.settings)
+    """Every CROSSFILL_* / STRIPE_* variable the settings loaders read, from their modules' source."""
+    sources = "".join(inspect.getsource(module) for module in (fulfillment.settings, webhooks.settings,
+                                                                console.settings))
     return set(re.findall(r'"((?:CROSSFILL|STRIPE)_[A-Z0-9_]+)"', sources))
 
 
@@ -49,6 +52,7 @@ def test_the_variable_list_is_derived_from_settings() -> None:
             "STRIPE_WEBHOOK_SECRET", "STRIPE_API_KEY", "STRIPE_API_BASE"} <= settings_variables()
     for name in settings_variables():
         assert load_settings({name: ""}) == load_settings({}), f"{name} is not read with a blank default"
+        assert load_receiver_settings({name: ""}) == load_receiver_settings({}), f"{name}: no blank default"
 
 
 # --- docker-compose.yml ---------------------------------------------------------------------------
@@ -139,8 +143,8 @@ def test_compose_services_use_the_settings_variables(compose: dict[str, Any], se
     assert ours <= settings_variables(), f"unknown to load_settings: {sorted(ours - settings_variables())}"
     assert env["CROSSFILL_REDIS_URL"] == "redis://redis:6379/0"
     assert env["STRIPE_WEBHOOK_SECRET"] == SECRET
-    settings = load_settings(env)
-    assert settings.redis_url == "redis://redis:6379/0" and settings.webhook_secrets == (SECRET,)
+    assert load_settings(env).redis_url == "redis://redis:6379/0"
+    assert load_receiver_settings(env).webhook_secrets == (SECRET,)
     assert "redis" in compose["services"][service]["depends_on"]
 
 
@@ -152,28 +156,28 @@ def test_compose_requires_the_webhook_secret(compose: dict[str, Any]) -> None:
 def test_compose_passes_host_values_through(compose: dict[str, Any]) -> None:
     host = {"STRIPE_WEBHOOK_SECRET": SECRET, "CROSSFILL_SIGNATURE_TOLERANCE": "60", "CROSSFILL_WEB_WORKERS": "6"}
 
-    settings = load_settings(service_env(compose, "web", host))
+    receiver = load_receiver_settings(service_env(compose, "web", host))
 
-    assert (settings.signature_tolerance, settings.web_workers) == (60, 6)
+    assert (receiver.signature_tolerance, receiver.web_workers) == (60, 6)
     assert options(command(compose, "web", host))["--workers"] == "6"
 
 
 @pytest.mark.parametrize("host", [{}, {"CROSSFILL_WEB_WORKERS": "7"}])
 def test_compose_web_runs_the_clis_gunicorn_command(compose: dict[str, Any], host: dict[str, str]) -> None:
     host = host | {"STRIPE_WEBHOOK_SECRET": SECRET}
-    settings = load_settings(service_env(compose, "web", host))
+    receiver = load_receiver_settings(service_env(compose, "web", host))
 
     argv = command(compose, "web", host)
 
     # The same gunicorn command `crossfill web` runs, listening on all interfaces inside the container
-    assert argv == ["gunicorn", *gunicorn_argv(settings, bind_host="0.0.0.0")[3:]]
+    assert argv == ["gunicorn", *gunicorn_argv(receiver, bind_host="0.0.0.0")[3:]]
     assert GUNICORN_APP in argv and argv[argv.index("--config") + 1] == GUNICORN_CONFIG
 
 
 def test_compose_web_port_is_crossfill_port(compose: dict[str, Any]) -> None:
     web = compose["services"]["web"]
     env = service_env(compose, "web", {"STRIPE_WEBHOOK_SECRET": SECRET})
-    port = load_settings(env).port
+    port = load_receiver_settings(env).port
 
     assert port == defaults.PORT
     assert options(command(compose, "web", {}))["--bind"] == f"0.0.0.0:{port}"
@@ -254,18 +258,18 @@ def test_procfile_uses_only_settings_variables(procfile: dict[str, str]) -> None
 @pytest.mark.parametrize("env", [{"CROSSFILL_PORT": "9100", "CROSSFILL_WEB_WORKERS": "5"},
                                  {"CROSSFILL_WEB_WORKERS": "2"}])
 def test_procfile_web_runs_the_clis_gunicorn_command(procfile: dict[str, str], env: dict[str, str]) -> None:
-    settings = load_settings(env)
+    receiver = load_receiver_settings(env)
 
     argv = sh_argv(procfile["web"], env)
 
-    assert argv == ["gunicorn", *gunicorn_argv(settings, bind_host="0.0.0.0")[3:]]
+    assert argv == ["gunicorn", *gunicorn_argv(receiver, bind_host="0.0.0.0")[3:]]
 
 
 def test_procfile_web_defaults_to_crossfill_port_default(procfile: dict[str, str]) -> None:
     argv = sh_argv(procfile["web"], {})
 
     assert options(argv)["--bind"] == f"0.0.0.0:{defaults.PORT}"
-    assert load_settings({"CROSSFILL_WEB_WORKERS": options(argv)["--workers"]}).web_workers >= 1
+    assert load_receiver_settings({"CROSSFILL_WEB_WORKERS": options(argv)["--workers"]}).web_workers >= 1
 
 
 def test_procfile_worker_matches_the_cli_and_compose(procfile: dict[str, str], compose: dict[str, Any]) -> None:

@@ -11,7 +11,7 @@ from prometheus_client.mmap_dict import MmapedDict, mmap_key
 from prometheus_client.parser import text_string_to_metric_families
 
 from fulfillment.store import KEY_PREFIX
-from webhooks.envelope import HANDLED_TYPES
+from fulfillment.events import HANDLED_TYPES
 from webhooks.metrics import OTHER_TYPE, OUTCOMES, ReceiverMetrics, StateCollector, type_label
 
 QUEUES = ("events", "fulfillment")

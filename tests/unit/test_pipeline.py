@@ -17,8 +17,9 @@ from fulfillment.catalog import parse_catalog
 from fulfillment.errors import PermanentError
 from fulfillment.handlers import FulfillmentRequest, HandlerRegistry
 from fulfillment.ledger import CLAIMED, Ledger
+from fulfillment.events import ASYNC_FAILED, ASYNC_SUCCEEDED, COMPLETED, EXPIRED
 from fulfillment.orders import UNFULFILLABLE
-from fulfillment.pipeline import ASYNC_FAILED, ASYNC_SUCCEEDED, COMPLETED, EXPIRED, Decision, decide
+from fulfillment.pipeline import Decision, decide
 from fulfillment.schemas import CheckoutSession, LineItem
 
 SID = "cs_test_1"

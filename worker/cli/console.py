@@ -11,7 +11,7 @@ import click
 from console.settings import ConsoleSettings, load_console_settings, resolve_local_token, resolve_secret
 from fulfillment.errors import ConfigError
 from fulfillment.settings import Settings
-from worker.cli.common import echo_json, fail_config, settings_or_exit, setup_logging
+from worker.cli.common import echo_json, fail_config, settings_or_exit, setup_logging, with_redis
 
 CONSOLE_APP = "console:create_console_app()"
 REPORT_DAYS = 30
@@ -62,11 +62,10 @@ def start_console(settings: Settings, supervisor: Any) -> tuple[str, str | None]
 @click.command()
 def console() -> None:
     """Serve the ops console and its API (/api/v1) with gunicorn on CROSSFILL_CONSOLE_PORT (8001)."""
-    from worker.cli.service import _with_redis
     from worker.devstack.supervisor import Supervisor
 
     setup_logging()
-    settings, redis_proc = _with_redis(settings_or_exit())
+    settings, redis_proc = with_redis(settings_or_exit())
     console_settings, env, local_token = prepare(settings)
     supervisor = Supervisor()
     if redis_proc is not None:

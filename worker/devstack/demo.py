@@ -19,6 +19,7 @@ from fulfillment.settings import Settings
 from fulfillment.store import connect
 from simulator.client import SimClient
 from simulator.scenario import DEPLOY, purchase
+from webhooks.settings import ReceiverSettings
 from worker.devstack.embedded import free_port, start_embedded
 from worker.devstack.local import resolve_secrets, start_local
 from worker.devstack.supervisor import Supervisor
@@ -70,16 +71,17 @@ def run_demo(settings: Settings, data_dir: Path, echo: Echo) -> bool:
     demo runs on its own embedded Redis, simulator, secret and port.
     """
     shutil.rmtree(data_dir, ignore_errors=True)
-    settings = replace(settings, data_dir=data_dir, redis_url=None, port=free_port(), stripe_api_key=None,
-                       webhook_secrets=(), catalog_path=None)
+    settings = replace(settings, data_dir=data_dir, redis_url=None, catalog_path=None).with_stripe(api_key=None)
+    receiver = ReceiverSettings(port=free_port())
     supervisor = Supervisor()
     url, redis_proc = start_embedded(data_dir)
     if redis_proc is not None:
         supervisor.adopt("redis", redis_proc)
-    settings = resolve_secrets(settings.with_redis(url), generate=True)
+    settings = settings.with_redis(url)
+    receiver = resolve_secrets(settings, receiver, generate=True)
     try:
         echo(f"starting Redis, the simulator, the receiver and a worker (logs in {data_dir}/logs) ...")
-        stack = start_local(settings, concurrency=8, sim_port=free_port(), supervisor=supervisor,
+        stack = start_local(settings, receiver, concurrency=8, sim_port=free_port(), supervisor=supervisor,
                             log_dir=data_dir / "logs")
         assert stack.sim_url is not None
         with SimClient(stack.sim_url) as client:

