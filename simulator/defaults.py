@@ -25,5 +25,4 @@ RATE_LIMIT_MODE = "off"  #: ``--rate-limits``: off, test or live (Stripe's limit
 TEST_RATE_PER_S = 25  #: requests per second per account in test mode (sandboxes), Stripe's limit
 LIVE_RATE_PER_S = 100  #: requests per second per account in live mode, Stripe's limit
 ENDPOINT_RATE_PER_S = 25  #: requests per second per account to one endpoint (route), Stripe's default
-RATE_WINDOW_S = 1.0  #: the sliding window the limits are counted over, seconds
 PLATFORM_ACCOUNT = "platform"  #: the account a request without a Stripe-Account header acts for

@@ -1,9 +1,12 @@
-"""Stripe's rate limits, enforced: per account, and per account and endpoint, over a sliding second.
+"""Stripe's rate limits, enforced: per account, and per account and endpoint, as token buckets.
 
 Stripe counts requests per second for each account (100 in live mode, 25 in test mode) and, on top,
 for each endpoint (25 by default), where an endpoint is a named operation: every
-``GET /v1/checkout/sessions/{id}`` counts against one limit whatever the id. A request over either
-limit is refused with 429 and not counted. Refusals and admissions are tallied per endpoint for
+``GET /v1/checkout/sessions/{id}`` counts against one limit whatever the id. Each limit is a token
+bucket (the algorithm Stripe describes for its own request limiter): it holds up to one second's
+worth of requests and refills at the limit's rate, so a client paced at the rate is never refused
+for network jitter, a burst after a quiet spell gets one second's worth, and the long-run rate is
+the limit. A request needs a token from both buckets; refused (429), it takes none. Refusals and admissions are tallied per endpoint for
 ``GET /sim/stats`` (per endpoint and per account), so benchmarks can read how often clients hit the
 limits.
 """
@@ -19,6 +22,9 @@ from typing import Any
 from simulator import defaults
 
 
+_ROUNDING = 1e-9  #: float error a punctual client's refill may carry, tokens
+
+
 @dataclass(frozen=True)
 class RateLimits:
     """The limits enforced, requests per second; None means unlimited."""
@@ -26,7 +32,6 @@ class RateLimits:
     mode: str = "off"  #: the name shown in stats: off, test, live or custom
     account_per_s: int | None = None
     endpoint_per_s: int | None = None
-    window_s: float = defaults.RATE_WINDOW_S
 
     @property
     def enabled(self) -> bool:
@@ -50,13 +55,13 @@ class Refusal:
 
 
 class RateLimiter:
-    """Sliding-window counters per account and per (account, endpoint), behind one lock."""
+    """Token buckets per account and per (account, endpoint), behind one lock."""
 
     def __init__(self, limits: RateLimits, *, clock: Callable[[], float] = time.monotonic) -> None:
         self.limits = limits
         self._clock = clock
         self._lock = threading.Lock()
-        self._admitted: dict[tuple[str, str], collections.deque[float]] = collections.defaultdict(collections.deque)
+        self._buckets: dict[tuple[str, str], tuple[float, float]] = {}  #: key → (tokens, when counted)
         #: endpoint, and account → [requests, 429s]
         self._counts: dict[str, list[int]] = collections.defaultdict(lambda: [0, 0])
         self._by_account: dict[str, list[int]] = collections.defaultdict(lambda: [0, 0])
@@ -65,19 +70,17 @@ class RateLimiter:
         """Count one request to *endpoint* (``GET /v1/prices/{id}``) by *account*; None if it may run."""
         with self._lock:
             now = self._clock()
-            checks = [("account", (account, ""), self.limits.account_per_s),
-                      ("endpoint", (account, endpoint), self.limits.endpoint_per_s)]
+            checks = [(scope, key, limit) for scope, key, limit in (
+                ("account", (account, ""), self.limits.account_per_s),
+                ("endpoint", (account, endpoint), self.limits.endpoint_per_s)) if limit is not None]
+            tokens = {}
             for scope, key, limit in checks:
-                if limit is None:
-                    continue
-                window = self._admitted[key]
-                while window and window[0] <= now - self.limits.window_s:
-                    window.popleft()
-                if len(window) >= limit:
+                held, counted = self._buckets.get(key, (float(limit), now))
+                tokens[key] = min(float(limit), held + (now - counted) * limit)
+                if tokens[key] < 1.0 - _ROUNDING:
                     return Refusal(scope, limit)
-            for _, key, limit in checks:
-                if limit is not None:
-                    self._admitted[key].append(now)
+            for _, key, _ in checks:
+                self._buckets[key] = (tokens[key] - 1.0, now)
             return None
 
     def record(self, account: str, endpoint: str, status: int) -> None:
@@ -101,7 +104,7 @@ class RateLimiter:
                 "accounts": accounts}
 
     def reset(self) -> None:
-        """Forget the tallies (the windows stay, so limits keep holding)."""
+        """Forget the tallies (the buckets stay, so limits keep holding)."""
         with self._lock:
             self._counts.clear()
             self._by_account.clear()

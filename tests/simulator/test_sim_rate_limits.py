@@ -1,5 +1,5 @@
 """Stripe's rate limits, enforced by the simulator when asked: per account (25/s test, 100/s live) and
-25/s per endpoint, a 429 with Stripe's body beyond, and the tallies in /sim/stats."""
+25/s per endpoint as token buckets, a 429 with Stripe's body beyond, and the tallies in /sim/stats."""
 from __future__ import annotations
 
 import math
@@ -66,20 +66,49 @@ def _statuses(http: FlaskClient, path: str, times: int) -> list[int]:
 
 # -- the limiter alone -------------------------------------------------------------------------------
 
-def test_the_account_limit_counts_every_endpoint_and_slides(clock: Clock) -> None:
+def test_the_account_limit_counts_every_endpoint(clock: Clock) -> None:
     limiter = RateLimiter(MODES["test"], clock=clock)
 
     first = [limiter.admit("platform", f"GET /v1/thing_{n % 5}/{{id}}") for n in range(25)]
     refused = limiter.admit("platform", "GET /v1/other")
     other_account = limiter.admit("acct_other", "GET /v1/other")
-    clock.now += 0.999
-    still_refused = limiter.admit("platform", "GET /v1/other")
-    clock.now += 0.001
-    admitted_again = limiter.admit("platform", "GET /v1/other")
 
-    assert first == [None] * 25 and other_account is None and admitted_again is None
+    assert first == [None] * 25 and other_account is None
     assert refused is not None and (refused.scope, refused.limit_per_s) == ("account", 25)
-    assert still_refused is not None
+
+
+def test_a_spent_bucket_refills_one_request_per_interval(clock: Clock) -> None:
+    limiter = RateLimiter(MODES["test"], clock=clock)
+    for _ in range(25):
+        limiter.admit("platform", "GET /v1/x")
+
+    clock.now += 0.039  # 1/25 s is 0.04 s
+    too_soon = limiter.admit("platform", "GET /v1/x")
+    clock.now += 0.001
+    on_time = limiter.admit("platform", "GET /v1/x")
+    right_after = limiter.admit("platform", "GET /v1/x")
+
+    assert too_soon is not None and on_time is None and right_after is not None
+
+
+def test_a_client_paced_at_the_rate_is_never_refused_even_with_jitter(clock: Clock) -> None:
+    limiter = RateLimiter(MODES["test"], clock=clock)
+    refused = 0
+    for n in range(250):  # ten seconds at 25/s, each arrival up to 30 ms early or late
+        clock.now = 1000.0 + n * 0.04 + (0.03 if n % 2 else -0.03)
+        refused += limiter.admit("platform", "GET /v1/checkout/sessions/{id}") is not None
+
+    assert refused == 0
+
+
+def test_the_long_run_rate_is_the_limit(clock: Clock) -> None:
+    limiter = RateLimiter(MODES["test"], clock=clock)
+    admitted = 0
+    for n in range(10_000):  # ten seconds of a client trying 1,000 times a second
+        clock.now = 1000.0 + n * 0.001
+        admitted += limiter.admit("platform", "GET /v1/x") is None
+
+    assert admitted == 25 + 249  # one second's burst, then 25/s over the 9.999 s that follow
 
 
 def test_the_endpoint_limit_holds_under_a_higher_account_limit(clock: Clock) -> None:
@@ -95,17 +124,17 @@ def test_the_endpoint_limit_holds_under_a_higher_account_limit(clock: Clock) -> 
     assert over_account is not None and over_account.scope == "account"
 
 
-def test_a_refused_request_does_not_count(clock: Clock) -> None:
+def test_a_refused_request_takes_no_token(clock: Clock) -> None:
     limiter = RateLimiter(RateLimits("custom", None, 2), clock=clock)
     limiter.admit("platform", "GET /v1/x")
-    clock.now += 0.5
     limiter.admit("platform", "GET /v1/x")
     for _ in range(10):
         assert limiter.admit("platform", "GET /v1/x") is not None
 
-    clock.now += 0.5  # the first admission leaves the window; the refusals never entered it
+    clock.now += 0.5  # one token back, however many were refused meanwhile
 
     assert limiter.admit("platform", "GET /v1/x") is None
+    assert limiter.admit("platform", "GET /v1/x") is not None
 
 
 def test_concurrent_requests_never_get_past_the_limit(clock: Clock) -> None:
