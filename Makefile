@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: run test demo bench clean
+.PHONY: run test demo bench browser-check clean
 
 # (Re)install when the venv is missing or pyproject.toml changed.
 $(STAMP): pyproject.toml
@@ -21,6 +21,13 @@ test: $(STAMP)
 
 demo: $(STAMP)
 	$(BIN)/crossfill demo
+
+# The console in a real browser on the real stack (also part of `make test`, ~15 s); screenshots in
+# var/screenshots/. Needs Debian's chromium and chromium-driver (apt-get install chromium chromium-driver).
+browser-check: $(STAMP)
+	@command -v chromium >/dev/null && command -v chromedriver >/dev/null || \
+		echo "browser-check: chromium/chromedriver missing (apt-get install chromium chromium-driver); it will skip"
+	$(BIN)/python -m pytest -q -p no:cacheprovider -rs tests/console/test_browser.py
 
 bench: $(STAMP)
 	$(BIN)/python bench/receiver.py

@@ -91,12 +91,14 @@ def main(argv: list[str] | None = None) -> int:
 
         from webhooks.envelope import parse_event
         from webhooks.signature import verify
-        from worker.app import EVENTS_QUEUE, PROCESS_EVENT, task_message
+        from worker.app import make_celery
+        from worker.contract import EVENTS_QUEUE, PROCESS_EVENT, task_message
 
         module_name, _, factory = args.app.partition(":")
         app = getattr(importlib.import_module(module_name), factory)()
         parts = app.extensions["crossfill"]
-        inbox, celery, metrics = parts["inbox"], parts["celery"], parts["metrics"]
+        inbox, metrics = parts["inbox"], parts["metrics"]
+        celery = make_celery(parts["settings"])  # only for the send_task comparison row
 
         def start_response(status: str, headers: list[tuple[str, str]], exc_info: Any = None) -> Callable[[bytes], object]:
             if not status.startswith("200"):
@@ -125,12 +127,11 @@ def main(argv: list[str] | None = None) -> int:
         def record(i: int) -> None:
             event = events[i]
             inbox.record(event["id"], event["type"], event["data"]["object"]["id"], signed[i][0].decode(),
-                         queue=EVENTS_QUEUE, message=task_message(celery, PROCESS_EVENT, [event["id"]],
-                                                                  queue=EVENTS_QUEUE))
+                         queue=EVENTS_QUEUE, message=task_message(PROCESS_EVENT, [event["id"]]))
 
         rows += [
             ("task_message (Celery builds the task)", cpu_per_call(
-                lambda i: task_message(celery, PROCESS_EVENT, [events[i]["id"]], queue=EVENTS_QUEUE), count)),
+                lambda i: task_message(PROCESS_EVENT, [events[i]["id"]]), count)),
             ("task_message + inbox.record (1 EVALSHA: record + LPUSH)", cpu_per_call(record, count)),
             ("celery.send_task (for comparison: LPUSH via kombu)", cpu_per_call(
                 lambda i: celery.send_task(PROCESS_EVENT, args=[events[i]["id"]], queue=EVENTS_QUEUE, retry=False),

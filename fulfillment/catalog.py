@@ -35,7 +35,7 @@ from __future__ import annotations
 
 import re
 import tomllib
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from types import MappingProxyType
@@ -81,10 +81,6 @@ class Catalog:
     def cross_sells(self) -> dict[str, str]:
         """Product id → the product id it cross-sells."""
         return {pid: cfg.cross_sell for pid, cfg in self.products.items() if cfg.cross_sell}
-
-    def is_cross_sell(self, product_id: str) -> bool:
-        """Whether some product of the catalog offers *product_id* as its cross-sell."""
-        return any(cfg.cross_sell == product_id for cfg in self.products.values())
 
     def product(self, product_id: str) -> ProductConfig:
         """The config of *product_id*, or the defaults when it is not listed."""
@@ -153,19 +149,46 @@ def _parse_tables(document: Mapping[str, Any], source: str, prefix: str, *, base
                    default_tax_behavior=tax, default_options=MappingProxyType(dict(default_options)))
 
 
-def load_catalog(path: Path | None) -> Catalog:
+#: Checks a handler name and its options; raises ConfigError naming ``handler`` or the option.
+HandlerCheck = Callable[[str, Mapping[str, Any]], None]
+
+
+def load_catalog(path: Path | None, check_handler: HandlerCheck | None = None) -> Catalog:
     """Read the catalog TOML at *path*; None gives the empty catalog.
 
+    With *check_handler* (``HandlerRegistry.check``), every product's handler and options are
+    checked now, so a typo stops the worker at start instead of dead-lettering items later.
+
     Raises:
-        ConfigError: when the file cannot be read or parsed, or a key is wrong.
+        ConfigError: when the file cannot be read or parsed, or a key, handler or option is wrong.
     """
     if path is None:
-        return Catalog()
-    try:
-        document = tomllib.loads(path.read_text(encoding="utf-8"))
-    except (OSError, UnicodeDecodeError, tomllib.TOMLDecodeError) as error:
-        raise ConfigError("CROSSFILL_CATALOG", str(path), f"make it a readable TOML file ({error})") from None
-    return parse_catalog(document)
+        catalog = Catalog()
+    else:
+        try:
+            document = tomllib.loads(path.read_text(encoding="utf-8"))
+        except (OSError, UnicodeDecodeError, tomllib.TOMLDecodeError) as error:
+            raise ConfigError("CROSSFILL_CATALOG", str(path), f"make it a readable TOML file ({error})") from None
+        catalog = parse_catalog(document)
+    if check_handler is not None:
+        check_handlers(catalog, check_handler)
+    return catalog
+
+
+def check_handlers(catalog: Catalog, check_handler: HandlerCheck, *, source: str = "CROSSFILL_CATALOG") -> None:
+    """Check the default handler and every product's handler and options with *check_handler*.
+
+    Raises:
+        ConfigError: naming the product and the option, e.g. ``[products.prod_pro].options.url``.
+    """
+    tables = [("[defaults]", catalog.default_handler, catalog.default_options)]
+    tables += [(f"[products.{cfg.id}]", cfg.handler, cfg.options) for cfg in catalog.products.values()]
+    for where, handler, options in tables:
+        try:
+            check_handler(handler, options)
+        except ConfigError as error:
+            name = "handler" if error.name == "handler" else f"options.{error.name}"
+            raise ConfigError(f"{source} {where}.{name}", error.value, error.fix) from None
 
 
 def _known_keys(table: Mapping[str, Any], known: tuple[str, ...], where: str) -> None:

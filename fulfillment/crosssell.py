@@ -146,7 +146,7 @@ def decide_offer(
     return None, tuple(refusals)
 
 
-def item_anomalies(price: Price, quantity: int, session: SessionContext) -> tuple[str, ...]:
-    """Rules a paid cross-sell line item breaks: its quantity must be 1 and rules 2-5 must hold."""
+def item_anomalies(price: Price, quantity: int | None, session: SessionContext) -> tuple[str, ...]:
+    """Rules a paid cross-sell line item breaks: its quantity must be 1 (null is not) and rules 2-5 must hold."""
     anomalies = [] if quantity == 1 else [QUANTITY]
     return (*anomalies, *price_failures(price, session))

@@ -1,7 +1,7 @@
 """The dead-letter queue: every task that failed for good, with why, kept until it is replayed.
 
-Entries are keyed by what failed (``fulfill:{session}:{line item}`` or ``event:{evt}``), so the
-same failure recorded twice is one entry, with its attempts and times updated.
+Entries are keyed by what failed (the message contract names the ids), so the same failure recorded
+twice is one entry, with its attempts and times updated.
 """
 from __future__ import annotations
 
@@ -32,21 +32,14 @@ class DeadLetter:
     failed_at: float = field(default_factory=time.time)
 
 
-def entry_id(task: str, args: list[str]) -> str:
-    """The dead letter's id for a task and its arguments."""
-    prefix = "fulfill" if task == "fulfill_item" else "event"
-    return ":".join([prefix, *args])
-
-
 class DeadLetters:
     """The dead-letter queue, in Redis."""
 
     def __init__(self, client: redis.Redis) -> None:
         self._redis = client
 
-    def add(self, task: str, args: list[str], error: str, *, reason: str, attempts: int) -> DeadLetter:
-        """Record a task that failed for good."""
-        key = entry_id(task, args)
+    def add(self, key: str, task: str, args: list[str], error: str, *, reason: str, attempts: int) -> DeadLetter:
+        """Record a task that failed for good, under its id (``worker.contract.dead_letter_id``)."""
         now = time.time()
         previous = self.get(key)
         letter = DeadLetter(id=key, task=task, args=list(args), error=error[:2000], reason=reason,

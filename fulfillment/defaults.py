@@ -1,25 +1,16 @@
-"""Every default of crossfill, in one place, with its unit."""
+"""Every default of crossfill's domain and shared settings, in one place, with its unit.
+
+The receiver's own defaults (port, body limit, signature tolerance) live in ``webhooks/defaults.py``.
+"""
 from __future__ import annotations
 
 DATA_DIR = "./var"  #: where the embedded Redis, the generated secret and metrics files live
-PORT = 8000  #: port of the webhook receiver
-SIGNATURE_TOLERANCE_S = 300  #: max clock skew for webhook timestamps, seconds, both directions
-MAX_BODY_BYTES = 262_144  #: largest webhook body accepted, bytes
-MAX_SIGNATURE_HEADER_BYTES = 4096  #: largest Stripe-Signature header accepted, bytes
 STRIPE_API_BASE = "https://api.stripe.com"  #: Stripe's API root
 
 REDIS_CONNECT_TIMEOUT_S = 1.0  #: connecting to Redis, seconds (the receiver answers 503 after it)
 REDIS_SOCKET_TIMEOUT_S = 2.0  #: one Redis command, seconds
-RETRY_AFTER_S = 5  #: Retry-After sent with a 503 when a dependency is down, seconds
 
 INBOX_TTL_S = 30 * 24 * 3600  #: how long an event stays in the inbox, seconds (Stripe retries for 3 days)
-
-EMBEDDED_REDIS_START_TIMEOUT_S = 10.0  #: wait for the embedded redis-server to answer, seconds
-
-
-def web_workers(cpu_count: int) -> int:
-    """Default number of gunicorn workers: two per core, plus one (gunicorn's own advice)."""
-    return 2 * cpu_count + 1
 
 STRIPE_API_VERSION = "2026-10-28.endive"  #: pinned Stripe-Version header (stripe-python 16.1's)
 STRIPE_CONNECT_TIMEOUT_S = 3.05  #: connecting to the Stripe API, seconds
@@ -28,11 +19,14 @@ LINE_ITEMS_PAGE_SIZE = 100  #: Stripe's largest page of line items
 HTTP_POOL_SIZE = 64  #: pooled keep-alive connections per host and process
 
 VISIBILITY_TIMEOUT_S = 3600  #: Redis broker: an unacked task is redelivered after this, seconds
+VISIBILITY_MARGIN_S = 5  #: retry delays stay this far below the visibility timeout, seconds
 RETRY_BASE_S = 1.0  #: first retry delay ceiling (full jitter), seconds
 RETRY_CAP_S = 300.0  #: largest retry delay, seconds (kept below the visibility timeout)
-MAX_ATTEMPTS = 8  #: attempts of one task before it is dead-lettered
+RETRY_HORIZON_S = 72 * 3600.0  #: transient failures are retried this long after the first attempt (Stripe's own window), seconds
+MAX_ATTEMPTS = 8  #: attempts of a task failing with an unexpected error (a bug) before it is dead-lettered
 ITEM_LEASE_S = 120  #: a fulfillment claim held by a dead worker is retaken after this, seconds
 HANDLER_TIMEOUT_S = 30.0  #: one call of a fulfillment handler (http read timeout), seconds
+HANDLER_CONNECT_TIMEOUT_S = 3.05  #: connecting to a fulfillment system, seconds
 TASK_TIME_LIMIT_S = 110  #: hard limit of one task run, seconds (below the item lease)
 
 STRIPE_LIVE_RATE_LIMIT = 100.0  #: Stripe's limit per account in live mode, requests/s

@@ -16,10 +16,6 @@ class ConfigError(CrossfillError):
         super().__init__(f"{name}={value!r} is invalid: {fix}")
 
 
-class StoreUnavailable(CrossfillError):
-    """Raised when Redis (the inbox, the ledger or the broker) cannot be reached."""
-
-
 class TransientError(CrossfillError):
     """Raised when a call failed in a way that may succeed if retried (timeout, 409, 429, 5xx)."""
 
@@ -27,6 +23,10 @@ class TransientError(CrossfillError):
         self.retry_after = retry_after  #: seconds the other side asked us to wait, if it said
         self.status = status
         super().__init__(message)
+
+
+class StoreUnavailable(TransientError):
+    """Raised when Redis (the inbox, the ledger or the broker) cannot be reached; transient, like an outage."""
 
 
 class PermanentError(CrossfillError):

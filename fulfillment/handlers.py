@@ -19,15 +19,14 @@ from typing import Any
 import requests
 
 from fulfillment import defaults
-from fulfillment.errors import PermanentError, TransientError, UnknownHandler
+from fulfillment.errors import ConfigError, PermanentError, UnknownHandler
+from fulfillment.orders import UNFULFILLABLE
 from fulfillment.signing import sign
-from fulfillment.stripe_api import pooled_session, retry_after_seconds
+from fulfillment.http import error_for, pooled_session, send
 
 log = logging.getLogger(__name__)
 
 ENTRY_POINT_GROUP = "crossfill.handlers"
-#: Statuses of a fulfillment system's answer worth retrying.
-TRANSIENT_STATUSES = frozenset({408, 409, 425, 429})
 
 
 @dataclass(frozen=True)
@@ -56,16 +55,42 @@ def log_handler(request: FulfillmentRequest, options: Mapping[str, Any]) -> dict
     return {"handler": "log", "delivered": True, "idempotency_key": request.idempotency_key}
 
 
+def unfulfillable_handler(request: FulfillmentRequest, options: Mapping[str, Any]) -> dict[str, Any]:
+    """Fail an item crossfill could not classify (no price, no product), with the reason recorded for it."""
+    raise PermanentError(str(request.item.get("problem") or "the line item cannot be classified"))
+
+
 class HttpHandler:
     """POST the item and its order summary as signed JSON to a fulfillment system."""
 
     def __init__(self, http: requests.Session | None = None) -> None:
         self._http = http or pooled_session()
 
-    def __call__(self, request: FulfillmentRequest, options: Mapping[str, Any]) -> dict[str, Any]:
+    @staticmethod
+    def check_options(options: Mapping[str, Any]) -> tuple[str, float]:
+        """The call's URL and read timeout from *options*.
+
+        Raises:
+            ConfigError: naming the option (``url`` or ``timeout``), its value and the fix.
+        """
         url = options.get("url")
         if not isinstance(url, str) or not url.startswith(("http://", "https://")):
-            raise PermanentError(f"the http handler needs options.url as an http(s) URL, got {url!r}")
+            raise ConfigError("url", url, "use an http:// or https:// URL of the fulfillment system")
+        raw = options.get("timeout", defaults.HANDLER_TIMEOUT_S)
+        try:
+            timeout = float(raw)
+        except (TypeError, ValueError):
+            timeout = math.nan
+        if not (math.isfinite(timeout) and timeout > 0):
+            raise ConfigError("timeout", raw, "use a positive number of seconds")
+        return url, timeout
+
+    def __call__(self, request: FulfillmentRequest, options: Mapping[str, Any]) -> dict[str, Any]:
+        try:
+            url, timeout = self.check_options(options)
+        except ConfigError as error:
+            # The catalog is checked when it loads; this guards handlers given options some other way.
+            raise PermanentError(f"the http handler needs options.{error}") from None
         secret = options.get("secret") or request.signing_secret
         if not secret:
             raise PermanentError("the http handler needs a signing secret: set CROSSFILL_HANDLER_SECRET")
@@ -77,32 +102,12 @@ class HttpHandler:
             "Idempotency-Key": request.idempotency_key,
             "Crossfill-Signature": sign(body, [str(secret)], timestamp=int(time.time())),
         }
-        timeout = _timeout(options.get("timeout", defaults.HANDLER_TIMEOUT_S))
-        try:
-            response = self._http.post(url, data=body, headers=headers, timeout=(3.05, timeout),
-                                       allow_redirects=False)
-        except requests.Timeout as error:
-            raise TransientError(f"POST {url} timed out") from error
-        except requests.ConnectionError as error:
-            raise TransientError(f"POST {url} could not connect") from error
+        response = send(self._http.post, f"POST {url}", url, data=body, headers=headers,
+                        timeout=(defaults.HANDLER_CONNECT_TIMEOUT_S, timeout), allow_redirects=False)
         status = response.status_code
         if 200 <= status < 300:
             return {"handler": "http", "status": status, "response": _short_json(response)}
-        text = f"POST {url} answered {status}"
-        if status in TRANSIENT_STATUSES or status >= 500:
-            raise TransientError(text, retry_after=retry_after_seconds(response), status=status)
-        raise PermanentError(text, status=status)
-
-
-def _timeout(raw: Any) -> float:
-    """``options.timeout`` in seconds; a value requests cannot use is a config mistake, not worth a retry."""
-    try:
-        seconds = float(raw)
-    except (TypeError, ValueError):
-        seconds = math.nan
-    if not (math.isfinite(seconds) and seconds > 0):
-        raise PermanentError(f"the http handler needs options.timeout as a positive number of seconds, got {raw!r}")
-    return seconds
+        raise error_for(response, f"POST {url} answered {status}")
 
 
 def _short_json(response: requests.Response) -> Any:
@@ -117,10 +122,25 @@ class HandlerRegistry:
     """Handlers by name: the built-ins, then the ``crossfill.handlers`` entry points."""
 
     def __init__(self, extra: Mapping[str, Handler] | None = None) -> None:
-        self._handlers: dict[str, Handler] = {"log": log_handler, "http": HttpHandler()}
+        self._handlers: dict[str, Handler] = {"log": log_handler, "http": HttpHandler(),
+                                              UNFULFILLABLE: unfulfillable_handler}
         for entry in entry_points(group=ENTRY_POINT_GROUP):
             self._handlers.setdefault(entry.name, _lazy(entry.load))
         self._handlers.update(extra or {})
+
+    def check(self, name: str, options: Mapping[str, Any]) -> None:
+        """Check that a handler called *name* exists and accepts *options* (when it says what it accepts).
+
+        Raises:
+            ConfigError: naming ``handler`` or the option that is wrong.
+        """
+        try:
+            handler = self.get(name)
+        except UnknownHandler as error:
+            raise ConfigError("handler", name, str(error)) from None
+        check_options = getattr(handler, "check_options", None)
+        if check_options is not None:
+            check_options(options)
 
     def get(self, name: str) -> Handler:
         """The handler called *name*; raises UnknownHandler (permanent) when there is none."""

@@ -8,6 +8,7 @@ window in which two deliveries of one event can both enqueue it.
 """
 from __future__ import annotations
 
+import json
 import time
 from collections.abc import Iterable
 from dataclasses import dataclass
@@ -19,6 +20,8 @@ from fulfillment import defaults
 from fulfillment.store import KEY_PREFIX, reachable
 
 STATUSES = ("enqueued", "processing", "processed", "failed", "ignored")
+#: Why an event is ignored when nothing else is said: crossfill does not handle its type.
+UNHANDLED_TYPE = "unhandled_type"
 #: Outcomes of :meth:`Inbox.record`.
 ENQUEUED, DUPLICATE = "enqueued", "duplicate"
 
@@ -72,6 +75,17 @@ class InboxEvent:
     deliveries: int
     #: The connected account (``acct_...``) a Connect event came from; None for the platform's own.
     account: str | None = None
+    #: Why an ``ignored`` event was ignored (``unhandled_type``, ``livemode_mismatch``), else "".
+    reason: str = ""
+
+    @property
+    def livemode(self) -> bool | None:
+        """The event's ``livemode`` as Stripe sent it, or None when the body does not say."""
+        try:
+            value = json.loads(self.body).get("livemode") if self.body else None
+        except (ValueError, AttributeError):
+            return None
+        return value if isinstance(value, bool) else None
 
 
 def _event_key(event_id: str) -> str:
@@ -112,12 +126,12 @@ class Inbox:
             outcome, detail = self._record(keys=[_event_key(event_id), _STATUS_PREFIX, queue], args=args)
         return str(outcome), str(detail)
 
-    def record_ignored(self, event_id: str, event_type: str) -> None:
-        """Record a verified event of a type crossfill does not handle."""
+    def record_ignored(self, event_id: str, event_type: str, *, reason: str = UNHANDLED_TYPE) -> None:
+        """Record a verified event crossfill does not act on, and why (by default: its type is not handled)."""
         key, now = _event_key(event_id), time.time()
         with reachable(), self._redis.pipeline() as pipe:
             pipe.hsetnx(key, "received_at", now)
-            pipe.hset(key, mapping={"status": "ignored", "type": event_type, "session_id": ""})
+            pipe.hset(key, mapping={"status": "ignored", "type": event_type, "session_id": "", "reason": reason})
             pipe.hincrby(key, "deliveries", 1)
             pipe.expire(key, self._ttl_s)
             pipe.zadd(_STATUS_PREFIX + "ignored", {event_id: now}, nx=True)
@@ -130,6 +144,14 @@ class Inbox:
             raise ValueError(f"status must be one of {STATUSES}, got {status!r}")
         result = self._call(self._move, event_id, [event_id, status, time.time(), self._ttl_s, *allowed_from])
         return None if result is None else str(result)
+
+    def ignore(self, event_id: str, reason: str) -> str | None:
+        """Move a recorded event to ``ignored`` with *reason* (the worker's gates). Returns the old status."""
+        old = self.move(event_id, "ignored")
+        if old is not None:
+            with reachable():
+                self._redis.hset(_event_key(event_id), "reason", reason)
+        return old
 
     def get(self, event_id: str) -> InboxEvent | None:
         """Load an event, or None when the inbox has no such event (never received, or expired)."""
@@ -146,6 +168,7 @@ class Inbox:
             received_at=float(fields.get("received_at", 0)),
             deliveries=int(fields.get("deliveries", 0)),
             account=fields.get("account") or None,
+            reason=fields.get("reason", ""),
         )
 
     def counts(self) -> dict[str, int]:

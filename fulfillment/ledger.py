@@ -32,6 +32,10 @@ local function set_order_status(order_key, sets, sid, status, now)
   if current then redis.call('SREM', sets .. current, sid) end
   redis.call('SADD', sets .. status, sid)
   redis.call('HSET', order_key, 'status', status, 'updated_at', now)
+  -- Indexes: every order by creation time (the console's listing), and orders fulfilled but not
+  -- yet counted in the daily cross-sell rollups (fulfillment/report.py drains it).
+  redis.call('ZADD', sets .. 'by_created', 'NX', redis.call('HGET', order_key, 'created_at') or now, sid)
+  if status == 'fulfilled' then redis.call('SADD', sets .. 'to_report', sid) end
 end
 local function settle_order(order_key, items_key, item_prefix, sets, sid, now)
   local ids = redis.call('ZRANGE', items_key, 0, -1)
@@ -151,6 +155,8 @@ def _item_prefix(sid: str) -> str:
 
 
 _ORDER_SETS = f"{KEY_PREFIX}orders:"
+BY_CREATED = f"{_ORDER_SETS}by_created"  #: sorted set: session id by the order's creation time
+TO_REPORT = f"{_ORDER_SETS}to_report"  #: set: fulfilled orders not yet counted in the report rollups
 _ANOMALIES = f"{KEY_PREFIX}anomalies"  #: hash: anomaly name → cross-sell items flagged with it
 
 
@@ -231,11 +237,7 @@ class Ledger:
                 rows = pipe.execute()
         if not fields:
             return None
-        order = {"session_id": session_id, "status": fields.get("status", ""),
-                 "created_at": _float(fields.get("created_at")), "updated_at": _float(fields.get("updated_at")),
-                 **json.loads(fields.get("data") or "{}")}
-        order["items"] = [_item_view(row) for row in rows]
-        return order
+        return _order_view(session_id, fields, [_item_view(row) for row in rows])
 
     def order_summary(self, session_id: str) -> dict[str, Any]:
         """The order's fields without its items (what a handler is told about the order)."""
@@ -257,6 +259,46 @@ class Ledger:
                 pipe.scard(_ORDER_SETS + status)
             return dict(zip(ORDER_STATUSES, pipe.execute(), strict=True))
 
+    def recent(self, *, before: tuple[float, str] | None = None, since: float | None = None,
+               until: float | None = None, limit: int = 100) -> list[tuple[str, float]]:
+        """Session ids and creation times, newest first, strictly after the cursor *before*
+        (a ``(created_at, session_id)`` pair a previous call returned), within [since, until]."""
+        top = until if until is not None else "+inf"
+        if before is not None:
+            top = before[0] if until is None else min(before[0], until)
+        bottom = since if since is not None else "-inf"
+        # Orders created in the same instant sort by id, descending: skip those up to the cursor.
+        skip = 0
+        if before is not None:
+            with reachable():
+                skip = int(self._redis.zcount(BY_CREATED, before[0], before[0])) + 1
+        with reachable():
+            rows: list[tuple[str, float]] = self._redis.zrevrangebyscore(  # type: ignore[assignment]
+                BY_CREATED, top, bottom, start=0, num=limit + skip, withscores=True)
+        if before is not None:
+            rows = [(sid, score) for sid, score in rows if score < before[0] or (score == before[0] and sid < before[1])]
+        return rows[:limit]
+
+    def orders(self, session_ids: Sequence[str]) -> list[dict[str, Any] | None]:
+        """Several orders with their items, in two round trips (:meth:`order`'s shape, None when unknown)."""
+        with reachable():
+            with self._redis.pipeline(transaction=False) as pipe:
+                for sid in session_ids:
+                    pipe.hgetall(_order_key(sid))
+                    pipe.zrange(_items_key(sid), 0, -1)
+                heads = pipe.execute()
+            with self._redis.pipeline(transaction=False) as pipe:
+                for position, sid in enumerate(session_ids):
+                    for item_id in heads[2 * position + 1]:
+                        pipe.hgetall(_item_prefix(sid) + item_id)
+                rows = iter(pipe.execute())
+        found: list[dict[str, Any] | None] = []
+        for position, sid in enumerate(session_ids):
+            fields, ids = heads[2 * position], heads[2 * position + 1]
+            items = [_item_view(next(rows)) for _ in ids]
+            found.append(_order_view(sid, fields, items) if fields else None)
+        return found
+
     def anomaly_counts(self) -> dict[str, int]:
         """How many cross-sell items were flagged with each anomaly, ever."""
         with reachable():
@@ -275,6 +317,14 @@ class Ledger:
 
 def _float(raw: str | None) -> float | None:
     return float(raw) if raw else None
+
+
+def _order_view(session_id: str, fields: dict[str, str], items: list[dict[str, Any]]) -> dict[str, Any]:
+    order = {"session_id": session_id, "status": fields.get("status", ""),
+             "created_at": _float(fields.get("created_at")), "updated_at": _float(fields.get("updated_at")),
+             **json.loads(fields.get("data") or "{}")}
+    order["items"] = items
+    return order
 
 
 def _item_view(row: dict[str, str]) -> dict[str, Any]:

@@ -17,17 +17,27 @@ def mask_email(email: str | None) -> str | None:
     return f"{local[:1]}***@{domain}"
 
 
+#: The handler of an item crossfill cannot classify: it fails that item alone, with the reason, through
+#: the same ledger + dead-letter path as any handler's permanent error (fulfillment/handlers.py).
+UNFULFILLABLE = "unfulfillable"
+
+
 def classify_items(session: CheckoutSession, items: Sequence[LineItem], catalog: Catalog) -> list[dict[str, Any]]:
     """Describe each line item for the ledger: product, amounts, handler, and whether it is a cross-sell.
 
     An item is a cross-sell when another product of the same session offers its product as its
     cross-sell in the catalog. A cross-sell item that breaks a rule Stripe enforces on offers
     (quantity other than 1, currency, interval, tax behavior) is flagged as an anomaly — and still
-    fulfilled, because the buyer paid for it.
+    fulfilled, because the buyer paid for it. An item without a usable price or product (its
+    ``problem``) gets the ``unfulfillable`` handler: it fails alone, the rest of the order goes on.
     """
-    products = [item.price.product for item in items]
+    priced = [item for item in items if item.price is not None]
+    products = [item.price.product for item in priced if item.price is not None]
     described = []
     for position, item in enumerate(items):
+        if item.price is None:
+            described.append(_unfulfillable(item, position))
+            continue
         config = catalog.product(item.price.product)
         sources = [other for other in products
                    if other != item.price.product and catalog.product(other).cross_sell == item.price.product]
@@ -35,7 +45,7 @@ def classify_items(session: CheckoutSession, items: Sequence[LineItem], catalog:
         if sources:
             context = SessionContext(
                 mode=session.mode,
-                prices=tuple(other.price for other in items if other.id != item.id),
+                prices=tuple(other.price for other in priced if other.id != item.id and other.price is not None),
                 automatic_tax=session.automatic_tax,
                 default_tax_behavior=catalog.default_tax_behavior,
             )
@@ -56,6 +66,15 @@ def classify_items(session: CheckoutSession, items: Sequence[LineItem], catalog:
             "handler": config.handler,
         })
     return described
+
+
+def _unfulfillable(item: LineItem, position: int) -> dict[str, Any]:
+    return {
+        "id": item.id, "position": position, "product": None, "product_name": "", "price": None,
+        "description": item.description, "quantity": item.quantity, "currency": item.currency,
+        "amount_total": item.amount_total, "cross_sell": False, "cross_sold_by": None, "anomalies": [],
+        "handler": UNFULFILLABLE, "problem": item.problem or "the line item has no price",
+    }
 
 
 def order_summary(session: CheckoutSession, items: Sequence[dict[str, Any]] = ()) -> dict[str, Any]:

@@ -1,52 +1,80 @@
-"""crossfill's settings: read once, at the edge, into one frozen object that is passed down."""
+"""crossfill's domain settings: read once, at the edge, into frozen sections that are passed down.
+
+Each component receives only its own section: the Stripe client gets :class:`StripeSettings`, the
+tasks' retry policy :class:`RetrySettings`. The receiver's own section (port, body limit, webhook
+secrets) lives with the receiver (``webhooks/settings.py``); it uses the parsers below, which turn
+every unusable value into a :class:`ConfigError` naming the variable, the value and the fix.
+"""
 from __future__ import annotations
 
 import os
+import re
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field, replace
 from pathlib import Path
+from typing import Any
 from urllib.parse import urlsplit
 
 from fulfillment import defaults
 from fulfillment.errors import ConfigError
+from fulfillment.retrying import backoff_delay
 
 REDIS_SCHEMES = ("redis", "rediss", "unix")
+_DURATION = re.compile(r"^(\d+(?:\.\d+)?)\s*([smhd]?)$")
+_UNIT_S = {"": 1, "s": 1, "m": 60, "h": 3600, "d": 86_400}
+
+
+@dataclass(frozen=True)
+class StripeSettings:
+    """How the worker talks to the Stripe API (or the simulator)."""
+
+    api_key: str | None = field(default=None, repr=False)
+    api_base: str = defaults.STRIPE_API_BASE
+    api_version: str = defaults.STRIPE_API_VERSION
+    connect_timeout: float = defaults.STRIPE_CONNECT_TIMEOUT_S
+    read_timeout: float = defaults.STRIPE_READ_TIMEOUT_S
+
+
+@dataclass(frozen=True)
+class RetrySettings:
+    """When a failed task is tried again, and when it is given up (dead-lettered)."""
+
+    base: float = defaults.RETRY_BASE_S
+    cap: float = defaults.RETRY_CAP_S
+    #: transient failures (outages, 429s, 5xx) are retried until this long after the first attempt
+    horizon: float = defaults.RETRY_HORIZON_S
+    #: unexpected errors (bugs) get this many attempts, not the horizon
+    max_attempts: int = defaults.MAX_ATTEMPTS
+    #: Redis redelivers an unacked task after this; every retry delay stays below it
+    visibility_timeout: int = defaults.VISIBILITY_TIMEOUT_S
+    item_lease: int = defaults.ITEM_LEASE_S
+
+    def delay(self, attempt: int, retry_after: float | None = None) -> float:
+        """Seconds before attempt ``attempt + 1``: jittered backoff, never past the visibility timeout."""
+        return backoff_delay(attempt, base=self.base, cap=self.cap, retry_after=retry_after,
+                             ceiling=self.visibility_timeout - defaults.VISIBILITY_MARGIN_S)
 
 
 @dataclass(frozen=True)
 class Settings:
-    """Everything a crossfill process is configured with. Build it with :func:`load_settings`."""
+    """What every crossfill process shares. Build it with :func:`load_settings`."""
 
     #: Redis for the inbox, the ledger and the Celery broker; None means the embedded Redis.
     redis_url: str | None = None
     data_dir: Path = Path(defaults.DATA_DIR)
-    port: int = defaults.PORT
-    web_workers: int = field(default_factory=lambda: defaults.web_workers(os.cpu_count() or 1))
-    signature_tolerance: int = defaults.SIGNATURE_TOLERANCE_S
-    max_body_bytes: int = defaults.MAX_BODY_BYTES
     catalog_path: Path | None = None
-    #: Webhook signing secrets; more than one while a secret is being rolled.
-    webhook_secrets: tuple[str, ...] = field(default=(), repr=False)
-    stripe_api_key: str | None = field(default=None, repr=False)
-    stripe_api_base: str = defaults.STRIPE_API_BASE
-    stripe_api_version: str = defaults.STRIPE_API_VERSION
-    stripe_connect_timeout: float = defaults.STRIPE_CONNECT_TIMEOUT_S
-    stripe_read_timeout: float = defaults.STRIPE_READ_TIMEOUT_S
-    visibility_timeout: int = defaults.VISIBILITY_TIMEOUT_S
-    retry_base: float = defaults.RETRY_BASE_S
-    retry_cap: float = defaults.RETRY_CAP_S
-    max_attempts: int = defaults.MAX_ATTEMPTS
-    item_lease: int = defaults.ITEM_LEASE_S
     #: Secret crossfill signs its calls to fulfillment systems with (Crossfill-Signature).
     handler_secret: str | None = field(default=None, repr=False)
+    stripe: StripeSettings = StripeSettings()
+    retry: RetrySettings = RetrySettings()
 
     def with_redis(self, url: str) -> Settings:
         """Return a copy that uses the Redis at *url* (the embedded one, once started)."""
         return replace(self, redis_url=url)
 
-    def with_secrets(self, secrets: tuple[str, ...]) -> Settings:
-        """Return a copy that verifies webhooks with *secrets*."""
-        return replace(self, webhook_secrets=secrets)
+    def with_stripe(self, **changes: Any) -> Settings:
+        """Return a copy whose Stripe section has *changes* (e.g. the local simulator's base and key)."""
+        return replace(self, stripe=replace(self.stripe, **changes))
 
     @property
     def resolved_redis_url(self) -> str:
@@ -59,51 +87,71 @@ class Settings:
 
 
 def load_settings(environ: Mapping[str, str] | None = None) -> Settings:
-    """Read crossfill's settings from *environ* (default: the process environment).
+    """Read crossfill's shared and domain settings from *environ* (default: the process environment).
 
     Raises:
         ConfigError: naming the first variable whose value is unusable, the value and the fix.
     """
     env = os.environ if environ is None else environ
     redis_url = _redis_url(env.get("CROSSFILL_REDIS_URL"))
-    # Retry delays must stay below the visibility timeout, or Redis redelivers the waiting task.
-    visibility = _int(env, "CROSSFILL_VISIBILITY_TIMEOUT", defaults.VISIBILITY_TIMEOUT_S, low=5, high=43_200)
     return Settings(
         redis_url=redis_url,
         data_dir=Path(env.get("CROSSFILL_DATA_DIR") or defaults.DATA_DIR),
-        port=_int(env, "CROSSFILL_PORT", defaults.PORT, low=1, high=65535),
-        web_workers=_int(
-            env, "CROSSFILL_WEB_WORKERS", defaults.web_workers(os.cpu_count() or 1), low=1, high=256
-        ),
-        signature_tolerance=_int(
-            env, "CROSSFILL_SIGNATURE_TOLERANCE", defaults.SIGNATURE_TOLERANCE_S, low=0, high=86_400
-        ),
-        max_body_bytes=_int(env, "CROSSFILL_MAX_BODY_BYTES", defaults.MAX_BODY_BYTES, low=1024, high=64 * 2**20),
         catalog_path=_catalog(env.get("CROSSFILL_CATALOG")),
-        webhook_secrets=_secrets(env.get("STRIPE_WEBHOOK_SECRET")),
-        stripe_api_key=env.get("STRIPE_API_KEY") or None,
-        stripe_api_base=_api_base(env.get("STRIPE_API_BASE")),
-        stripe_api_version=(env.get("STRIPE_API_VERSION") or defaults.STRIPE_API_VERSION).strip(),
-        stripe_connect_timeout=_float(env, "CROSSFILL_STRIPE_CONNECT_TIMEOUT", defaults.STRIPE_CONNECT_TIMEOUT_S,
-                                      low=0.1, high=60),
-        stripe_read_timeout=_float(env, "CROSSFILL_STRIPE_READ_TIMEOUT", defaults.STRIPE_READ_TIMEOUT_S,
-                                   low=0.1, high=300),
-        visibility_timeout=visibility,
-        retry_base=_float(env, "CROSSFILL_RETRY_BASE", defaults.RETRY_BASE_S, low=0.0, high=3600),
-        retry_cap=_float(env, "CROSSFILL_RETRY_CAP", min(defaults.RETRY_CAP_S, visibility * 0.8),
-                         low=0.0, high=visibility * 0.8),
-        max_attempts=_int(env, "CROSSFILL_MAX_ATTEMPTS", defaults.MAX_ATTEMPTS, low=1, high=100),
-        item_lease=_int(env, "CROSSFILL_ITEM_LEASE", defaults.ITEM_LEASE_S, low=1, high=86_400),
         handler_secret=env.get("CROSSFILL_HANDLER_SECRET") or None,
+        stripe=_stripe(env),
+        retry=_retry(env),
     )
 
 
-def _int(env: Mapping[str, str], name: str, default: int, *, low: int, high: int) -> int:
+def _stripe(env: Mapping[str, str]) -> StripeSettings:
+    return StripeSettings(
+        api_key=env.get("STRIPE_API_KEY") or None,
+        api_base=_api_base(env.get("STRIPE_API_BASE")),
+        api_version=(env.get("STRIPE_API_VERSION") or defaults.STRIPE_API_VERSION).strip(),
+        connect_timeout=env_float(env, "CROSSFILL_STRIPE_CONNECT_TIMEOUT", defaults.STRIPE_CONNECT_TIMEOUT_S,
+                                  low=0.1, high=60),
+        read_timeout=env_float(env, "CROSSFILL_STRIPE_READ_TIMEOUT", defaults.STRIPE_READ_TIMEOUT_S,
+                               low=0.1, high=300),
+    )
+
+
+def _retry(env: Mapping[str, str]) -> RetrySettings:
+    # Retry delays must stay below the visibility timeout, or Redis redelivers the waiting task.
+    visibility = env_int(env, "CROSSFILL_VISIBILITY_TIMEOUT", defaults.VISIBILITY_TIMEOUT_S, low=5, high=43_200)
+    return RetrySettings(
+        base=env_float(env, "CROSSFILL_RETRY_BASE", defaults.RETRY_BASE_S, low=0.0, high=3600),
+        cap=env_float(env, "CROSSFILL_RETRY_CAP", min(defaults.RETRY_CAP_S, visibility * 0.8),
+                      low=0.0, high=visibility * 0.8),
+        horizon=env_duration(env, "CROSSFILL_RETRY_HORIZON", defaults.RETRY_HORIZON_S, low=0, high=30 * 86_400),
+        max_attempts=env_int(env, "CROSSFILL_MAX_ATTEMPTS", defaults.MAX_ATTEMPTS, low=1, high=100),
+        visibility_timeout=visibility,
+        item_lease=env_int(env, "CROSSFILL_ITEM_LEASE", defaults.ITEM_LEASE_S, low=1, high=86_400),
+    )
+
+
+def env_int(env: Mapping[str, str], name: str, default: int, *, low: int, high: int) -> int:
+    """The whole number in *name*, or *default* when unset or blank."""
     return int(_number(env, name, default, low=low, high=high, parse=int, kind="a whole number"))
 
 
-def _float(env: Mapping[str, str], name: str, default: float, *, low: float, high: float) -> float:
+def env_float(env: Mapping[str, str], name: str, default: float, *, low: float, high: float) -> float:
+    """The number of seconds in *name*, or *default* when unset or blank."""
     return _number(env, name, default, low=low, high=high, parse=float, kind="a number of seconds")
+
+
+def env_duration(env: Mapping[str, str], name: str, default: float, *, low: float, high: float) -> float:
+    """The duration in *name* (``90``, ``90s``, ``10m``, ``72h``, ``30d``) as seconds, or *default*."""
+    return _number(env, name, default, low=low, high=high, parse=parse_duration,
+                   kind="a duration such as 600, 10m, 72h or 30d")
+
+
+def parse_duration(raw: str) -> float:
+    """Seconds in ``"90"``, ``"90s"``, ``"10m"``, ``"72h"`` or ``"30d"``; ValueError otherwise."""
+    match = _DURATION.match(raw.strip().lower())
+    if not match:
+        raise ValueError(f"not a duration: {raw!r} (use e.g. 600, 10m, 72h or 30d)")
+    return float(match.group(1)) * _UNIT_S[match.group(2)]
 
 
 def _number(env: Mapping[str, str], name: str, default: float, *, low: float, high: float,
@@ -137,22 +185,6 @@ def _redis_url(raw: str | None) -> str | None:
     if parts.scheme not in REDIS_SCHEMES or not (parts.hostname or parts.path):
         raise ConfigError("CROSSFILL_REDIS_URL", raw, fix)
     return raw.strip()
-
-
-def _secrets(raw: str | None) -> tuple[str, ...]:
-    if raw is None or raw.strip() == "":
-        return ()
-    secrets = tuple(part.strip() for part in raw.split(","))
-    for position, secret in enumerate(secrets, start=1):
-        if not secret:
-            # The value itself is secret: show its shape, never its text.
-            shown = ",".join(redact(s) for s in secrets)
-            raise ConfigError(
-                "STRIPE_WEBHOOK_SECRET",
-                shown,
-                f"secret #{position} of {len(secrets)} is empty; list secrets separated by commas, with none empty",
-            )
-    return secrets
 
 
 def _catalog(raw: str | None) -> Path | None:

@@ -6,60 +6,69 @@ from collections.abc import Iterator
 from typing import Any
 
 import requests
-from requests.adapters import HTTPAdapter
 
 from fulfillment import defaults
 from fulfillment.errors import PermanentError, TransientError
+from fulfillment.http import error_for, pooled_session, send
+from fulfillment.ratelimit import endpoint_of
 from fulfillment.schemas import CheckoutSession, LineItem, parse_line_items, parse_session
-from fulfillment.settings import Settings, redact
+from fulfillment.settings import StripeSettings, redact
+from fulfillment.stats import STRIPE_API_CALLS, STRIPE_ORDERS_READ, UNKNOWN_VALUES, Stats
 
 log = logging.getLogger(__name__)
 
-#: Statuses worth retrying: conflict (a concurrent request), rate limit, and server errors.
-RETRYABLE_STATUSES = frozenset({409, 429})
-
-
-def retry_after_seconds(response: requests.Response) -> float | None:
-    """The ``Retry-After`` header as seconds, when it is a number (HTTP dates are ignored)."""
-    raw = response.headers.get("Retry-After")
-    try:
-        return max(0.0, float(raw)) if raw is not None else None
-    except ValueError:
-        return None
-
-
-def pooled_session(pool_size: int = defaults.HTTP_POOL_SIZE) -> requests.Session:
-    """A requests.Session with keep-alive pools large enough for every worker thread."""
-    session = requests.Session()
-    adapter = HTTPAdapter(pool_connections=4, pool_maxsize=pool_size)
-    session.mount("http://", adapter)
-    session.mount("https://", adapter)
-    return session
+#: What a session read expands: the first page of line items, their prices and products (4 levels, Stripe's
+#: maximum) — one request for an order of up to ten items instead of two.
+SESSION_EXPAND = "line_items.data.price.product"
 
 
 class StripeClient:
     """Reads Checkout Sessions and their line items from the Stripe API (or the simulator)."""
 
-    def __init__(self, settings: Settings, http: requests.Session | None = None) -> None:
-        if not settings.stripe_api_key:
+    def __init__(self, settings: StripeSettings, http: requests.Session | None = None, *,
+                 stats: Stats | None = None) -> None:
+        if not settings.api_key:
             raise PermanentError("STRIPE_API_KEY is not set; the worker cannot read sessions from Stripe")
-        self._base = settings.stripe_api_base
-        self._timeout = (settings.stripe_connect_timeout, settings.stripe_read_timeout)
+        self._base = settings.api_base
+        self._timeout = (settings.connect_timeout, settings.read_timeout)
         self._http = http or pooled_session()
-        self._api_key = settings.stripe_api_key
+        self._api_key = settings.api_key
         self._headers = {
-            "Authorization": f"Bearer {settings.stripe_api_key}",
-            "Stripe-Version": settings.stripe_api_version,
+            "Authorization": f"Bearer {settings.api_key}",
+            "Stripe-Version": settings.api_version,
             "User-Agent": "crossfill",
         }
+        #: Counts requests by endpoint, sessions read and unknown payment statuses, for /metrics (None: not).
+        self._stats = stats
 
     def retrieve_session(self, session_id: str) -> CheckoutSession:
-        """Fetch a Checkout Session as it is now (never trust a webhook's copy)."""
-        return parse_session(self._get(f"/v1/checkout/sessions/{session_id}", {}))
+        """Fetch a Checkout Session as it is now (never trust a webhook's copy), with the first page of
+        its line items, prices and products expanded (read them with :meth:`line_items`)."""
+        session = parse_session(self._get(f"/v1/checkout/sessions/{session_id}", {"expand[]": SESSION_EXPAND}))
+        if self._stats is not None:
+            self._stats.incr(STRIPE_ORDERS_READ)
+            if session.has_unknown_payment_status:
+                self._stats.incr(UNKNOWN_VALUES, "payment_status")
+        return session
 
-    def iter_line_items(self, session_id: str) -> Iterator[LineItem]:
-        """Yield every line item of a session, page by page, products expanded."""
+    def line_items(self, session: CheckoutSession) -> Iterator[LineItem]:
+        """Yield every line item of *session*: the page it embeds, then the rest from the list endpoint
+        only when ``has_more`` says there is more; all of them from the list endpoint when the session
+        came without them (an API that did not expand them)."""
+        page = session.line_items
+        if page is None or (page.has_more and not page.items):
+            yield from self.iter_line_items(session.id)
+            return
+        yield from page.items
+        if page.has_more:
+            yield from self.iter_line_items(session.id, starting_after=page.items[-1].id)
+
+    def iter_line_items(self, session_id: str, *, starting_after: str | None = None) -> Iterator[LineItem]:
+        """Yield the line items of a session from the list endpoint, page by page, products expanded
+        (after the item *starting_after*, when given)."""
         params: dict[str, Any] = {"limit": defaults.LINE_ITEMS_PAGE_SIZE, "expand[]": "data.price.product"}
+        if starting_after is not None:
+            params["starting_after"] = starting_after
         while True:
             items, has_more = parse_line_items(self._get(f"/v1/checkout/sessions/{session_id}/line_items", params))
             yield from items
@@ -68,12 +77,10 @@ class StripeClient:
             params["starting_after"] = items[-1].id
 
     def _get(self, path: str, params: dict[str, Any]) -> Any:
-        try:
-            response = self._http.get(self._base + path, params=params, headers=self._headers, timeout=self._timeout)
-        except requests.Timeout as error:
-            raise TransientError(f"GET {path} timed out") from error
-        except requests.ConnectionError as error:
-            raise TransientError(f"GET {path} could not connect to {self._base}") from error
+        if self._stats is not None:
+            self._stats.incr(STRIPE_API_CALLS, endpoint_of("GET", path))
+        response = send(self._http.get, f"GET {path}", self._base + path, params=params, headers=self._headers,
+                        timeout=self._timeout)
         if response.ok:
             try:
                 return response.json()
@@ -84,20 +91,10 @@ class StripeClient:
 
 
 def _api_error(path: str, response: requests.Response, *, api_key: str) -> TransientError | PermanentError:
-    status = response.status_code
     try:
         message = str(response.json()["error"].get("message", ""))
     except (ValueError, KeyError, TypeError, AttributeError):
         message = ""
     # An answer may quote the key we sent (a proxy, a misconfigured gateway): it never reaches an error.
     message = message.replace(api_key, redact(api_key))[:300]
-    text = f"GET {path} answered {status}" + (f": {message}" if message else "")
-    # The API may say whether a retry can help; we defer to that over our own status rules.
-    should_retry = response.headers.get("Stripe-Should-Retry")
-    if should_retry == "true":
-        return TransientError(text, retry_after=retry_after_seconds(response), status=status)
-    if should_retry == "false":
-        return PermanentError(text, status=status)
-    if status in RETRYABLE_STATUSES or status >= 500:
-        return TransientError(text, retry_after=retry_after_seconds(response), status=status)
-    return PermanentError(text, status=status)
+    return error_for(response, f"GET {path} answered {response.status_code}" + (f": {message}" if message else ""))

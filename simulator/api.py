@@ -12,10 +12,10 @@ from urllib.parse import urlsplit
 from flask import Blueprint, request
 
 from fulfillment.catalog import TAX_BEHAVIORS
-from simulator.context import current_sim, expansions, read_params, request_info
+from simulator.context import current_sim, current_store, expansions, read_params, request_info
 from simulator.errors import InvalidRequest
 from simulator.params import Params, to_int
-from simulator.resources import INTERVALS, MODES, SESSION_STATUSES
+from simulator.resources import ACCOUNT_TYPES, INTERVALS, MODES, SESSION_STATUSES
 from simulator.state import LineItemSpec
 
 _EVENT_TYPE = re.compile(r"^(\*|[a-z_]+(\.[a-z_]+)+)$")  #: an event type, or ``*`` for all
@@ -29,9 +29,10 @@ api = Blueprint("api", __name__, url_prefix="/v1")
 def create_product() -> Any:
     params = read_params()
     params.allow("id", "name", "active", "description", "metadata")
+    expansions(params, "product")
     name = params.string("name", required=True)
     assert name is not None
-    return current_sim().store.create_product(
+    return current_store().create_product(
         name=name, product_id=params.string("id", max_length=255), active=params.boolean("active", default=True),
         description=params.string("description"), metadata=params.metadata(), request=request_info())
 
@@ -40,22 +41,26 @@ def create_product() -> Any:
 def list_products() -> Any:
     params = read_params()
     params.allow("active", "limit", "starting_after", "ending_before")
+    expansions(params, "list:product")
     active = params.boolean("active") if "active" in params else None
-    return current_sim().store.list_products(params.page(), active)
+    return current_store().list_products(params.page(), active)
 
 
 @api.get("/products/<product_id>")
 def get_product(product_id: str) -> Any:
-    read_params().allow()
-    return current_sim().store.get_product(product_id)
+    params = read_params()
+    params.allow()
+    expansions(params, "product")
+    return current_store().get_product(product_id)
 
 
 @api.post("/products/<product_id>")
 def update_product(product_id: str) -> Any:
     params = read_params()
     params.allow("name", "active", "description", "metadata")
+    expansions(params, "product")
     active = params.boolean("active") if "active" in params else None
-    return current_sim().store.update_product(
+    return current_store().update_product(
         product_id, name=params.string("name"), active=active, description=params.string("description"),
         metadata=params.metadata(), request=request_info())
 
@@ -65,6 +70,7 @@ def create_price() -> Any:
     params = read_params()
     params.allow("product", "currency", "unit_amount", "recurring", "tax_behavior", "active", "nickname",
                  "lookup_key", "metadata")
+    expand = expansions(params, "price")
     product = params.string("product", required=True)
     currency = params.currency("currency", required=True)
     unit_amount = params.integer("unit_amount", required=True, minimum=0, maximum=99_999_999)
@@ -74,19 +80,20 @@ def create_price() -> Any:
     if "interval_count" in recurring and interval is None:
         raise InvalidRequest("recurring[interval_count] needs recurring[interval]", param="recurring[interval]")
     assert product is not None and currency is not None and unit_amount is not None
-    return current_sim().store.create_price(
+    created = current_store().create_price(
         product=product, currency=currency, unit_amount=unit_amount, interval=interval,
         interval_count=interval_count,
         tax_behavior=params.choice("tax_behavior", TAX_BEHAVIORS, default="unspecified") or "unspecified",
         active=params.boolean("active", default=True), nickname=params.string("nickname"),
         lookup_key=params.string("lookup_key"), metadata=params.metadata(), request=request_info())
+    return current_store().get_price(created["id"], expand=expand) if expand.fields else created
 
 
 @api.get("/prices/<price_id>")
 def get_price(price_id: str) -> Any:
     params = read_params()
     params.allow()
-    return current_sim().store.get_price(price_id, expand_product="product" in expansions(params, "product"))
+    return current_store().get_price(price_id, expand=expansions(params, "price"))
 
 
 @api.get("/prices")
@@ -94,8 +101,8 @@ def list_prices() -> Any:
     params = read_params()
     params.allow("product", "active", "limit", "starting_after", "ending_before")
     active = params.boolean("active") if "active" in params else None
-    return current_sim().store.list_prices(params.page(), product=params.string("product"), active=active,
-                                           expand_product="data.product" in expansions(params, "data.product"))
+    return current_store().list_prices(params.page(), product=params.string("product"), active=active,
+                                       expand=expansions(params, "list:price"))
 
 
 @api.post("/checkout/sessions")
@@ -103,17 +110,19 @@ def create_session() -> Any:
     params = read_params()
     params.allow("mode", "line_items", "automatic_tax", "metadata", "client_reference_id", "customer_email",
                  "success_url", "cancel_url", "sim")
+    expand = expansions(params, "checkout.session")
     mode = params.choice("mode", MODES, required=True)
     assert mode is not None
     extras = Params(params.hash("sim"))
     extras.allow("subscription_upsells")
-    return current_sim().store.create_session(
+    created = current_store().create_session(
         mode=mode, line_items=_line_items(params), base_url=request.host_url,
         automatic_tax=Params(params.hash("automatic_tax")).boolean("enabled"),
         subscription_upsells=extras.boolean("subscription_upsells"), metadata=params.metadata(),
         client_reference_id=params.string("client_reference_id", max_length=200),
         customer_email=params.string("customer_email"), success_url=params.string("success_url"),
         cancel_url=params.string("cancel_url"))
+    return current_store().get_session(created["id"], expand=expand) if expand.fields else created
 
 
 def _line_items(params: Params) -> list[LineItemSpec]:
@@ -144,38 +153,39 @@ def _line_items(params: Params) -> list[LineItemSpec]:
 def list_sessions() -> Any:
     params = read_params()
     params.allow("status", "created", "limit", "starting_after", "ending_before")
-    return current_sim().store.list_sessions(params.page(), status=params.choice("status", SESSION_STATUSES),
-                                             created=params.range("created"))
+    return current_store().list_sessions(params.page(), status=params.choice("status", SESSION_STATUSES),
+                                         created=params.range("created"),
+                                         expand=expansions(params, "list:checkout.session"))
 
 
 @api.get("/checkout/sessions/<session_id>")
 def get_session(session_id: str) -> Any:
     params = read_params()
     params.allow()
-    wanted = expansions(params, "line_items", "line_items.data.price.product")
-    return current_sim().store.get_session(session_id, expand_line_items=bool(wanted),
-                                           expand_product="line_items.data.price.product" in wanted)
+    return current_store().get_session(session_id, expand=expansions(params, "checkout.session"))
 
 
 @api.post("/checkout/sessions/<session_id>/expire")
 def expire_session_api(session_id: str) -> Any:
-    read_params().allow()
-    current_sim().store.expire_session(session_id)
-    return current_sim().store.get_session(session_id)
+    params = read_params()
+    params.allow()
+    expand = expansions(params, "checkout.session")
+    current_store().expire_session(session_id)
+    return current_store().get_session(session_id, expand=expand)
 
 
 @api.get("/checkout/sessions/<session_id>/line_items")
 def list_line_items(session_id: str) -> Any:
     params = read_params()
     params.allow("limit", "starting_after", "ending_before")
-    expand = "data.price.product" in expansions(params, "data.price.product")
-    return current_sim().store.list_line_items(session_id, params.page(), expand_product=expand)
+    return current_store().list_line_items(session_id, params.page(), expand=expansions(params, "list:item"))
 
 
 @api.get("/events")
 def list_events() -> Any:
     params = read_params()
     params.allow("type", "types", "created", "limit", "starting_after", "ending_before", "delivery_success")
+    expansions(params, "list:event")
     types = params.strings("types")
     single = params.string("type")
     if single and types:
@@ -195,8 +205,8 @@ def list_events() -> Any:
         def where(event: dict[str, Any]) -> bool:
             return dispatcher.delivered(event["id"]) is wanted
 
-    listed = current_sim().store.list_events(params.page(), types=[single] if single else types,
-                                             created=params.range("created"), where=where)
+    listed = current_store().list_events(params.page(), types=[single] if single else types,
+                                         created=params.range("created"), where=where)
     listed["data"] = [_with_pending(event) for event in listed["data"]]
     return listed
 
@@ -208,23 +218,26 @@ def _with_pending(event: dict[str, Any]) -> dict[str, Any]:
 
 @api.get("/events/<event_id>")
 def get_event(event_id: str) -> Any:
-    read_params().allow()
-    return _with_pending(current_sim().store.get_event(event_id))
+    params = read_params()
+    params.allow()
+    expansions(params, "event")
+    return _with_pending(current_store().get_event(event_id))
 
 
 @api.post("/webhook_endpoints")
 def create_endpoint() -> Any:
     params = read_params()
     params.allow("url", "enabled_events", "description", "metadata", "api_version", "secret", "connect")
+    expansions(params, "webhook_endpoint")
     url = params.string("url", required=True)
     assert url is not None
     secret = params.string("secret")
     if secret is not None and not secret.startswith("whsec_"):
         raise InvalidRequest(f"secret must start with whsec_ (got {secret[:6]!r}...)", param="secret")
-    return current_sim().store.create_endpoint(
+    return current_store().create_endpoint(
         url=_url(url), enabled_events=_events(params, required=True), secret=secret,
         description=params.string("description"), metadata=params.metadata(),
-        api_version=params.string("api_version"))
+        api_version=params.string("api_version"), connect=params.boolean("connect"))
 
 
 def _url(url: str) -> str:
@@ -250,26 +263,63 @@ def _events(params: Params, *, required: bool) -> list[str]:
 def list_endpoints() -> Any:
     params = read_params()
     params.allow("limit", "starting_after", "ending_before")
-    return current_sim().store.list_endpoints(params.page())
+    expansions(params, "list:webhook_endpoint")
+    return current_store().list_endpoints(params.page())
 
 
 @api.get("/webhook_endpoints/<endpoint_id>")
 def get_endpoint(endpoint_id: str) -> Any:
-    read_params().allow()
-    return current_sim().store.get_endpoint(endpoint_id)
+    params = read_params()
+    params.allow()
+    expansions(params, "webhook_endpoint")
+    return current_store().get_endpoint(endpoint_id)
 
 
 @api.post("/webhook_endpoints/<endpoint_id>")
 def update_endpoint(endpoint_id: str) -> Any:
     params = read_params()
     params.allow("url", "enabled_events", "disabled")
+    expansions(params, "webhook_endpoint")
     url = params.string("url")
     disabled = params.boolean("disabled") if "disabled" in params else None
-    return current_sim().store.update_endpoint(endpoint_id, url=_url(url) if url else None,
-                                               enabled_events=_events(params, required=False), disabled=disabled)
+    return current_store().update_endpoint(endpoint_id, url=_url(url) if url else None,
+                                           enabled_events=_events(params, required=False), disabled=disabled)
 
 
 @api.delete("/webhook_endpoints/<endpoint_id>")
 def delete_endpoint(endpoint_id: str) -> Any:
-    read_params().allow()
-    return current_sim().store.delete_endpoint(endpoint_id)
+    params = read_params()
+    params.allow()
+    expansions(params, "webhook_endpoint")
+    return current_store().delete_endpoint(endpoint_id)
+
+
+@api.post("/accounts")
+def create_account() -> Any:
+    params = read_params()
+    params.allow("type", "country", "email", "metadata", "sim")
+    expansions(params, "account")
+    extras = Params(params.hash("sim"))
+    extras.allow("id")
+    country = params.string("country") or "US"
+    if len(country) != 2 or not country.isalpha():
+        raise InvalidRequest(f"Invalid country: {country!r}; use a two-letter ISO code such as US", param="country")
+    return current_sim().create_account(
+        account_id=extras.string("id"), type=params.choice("type", ACCOUNT_TYPES, default="standard") or "standard",
+        country=country.upper(), email=params.string("email"), metadata=params.metadata())
+
+
+@api.get("/accounts")
+def list_accounts() -> Any:
+    params = read_params()
+    params.allow("limit", "starting_after", "ending_before")
+    expansions(params, "list:account")
+    return current_sim().list_accounts(params.page())
+
+
+@api.get("/accounts/<account_id>")
+def get_account(account_id: str) -> Any:
+    params = read_params()
+    params.allow()
+    expansions(params, "account")
+    return current_sim().get_account(account_id)

@@ -17,15 +17,16 @@ from werkzeug.exceptions import HTTPException
 from simulator import defaults
 from simulator.api import api
 from simulator.config import SimConfig
-from simulator.context import EXTENSION, current_sim, request_id
+from simulator.context import EXTENSION, current_account, current_sim, current_store, request_id
 from simulator.dashboard import sim
-from simulator.errors import ApiError, AuthenticationFailed
+from simulator.errors import ApiError, AuthenticationFailed, RateLimited
 from simulator.idempotency import SavedResponse
 from simulator.simulation import Simulator
 
 log = logging.getLogger(__name__)
 
 _API_KEY = re.compile(r"^(sk|rk)_test_[A-Za-z0-9_]+$")
+_ROUTE_ARGUMENT = re.compile(r"<[^>]+>")
 
 
 def create_sim_app(config: SimConfig | None = None, *, simulator: Simulator | None = None) -> Flask:
@@ -55,6 +56,8 @@ def _before_api() -> Response | None:
     if not _is_api():
         return None
     g.api_key = _authenticate()
+    current_store()  # an unknown Stripe-Account is refused before anything counts or runs
+    _limit_rate()
     decision = current_sim().faults.decide(request.path)
     if decision.delay_s:
         time.sleep(decision.delay_s)
@@ -63,7 +66,7 @@ def _before_api() -> Response | None:
     key = request.headers.get("Idempotency-Key")
     if request.method == "POST" and key:
         fingerprint = (request.method, request.path, request.get_data(cache=True))
-        saved = current_sim().idempotency.begin(g.api_key, key, fingerprint)
+        saved = current_sim().idempotency.begin(_idempotency_scope(), key, fingerprint)
         if saved is not None:
             response = Response(saved.body, status=saved.status, mimetype="application/json")
             response.headers["Request-Id"] = saved.request_id
@@ -75,11 +78,14 @@ def _before_api() -> Response | None:
 
 
 def _after_api(response: Response) -> Response:
+    if _is_api():
+        current_sim().rate_limiter.record(current_account() or defaults.PLATFORM_ACCOUNT, _endpoint(),
+                                          response.status_code)
     key = g.pop("idempotency_key", None)
     if key is not None:
         keep = response.status_code < 500 and response.status_code not in (409, 429)
         saved = SavedResponse(response.status_code, response.get_data(), request_id()) if keep else None
-        current_sim().idempotency.finish(g.api_key, key, saved)
+        current_sim().idempotency.finish(_idempotency_scope(), key, saved)
         response.headers["Idempotency-Key"] = key
     return response
 
@@ -87,7 +93,32 @@ def _after_api(response: Response) -> Response:
 def _teardown_api(error: BaseException | None) -> None:
     key = g.pop("idempotency_key", None)
     if key is not None:
-        current_sim().idempotency.finish(g.api_key, key, None)
+        current_sim().idempotency.finish(_idempotency_scope(), key, None)
+
+
+def _idempotency_scope() -> str:
+    """Keys are the API key's, per account acted for (as Stripe scopes them)."""
+    return f"{g.api_key}:{current_account() or ''}"
+
+
+def _endpoint() -> str:
+    """The operation asked for, as Stripe counts endpoints: ``GET /v1/checkout/sessions/{id}``."""
+    rule = request.url_rule.rule if request.url_rule is not None else request.path
+    return f"{request.method} {_ROUTE_ARGUMENT.sub('{id}', rule)}"
+
+
+def _limit_rate() -> None:
+    limiter = current_sim().rate_limiter
+    if not limiter.limits.enabled:
+        return
+    endpoint = _endpoint()
+    refusal = limiter.admit(current_account() or defaults.PLATFORM_ACCOUNT, endpoint)
+    if refusal is not None:
+        where = "this account" if refusal.scope == "account" else endpoint
+        raise RateLimited(
+            f"Request rate limit exceeded: at most {refusal.limit_per_s} requests per second to {where} "
+            f"({limiter.limits.mode} mode). Slow down, and retry with backoff; see "
+            "https://docs.stripe.com/rate-limits")
 
 
 def _authenticate() -> str:

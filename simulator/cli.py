@@ -18,8 +18,10 @@ from simulator.client import DEFAULT_API_KEY, SimClient
 from simulator.config import SimConfig
 from simulator.errors import SimulatorError
 from simulator.faults import FaultPlan
+from simulator.ratelimit import MODES
 from simulator.resources import OUTCOMES
-from simulator.scenario import EVENT_OUTCOMES, purchase
+from simulator.scenario import EVENT_OUTCOMES, ensure_account, purchase
+from simulator.simulation import ACCOUNT_ID
 from simulator.server import SimServer
 
 DEFAULT_API_BASE = f"http://{defaults.HOST}:{defaults.PORT}"
@@ -40,24 +42,37 @@ DEFAULT_API_BASE = f"http://{defaults.HOST}:{defaults.PORT}"
               type=click.FloatRange(0.01), help="Seconds a webhook endpoint has to answer.")
 @click.option("--delivery-workers", default=defaults.DELIVERY_WORKERS, show_default=True, type=click.IntRange(1),
               help="Webhooks delivered at once.")
+@click.option("--rate-limits", default=defaults.RATE_LIMIT_MODE, show_default=True,
+              type=click.Choice(sorted(MODES)),
+              help=f"Enforce Stripe's rate limits per account: test {defaults.TEST_RATE_PER_S}/s or live "
+                   f"{defaults.LIVE_RATE_PER_S}/s, and {defaults.ENDPOINT_RATE_PER_S}/s per endpoint; see /sim/stats.")
 @click.option("--webhook-drop-rate", default=0.0, show_default=True, type=click.FloatRange(0.0, 1.0),
               help="Share of webhook deliveries silently lost (never retried); also POST /sim/faults.")
 @click.option("--webhook-url", help="Register this webhook endpoint at start (all events).")
 @click.option("--webhook-secret", help="Its signing secret (whsec_...); generated when omitted.")
+@click.option("--webhook-connect", is_flag=True,
+              help="Also register --webhook-url as a Connect endpoint (connected accounts' events), same secret.")
 @click.option("--verbose", "-v", is_flag=True, help="Log every request.")
 def sim(host: str, port: int, catalog_path: Path | None, retry_base_ms: int, retry_max_attempts: int,
-        delivery_timeout_s: float, delivery_workers: int, webhook_drop_rate: float, webhook_url: str | None,
-        webhook_secret: str | None, verbose: bool) -> None:
+        delivery_timeout_s: float, delivery_workers: int, rate_limits: str, webhook_drop_rate: float,
+        webhook_url: str | None, webhook_secret: str | None, webhook_connect: bool, verbose: bool) -> None:
     """Run the Stripe simulator: /v1 (Stripe's API) and /sim (Dashboard, buyer, faults)."""
     logging.basicConfig(level=logging.DEBUG if verbose else logging.INFO,
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    if webhook_secret is not None and not webhook_secret.startswith("whsec_"):
+        click.echo("crossfill sim: --webhook-secret must start with whsec_ (Stripe's form)", err=True)
+        sys.exit(2)
+    if webhook_connect and not webhook_url:
+        click.echo("crossfill sim: --webhook-connect needs --webhook-url", err=True)
+        sys.exit(2)
     try:
         catalog = load_catalog(catalog_path)
     except ConfigError as error:
         click.echo(f"crossfill sim: {error}", err=True)
         sys.exit(2)
     config = SimConfig(catalog=catalog, retry_base_ms=retry_base_ms, retry_max_attempts=retry_max_attempts,
-                       delivery_timeout_s=delivery_timeout_s, delivery_workers=delivery_workers)
+                       delivery_timeout_s=delivery_timeout_s, delivery_workers=delivery_workers,
+                       rate_limits=MODES[rate_limits])
     try:
         server = SimServer(config, host=host, port=port, quiet=not verbose)
     except OSError as error:
@@ -68,6 +83,10 @@ def sim(host: str, port: int, catalog_path: Path | None, retry_base_ms: int, ret
     if webhook_url:
         endpoint = server.simulator.store.create_endpoint(url=webhook_url, enabled_events=["*"], secret=webhook_secret)
         click.echo(f"webhook endpoint {endpoint['id']} -> {webhook_url} (secret {endpoint['secret']})")
+        if webhook_connect:
+            connect = server.simulator.store.create_endpoint(url=webhook_url, enabled_events=["*"],
+                                                             secret=endpoint["secret"], connect=True)
+            click.echo(f"Connect webhook endpoint {connect['id']} -> {webhook_url} (same secret)")
     stopping = threading.Event()
 
     def stop(signum: int, frame: FrameType | None) -> None:
@@ -94,21 +113,28 @@ def sim(host: str, port: int, catalog_path: Path | None, retry_base_ms: int, ret
 @click.option("--outcome", type=click.Choice(OUTCOMES),
               help="How the payment ends (default: what EVENT needs; paid for completed).")
 @click.option("--email", help="The buyer's email.")
+@click.option("--account", help="Buy from this connected account (acct_...; connected first if new) with its own "
+                                "catalog; its events carry account and go to connect=true endpoints.")
 @click.option("--api-base", default=DEFAULT_API_BASE, show_default=True, envvar="STRIPE_API_BASE", show_envvar=True,
               help="The simulator's URL.")
 @click.option("--api-key", default=DEFAULT_API_KEY, show_default=True, help="Any sk_test_ key.")
 @click.option("--json", "as_json", is_flag=True, help="Print what the buyer did as JSON instead of the session id.")
 def trigger(event: str, cross_sell: bool, remove_cross_sell: bool, items: int, outcome: str | None,
-            email: str | None, api_base: str, api_key: str, as_json: bool) -> None:
+            email: str | None, account: str | None, api_base: str, api_key: str, as_json: bool) -> None:
     """Drive one buyer through Checkout on the simulator (like `stripe trigger`); prints the session id."""
     allowed = EVENT_OUTCOMES[event]
     if outcome is not None and outcome not in allowed:
         hint = "takes no --outcome" if allowed == ("expired",) else f"needs --outcome {' or '.join(allowed)}"
         raise click.BadParameter(f"{event} {hint}", param_hint="--outcome")
     chosen = outcome or allowed[0]
+    if account is not None and not ACCOUNT_ID.match(account):
+        raise click.BadParameter(f"{account!r} is not a connected account id (acct_ then letters or digits)",
+                                 param_hint="--account")
     try:
-        with SimClient(api_base, api_key) as client:
-            client.get("/sim/health")
+        with SimClient(api_base, api_key) as platform, SimClient(api_base, api_key, account=account) as client:
+            platform.get("/sim/health")
+            if account is not None:
+                ensure_account(platform, account)
             done = purchase(client, items=items, cross_sell=cross_sell, remove_cross_sell=remove_cross_sell,
                             outcome=chosen, email=email)
     except SimulatorError as error:

@@ -17,12 +17,15 @@ TIMEOUT_S = 30.0  #: one call to the simulator, seconds
 
 
 class SimClient:
-    """Calls one simulator at *base_url* (``http://127.0.0.1:12111``)."""
+    """Calls one simulator at *base_url* (``http://127.0.0.1:12111``), for the platform or, with
+    *account*, for a connected account (a ``Stripe-Account`` header on every call)."""
 
-    def __init__(self, base_url: str, api_key: str = DEFAULT_API_KEY, *, timeout_s: float = TIMEOUT_S) -> None:
+    def __init__(self, base_url: str, api_key: str = DEFAULT_API_KEY, *, timeout_s: float = TIMEOUT_S,
+                 account: str | None = None) -> None:
         self.base_url = base_url.rstrip("/")
         self.api_key = api_key
         self.timeout_s = timeout_s
+        self.account = account
         self._http = requests.Session()
 
     def close(self) -> None:
@@ -57,6 +60,8 @@ class SimClient:
             Unreachable: when nothing listens at the base URL.
         """
         headers = {"Authorization": f"Bearer {self.api_key}"}
+        if self.account:
+            headers["Stripe-Account"] = self.account
         if idempotency_key:
             headers["Idempotency-Key"] = idempotency_key
         encoded = encode(params or {})

@@ -5,6 +5,7 @@ from dataclasses import dataclass, field
 
 from fulfillment.catalog import Catalog
 from simulator import defaults
+from simulator.ratelimit import MODES, RateLimits
 
 
 @dataclass(frozen=True)
@@ -20,6 +21,8 @@ class SimConfig:
     delivery_workers: int = defaults.DELIVERY_WORKERS
     api_version: str = defaults.API_VERSION
     max_line_items: int = defaults.MAX_LINE_ITEMS
+    #: Stripe's rate limits enforced on /v1 (``MODES["test"]``, ``MODES["live"]``); off by default
+    rate_limits: RateLimits = MODES[defaults.RATE_LIMIT_MODE]
 
     def retry_delay_s(self, failed_attempts: int) -> float:
         """Delay before the next delivery attempt after *failed_attempts* failures (1, 2, ...), seconds."""

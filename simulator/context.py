@@ -9,12 +9,12 @@ from typing import Any
 
 from flask import current_app, g, request
 
-from simulator.errors import InvalidRequest
+from simulator.expansion import Expansion, parse_expand
 from simulator.forms import decode, parse_query
 from simulator.params import Params
 from simulator.resources import new_id
 from simulator.simulation import Simulator
-from simulator.state import RequestInfo
+from simulator.state import RequestInfo, Store
 
 EXTENSION = "crossfill_sim"  #: the key of the Simulator in ``app.extensions``
 DASHBOARD = "sim"  #: the name of the /sim blueprint, whose POSTs may carry JSON
@@ -23,6 +23,20 @@ DASHBOARD = "sim"  #: the name of the /sim blueprint, whose POSTs may carry JSON
 def current_sim() -> Simulator:
     """The simulator behind the app serving this request."""
     return current_app.extensions[EXTENSION]
+
+
+def current_account() -> str | None:
+    """The connected account this request acts for (``Stripe-Account`` header); None for the platform."""
+    return request.headers.get("Stripe-Account") or None
+
+
+def current_store() -> Store:
+    """The objects of the account this request acts for.
+
+    Raises:
+        AccountInvalid: for a Stripe-Account that is not connected to the platform.
+    """
+    return current_sim().store_for(current_account())
 
 
 def request_id() -> str:
@@ -61,13 +75,10 @@ def request_info() -> RequestInfo:
     return RequestInfo(id=request_id(), idempotency_key=request.headers.get("Idempotency-Key"))
 
 
-def expansions(given: Params, *allowed: str) -> set[str]:
-    """The ``expand[]`` paths asked for, each one of *allowed*.
+def expansions(given: Params, kind: str) -> Expansion:
+    """The ``expand[]`` paths asked for, checked against an object (or ``list:`` of objects) of *kind*.
 
     Raises:
-        InvalidRequest: for a path this endpoint cannot expand.
+        InvalidRequest: for a path too deep or a property that cannot be expanded.
     """
-    wanted = set(given.expand())
-    for path in sorted(wanted - set(allowed)):
-        raise InvalidRequest(f"This property cannot be expanded ({path}).", param="expand")
-    return wanted
+    return parse_expand(given.expand(), kind)

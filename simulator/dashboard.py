@@ -11,12 +11,29 @@ from flask import Blueprint
 
 from fulfillment.catalog import TAX_BEHAVIORS
 from simulator import defaults
-from simulator.context import DASHBOARD, current_sim, read_params
+from simulator.context import DASHBOARD, current_sim, current_store, read_params
 from simulator.errors import InvalidRequest
 from simulator.faults import plan_faults
 from simulator.resources import OUTCOMES
+from simulator.state import Store
 
 sim = Blueprint(DASHBOARD, __name__, url_prefix="/sim")
+
+
+# The buyer's and delivery views find their object in whichever account has it (ids are unique),
+# so a Checkout page link works without a Stripe-Account header; the Dashboard views act for the
+# header's account, as a connected account's own Dashboard would.
+
+def _session_store(session_id: str) -> Store:
+    return current_sim().find(lambda store: store.has_session(session_id))
+
+
+def _event_store(event_id: str) -> Store:
+    return current_sim().find(lambda store: store.has_event(event_id))
+
+
+def _endpoint_store(endpoint_id: str) -> Store:
+    return current_sim().find(lambda store: endpoint_id in store.endpoints)
 
 
 @sim.get("/health")
@@ -26,7 +43,7 @@ def health() -> Any:
 
 @sim.get("/account")
 def get_account() -> Any:
-    return current_sim().store.account_json()
+    return current_store().account_json()
 
 
 @sim.post("/account")
@@ -35,12 +52,12 @@ def update_account() -> Any:
     params.allow("default_tax_behavior")
     behavior = params.choice("default_tax_behavior", TAX_BEHAVIORS, required=True)
     assert behavior is not None
-    return current_sim().store.set_default_tax_behavior(behavior)
+    return current_store().set_default_tax_behavior(behavior)
 
 
 @sim.get("/products/<product_id>/cross_sell")
 def get_cross_sell(product_id: str) -> Any:
-    return current_sim().store.cross_sell_json(product_id)
+    return current_store().cross_sell_json(product_id)
 
 
 @sim.post("/products/<product_id>/cross_sell")
@@ -49,17 +66,17 @@ def set_cross_sell(product_id: str) -> Any:
     params.allow("product")
     target = params.string("product", required=True)
     assert target is not None
-    return current_sim().store.set_cross_sell(product_id, target)
+    return current_store().set_cross_sell(product_id, target)
 
 
 @sim.delete("/products/<product_id>/cross_sell")
 def remove_cross_sell(product_id: str) -> Any:
-    return current_sim().store.remove_cross_sell(product_id)
+    return current_store().remove_cross_sell(product_id)
 
 
 @sim.get("/checkout/sessions/<session_id>")
 def sim_session(session_id: str) -> Any:
-    return current_sim().store.sim_session_json(session_id)
+    return _session_store(session_id).sim_session_json(session_id)
 
 
 @sim.post("/checkout/sessions/<session_id>/cross_sell")
@@ -68,12 +85,12 @@ def add_cross_sell_item(session_id: str) -> Any:
     params.allow("quantity")
     if params.integer("quantity", default=1) != 1:
         raise InvalidRequest("a cross-sell's quantity is fixed at 1", param="quantity")
-    return current_sim().store.add_cross_sell(session_id)
+    return _session_store(session_id).add_cross_sell(session_id)
 
 
 @sim.delete("/checkout/sessions/<session_id>/cross_sell")
 def remove_cross_sell_item(session_id: str) -> Any:
-    return current_sim().store.remove_cross_sell_item(session_id)
+    return _session_store(session_id).remove_cross_sell_item(session_id)
 
 
 @sim.post("/checkout/sessions/<session_id>/complete")
@@ -82,18 +99,18 @@ def complete_session(session_id: str) -> Any:
     params.allow("outcome", "email", "name")
     outcome = params.choice("outcome", OUTCOMES, default="paid")
     assert outcome is not None
-    return current_sim().store.complete_session(session_id, outcome, email=params.string("email"),
+    return _session_store(session_id).complete_session(session_id, outcome, email=params.string("email"),
                                                 name=params.string("name"))
 
 
 @sim.post("/checkout/sessions/<session_id>/expire")
 def expire_session(session_id: str) -> Any:
-    return current_sim().store.expire_session(session_id)
+    return _session_store(session_id).expire_session(session_id)
 
 
 @sim.get("/events/<event_id>/deliveries")
 def deliveries(event_id: str) -> Any:
-    current_sim().store.get_event(event_id)
+    _event_store(event_id).get_event(event_id)
     data = current_sim().dispatcher.deliveries_of(event_id)
     return {"object": "list", "data": data, "has_more": False, "url": f"/sim/events/{event_id}/deliveries"}
 
@@ -102,7 +119,7 @@ def deliveries(event_id: str) -> Any:
 def resend(event_id: str) -> Any:
     params = read_params()
     params.allow("webhook_endpoint")
-    store = current_sim().store
+    store = _event_store(event_id)
     event = store.get_event(event_id)
     endpoints = store.endpoints_for(event, params.string("webhook_endpoint"))
     sent = current_sim().dispatcher.dispatch(event, endpoints, resend=True)
@@ -119,7 +136,7 @@ def roll_secret(endpoint_id: str) -> Any:
     secret = params.string("secret")
     if secret is not None and not secret.startswith("whsec_"):
         raise InvalidRequest("secret must start with whsec_", param="secret")
-    return current_sim().store.roll_secret(endpoint_id, expires_in_s=expires, secret=secret)
+    return _endpoint_store(endpoint_id).roll_secret(endpoint_id, expires_in_s=expires, secret=secret)
 
 
 @sim.post("/deliveries/wait")
@@ -130,6 +147,17 @@ def wait_deliveries() -> Any:
     assert timeout is not None
     idle = current_sim().dispatcher.wait_idle(timeout)
     return {"object": "sim.deliveries", "idle": idle}
+
+
+@sim.get("/stats")
+def get_stats() -> Any:
+    return current_sim().rate_limiter.stats()
+
+
+@sim.delete("/stats")
+def reset_stats() -> Any:
+    current_sim().rate_limiter.reset()
+    return current_sim().rate_limiter.stats()
 
 
 @sim.get("/faults")

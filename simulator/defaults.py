@@ -20,3 +20,9 @@ ROLLED_SECRET_TTL_S = 24 * 3600  #: the old secret still signs this long after a
 
 FAULT_TIMEOUT_MS = 30_000  #: a request hit by ``timeout_rate`` hangs this long, then answers 504, ms
 IDEMPOTENCY_TTL_S = 24 * 3600  #: an Idempotency-Key is remembered this long, seconds
+
+RATE_LIMIT_MODE = "off"  #: ``--rate-limits``: off, test or live (Stripe's limits of that mode)
+TEST_RATE_PER_S = 25  #: requests per second per account in test mode (sandboxes), Stripe's limit
+LIVE_RATE_PER_S = 100  #: requests per second per account in live mode, Stripe's limit
+ENDPOINT_RATE_PER_S = 25  #: requests per second per account to one endpoint (route), Stripe's default
+PLATFORM_ACCOUNT = "platform"  #: the account a request without a Stripe-Account header acts for

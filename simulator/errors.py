@@ -55,6 +55,13 @@ class ResourceExists(ApiError):
     code = "resource_already_exists"
 
 
+class AccountInvalid(ApiError):
+    """Raised when a Stripe-Account header names an account that is not connected to the platform."""
+
+    status = 403
+    code = "account_invalid"
+
+
 class AuthenticationFailed(ApiError):
     """Raised when the API key is missing or malformed."""
 
@@ -74,17 +81,17 @@ class IdempotencyConflict(ApiError):
 
 
 class RateLimited(ApiError):
-    """Raised when injected rate limiting refuses a request (429 with Retry-After)."""
+    """Raised when a request is over Stripe's rate limits, or injected rate limiting (with Retry-After)."""
 
     status = 429
     code = "rate_limit"
 
-    def __init__(self, message: str, *, retry_after_s: int) -> None:
+    def __init__(self, message: str, *, retry_after_s: int | None = None) -> None:
         super().__init__(message)
         self.retry_after_s = retry_after_s
 
     def headers(self) -> dict[str, str]:
-        return {"Retry-After": str(self.retry_after_s)}
+        return {} if self.retry_after_s is None else {"Retry-After": str(self.retry_after_s)}
 
 
 class InjectedFailure(ApiError):

@@ -18,6 +18,7 @@ _ALPHABET = string.ascii_letters + string.digits
 MODES = ("payment", "subscription", "setup")  #: a Checkout Session's ``mode``
 INTERVALS = ("day", "week", "month", "year")  #: a recurring price's ``recurring.interval``
 SESSION_STATUSES = ("open", "complete", "expired")  #: a Checkout Session's ``status``
+ACCOUNT_TYPES = ("standard", "express", "custom")  #: a connected account's ``type``
 #: How a simulated buyer's payment ends (``/sim/checkout/sessions/{id}/complete``).
 OUTCOMES = ("paid", "no_payment_required", "async_pending", "async_succeeded", "async_failed")
 
@@ -121,6 +122,7 @@ class EndpointRecord:
     description: str | None = None
     metadata: dict[str, str] = field(default_factory=dict)
     api_version: str | None = None
+    connect: bool = False  #: receives the events of the platform's connected accounts (only those)
 
     def active_secrets(self, now: float) -> list[str]:
         """The secrets that sign deliveries at *now*."""
@@ -138,7 +140,8 @@ def product_json(product: ProductRecord) -> dict[str, Any]:
         "default_price": None, "description": product.description, "images": [], "livemode": False,
         "marketing_features": [], "metadata": dict(product.metadata), "name": product.name,
         "package_dimensions": None, "shippable": None, "statement_descriptor": None, "tax_code": None,
-        "type": "service", "unit_label": None, "updated": product.updated or product.created, "url": None,
+        "tax_details": None, "type": "service", "unit_label": None, "updated": product.updated or product.created,
+        "url": None,
     }
 
 
@@ -160,41 +163,57 @@ def price_json(price: PriceRecord, product: dict[str, Any] | None = None) -> dic
 
 
 def line_item_json(item: LineItemRecord, price: PriceRecord, product: ProductRecord,
-                   expand_product: bool = False) -> dict[str, Any]:
-    """A Checkout line item (``object: item``)."""
+                   price_body: dict[str, Any]) -> dict[str, Any]:
+    """A Checkout line item (``object: item``) whose price renders as *price_body*."""
     subtotal = price.unit_amount * item.quantity
     return {
         "id": item.id, "object": "item", "adjustable_quantity": None,
         "amount_discount": 0, "amount_subtotal": subtotal, "amount_tax": 0, "amount_total": subtotal,
         "currency": price.currency, "description": product.name, "metadata": {},
-        "price": price_json(price, product_json(product) if expand_product else None),
-        "quantity": item.quantity,
+        "price": price_body, "quantity": item.quantity,
     }
 
 
 def session_json(session: SessionRecord, amount_of: Callable[[LineItemRecord], int]) -> dict[str, Any]:
-    """A Checkout Session object, without ``line_items`` (Stripe includes them only when expanded)."""
+    """A Checkout Session object, without ``line_items`` (Stripe includes them only when expanded).
+
+    Every field the pinned API version always sends is here, with what a hosted, card-only
+    session without shipping, discounts, custom fields or consent collection carries.
+    """
     amount = sum(amount_of(item) for item in session.line_items)
     details: dict[str, Any] | None = None
     if session.status == "complete" or session.customer_email:
-        details = {"address": None, "email": session.customer_email, "name": session.customer_name,
-                   "phone": None, "tax_exempt": "none", "tax_ids": []}
+        details = {"address": None, "business_name": None, "email": session.customer_email,
+                   "individual_name": None, "name": session.customer_name, "phone": None, "tax_exempt": "none",
+                   "tax_ids": []}
     return {
-        "id": session.id, "object": "checkout.session", "after_expiration": None,
-        "allow_promotion_codes": None, "amount_subtotal": amount, "amount_total": amount,
-        "automatic_tax": {"enabled": session.automatic_tax, "liability": None,
+        "id": session.id, "object": "checkout.session", "adaptive_pricing": {"enabled": False},
+        "after_expiration": None, "allow_promotion_codes": None, "allowed_payment_method_types": None,
+        "amount_subtotal": amount, "amount_total": amount,
+        "automatic_tax": {"enabled": session.automatic_tax, "liability": None, "provider": None,
                           "status": "complete" if session.automatic_tax else None},
         "billing_address_collection": None, "cancel_url": session.cancel_url,
-        "client_reference_id": session.client_reference_id, "created": session.created,
-        "currency": session.currency, "customer": None, "customer_creation": "if_required",
-        "customer_details": details, "customer_email": session.customer_email,
-        "expires_at": session.expires_at, "invoice": None, "livemode": False, "locale": None,
-        "metadata": dict(session.metadata), "mode": session.mode,
-        "payment_intent": session.payment_intent, "payment_method_types": ["card"],
-        "payment_status": session.payment_status, "status": session.status,
-        "submit_type": None, "subscription": session.subscription, "success_url": session.success_url,
+        "client_reference_id": session.client_reference_id, "client_secret": None,
+        "collected_information": None, "consent": None, "consent_collection": None, "created": session.created,
+        "currency": session.currency, "currency_conversion": None, "custom_fields": [],
+        "custom_text": {"after_submit": None, "shipping_address": None, "submit": None,
+                        "terms_of_service_acceptance": None},
+        "customer": None, "customer_account": None, "customer_creation": "if_required",
+        "customer_details": details, "customer_email": session.customer_email, "discounts": [],
+        "expires_at": session.expires_at, "integration_identifier": None, "invoice": None,
+        "invoice_creation": None, "livemode": False, "locale": None, "managed_payments": None,
+        "metadata": dict(session.metadata), "mode": session.mode, "origin_context": None,
+        "payment_intent": session.payment_intent, "payment_link": None,
+        "payment_method_collection": "if_required" if session.mode != "payment" else None,
+        "payment_method_configuration_details": None, "payment_method_options": {},
+        "payment_method_types": ["card"], "payment_status": session.payment_status, "permissions": None,
+        "recovered_from": None, "saved_payment_method_options": None, "setup_intent": None,
+        "shipping_address_collection": None, "shipping_cost": None, "shipping_options": [],
+        "status": session.status, "submit_type": None, "subscription": session.subscription,
+        "success_url": session.success_url,
         "total_details": {"amount_discount": 0, "amount_shipping": 0, "amount_tax": 0},
-        "ui_mode": "hosted", "url": session.url if session.status == "open" else None,
+        "ui_mode": "hosted_page", "url": session.url if session.status == "open" else None,
+        "wallet_options": None,
     }
 
 
@@ -209,6 +228,29 @@ def endpoint_json(endpoint: EndpointRecord, *, with_secret: bool = False) -> dic
     if with_secret:
         body["secret"] = endpoint.secrets[0][0]
     return body
+
+
+@dataclass
+class AccountRecord:
+    """A connected account of the platform (Stripe Connect)."""
+
+    id: str
+    created: int
+    type: str = "standard"
+    country: str = "US"
+    email: str | None = None
+    default_currency: str = "usd"
+    metadata: dict[str, str] = field(default_factory=dict)
+
+
+def account_json(account: AccountRecord) -> dict[str, Any]:
+    """A connected account object (what a platform reads of it)."""
+    return {
+        "id": account.id, "object": "account", "business_profile": None, "business_type": None,
+        "charges_enabled": True, "country": account.country, "created": account.created,
+        "default_currency": account.default_currency, "details_submitted": True, "email": account.email,
+        "metadata": dict(account.metadata), "payouts_enabled": True, "type": account.type,
+    }
 
 
 def offer_json(offer: Offer, session: SessionRecord) -> dict[str, Any]:

@@ -37,6 +37,21 @@ BUSY_RETRIES = 20  #: tries while another trigger holds the same idempotency key
 BUSY_WAIT_S = 0.05  #: pause between those tries, seconds
 
 
+def ensure_account(platform: SimClient, account_id: str) -> None:
+    """Connect *account_id* to the platform unless it already is (safe to run concurrently)."""
+    try:
+        platform.get(f"/v1/accounts/{account_id}")
+        return
+    except RemoteError as error:
+        if error.status != 404:
+            raise
+    try:
+        platform.post("/v1/accounts", {"type": "standard", "sim": {"id": account_id}})
+    except RemoteError as error:
+        if error.status != 400 or error.body.get("error", {}).get("code") != "resource_already_exists":
+            raise
+
+
 def write_demo_catalog(path: Path) -> Path:
     """Write :data:`DEMO_CATALOG_TOML` to *path* (for ``CROSSFILL_CATALOG``); returns *path*."""
     path.write_text(DEMO_CATALOG_TOML, encoding="utf-8")
@@ -49,13 +64,15 @@ class Purchase:
 
     session_id: str
     outcome: str
+    account: str | None  #: the connected account it was bought from; None for the platform
     line_items: int  #: line items at completion, the cross-sell included
     cross_sell: str | None  #: the cross-sell line item id, when it was bought
     steps: tuple[str, ...] = field(default=())
 
     def to_json(self) -> dict[str, Any]:
         """The purchase as ``crossfill trigger --json`` prints it."""
-        return {"session": self.session_id, "outcome": self.outcome, "line_items": self.line_items,
+        return {"session": self.session_id, "account": self.account, "outcome": self.outcome,
+                "line_items": self.line_items,
                 "cross_sell_line_item": self.cross_sell, "steps": list(self.steps)}
 
 
@@ -113,7 +130,7 @@ def _busy_retry(client: SimClient, path: str, params: dict[str, Any], key: str) 
 
 def purchase(client: SimClient, *, items: int = 1, cross_sell: bool = False, remove_cross_sell: bool = False,
              outcome: str = "paid", email: str | None = None, metadata: dict[str, str] | None = None) -> Purchase:
-    """Drive one buyer through Checkout on the demo catalog.
+    """Drive one buyer through Checkout on the demo catalog (of *client*'s account).
 
     Args:
         items: line items the session is created with: the Pro product, then ``items - 1`` extras.
@@ -147,5 +164,6 @@ def purchase(client: SimClient, *, items: int = 1, cross_sell: bool = False, rem
         view = client.post(f"/sim/checkout/sessions/{sid}/complete", {"outcome": outcome, "email": email})
     steps.append(outcome)
     offer = view.get("cross_sell_offer") or {}
-    return Purchase(session_id=sid, outcome=outcome, line_items=int(view["line_item_count"]),
+    return Purchase(session_id=sid, outcome=outcome, account=client.account,
+                    line_items=int(view["line_item_count"]),
                     cross_sell=offer.get("line_item"), steps=tuple(steps))

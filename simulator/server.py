@@ -32,8 +32,8 @@ class SimServer:
     """
 
     def __init__(self, config: SimConfig | None = None, *, host: str = defaults.HOST, port: int = 0,
-                 quiet: bool = True) -> None:
-        self.simulator = Simulator(config)
+                 quiet: bool = True, simulator: Simulator | None = None) -> None:
+        self.simulator = simulator or Simulator(config)
         self.app = create_sim_app(simulator=self.simulator)
         BaseWSGIServer.request_queue_size = LISTEN_BACKLOG
         self._server = make_server(host, port, self.app, threaded=True,

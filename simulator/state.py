@@ -1,8 +1,13 @@
-"""The simulator's in-memory Stripe account: every object, behind one lock.
+"""One simulated Stripe account in memory: every object, behind one lock.
 
 Methods take typed arguments (the Flask views parse requests) and return Stripe JSON dicts. Events
 are created here, as Stripe creates them, and handed to ``on_event`` together with the endpoints
 that want them; the delivery side only enqueues, so holding the lock meanwhile keeps event order.
+
+The platform's account and each connected account (Stripe Connect) are separate stores. A connected
+account's events carry ``account`` and go to its own endpoints and to the platform's ``connect``
+endpoints; the platform's go to its endpoints that are not ``connect`` ones. (A connected store may
+read the platform's endpoints while holding its own lock, never the other way round.)
 """
 from __future__ import annotations
 
@@ -17,6 +22,7 @@ from fulfillment.crosssell import Price, SessionContext, decide_offer
 from simulator import defaults
 from simulator.config import SimConfig
 from simulator.errors import InvalidRequest, ResourceExists, ResourceMissing
+from simulator.expansion import NOTHING, Expansion
 from simulator.paging import ANY_TIME, Page, Range, list_object, page
 from simulator.resources import (
     EndpointRecord,
@@ -60,8 +66,11 @@ class Store:
     """All objects of one simulated Stripe account."""
 
     def __init__(self, config: SimConfig, *, on_event: EventHook | None = None,
-                 clock: Callable[[], float] = time.time) -> None:
+                 clock: Callable[[], float] = time.time, account: str | None = None,
+                 platform: Store | None = None) -> None:
         self.config = config
+        self.account = account  #: the connected account's id; None for the platform's own account
+        self._platform = platform
         self._clock = clock
         self._on_event = on_event
         self._lock = threading.RLock()
@@ -71,8 +80,9 @@ class Store:
         self.events: list[dict[str, Any]] = []
         self._events_by_id: dict[str, dict[str, Any]] = {}
         self.endpoints: dict[str, EndpointRecord] = {}
-        self.cross_sells: dict[str, str] = dict(config.catalog.cross_sells)
-        self.default_tax_behavior = config.catalog.default_tax_behavior
+        catalog = config.catalog.for_account(account)
+        self.cross_sells: dict[str, str] = dict(catalog.cross_sells)
+        self.default_tax_behavior = catalog.default_tax_behavior
 
     def set_event_hook(self, hook: EventHook) -> None:
         """Send every new event to *hook* (the webhook dispatcher)."""
@@ -165,22 +175,22 @@ class Store:
             raise ResourceMissing(f"No such price: '{price_id}'", param=param)
         return price
 
-    def get_price(self, price_id: str, *, expand_product: bool = False) -> dict[str, Any]:
+    def _price_json(self, price: PriceRecord, expand: Expansion = NOTHING) -> dict[str, Any]:
+        return price_json(price, product_json(self.products[price.product]) if "product" in expand else None)
+
+    def get_price(self, price_id: str, *, expand: Expansion = NOTHING) -> dict[str, Any]:
         """A price by id."""
         with self._lock:
-            price = self._price(price_id)
-            return price_json(price, product_json(self.products[price.product]) if expand_product else None)
+            return self._price_json(self._price(price_id), expand)
 
     def list_prices(self, paging: Page, *, product: str | None, active: bool | None,
-                    expand_product: bool = False) -> dict[str, Any]:
+                    expand: Expansion = NOTHING) -> dict[str, Any]:
         """Prices, newest first, optionally of one product / active state."""
         with self._lock:
             prices = [p for p in reversed(list(self.prices.values()))
                       if (product is None or p.product == product) and (active is None or p.active == active)]
             data, more = page(prices, lambda p: p.id, paging)
-            rendered = [price_json(p, product_json(self.products[p.product]) if expand_product else None)
-                        for p in data]
-            return list_object(rendered, more, "/v1/prices")
+            return list_object([self._price_json(p, expand["data"]) for p in data], more, "/v1/prices")
 
     def prices_of(self, product_id: str) -> list[Price]:
         """Every price of *product_id* as the cross-sell rules see them."""
@@ -222,8 +232,8 @@ class Store:
     def account_json(self) -> dict[str, Any]:
         """The Dashboard settings the simulator keeps."""
         with self._lock:
-            return {"object": "sim.account", "default_tax_behavior": self.default_tax_behavior,
-                    "cross_sells": dict(self.cross_sells)}
+            return {"object": "sim.account", "account": self.account,
+                    "default_tax_behavior": self.default_tax_behavior, "cross_sells": dict(self.cross_sells)}
 
     # -- Checkout Sessions -----------------------------------------------------------------------
 
@@ -285,6 +295,11 @@ class Store:
                                  param="line_items")
         return prices
 
+    def has_session(self, session_id: str) -> bool:
+        """Whether this account has the Checkout Session *session_id*."""
+        with self._lock:
+            return session_id in self.sessions
+
     def _session(self, session_id: str) -> SessionRecord:
         session = self.sessions.get(session_id)
         if session is None:
@@ -294,40 +309,39 @@ class Store:
     def _amount(self, item: LineItemRecord) -> int:
         return self.prices[item.price].unit_amount * item.quantity
 
-    def _session_json(self, session: SessionRecord) -> dict[str, Any]:
-        return session_json(session, self._amount)
+    def _session_json(self, session: SessionRecord, expand: Expansion = NOTHING) -> dict[str, Any]:
+        body = session_json(session, self._amount)
+        if "line_items" in expand:  # the first page only, as on Stripe; has_more tells
+            first = session.line_items[:defaults.EXPANDED_LINE_ITEMS]
+            body["line_items"] = list_object(
+                [self._item_json(item, expand["line_items"]["data"]) for item in first],
+                len(session.line_items) > len(first), f"/v1/checkout/sessions/{session.id}/line_items")
+        return body
 
-    def _item_json(self, item: LineItemRecord, expand_product: bool = False) -> dict[str, Any]:
+    def _item_json(self, item: LineItemRecord, expand: Expansion = NOTHING) -> dict[str, Any]:
         price = self.prices[item.price]
-        return line_item_json(item, price, self.products[price.product], expand_product)
+        return line_item_json(item, price, self.products[price.product], self._price_json(price, expand["price"]))
 
-    def get_session(self, session_id: str, *, expand_line_items: bool = False,
-                    expand_product: bool = False) -> dict[str, Any]:
+    def get_session(self, session_id: str, *, expand: Expansion = NOTHING) -> dict[str, Any]:
         """A session; ``line_items`` expanded holds the first page only, as on Stripe."""
         with self._lock:
-            session = self._session(session_id)
-            body = self._session_json(session)
-            if expand_line_items:
-                first = session.line_items[:defaults.EXPANDED_LINE_ITEMS]
-                body["line_items"] = list_object(
-                    [self._item_json(item, expand_product) for item in first],
-                    len(session.line_items) > len(first), f"/v1/checkout/sessions/{session.id}/line_items")
-            return body
+            return self._session_json(self._session(session_id), expand)
 
-    def list_sessions(self, paging: Page, *, status: str | None = None, created: Range = ANY_TIME) -> dict[str, Any]:
+    def list_sessions(self, paging: Page, *, status: str | None = None, created: Range = ANY_TIME,
+                      expand: Expansion = NOTHING) -> dict[str, Any]:
         """Sessions, newest first, optionally of one *status* and *created* in range."""
         with self._lock:
             sessions = [s for s in reversed(list(self.sessions.values()))
                         if (status is None or s.status == status) and created.holds(s.created)]
             data, more = page(sessions, lambda s: s.id, paging)
-            return list_object([self._session_json(s) for s in data], more, "/v1/checkout/sessions")
+            return list_object([self._session_json(s, expand["data"]) for s in data], more, "/v1/checkout/sessions")
 
-    def list_line_items(self, session_id: str, paging: Page, *, expand_product: bool = False) -> dict[str, Any]:
+    def list_line_items(self, session_id: str, paging: Page, *, expand: Expansion = NOTHING) -> dict[str, Any]:
         """One page of a session's line items, in session order."""
         with self._lock:
             session = self._session(session_id)
             data, more = page(session.line_items, lambda item: item.id, paging)
-            return list_object([self._item_json(item, expand_product) for item in data], more,
+            return list_object([self._item_json(item, expand["data"]) for item in data], more,
                                f"/v1/checkout/sessions/{session.id}/line_items")
 
     def sim_session_json(self, session_id: str) -> dict[str, Any]:
@@ -419,7 +433,7 @@ class Store:
 
     def _emit(self, event_type: str, obj: dict[str, Any], request: RequestInfo,
               previous_attributes: dict[str, Any] | None = None) -> dict[str, Any]:
-        targets = [e for e in self.endpoints.values() if e.wants(event_type)]
+        targets = self._targets(event_type)
         data: dict[str, Any] = {"object": obj}
         if previous_attributes is not None:
             data["previous_attributes"] = previous_attributes
@@ -428,11 +442,18 @@ class Store:
             "created": self._now(), "data": data, "livemode": False, "pending_webhooks": len(targets),
             "request": {"id": request.id, "idempotency_key": request.idempotency_key}, "type": event_type,
         }
+        if self.account is not None:
+            event["account"] = self.account
         self.events.append(event)
         self._events_by_id[event["id"]] = event
         if self._on_event is not None:
             self._on_event(event, targets)
         return event
+
+    def has_event(self, event_id: str) -> bool:
+        """Whether this account has the event *event_id*."""
+        with self._lock:
+            return event_id in self._events_by_id
 
     def get_event(self, event_id: str) -> dict[str, Any]:
         """An event by id."""
@@ -457,13 +478,13 @@ class Store:
 
     def create_endpoint(self, *, url: str, enabled_events: list[str], secret: str | None = None,
                         description: str | None = None, metadata: dict[str, str] | None = None,
-                        api_version: str | None = None) -> dict[str, Any]:
+                        api_version: str | None = None, connect: bool = False) -> dict[str, Any]:
         """Register a webhook endpoint; the answer carries its ``whsec_`` secret (only this once)."""
         with self._lock:
             endpoint = EndpointRecord(id=new_id("we_"), url=url, enabled_events=list(enabled_events),
                                       created=self._now(), secrets=[(secret or new_id("whsec_", 32), None)],
                                       description=description, metadata=dict(metadata or {}),
-                                      api_version=api_version)
+                                      api_version=api_version, connect=connect)
             self.endpoints[endpoint.id] = endpoint
             return endpoint_json(endpoint, with_secret=True)
 
@@ -528,9 +549,24 @@ class Store:
                 return None
             return endpoint.active_secrets(self._clock())
 
-    def endpoints_for(self, event: dict[str, Any], endpoint_id: str | None = None) -> list[EndpointRecord]:
-        """The endpoints that receive *event* (only *endpoint_id* when given)."""
+    def _targets(self, event_type: str) -> list[EndpointRecord]:
+        """The endpoints an event of this account goes to: its own, and the platform's Connect ones."""
         with self._lock:
-            if endpoint_id is not None:
+            own = [e for e in self.endpoints.values() if not e.connect and e.wants(event_type)]
+        if self._platform is None:
+            return own
+        return own + self._platform.connect_endpoints(event_type)
+
+    def connect_endpoints(self, event_type: str) -> list[EndpointRecord]:
+        """This (platform) account's ``connect`` endpoints that want *event_type*."""
+        with self._lock:
+            return [e for e in self.endpoints.values() if e.connect and e.wants(event_type)]
+
+    def endpoints_for(self, event: dict[str, Any], endpoint_id: str | None = None) -> list[EndpointRecord]:
+        """The endpoints that receive *event* (only *endpoint_id* when given, the platform's included)."""
+        if endpoint_id is None:
+            return self._targets(event["type"])
+        with self._lock:
+            if endpoint_id in self.endpoints or self._platform is None:
                 return [self._endpoint(endpoint_id)]
-            return [e for e in self.endpoints.values() if e.wants(event["type"])]
+        return [self._platform._endpoint(endpoint_id)]

@@ -7,8 +7,16 @@ from collections.abc import Callable
 from typing import Any
 
 import pytest
+from hypothesis import HealthCheck, settings
 
 from fulfillment.signing import sign
+
+# Property tests must not depend on how busy the machine is (CI shares 2 cores): no per-example
+# deadline and no "too slow" health check; the example counts alone bound their work.
+settings.register_profile("crossfill", deadline=None,
+                          suppress_health_check=[HealthCheck.too_slow, HealthCheck.large_base_example,
+                                                 HealthCheck.data_too_large])
+settings.load_profile("crossfill")
 
 #: The webhook signing secret the tests configure (its shape is Stripe's: ``whsec_`` + base64ish).
 SECRET = "whsec_crossfill_tests_0123456789abcdef"

@@ -9,41 +9,43 @@ import redis
 from flask import Flask, Response, jsonify, request
 from werkzeug.exceptions import HTTPException
 
-from fulfillment import defaults
 from fulfillment.errors import ConfigError, StoreUnavailable
+from fulfillment.events import is_handled
 from fulfillment.inbox import DUPLICATE, Inbox
 from fulfillment.settings import Settings, load_settings
 from fulfillment.store import connect
-from webhooks.envelope import HANDLED_TYPES, parse_event
+from webhooks import defaults
+from webhooks.envelope import parse_event
 from webhooks.errors import InvalidPayload, PayloadTooLarge, SignatureVerificationError, WebhookError
 from webhooks.metrics import ReceiverMetrics, StateCollector
+from webhooks.settings import ReceiverSettings, load_receiver_settings
 from webhooks.signature import verify
-from worker.app import EVENTS_QUEUE, FULFILLMENT_QUEUE, PROCESS_EVENT, make_celery, task_message
+from worker.contract import EVENTS_QUEUE, PROCESS_EVENT, QUEUES, task_message
 
 log = logging.getLogger(__name__)
 
 
-def create_app(settings: Settings | None = None) -> Flask:
-    """Build the receiver. With no *settings*, they are read from the environment (the edge).
+def create_app(settings: Settings | None = None, receiver: ReceiverSettings | None = None) -> Flask:
+    """Build the receiver. Settings not given are read from the environment (the edge).
 
     Raises:
         ConfigError: when no webhook secret or no Redis URL is configured.
     """
     settings = load_settings() if settings is None else settings
-    if not settings.webhook_secrets:
+    receiver = load_receiver_settings() if receiver is None else receiver
+    if not receiver.webhook_secrets:
         raise ConfigError("STRIPE_WEBHOOK_SECRET", "", "set the endpoint's signing secret (whsec_...)")
     client = connect(settings.resolved_redis_url)
     inbox = Inbox(client)
-    celery = make_celery(settings)
-    # The receiver builds task messages with Celery (task_message) and pushes them itself, inside
+    # The receiver builds task messages (worker.contract.task_message) and pushes them itself, inside
     # the inbox's script; it never publishes through Celery's producer nor reads a result.
-    metrics = ReceiverMetrics(StateCollector(client, (EVENTS_QUEUE, FULFILLMENT_QUEUE)))
+    metrics = ReceiverMetrics(StateCollector(client, QUEUES))
 
     app = Flask(__name__)
     app.config["MAX_CONTENT_LENGTH"] = None  # the view enforces the limit itself, with a JSON answer
-    app.extensions["crossfill"] = {"settings": settings, "inbox": inbox, "celery": celery, "metrics": metrics}
+    app.extensions["crossfill"] = {"settings": settings, "receiver": receiver, "inbox": inbox, "metrics": metrics}
 
-    def answer(status: int, body: dict[str, Any], event_type: str, outcome: str, started: float,
+    def answer(status: int, body: dict[str, Any], event_type: str | None, outcome: str, started: float,
                headers: dict[str, str] | None = None) -> Response:
         metrics.observe(event_type, outcome, time.perf_counter() - started)
         response = jsonify(body)
@@ -61,24 +63,24 @@ def create_app(settings: Settings | None = None) -> Flask:
     def receive() -> Response:
         started = time.perf_counter()
         try:
-            body = _read_body(settings.max_body_bytes)
-            verify(body, request.headers.get("Stripe-Signature", ""), settings.webhook_secrets,
-                   now=time.time(), tolerance=settings.signature_tolerance)
+            body = _read_body(receiver.max_body_bytes)
+            verify(body, request.headers.get("Stripe-Signature", ""), receiver.webhook_secrets,
+                   now=time.time(), tolerance=receiver.signature_tolerance)
             event = parse_event(body)
         except PayloadTooLarge as error:
-            return answer(error.status, error.to_json(), "unknown", "too_large", started)
+            return answer(error.status, error.to_json(), None, "too_large", started)
         except SignatureVerificationError as error:
-            return answer(error.status, error.to_json(), "unknown", "bad_signature", started)
+            return answer(error.status, error.to_json(), None, "bad_signature", started)
         except WebhookError as error:
-            return answer(error.status, error.to_json(), "unknown", "bad_request", started)
+            return answer(error.status, error.to_json(), None, "bad_request", started)
 
         event_id, event_type = event["id"], event["type"]
         try:
-            if event_type not in HANDLED_TYPES:
+            if not is_handled(event_type):
                 inbox.record_ignored(event_id, event_type)
                 return answer(200, {"received": True, "ignored": True}, event_type, "ignored", started)
             # Recorded and enqueued in one atomic Redis call (fulfillment/inbox.py): either both or neither.
-            message = task_message(celery, PROCESS_EVENT, [event_id], queue=EVENTS_QUEUE)
+            message = task_message(PROCESS_EVENT, [event_id])
             outcome, _ = inbox.record(event_id, event_type, event["data"]["object"]["id"], body.decode("utf-8"),
                                       queue=EVENTS_QUEUE, message=message)
         except StoreUnavailable as error:
@@ -136,5 +138,8 @@ def _read_body(limit: int) -> bytes:
         raise InvalidPayload(f"the request body could not be read ({type(error).__name__})") from None
     if len(body) > limit:
         raise PayloadTooLarge(f"the body is over {limit} bytes; at most {limit} are accepted")
+    if declared is not None and len(body) < declared:  # the sender stopped early: not the body it signed
+        raise InvalidPayload(f"the body ended after {len(body)} of the {declared} bytes its Content-Length "
+                             "announced")
     return body
 

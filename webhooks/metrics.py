@@ -2,16 +2,22 @@
 
 Under gunicorn, ``crossfill web`` sets ``PROMETHEUS_MULTIPROC_DIR`` so that each worker writes its
 samples to files there and ``/metrics`` adds them up (prometheus-client's multiprocess mode).
+
+``/metrics`` always answers 200: label values come from fixed sets (never from a sender), a metrics
+file that cannot be read is left out, and pipeline state that cannot be read shows as
+``crossfill_state_up 0``.
 """
 from __future__ import annotations
 
+import glob
+import logging
 import os
-
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 
 import redis
 from prometheus_client import CollectorRegistry, Counter, Histogram, generate_latest
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
+from prometheus_client.metrics_core import Metric
 from prometheus_client.multiprocess import MultiProcessCollector
 from prometheus_client.registry import Collector
 
@@ -19,9 +25,19 @@ from fulfillment.deadletters import DeadLetters
 from fulfillment.errors import StoreUnavailable
 from fulfillment.inbox import Inbox
 from fulfillment.ledger import Ledger
+from fulfillment.events import HANDLED_TYPES
+from fulfillment.liveness import alive_workers, last_reconcile
+from fulfillment.report import read_totals
+from fulfillment.stats import LIVEMODE_MISMATCH, STRIPE_API_CALLS, STRIPE_ORDERS_READ, UNKNOWN_VALUES, Stats
+
+log = logging.getLogger(__name__)
 
 OUTCOMES = ("accepted", "duplicate", "ignored", "bad_signature", "bad_request", "too_large",
             "unavailable")
+#: The ``type`` label of every event crossfill does not handle, and of deliveries refused before
+#: their type was read. Event types come from the sender: as label values they would have no bound.
+OTHER_TYPE = "other"
+TYPE_LABELS = (*sorted(HANDLED_TYPES), OTHER_TYPE)
 LATENCY_BUCKETS_S = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 10.0)
 
 
@@ -35,9 +51,9 @@ class StateCollector(Collector):
         self._redis = client
         self._queues = queues
         self._inbox, self._ledger, self._dead = Inbox(client), Ledger(client), DeadLetters(client)
+        self._stats = Stats(client)
 
     def collect(self) -> Iterator[GaugeMetricFamily | CounterMetricFamily]:
-        up = GaugeMetricFamily("crossfill_state_up", "1 when Redis answered this scrape's state queries")
         try:
             depth = GaugeMetricFamily("crossfill_queue_depth", "Tasks waiting in a Celery queue", labels=["queue"])
             for queue in self._queues:
@@ -55,12 +71,55 @@ class StateCollector(Collector):
                                             labels=["anomaly"])
             for name, count in sorted(self._ledger.anomaly_counts().items()):
                 anomalies.add_metric([name], float(count))
+            counters = list(self._counters())
+            extra = list(_liveness_and_report(self._redis))
         except (redis.RedisError, StoreUnavailable):
-            up.add_metric([], 0.0)
-            yield up
+            yield _state_up(0.0)
             return
-        up.add_metric([], 1.0)
-        yield from (up, depth, dead, inbox, orders, anomalies)
+        yield from (_state_up(1.0), depth, dead, inbox, orders, anomalies)
+        yield from counters
+        yield from extra
+
+    def _counters(self) -> Iterator[CounterMetricFamily]:
+        """The workers' counters (fulfillment/stats.py)."""
+        counts = self._stats.read_all()
+        for counter, label, help_text in (
+            (STRIPE_API_CALLS, "endpoint", "Requests sent to the Stripe API, by endpoint"),
+            (STRIPE_ORDERS_READ, None, "Checkout Sessions read, one per event processed (API calls per order = "
+                                       "crossfill_stripe_api_calls_total / this)"),
+            (UNKNOWN_VALUES, "field", "Values of an open Stripe enum that this version does not name"),
+            (LIVEMODE_MISMATCH, "where", "Events ignored because their livemode is not the API key's mode"),
+        ):
+            family = CounterMetricFamily(f"crossfill_{counter}", help_text, labels=[label] if label else None)
+            for name, count in sorted(counts.get(counter, {}).items()):
+                family.add_metric([name] if label else [], float(count))
+            yield family
+
+
+def _liveness_and_report(client: redis.Redis) -> Iterator[GaugeMetricFamily | CounterMetricFamily]:
+    """Live workers (heartbeats), the last good reconciliation, and the cross-sell report's totals."""
+    yield GaugeMetricFamily("crossfill_workers_alive", "Workers whose heartbeat is under 30 s old",
+                            value=float(len(alive_workers(client))))
+    last = last_reconcile(client)
+    if last is not None:
+        yield GaugeMetricFamily("crossfill_reconcile_last_success_timestamp_seconds",
+                                "Unix time of the last successful reconciliation", value=last)
+    labels = ["account", "product"]
+    paid = CounterMetricFamily("crossfill_cross_sell_paid_orders", "Fulfilled orders of a product offering a "
+                               "cross-sell", labels=labels)
+    took = CounterMetricFamily("crossfill_cross_sell_attached_orders", "Those orders that took the cross-sell",
+                               labels=labels)
+    revenue = CounterMetricFamily("crossfill_cross_sell_revenue_minor_units", "Cross-sell revenue, in the "
+                                  "currency's minor unit", labels=[*labels, "currency"])
+    for account, product, figure, count in read_totals(client):
+        name, _, currency = figure.partition(":")
+        if name == "paid_orders":
+            paid.add_metric([account, product], float(count))
+        elif name == "orders_with_cross_sell":
+            took.add_metric([account, product], float(count))
+        elif name == "cross_sell_revenue":
+            revenue.add_metric([account, product, currency], float(count))
+    yield from (paid, took, revenue)
 
 
 class ReceiverMetrics:
@@ -78,21 +137,109 @@ class ReceiverMetrics:
             ["outcome"], buckets=LATENCY_BUCKETS_S, registry=self.registry,
         )
 
-    def observe(self, event_type: str, outcome: str, seconds: float) -> None:
-        """Count one delivery and its latency."""
-        self.webhooks.labels(type=event_type, outcome=outcome).inc()
+    def observe(self, event_type: str | None, outcome: str, seconds: float) -> None:
+        """Count one delivery and its latency; *event_type* is None when it was refused unread.
+
+        Raises:
+            ValueError: when *outcome* is not one of :data:`OUTCOMES` (a bug, never input).
+        """
+        if outcome not in OUTCOMES:
+            raise ValueError(f"outcome must be one of {OUTCOMES}, got {outcome!r}")
+        self.webhooks.labels(type=type_label(event_type), outcome=outcome).inc()
         self.ack_latency.labels(outcome=outcome).observe(seconds)
 
     def render(self) -> bytes:
-        """The Prometheus text exposition, summed over all worker processes when there are several."""
-        if os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
+        """The Prometheus text exposition, summed over all worker processes when there are several.
+
+        Never raises: what cannot be read is left out (and logged), or shown as ``crossfill_state_up 0``.
+        """
+        directory = os.environ.get("PROMETHEUS_MULTIPROC_DIR")
+        if directory:
             registry = CollectorRegistry()
-            MultiProcessCollector(registry)
+            registry.register(MultiProcessFiles(directory))
         else:
             registry = self.registry
-        body = generate_latest(registry)
-        if self._state is not None:
-            state = CollectorRegistry()
-            state.register(self._state)
-            body += generate_latest(state)
-        return body
+        try:
+            body = generate_latest(registry)
+        except Exception:  # noqa: BLE001 - /metrics must answer; the log keeps what went wrong
+            log.exception("the receiver's counters could not be rendered; /metrics shows the rest")
+            body = b""
+        return body + self._render_state()
+
+    def _render_state(self) -> bytes:
+        if self._state is None:
+            return b""
+        state = CollectorRegistry()
+        state.register(self._state)
+        try:
+            return generate_latest(state)
+        except Exception:  # noqa: BLE001 - a value in Redis that crossfill does not write (not a number, not text)
+            log.exception("pipeline state could not be read for /metrics; crossfill_state_up 0")
+            return _exposition(_state_up(0.0))
+
+
+def type_label(event_type: str | None) -> str:
+    """The ``type`` label for a delivery of *event_type*: the type itself when handled, else ``other``."""
+    return event_type if event_type in HANDLED_TYPES else OTHER_TYPE
+
+
+class MultiProcessFiles(Collector):
+    """The samples gunicorn's workers wrote to *directory*, summed; unreadable files and labels left out.
+
+    prometheus-client's own :class:`MultiProcessCollector` fails the whole scrape on one torn file
+    (a worker killed mid-write) or one label that does not encode to UTF-8, until the files are removed.
+    """
+
+    def __init__(self, directory: str) -> None:
+        self._directory = directory
+
+    def collect(self) -> Iterator[Metric]:
+        files = sorted(glob.glob(os.path.join(self._directory, "*.db")))
+        for metric in self._merge(files):
+            metric.samples = [sample for sample in metric.samples if _is_text(sample.labels.values())]
+            yield metric
+
+    @staticmethod
+    def _merge(files: list[str]) -> Iterable[Metric]:
+        try:
+            return MultiProcessCollector.merge(files, accumulate=True)
+        except Exception:  # noqa: BLE001 - a file's bytes are not ours to trust; find the bad ones
+            readable = []
+            for path in files:
+                try:
+                    MultiProcessCollector.merge([path], accumulate=True)
+                except Exception as error:  # noqa: BLE001
+                    log.warning("metrics file %s is unreadable and left out of /metrics: %r", path, error)
+                else:
+                    readable.append(path)
+            return MultiProcessCollector.merge(readable, accumulate=True)
+
+
+def _is_text(values: Iterable[str]) -> bool:
+    try:
+        for value in values:
+            value.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
+
+
+def _state_up(value: float) -> GaugeMetricFamily:
+    return GaugeMetricFamily("crossfill_state_up", "1 when Redis answered this scrape's state queries",
+                             value=value)
+
+
+class _Families(Collector):
+    """Metric families already built, as a collector."""
+
+    def __init__(self, *families: Metric) -> None:
+        self._families = families
+
+    def collect(self) -> Iterator[Metric]:
+        return iter(self._families)
+
+
+def _exposition(*families: Metric) -> bytes:
+    registry = CollectorRegistry()
+    registry.register(_Families(*families))
+    return generate_latest(registry)

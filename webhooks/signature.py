@@ -13,7 +13,7 @@ from __future__ import annotations
 import hmac
 from collections.abc import Sequence
 
-from fulfillment import defaults
+from webhooks import defaults
 from fulfillment.signing import compute_signature, sign
 from webhooks.errors import SignatureVerificationError
 

@@ -14,3 +14,4 @@ if settings.redis_url is None:
     raise ConfigError("CROSSFILL_REDIS_URL", None, "set it to the broker's URL, e.g. redis://redis:6379/0 "
                       "(`celery --app worker.main` uses no embedded Redis; `crossfill worker` does)")
 app = make_celery(settings)
+app.runtime.catalog  # noqa: B018 - a bad catalog (unknown handler, bad options) stops the worker at start

@@ -1,11 +1,23 @@
 """What ops engineers ask of a running crossfill: the state of queues and orders, and replays."""
 from __future__ import annotations
 
+import time
 from typing import Any
 
 from fulfillment.deadletters import DeadLetter
-from worker.app import EVENTS_QUEUE, FULFILL_ITEM, FULFILLMENT_QUEUE, PROCESS_EVENT, CrossfillCelery
-from worker.tasks import fulfill_task_id
+from fulfillment.events import COMPLETED
+from fulfillment.pipeline import decide
+from worker.app import CrossfillCelery
+from worker.tasks import dispatch
+from worker.contract import (
+    EVENTS_QUEUE,
+    FULFILL_ITEM,
+    FULFILLMENT_QUEUE,
+    PROCESS_EVENT,
+    QUEUES,
+    event_dead_letter_id,
+    fulfill_task_id,
+)
 
 
 def status(app: CrossfillCelery, *, ping_timeout: float = 1.0) -> dict[str, Any]:
@@ -14,11 +26,11 @@ def status(app: CrossfillCelery, *, ping_timeout: float = 1.0) -> dict[str, Any]
     client = runtime.redis
     workers = app.control.ping(timeout=ping_timeout) or []
     return {
-        "queues": {EVENTS_QUEUE: int(client.llen(EVENTS_QUEUE)),
-                   FULFILLMENT_QUEUE: int(client.llen(FULFILLMENT_QUEUE))},
+        "queues": {queue: int(client.llen(queue)) for queue in QUEUES},
         "dead_letters": runtime.dead_letters.count(),
         "inbox": runtime.inbox.counts(),
         "orders": runtime.ledger.counts(),
+        "retries": runtime.retries.summary(now=time.time(), stale_after_s=runtime.settings.retry.visibility_timeout),
         "workers": sorted(name for reply in workers for name in reply),
     }
 
@@ -47,10 +59,26 @@ def replay_event(app: CrossfillCelery, event_id: str) -> bool:
     if app.runtime.inbox.get(event_id) is None:
         return False
     _requeue_event(app, event_id)
-    app.runtime.dead_letters.remove(f"event:{event_id}")
+    app.runtime.dead_letters.remove(event_dead_letter_id(event_id))
     return True
 
 
 def _requeue_event(app: CrossfillCelery, event_id: str) -> None:
     app.runtime.inbox.move(event_id, "enqueued")
     app.send_task(PROCESS_EVENT, args=[event_id], queue=EVENTS_QUEUE)
+
+
+def fulfill_session(app: CrossfillCelery, session_id: str) -> dict[str, Any]:
+    """Fulfil a session on request (the order API, a success page): the webhook's own idempotent path.
+
+    Reads the session fresh, gates on payment and records the order (``fulfillment.pipeline.decide``),
+    then queues ``fulfill_item`` for the items still open under their deterministic task ids, so a
+    webhook and this call racing end in one fulfilment per item.
+
+    Raises:
+        TransientError, PermanentError, StoreUnavailable: as ``decide`` does.
+    """
+    runtime = app.runtime
+    decision = decide(COMPLETED, session_id, runtime.stripe, runtime.ledger, runtime.catalog)
+    dispatch(runtime, session_id, decision.dispatch)
+    return {"session_id": session_id, "status": decision.order_status, "dispatched": len(decision.dispatch)}

@@ -9,6 +9,7 @@ import sys
 from pathlib import Path
 
 import pytest
+import requests
 
 from tests.support.processes import ROOT, Proc, port_open, wait_until
 from worker.devstack.embedded import free_port
@@ -20,7 +21,7 @@ def _env(tmp_path: Path, port: int) -> dict[str, str]:
     env = {key: value for key, value in os.environ.items()
            if not key.startswith(("CROSSFILL_", "STRIPE_", "PROMETHEUS_"))}
     env.update({"CROSSFILL_DATA_DIR": str(tmp_path / "var"), "CROSSFILL_PORT": str(port),
-                "CROSSFILL_WEB_WORKERS": "2"})
+                "CROSSFILL_WEB_WORKERS": "2", "CROSSFILL_CONSOLE_PORT": str(free_port())})
     return env
 
 
@@ -36,41 +37,88 @@ def _children_of(pid: int) -> set[int]:
     return found
 
 
+def _cmdline(pid: int) -> list[str]:
+    try:
+        return Path(f"/proc/{pid}/cmdline").read_text().split("\0")
+    except OSError:
+        return []
+
+
+def _worker_child(run_pid: int) -> int | None:
+    found = [pid for pid in _children_of(run_pid) if _cmdline(pid)[1:4] == ["-m", "worker.cli", "worker"]]
+    return found[0] if len(found) == 1 else None
+
+
+def _gone(pid: int) -> bool:
+    return not Path(f"/proc/{pid}").exists() or "Z" in Path(f"/proc/{pid}/stat").read_text().split()[2]
+
+
 def test_run_then_trigger_fulfills_a_purchase_and_ctrl_c_leaves_no_process(tmp_path: Path) -> None:
     # Given `crossfill run` on a fresh data dir, with no Redis and no Stripe key configured
     port, sim_port = free_port(), free_port()
     env = _env(tmp_path, port)
     run = Proc("run", [sys.executable, "-m", "worker.cli", "run", "--sim-port", str(sim_port)], env, tmp_path)
-    try:
-        wait_until(lambda: port_open(port) and port_open(sim_port), timeout=40, what="crossfill run")
-        children = _children_of(run.pid)
-        assert len(children) == 4, run.output()  # redis-server, simulator, worker, gunicorn
 
-        # When a buyer purchases with the cross-sell on the simulator
+    def buy() -> str:
         trigger = subprocess.run(
             [sys.executable, "-m", "worker.cli", "trigger", "checkout.session.completed", "--cross-sell",
              "--api-base", f"http://127.0.0.1:{sim_port}", "--json"],
             env=env, cwd=ROOT, capture_output=True, text=True, timeout=60)
         assert trigger.returncode == 0, trigger.stderr
-        session_id = json.loads(trigger.stdout)["session"]
+        return str(json.loads(trigger.stdout)["session"])
+
+    def order(session_id: str) -> dict:
+        done = subprocess.run([sys.executable, "-m", "worker.cli", "order", session_id, "--json"], env=env,
+                              cwd=ROOT, capture_output=True, text=True, timeout=30)
+        return json.loads(done.stdout) if done.returncode == 0 else {}
+
+    try:
+        wait_until(lambda: port_open(port) and port_open(sim_port), timeout=40, what="crossfill run")
+        wait_until(lambda: "Ctrl-C stops everything" in run.output(), timeout=40, what="crossfill run's banner")
+        children = _children_of(run.pid)
+        assert len(children) == 5, run.output()  # redis-server, simulator, worker, gunicorn, console's gunicorn
+        # and the console is up, with a generated operator token printed for local use
+        console_port = env["CROSSFILL_CONSOLE_PORT"]
+        assert f"ops console:     http://127.0.0.1:{console_port}/  (operator token: " in run.output()
+        token = (tmp_path / "var" / "console_token").read_text().strip()
+        assert token in run.output()
+        status = requests.get(f"http://127.0.0.1:{console_port}/api/v1/status",
+                              headers={"Authorization": f"Bearer {token}"}, timeout=10)
+        assert status.status_code == 200 and "queues" in status.json()
+
+        # When a buyer purchases with the cross-sell on the simulator
+        session_id = buy()
 
         # Then the order is fulfilled, with the cross-sell flagged
-        def order() -> dict:
-            done = subprocess.run([sys.executable, "-m", "worker.cli", "order", session_id, "--json"], env=env,
-                                  cwd=ROOT, capture_output=True, text=True, timeout=30)
-            return json.loads(done.stdout) if done.returncode == 0 else {}
+        wait_until(lambda: order(session_id).get("status") == "fulfilled", timeout=30, what="the order",
+                   interval=0.5)
+        assert sorted(item["cross_sell"] for item in order(session_id)["items"]) == [False, True]
 
-        wait_until(lambda: order().get("status") == "fulfilled", timeout=30, what="the order", interval=0.5)
-        assert sorted(item["cross_sell"] for item in order()["items"]) == [False, True]
+        # When the worker child is killed with SIGKILL
+        killed = _worker_child(run.pid)
+        assert killed is not None, run.output()
+        os.kill(killed, signal.SIGKILL)
+
+        # Then `crossfill run` starts another one, says so, and the next purchase is fulfilled
+        wait_until(lambda: _worker_child(run.pid) not in (None, killed), timeout=60, what="a new worker child",
+                   interval=0.2)
+        restarted = _worker_child(run.pid)
+        assert restarted is not None
+        wait_until(lambda: f"exited with code {-signal.SIGKILL}" in run.output(), timeout=10,
+                   what="the death logged")
+        session_id = buy()
+        wait_until(lambda: order(session_id).get("status") == "fulfilled", timeout=60,
+                   what="the order after the restart", interval=0.5)
+        assert run.alive()
 
         # When Ctrl-C reaches `crossfill run`
         os.kill(run.pid, signal.SIGINT)
         run.popen.wait(30)
 
-        # Then it and every child have exited
+        # Then it and every child, the restarted worker included, have exited
         assert run.popen.returncode == 0, run.output()
-        for child in children:
-            assert not Path(f"/proc/{child}").exists() or "Z" in Path(f"/proc/{child}/stat").read_text().split()[2]
+        for child in children | {restarted}:
+            assert _gone(child)
     finally:
         run.stop()
 
@@ -109,7 +157,7 @@ def test_worker_processes_split_the_threads_and_stop_together(tmp_path: Path) ->
         os.kill(workers.pid, signal.SIGTERM)
         workers.popen.wait(30)
         for child in children:
-            assert not Path(f"/proc/{child}").exists() or "Z" in Path(f"/proc/{child}/stat").read_text().split()[2]
+            assert _gone(child)
     finally:
         workers.stop()
         redis.stop()

@@ -21,6 +21,7 @@ from flask.testing import FlaskClient
 from werkzeug.test import TestResponse
 
 from fulfillment.settings import Settings, load_settings
+from webhooks.settings import ReceiverSettings, load_receiver_settings
 from webhooks.app import create_app
 from worker.devstack.embedded import free_port, redis_argv
 from worker.devstack.supervisor import spawn, stop
@@ -104,9 +105,14 @@ def settings(redis_server: RedisServer, secret: str, tmp_path: Path) -> Settings
     """Settings as the edge reads them, pointing at the session's Redis."""
     return load_settings({
         "CROSSFILL_REDIS_URL": redis_server.url,
-        "STRIPE_WEBHOOK_SECRET": secret,
         "CROSSFILL_DATA_DIR": str(tmp_path / "var"),
     })
+
+
+@pytest.fixture
+def receiver(secret: str) -> ReceiverSettings:
+    """The receiver's own settings as the edge reads them: the test's signing secret."""
+    return load_receiver_settings({"STRIPE_WEBHOOK_SECRET": secret})
 
 
 @pytest.fixture
@@ -118,12 +124,12 @@ def own_redis(tmp_path: Path) -> Iterator[RedisServer]:
 
 
 @pytest.fixture
-def make_app() -> Iterator[Callable[[Settings], Flask]]:
+def make_app(receiver: ReceiverSettings) -> Iterator[Callable[[Settings], Flask]]:
     """Build receivers with ``make_app(settings)``; their connections are closed after the test."""
     built: list[Flask] = []
 
     def build(settings: Settings) -> Flask:
-        application = create_app(settings)
+        application = create_app(settings, receiver)
         application.config["TESTING"] = True
         built.append(application)
         return application
@@ -131,7 +137,6 @@ def make_app() -> Iterator[Callable[[Settings], Flask]]:
     yield build
     for application in built:
         parts = application.extensions["crossfill"]
-        parts["celery"].close()
         parts["inbox"]._redis.close()  # the app keeps no other handle on its Redis client
 
 

@@ -17,9 +17,10 @@ from flask.testing import FlaskClient
 from prometheus_client.parser import text_string_to_metric_families
 from werkzeug.test import TestResponse
 
-from fulfillment import defaults
+from webhooks import defaults
 from fulfillment.inbox import Inbox
 from fulfillment.settings import Settings, load_settings
+from webhooks.settings import ReceiverSettings
 
 pytestmark = pytest.mark.integration
 
@@ -222,6 +223,8 @@ def test_redis_down_is_503_then_200_once_it_is_back(own_redis: Any, app_on_own_r
     not_ready = client.get("/readyz")
     assert not_ready.status_code == 503 and not_ready.headers["Retry-After"]
     assert client.get("/healthz").status_code == 200
+    scrape = client.get("/metrics")
+    assert scrape.status_code == 200 and "crossfill_state_up 0.0" in scrape.get_data(as_text=True)
 
     # When Redis is back on the same port and Stripe retries
     own_redis.start()
@@ -232,6 +235,7 @@ def test_redis_down_is_503_then_200_once_it_is_back(own_redis: Any, app_on_own_r
     assert retried.status_code == 200
     assert retried.get_json() == {"received": True}
     assert client.get("/readyz").status_code == 200
+    assert "crossfill_state_up 1.0" in client.get("/metrics").get_data(as_text=True)
     check = own_redis.client()
     try:
         kept = Inbox(check)
@@ -256,13 +260,13 @@ def padded_event(make_event: EventFactory, size: int) -> bytes:
 
 
 def test_a_body_of_exactly_the_limit_is_accepted(signed_post: SignedPost, make_event: EventFactory,
-                                                 settings: Settings) -> None:
-    assert signed_post(body=padded_event(make_event, settings.max_body_bytes)).status_code == 200
+                                                 receiver: ReceiverSettings) -> None:
+    assert signed_post(body=padded_event(make_event, receiver.max_body_bytes)).status_code == 200
 
 
-def test_a_body_over_the_limit_is_413(signed_post: SignedPost, make_event: EventFactory, settings: Settings,
+def test_a_body_over_the_limit_is_413(signed_post: SignedPost, make_event: EventFactory, receiver: ReceiverSettings,
                                       redis_client: redis.Redis) -> None:
-    response = signed_post(body=padded_event(make_event, settings.max_body_bytes + 1))
+    response = signed_post(body=padded_event(make_event, receiver.max_body_bytes + 1))
 
     assert response.status_code == 413
     assert response.get_json()["error"]["type"] == "payload_too_large"
@@ -270,10 +274,10 @@ def test_a_body_over_the_limit_is_413(signed_post: SignedPost, make_event: Event
 
 
 def test_a_body_over_the_limit_without_content_length_is_413(client: FlaskClient, make_event: EventFactory,
-                                                             sign_header: Callable[..., str], settings: Settings,
+                                                             sign_header: Callable[..., str], receiver: ReceiverSettings,
                                                              redis_client: redis.Redis) -> None:
     # Given a chunked upload (no Content-Length), as gunicorn hands it to the app
-    body = padded_event(make_event, settings.max_body_bytes * 4)
+    body = padded_event(make_event, receiver.max_body_bytes * 4)
     stream = io.BytesIO(body)
 
     # When it is posted
@@ -284,7 +288,7 @@ def test_a_body_over_the_limit_without_content_length_is_413(client: FlaskClient
     # Then it is refused after reading just past the limit, not the whole body
     assert response.request.content_length is None
     assert response.status_code == 413
-    assert stream.tell() == settings.max_body_bytes + 1
+    assert stream.tell() == receiver.max_body_bytes + 1
     assert redis_client.dbsize() == 0
 
 
@@ -300,13 +304,13 @@ def test_a_chunked_body_within_the_limit_is_accepted(client: FlaskClient, make_e
     assert len(queued()) == 1
 
 
-def test_a_content_length_claiming_too_much_is_413_before_reading(client: FlaskClient, settings: Settings,
+def test_a_content_length_claiming_too_much_is_413_before_reading(client: FlaskClient, receiver: ReceiverSettings,
                                                                   sign_header: Callable[..., str]) -> None:
     response = client.post("/webhooks/stripe", input_stream=io.BytesIO(b"{}"),
                            headers={"Stripe-Signature": sign_header(b"{}")},
-                           environ_overrides={"CONTENT_LENGTH": str(settings.max_body_bytes + 1)})
+                           environ_overrides={"CONTENT_LENGTH": str(receiver.max_body_bytes + 1)})
 
-    assert response.request.content_length == settings.max_body_bytes + 1
+    assert response.request.content_length == receiver.max_body_bytes + 1
     assert response.status_code == 413
 
 
@@ -368,6 +372,14 @@ def garbage_deliveries(make_event: EventFactory) -> list[dict[str, Any]]:
         {"body": json.dumps(good | {"data": {"object": []}}).encode()},
         {"body": json.dumps(good | {"data": {"object": {"id": ["cs_1"], "object": "checkout.session"}}}).encode()},
         {"body": json.dumps(good | {"id": "evt_" + "\u2603" * 3}).encode()},
+        {"body": json.dumps(good | {"id": "evt_1\n"}).encode()},
+        {"body": json.dumps(good | {"type": "invoice.\udfff"}).encode()},
+        {"body": json.dumps(good | {"type": "Invoice Paid"}).encode()},
+        {"body": json.dumps(good | {"metadata": {"\ud800": "x"}}).encode()},
+        {"body": json.dumps(good).encode().replace(b'"paid"', b'"\xed\xa0\x80"')},
+        {"body": json.dumps(good).encode().replace(b'"paid"', b'"\xc3"')},
+        {"body": json.dumps(good).encode().replace(b'"object": "event"', b'"object": "event", "object": "event"')},
+        {"body": json.dumps(good).encode().replace(b'"livemode": false', b'"livemode": NaN')},
         {"event": good, "headers": {"Content-Type": "multipart/form-data; boundary=xyz"}, "secrets": ("whsec_no",)},
         {"event": good, "headers": {"Content-Type": "application/x-www-form-urlencoded"}, "secrets": ("whsec_no",)},
     ]
@@ -400,7 +412,7 @@ def test_health_and_readiness(client: FlaskClient) -> None:
 
 
 def test_metrics_count_every_outcome(signed_post: SignedPost, make_event: EventFactory, client: FlaskClient,
-                                     settings: Settings) -> None:
+                                     receiver: ReceiverSettings) -> None:
     # Given one delivery of each outcome (two accepted)
     event = make_event()
     signed_post(event=event)
@@ -409,7 +421,7 @@ def test_metrics_count_every_outcome(signed_post: SignedPost, make_event: EventF
     signed_post(type="invoice.paid", data={"object": {"id": "in_1", "object": "invoice"}})
     signed_post(header="t=1,v1=00")
     signed_post(body=b"[]")
-    signed_post(body=padded_event(make_event, settings.max_body_bytes + 1))
+    signed_post(body=padded_event(make_event, receiver.max_body_bytes + 1))
 
     # When /metrics is scraped
     counts = webhook_counts(client)
@@ -419,11 +431,49 @@ def test_metrics_count_every_outcome(signed_post: SignedPost, make_event: EventF
         ("checkout.session.completed", "accepted"): 1,
         ("checkout.session.completed", "duplicate"): 1,
         ("checkout.session.expired", "accepted"): 1,
-        ("invoice.paid", "ignored"): 1,
-        ("unknown", "bad_signature"): 1,
-        ("unknown", "bad_request"): 1,
-        ("unknown", "too_large"): 1,
+        ("other", "ignored"): 1,
+        ("other", "bad_signature"): 1,
+        ("other", "bad_request"): 1,
+        ("other", "too_large"): 1,
     }
     text = client.get("/metrics").get_data(as_text=True)
     assert 'crossfill_webhook_ack_seconds_count{outcome="accepted"} 2.0' in text
     assert 'crossfill_webhook_ack_seconds_bucket{le="+Inf",outcome="too_large"} 1.0' in text
+
+
+@pytest.mark.parametrize(("event_type", "where"), [
+    ("invoice.paid", "type"), ("checkout.session.completed", "metadata"), ("invoice.paid", "object"),
+    ("checkout.session.completed", "id"),
+])
+def test_a_signed_lone_surrogate_is_400_and_metrics_keep_answering(
+        signed_post: SignedPost, make_event: EventFactory, client: FlaskClient, redis_client: redis.Redis,
+        event_type: str, where: str) -> None:
+    # Given a validly signed event holding a JSON lone surrogate escape (once a 500 from Redis's encoder)
+    event = make_event(type=event_type)
+    if where == "type":
+        event["type"] = "invoice.\udfff"
+    elif where == "id":
+        event["id"] = "evt_\udfff"
+    else:
+        event["data"]["object"]["metadata" if where == "metadata" else "id"] = {"note": "\udfff"}
+    body = json.dumps(event).encode("utf-8")
+    assert b"\\udfff" in body
+
+    # When it is delivered
+    response = signed_post(body=body)
+
+    # Then it is refused as an invalid payload, nothing is stored, and /metrics answers with bounded labels
+    assert response.status_code == 400
+    assert response.get_json()["error"]["type"] == "invalid_payload"
+    assert "surrogate" in response.get_json()["error"]["message"]
+    assert redis_client.dbsize() == 0
+    assert webhook_counts(client) == {("other", "bad_request"): 1}
+
+
+def test_types_are_counted_from_a_bounded_set(signed_post: SignedPost, make_event: EventFactory,
+                                              client: FlaskClient) -> None:
+    for number in range(30):
+        signed_post(type=f"made_up.type_{number}", data={"object": {"id": "x_1"}})
+    signed_post(type="checkout.session.expired")
+
+    assert webhook_counts(client) == {("other", "ignored"): 30, ("checkout.session.expired", "accepted"): 1}

@@ -16,6 +16,7 @@ from typing import Any
 import pytest
 import requests
 
+from fulfillment.events import HANDLED_TYPES
 from fulfillment.ledger import Ledger
 from simulator.client import SimClient
 from tests.support.processes import ROOT, Proc, RedisServer, crossfill, port_open, wait_until
@@ -24,8 +25,6 @@ from tests.support.target import FulfillmentTarget
 from worker.devstack.embedded import free_port
 
 WEBHOOK_SECRET = "whsec_pipeline_tests_secret_0123456789"
-HANDLED_EVENTS = ["checkout.session.completed", "checkout.session.async_payment_succeeded",
-                  "checkout.session.async_payment_failed", "checkout.session.expired"]
 HANDLER_SECRET = "crossfill_handler_test_secret"
 
 #: Settings for the stack: a short visibility timeout and lease so crash recovery takes seconds.
@@ -130,7 +129,7 @@ def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
         wait_until(lambda: port_open(web_port), timeout=20, what="the receiver")
         sim = SimClient(f"http://127.0.0.1:{sim_port}", "sk_test_crossfill_pipeline")
         receiver_url = f"http://127.0.0.1:{web_port}/webhooks/stripe"
-        sim.post("/v1/webhook_endpoints", {"url": receiver_url, "enabled_events": HANDLED_EVENTS,
+        sim.post("/v1/webhook_endpoints", {"url": receiver_url, "enabled_events": list(HANDLED_TYPES),
                                            "secret": WEBHOOK_SECRET})
         stack = Stack(tmp=tmp, redis=redis, target=target, env=env, sim=sim, shop=Shop(sim),
                       receiver_url=receiver_url, procs=procs)

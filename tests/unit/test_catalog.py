@@ -9,6 +9,7 @@ import pytest
 
 from fulfillment.catalog import Catalog, ProductConfig, load_catalog, parse_catalog
 from fulfillment.errors import ConfigError
+from fulfillment.handlers import HandlerRegistry
 
 SAMPLE = """
 [account]
@@ -85,13 +86,46 @@ name = "No options of its own"
     assert dict(catalog.product("prod_unlisted").options) == {"url": "https://fulfil.example/default"}
 
 
-def test_cross_sells_and_is_cross_sell(tmp_path: Path) -> None:
+def test_cross_sells(tmp_path: Path) -> None:
     catalog = load_catalog(write(tmp_path, SAMPLE))
 
     assert catalog.cross_sells == {"prod_pro": "prod_deploy", "prod_team": "prod_deploy"}
-    assert catalog.is_cross_sell("prod_deploy")
-    assert not catalog.is_cross_sell("prod_pro")
-    assert not catalog.is_cross_sell("prod_unknown")
+
+
+# --- handlers and their options are checked when the catalog loads ------------------------------
+
+def test_a_catalog_whose_handlers_all_have_their_options_passes_the_check(tmp_path: Path) -> None:
+    path = write(tmp_path, SAMPLE.replace('[defaults]\nhandler = "http"\n', '[defaults]\nhandler = "http"\n'
+                                          'options = { url = "https://fulfil.example/default" }\n'))
+
+    assert load_catalog(path, HandlerRegistry().check) == load_catalog(path)
+
+
+def test_an_unlisted_product_would_use_the_default_http_handler_without_a_url(tmp_path: Path) -> None:
+    # The sample's prod_team (and every product not listed) falls back to [defaults]: http with no url
+    with pytest.raises(ConfigError, match=r"\[defaults\]\.options\.url"):
+        load_catalog(write(tmp_path, SAMPLE), HandlerRegistry().check)
+
+
+@pytest.mark.parametrize(("table", "named", "value"), [
+    ('[products.prod_pro]\nhandler = "htpp"\n', "[products.prod_pro].handler", "htpp"),
+    ('[products.prod_pro]\nhandler = "http"\noptions = { url = "fulfil.example/hook" }\n',
+     "[products.prod_pro].options.url", "fulfil.example/hook"),
+    ('[products.prod_pro]\nhandler = "http"\noptions = { url = "https://f.example", timeout = -1 }\n',
+     "[products.prod_pro].options.timeout", -1),
+    ('[defaults]\nhandler = "http"\n', "[defaults].options.url", None),
+])
+def test_a_bad_handler_or_option_names_the_product_and_the_option(tmp_path: Path, table: str, named: str,
+                                                                   value: object) -> None:
+    path = tmp_path / "catalog.toml"
+    path.write_text(table)
+
+    with pytest.raises(ConfigError) as caught:
+        load_catalog(path, HandlerRegistry().check)
+
+    assert caught.value.name == f"CROSSFILL_CATALOG {named}"
+    assert caught.value.value == value
+    assert " is invalid: " in str(caught.value)
 
 
 def test_an_empty_document_is_the_empty_catalog() -> None:

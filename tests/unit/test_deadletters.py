@@ -9,7 +9,8 @@ import redis
 from fulfillment_fixtures import fake_redis
 
 from fulfillment import deadletters
-from fulfillment.deadletters import DeadLetter, DeadLetters, entry_id
+from fulfillment.deadletters import DeadLetter, DeadLetters
+from worker.contract import dead_letter_id
 from fulfillment.errors import StoreUnavailable
 
 
@@ -41,12 +42,12 @@ def queue(server: fakeredis.FakeServer) -> DeadLetters:
 
 
 def test_entry_ids_name_what_failed() -> None:
-    assert entry_id("fulfill_item", ["cs_1", "li_1"]) == "fulfill:cs_1:li_1"
-    assert entry_id("process_event", ["evt_1"]) == "event:evt_1"
+    assert dead_letter_id("fulfill_item", ["cs_1", "li_1"]) == "fulfill:cs_1:li_1"
+    assert dead_letter_id("process_event", ["evt_1"]) == "event:evt_1"
 
 
 def test_add_records_the_task_its_error_and_times(queue: DeadLetters, clock: Clock) -> None:
-    letter = queue.add("fulfill_item", ["cs_1", "li_1"], "POST answered 400", reason="permanent", attempts=1)
+    letter = queue.add("fulfill:cs_1:li_1", "fulfill_item", ["cs_1", "li_1"], "POST answered 400", reason="permanent", attempts=1)
 
     assert letter == DeadLetter(id="fulfill:cs_1:li_1", task="fulfill_item", args=["cs_1", "li_1"],
                                 error="POST answered 400", reason="permanent", attempts=1,
@@ -57,11 +58,11 @@ def test_add_records_the_task_its_error_and_times(queue: DeadLetters, clock: Clo
 
 def test_adding_the_same_task_again_keeps_one_entry_and_its_first_failure(queue: DeadLetters, clock: Clock) -> None:
     # Given a task dead-lettered once
-    first = queue.add("fulfill_item", ["cs_1", "li_1"], "timeout", reason="exhausted", attempts=8)
+    first = queue.add("fulfill:cs_1:li_1", "fulfill_item", ["cs_1", "li_1"], "timeout", reason="exhausted", attempts=8)
 
     # When it is replayed, fails again, and is dead-lettered again later
     clock.now += 60
-    again = queue.add("fulfill_item", ["cs_1", "li_1"], "503", reason="exhausted", attempts=16)
+    again = queue.add("fulfill:cs_1:li_1", "fulfill_item", ["cs_1", "li_1"], "503", reason="exhausted", attempts=16)
 
     # Then there is still one entry, with the first failure's time and the latest error and attempts
     assert queue.count() == 1
@@ -71,21 +72,21 @@ def test_adding_the_same_task_again_keeps_one_entry_and_its_first_failure(queue:
 
 
 def test_list_is_ordered_by_latest_failure(queue: DeadLetters, clock: Clock) -> None:
-    queue.add("fulfill_item", ["cs_1", "li_1"], "a", reason="permanent", attempts=1)
+    queue.add("fulfill:cs_1:li_1", "fulfill_item", ["cs_1", "li_1"], "a", reason="permanent", attempts=1)
     clock.now += 1
-    queue.add("process_event", ["evt_1"], "b", reason="permanent", attempts=1)
+    queue.add("event:evt_1", "process_event", ["evt_1"], "b", reason="permanent", attempts=1)
     clock.now += 1
-    queue.add("fulfill_item", ["cs_0", "li_9"], "c", reason="permanent", attempts=1)
+    queue.add("fulfill:cs_0:li_9", "fulfill_item", ["cs_0", "li_9"], "c", reason="permanent", attempts=1)
     clock.now += 1
-    queue.add("fulfill_item", ["cs_1", "li_1"], "a again", reason="exhausted", attempts=8)
+    queue.add("fulfill:cs_1:li_1", "fulfill_item", ["cs_1", "li_1"], "a again", reason="exhausted", attempts=8)
 
     assert [letter.id for letter in queue.list()] == ["event:evt_1", "fulfill:cs_0:li_9", "fulfill:cs_1:li_1"]
     assert [letter.id for letter in queue.list(limit=2)] == ["event:evt_1", "fulfill:cs_0:li_9"]
 
 
 def test_remove_drops_the_entry_once(queue: DeadLetters, clock: Clock) -> None:
-    queue.add("process_event", ["evt_1"], "bad", reason="permanent", attempts=1)
-    queue.add("process_event", ["evt_2"], "bad", reason="permanent", attempts=1)
+    queue.add("event:evt_1", "process_event", ["evt_1"], "bad", reason="permanent", attempts=1)
+    queue.add("event:evt_2", "process_event", ["evt_2"], "bad", reason="permanent", attempts=1)
 
     assert queue.remove("event:evt_1") is True
     assert queue.remove("event:evt_1") is False
@@ -99,7 +100,7 @@ def test_an_empty_queue(queue: DeadLetters) -> None:
 
 
 def test_a_long_error_is_cut(queue: DeadLetters, clock: Clock) -> None:
-    letter = queue.add("process_event", ["evt_1"], "x" * 10_000, reason="permanent", attempts=1)
+    letter = queue.add("event:evt_1", "process_event", ["evt_1"], "x" * 10_000, reason="permanent", attempts=1)
 
     assert len(letter.error) == 2000
     assert queue.get(letter.id) == letter
@@ -107,7 +108,7 @@ def test_a_long_error_is_cut(queue: DeadLetters, clock: Clock) -> None:
 
 
 @pytest.mark.parametrize("call", [
-    lambda queue: queue.add("process_event", ["evt_1"], "bad", reason="permanent", attempts=1),
+    lambda queue: queue.add("event:evt_1", "process_event", ["evt_1"], "bad", reason="permanent", attempts=1),
     lambda queue: queue.get("event:evt_1"),
     lambda queue: queue.list(),
     lambda queue: queue.remove("event:evt_1"),

@@ -5,9 +5,11 @@ itself, the compose file's ``${...}`` by a small implementation of compose's int
 """
 from __future__ import annotations
 
+import configparser
 import inspect
 import os
 import re
+import shlex
 import subprocess
 import sys
 import tomllib
@@ -17,12 +19,15 @@ from typing import Any
 import pytest
 import yaml
 
+import console.settings
 import fulfillment.settings
-from fulfillment import defaults
+import webhooks.settings
 from fulfillment.errors import ConfigError
 from fulfillment.settings import Settings, load_settings
-from worker.app import EVENTS_QUEUE, FULFILLMENT_QUEUE, PROCESS_EVENT
+from webhooks import defaults
+from webhooks.settings import load_receiver_settings
 from worker.cli.service import GUNICORN_APP, GUNICORN_CONFIG, WORKER_QUEUES, gunicorn_argv, worker_argv
+from worker.contract import EVENTS_QUEUE, FULFILLMENT_QUEUE, PROCESS_EVENT
 
 REPO = Path(__file__).resolve().parents[2]
 APP_SERVICES = ("web", "worker", "flower")
@@ -34,8 +39,10 @@ _COMPOSE_VARIABLE = re.compile(r"\$\{(?P<name>\w+)(?:(?P<op>:?[-?])(?P<arg>[^}]*
 # --- what the code defines ----------------------------------------------------------------------
 
 def settings_variables() -> set[str]:
-    """Every CROSSFILL_* / STRIPE_* variable load_settings reads, from its module's source."""
-    return set(re.findall(r'"((?:CROSSFILL|STRIPE)_[A-Z0-9_]+)"', inspect.getsource(fulfillment.settings)))
+    """Every CROSSFILL_* / STRIPE_* variable the settings loaders read, from their modules' source."""
+    sources = "".join(inspect.getsource(module) for module in (fulfillment.settings, webhooks.settings,
+                                                                console.settings))
+    return set(re.findall(r'"((?:CROSSFILL|STRIPE)_[A-Z0-9_]+)"', sources))
 
 
 def test_the_variable_list_is_derived_from_settings() -> None:
@@ -45,6 +52,7 @@ def test_the_variable_list_is_derived_from_settings() -> None:
             "STRIPE_WEBHOOK_SECRET", "STRIPE_API_KEY", "STRIPE_API_BASE"} <= settings_variables()
     for name in settings_variables():
         assert load_settings({name: ""}) == load_settings({}), f"{name} is not read with a blank default"
+        assert load_receiver_settings({name: ""}) == load_receiver_settings({}), f"{name}: no blank default"
 
 
 # --- docker-compose.yml ---------------------------------------------------------------------------
@@ -110,7 +118,7 @@ def options(argv: list[str]) -> dict[str, str]:
 
 
 def test_compose_has_redis_web_worker_and_flower(compose: dict[str, Any]) -> None:
-    assert set(compose["services"]) == {"redis", *APP_SERVICES}
+    assert set(compose["services"]) == {"redis", *APP_SERVICES, "console"}  # console: tests/console
 
 
 def test_compose_redis_is_7_with_an_append_only_file_on_a_named_volume(compose: dict[str, Any]) -> None:
@@ -135,8 +143,8 @@ def test_compose_services_use_the_settings_variables(compose: dict[str, Any], se
     assert ours <= settings_variables(), f"unknown to load_settings: {sorted(ours - settings_variables())}"
     assert env["CROSSFILL_REDIS_URL"] == "redis://redis:6379/0"
     assert env["STRIPE_WEBHOOK_SECRET"] == SECRET
-    settings = load_settings(env)
-    assert settings.redis_url == "redis://redis:6379/0" and settings.webhook_secrets == (SECRET,)
+    assert load_settings(env).redis_url == "redis://redis:6379/0"
+    assert load_receiver_settings(env).webhook_secrets == (SECRET,)
     assert "redis" in compose["services"][service]["depends_on"]
 
 
@@ -148,28 +156,28 @@ def test_compose_requires_the_webhook_secret(compose: dict[str, Any]) -> None:
 def test_compose_passes_host_values_through(compose: dict[str, Any]) -> None:
     host = {"STRIPE_WEBHOOK_SECRET": SECRET, "CROSSFILL_SIGNATURE_TOLERANCE": "60", "CROSSFILL_WEB_WORKERS": "6"}
 
-    settings = load_settings(service_env(compose, "web", host))
+    receiver = load_receiver_settings(service_env(compose, "web", host))
 
-    assert (settings.signature_tolerance, settings.web_workers) == (60, 6)
+    assert (receiver.signature_tolerance, receiver.web_workers) == (60, 6)
     assert options(command(compose, "web", host))["--workers"] == "6"
 
 
 @pytest.mark.parametrize("host", [{}, {"CROSSFILL_WEB_WORKERS": "7"}])
 def test_compose_web_runs_the_clis_gunicorn_command(compose: dict[str, Any], host: dict[str, str]) -> None:
     host = host | {"STRIPE_WEBHOOK_SECRET": SECRET}
-    settings = load_settings(service_env(compose, "web", host))
+    receiver = load_receiver_settings(service_env(compose, "web", host))
 
     argv = command(compose, "web", host)
 
     # The same gunicorn command `crossfill web` runs, listening on all interfaces inside the container
-    assert argv == ["gunicorn", *gunicorn_argv(settings, bind_host="0.0.0.0")[3:]]
+    assert argv == ["gunicorn", *gunicorn_argv(receiver, bind_host="0.0.0.0")[3:]]
     assert GUNICORN_APP in argv and argv[argv.index("--config") + 1] == GUNICORN_CONFIG
 
 
 def test_compose_web_port_is_crossfill_port(compose: dict[str, Any]) -> None:
     web = compose["services"]["web"]
     env = service_env(compose, "web", {"STRIPE_WEBHOOK_SECRET": SECRET})
-    port = load_settings(env).port
+    port = load_receiver_settings(env).port
 
     assert port == defaults.PORT
     assert options(command(compose, "web", {}))["--bind"] == f"0.0.0.0:{port}"
@@ -238,7 +246,7 @@ def sh_argv(line: str, env: dict[str, str]) -> list[str]:
 
 
 def test_procfile_declares_web_and_worker(procfile: dict[str, str]) -> None:
-    assert set(procfile) == {"web", "worker"}
+    assert set(procfile) == {"web", "worker", "console"}  # console: tests/console/test_deploy_console.py
 
 
 def test_procfile_uses_only_settings_variables(procfile: dict[str, str]) -> None:
@@ -250,18 +258,18 @@ def test_procfile_uses_only_settings_variables(procfile: dict[str, str]) -> None
 @pytest.mark.parametrize("env", [{"CROSSFILL_PORT": "9100", "CROSSFILL_WEB_WORKERS": "5"},
                                  {"CROSSFILL_WEB_WORKERS": "2"}])
 def test_procfile_web_runs_the_clis_gunicorn_command(procfile: dict[str, str], env: dict[str, str]) -> None:
-    settings = load_settings(env)
+    receiver = load_receiver_settings(env)
 
     argv = sh_argv(procfile["web"], env)
 
-    assert argv == ["gunicorn", *gunicorn_argv(settings, bind_host="0.0.0.0")[3:]]
+    assert argv == ["gunicorn", *gunicorn_argv(receiver, bind_host="0.0.0.0")[3:]]
 
 
 def test_procfile_web_defaults_to_crossfill_port_default(procfile: dict[str, str]) -> None:
     argv = sh_argv(procfile["web"], {})
 
     assert options(argv)["--bind"] == f"0.0.0.0:{defaults.PORT}"
-    assert load_settings({"CROSSFILL_WEB_WORKERS": options(argv)["--workers"]}).web_workers >= 1
+    assert load_receiver_settings({"CROSSFILL_WEB_WORKERS": options(argv)["--workers"]}).web_workers >= 1
 
 
 def test_procfile_worker_matches_the_cli_and_compose(procfile: dict[str, str], compose: dict[str, Any]) -> None:
@@ -305,3 +313,63 @@ def test_worker_main_without_a_redis_url_says_which_variable(tmp_path: Path) -> 
     last = result.stderr.strip().splitlines()[-1]
     assert last.startswith(f"{ConfigError.__module__}.ConfigError: CROSSFILL_REDIS_URL=None is invalid: ")
     assert "redis://" in last
+
+
+# --- restart policies: compose and the README's systemd units ---------------------------------------
+
+#: A Celery worker whose Redis was killed was seen exiting 0 (ARCHITECTURE.md): a policy that restarts
+#: only failures would leave it dead.
+RESTARTS_AFTER_EXIT_0 = {"always", "unless-stopped"}
+
+
+def test_compose_restarts_every_service_whatever_its_exit_code(compose: dict[str, Any]) -> None:
+    for name, service in compose["services"].items():
+        assert service.get("restart") in RESTARTS_AFTER_EXIT_0, f"{name}: restart is {service.get('restart')!r}"
+
+
+def systemd_units() -> dict[str, configparser.ConfigParser]:
+    """The README's systemd units, by the process they run (``crossfill-<name>.service``)."""
+    found = re.findall(r"```ini\n# /etc/systemd/system/crossfill-([\w-]+)\.service\n(.*?)```",
+                       (REPO / "README.md").read_text(), re.S)
+    units = {}
+    for name, text in found:
+        unit = configparser.ConfigParser(interpolation=None, strict=True, delimiters=("=",))
+        unit.optionxform = str  # type: ignore[assignment,method-assign]
+        unit.read_string(text)
+        units[name] = unit
+    return units
+
+
+def unit_argv(unit: configparser.ConfigParser, env: dict[str, str]) -> list[str]:
+    """ExecStart as systemd runs it: quotes as in sh, ``${NAME}`` from the unit's Environment= then *env*."""
+    defaults = dict(pair.split("=", 1) for pair in shlex.split(unit["Service"].get("Environment", "")))
+    values = defaults | env
+    return [re.sub(r"\$\{(\w+)\}", lambda match: values[match[1]], arg)
+            for arg in shlex.split(unit["Service"]["ExecStart"])]
+
+
+def test_the_readme_has_systemd_units_for_web_worker_and_beat_that_always_restart() -> None:
+    units = systemd_units()
+
+    assert {"web", "worker", "beat"} <= set(units)
+    for name, unit in units.items():
+        assert unit["Service"]["Restart"] == "always", name
+        assert unit["Unit"]["StartLimitIntervalSec"] == "0", f"{name}: systemd would stop restarting it"
+        assert unit["Install"]["WantedBy"] == "multi-user.target", name
+
+
+@pytest.mark.parametrize("env", [{}, {"CROSSFILL_PORT": "9100", "CROSSFILL_WEB_WORKERS": "5"}])
+def test_the_systemd_units_run_the_procfiles_commands(procfile: dict[str, str], env: dict[str, str]) -> None:
+    units = systemd_units()
+
+    for name, line in procfile.items():
+        assert name in units, f"the Procfile runs {name}; add a crossfill-{name}.service unit to the README"
+        argv = unit_argv(units[name], env)
+        expected = sh_argv(line, env)
+        assert [Path(argv[0]).name, *argv[1:]] == expected, f"crossfill-{name}.service differs from the Procfile"
+
+
+def test_the_systemd_beat_unit_runs_celery_beat_on_the_app() -> None:
+    argv = unit_argv(systemd_units()["beat"], {})
+
+    assert [Path(argv[0]).name, *argv[1:4]] == ["celery", "--app", "worker.main", "beat"]

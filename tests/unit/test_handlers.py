@@ -14,6 +14,7 @@ from fulfillment_fixtures import Reply, ScriptedServer, always, refused_url
 from fulfillment import handlers
 from fulfillment.errors import PermanentError, TransientError, UnknownHandler
 from fulfillment.handlers import ENTRY_POINT_GROUP, FulfillmentRequest, HandlerRegistry, HttpHandler, log_handler
+from fulfillment.orders import UNFULFILLABLE
 from fulfillment.signing import compute_signature
 
 HANDLER_SECRET = "whsec_handler_secret_for_tests"
@@ -166,6 +167,14 @@ def test_the_registry_has_the_built_ins() -> None:
 
     assert registry.get("log") is log_handler
     assert isinstance(registry.get("http"), HttpHandler)
+
+
+def test_the_unfulfillable_handler_fails_the_item_with_its_recorded_problem() -> None:
+    request = FulfillmentRequest(session_id="cs_test_1", line_item_id="li_9", attempt=1, order={},
+                                 item={"id": "li_9", "handler": UNFULFILLABLE, "problem": "the line item has no price"})
+
+    with pytest.raises(PermanentError, match="the line item has no price"):
+        HandlerRegistry().get(UNFULFILLABLE)(request, {})
 
 
 def test_an_unknown_handler_is_permanent_and_says_how_to_register_one() -> None:

@@ -10,7 +10,8 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from fulfillment.catalog import parse_catalog
-from fulfillment.orders import classify_items, mask_email, order_summary
+from fulfillment.orders import UNFULFILLABLE, classify_items, mask_email, order_summary
+from fulfillment.schemas import LineItem
 
 CATALOG = parse_catalog({
     "account": {"default_tax_behavior": "unspecified"},
@@ -155,3 +156,26 @@ def test_mask_email(email: str | None, masked: str | None) -> None:
 @given(local=st.text(min_size=1, max_size=30), domain=st.text(min_size=1, max_size=30).filter(lambda d: "@" not in d))
 def test_mask_email_keeps_only_the_first_character_of_the_local_part(local: str, domain: str) -> None:
     assert mask_email(f"{local}@{domain}") == f"{local[0]}***@{domain}"
+
+
+def test_an_item_without_a_usable_price_gets_the_unfulfillable_handler_and_its_reason() -> None:
+    # Given an order whose second item came without a price (Stripe's types allow null)
+    broken = LineItem(id="li_2", price=None, quantity=None, currency="usd", amount_subtotal=0, amount_total=900,
+                      description="Mystery", problem="the line item has no price")
+    items = [make_item("li_1", "prod_pro"), broken, make_item("li_3", "prod_deploy")]
+
+    rows = by_id(classify_items(make_session(), items, CATALOG))
+
+    # Then it alone is unfulfillable, with its reason, and the rest is classified as usual
+    assert rows["li_2"] == {
+        "id": "li_2", "position": 1, "product": None, "product_name": "", "price": None, "description": "Mystery",
+        "quantity": None, "currency": "usd", "amount_total": 900, "cross_sell": False, "cross_sold_by": None,
+        "anomalies": [], "handler": UNFULFILLABLE, "problem": "the line item has no price"}
+    assert (rows["li_1"]["handler"], rows["li_3"]["cross_sell"], rows["li_3"]["cross_sold_by"]) == (
+        "http", True, "prod_pro")
+
+
+def test_a_cross_sell_with_a_null_quantity_is_flagged() -> None:
+    items = [make_item("li_1", "prod_pro"), replace(make_item("li_2", "prod_deploy"), quantity=None)]
+
+    assert by_id(classify_items(make_session(), items, CATALOG))["li_2"]["anomalies"] == ["quantity"]

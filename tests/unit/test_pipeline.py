@@ -15,8 +15,11 @@ from fulfillment_fixtures import fake_redis, make_item, make_session
 
 from fulfillment.catalog import parse_catalog
 from fulfillment.errors import PermanentError
+from fulfillment.handlers import FulfillmentRequest, HandlerRegistry
 from fulfillment.ledger import CLAIMED, Ledger
-from fulfillment.pipeline import ASYNC_FAILED, ASYNC_SUCCEEDED, COMPLETED, EXPIRED, Decision, decide
+from fulfillment.events import ASYNC_FAILED, ASYNC_SUCCEEDED, COMPLETED, EXPIRED
+from fulfillment.orders import UNFULFILLABLE
+from fulfillment.pipeline import Decision, decide
 from fulfillment.schemas import CheckoutSession, LineItem
 
 SID = "cs_test_1"
@@ -42,9 +45,9 @@ class Sessions:
         except KeyError:
             raise PermanentError(f"GET /v1/checkout/sessions/{session_id} answered 404", status=404) from None
 
-    def iter_line_items(self, session_id: str) -> Iterator[LineItem]:
+    def line_items(self, session: CheckoutSession) -> Iterator[LineItem]:
         self.line_item_reads += 1
-        yield from self.items[session_id]
+        yield from self.items[session.id]
 
 
 @pytest.fixture
@@ -184,3 +187,43 @@ def test_an_unknown_session_is_a_permanent_error_and_records_nothing(api: Sessio
         run(COMPLETED, api, ledger)
 
     assert ledger.order(SID) is None
+
+
+def test_an_unknown_payment_status_is_not_fulfilled_and_is_logged(api: Sessions, ledger: Ledger,
+                                                                  caplog: pytest.LogCaptureFixture) -> None:
+    api.put(make_session(SID, payment_status="partially_paid"), ITEMS)
+
+    with caplog.at_level("WARNING", logger="fulfillment.pipeline"):
+        decision = run(COMPLETED, api, ledger)
+
+    assert decision == Decision("awaiting_payment")
+    assert order(ledger)["payment_status"] == "partially_paid" and api.line_item_reads == 0
+    assert "'partially_paid'" in caplog.text
+
+
+def test_an_item_crossfill_cannot_classify_fails_alone(api: Sessions, ledger: Ledger) -> None:
+    # Given a paid order whose second item has no price
+    broken = LineItem(id="li_x", price=None, quantity=1, currency="usd", amount_subtotal=0, amount_total=500,
+                      problem="the line item has no price")
+    api.put(make_session(SID), [ITEMS[0], broken, ITEMS[1]])
+
+    # When it is decided, every item is dispatched, the broken one to the unfulfillable handler
+    decision = run(COMPLETED, api, ledger)
+    assert decision == Decision("fulfilling", ("li_1", "li_x", "li_2"))
+    assert ledger.item(SID, "li_x")["handler"] == UNFULFILLABLE  # type: ignore[index]
+
+    # And when fulfill_item runs each (claim, handler, record), only that item fails
+    handlers = HandlerRegistry(extra={"http": lambda request, options: {"ok": True}})
+    for item_id in decision.dispatch:
+        claim = ledger.claim_item(SID, item_id, lease_s=30)
+        item = ledger.item(SID, item_id) or {}
+        request = FulfillmentRequest(session_id=SID, line_item_id=item_id, item=item, order={}, attempt=1)
+        try:
+            ledger.record_result(SID, item_id, claim.token, handlers.get(item["handler"])(request, {}))
+        except PermanentError as error:
+            ledger.record_failure(SID, item_id, claim.token, str(error))
+
+    recorded = order(ledger)
+    assert recorded["status"] == "partially_failed"
+    assert [(item["id"], item["status"], item["error"]) for item in recorded["items"]] == [
+        ("li_1", "done", None), ("li_x", "failed", "the line item has no price"), ("li_2", "done", None)]

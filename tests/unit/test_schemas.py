@@ -93,39 +93,90 @@ def test_a_page_reports_has_more() -> None:
     assert has_more is True
 
 
+def test_a_line_item_without_an_id_is_an_invalid_response() -> None:
+    document = stripe_line_item("li_1", stripe_price("price_1", stripe_product("prod_1")))
+    del document["id"]
+
+    with pytest.raises(InvalidResponse, match="element 1 has no id"):
+        parse_line_items(page(stripe_line_item("li_0", stripe_price("price_0", "prod_0")), document))
+
+
 @pytest.mark.parametrize("path", [
-    ("id",), ("price",), ("quantity",), ("currency",), ("amount_total",), ("amount_subtotal",),
+    ("price",), ("currency",), ("amount_total",),
     ("price", "id"), ("price", "product"), ("price", "currency"), ("price", "type"),
 ])
-def test_a_line_item_missing_a_required_field_is_an_invalid_response(path: tuple[str, ...]) -> None:
+def test_a_line_item_missing_a_field_crossfill_needs_fails_alone(path: tuple[str, ...]) -> None:
+    good = stripe_line_item("li_0", stripe_price("price_0", "prod_0"))
     document = stripe_line_item("li_1", stripe_price("price_1", stripe_product("prod_1")))
     parent = document
     for key in path[:-1]:
         parent = parent[key]
     del parent[path[-1]]
 
-    with pytest.raises(InvalidResponse, match=path[-1]):
-        parse_line_items(page(document))
+    items, _ = parse_line_items(page(good, document))
+
+    assert items[0].problem is None and items[0].price is not None
+    assert (items[1].id, items[1].price) == ("li_1", None)
+    assert items[1].problem and path[-1] in items[1].problem
 
 
 @pytest.mark.parametrize(("where", "value"), [
     (("object",), "line_item"),
     (("quantity",), -1),
     (("quantity",), "many"),
-    (("price", "type"), "metered"),
+    (("price",), None),
+    (("price",), "price_1"),  # not expanded: crossfill always expands the price
     (("price", "product"), {"object": "product", "name": "no id"}),
     (("price", "product"), None),
-    (("price", "recurring"), {"interval": "fortnight"}),
+    (("price", "recurring"), {"interval_count": 1}),
 ])
-def test_a_line_item_with_a_bad_value_is_an_invalid_response(where: tuple[str, ...], value: Any) -> None:
+def test_a_line_item_with_an_unusable_value_fails_alone(where: tuple[str, ...], value: Any) -> None:
     document = stripe_line_item("li_1", stripe_price("price_1", stripe_product("prod_1")))
     parent = document
     for key in where[:-1]:
         parent = parent[key]
     parent[where[-1]] = value
 
-    with pytest.raises(InvalidResponse):
-        parse_line_items(page(document))
+    item = only_item(document)
+
+    assert item.price is None and item.problem
+    assert (item.id, item.currency, item.amount_total) == ("li_1", "usd", 2000)
+
+
+@pytest.mark.parametrize(("field", "value"), [("metadata", None), ("description", None), ("quantity", None),
+                                              ("amount_subtotal", None), ("adjustable_quantity", None)])
+def test_a_line_item_with_null_where_stripes_types_allow_it(field: str, value: Any) -> None:
+    document = stripe_line_item("li_1", stripe_price("price_1", stripe_product("prod_1", "One")))
+    document[field] = value
+
+    item = only_item(document)
+
+    assert item.problem is None and item.price is not None and item.price.product == "prod_1"
+    assert (item.description, item.quantity)[("description", "quantity").index(field)] in ("", None) \
+        if field in ("description", "quantity") else True
+
+
+@pytest.mark.parametrize(("where", "value", "read"), [
+    (("type",), "metered_v2", ("type", "metered_v2")),
+    (("tax_behavior",), "automatic", ("tax_behavior", "automatic")),
+    (("recurring",), {"interval": "fortnight", "interval_count": 1, "usage_type": "licensed"},
+     ("interval", "fortnight")),
+])
+def test_a_new_value_of_an_open_enum_is_kept(where: tuple[str, ...], value: Any, read: tuple[str, str]) -> None:
+    price = stripe_price("price_1", "prod_1")
+    price[where[0]] = value
+
+    item = only_item(stripe_line_item("li_1", price))
+
+    assert item.price is not None and getattr(item.price, read[0]) == read[1]
+
+
+def test_a_deleted_product_still_names_its_id() -> None:
+    deleted = {"id": "prod_gone", "object": "product", "deleted": True}
+
+    item = only_item(stripe_line_item("li_1", stripe_price("price_1", deleted)))
+
+    assert item.price is not None and (item.price.product, item.price.product_name) == ("prod_gone", "")
 
 
 @pytest.mark.parametrize("document", [None, [], "list", {"object": "list", "data": []},
@@ -180,14 +231,30 @@ def test_a_session_missing_a_required_field_is_an_invalid_response(field: str) -
         parse_session(document)
 
 
-@pytest.mark.parametrize(("field", "value"), [("mode", "donation"), ("payment_status", "refunded"),
-                                               ("object", "payment_intent")])
-def test_a_session_with_a_bad_value_is_an_invalid_response(field: str, value: str) -> None:
+@pytest.mark.parametrize(("field", "value"), [("object", "payment_intent"), ("mode", None), ("id", 42)])
+def test_a_session_with_a_bad_value_is_an_invalid_response(field: str, value: Any) -> None:
     document = stripe_session("cs_1")
     document[field] = value
 
     with pytest.raises(InvalidResponse, match="checkout.session"):
         parse_session(document)
+
+
+@pytest.mark.parametrize(("field", "value"), [("mode", "donation"), ("status", "archived"), ("ui_mode", "hosted")])
+def test_a_session_with_a_new_enum_value_is_read(field: str, value: str) -> None:
+    document = stripe_session("cs_1")
+    document[field] = value
+
+    session = parse_session(document)
+
+    assert session.is_fulfillable and not session.has_unknown_payment_status
+
+
+def test_an_unknown_payment_status_is_read_and_not_fulfillable() -> None:
+    session = parse_session(stripe_session("cs_1", payment_status="partially_paid"))
+
+    assert session.payment_status == "partially_paid"
+    assert session.has_unknown_payment_status and not session.is_fulfillable
 
 
 def test_parsing_does_not_change_the_document() -> None:

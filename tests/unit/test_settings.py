@@ -11,49 +11,71 @@ import pytest
 
 from fulfillment import defaults
 from fulfillment.errors import ConfigError
-from fulfillment.settings import Settings, load_settings, redact
+from fulfillment.settings import RetrySettings, Settings, StripeSettings, load_settings, parse_duration, redact
+from webhooks import defaults as web_defaults
+from webhooks.settings import ReceiverSettings, load_receiver_settings
 
 SECRET_A = "whsec_AAAAsupersecretAAAA"
 SECRET_B = "whsec_BBBBsupersecretBBBB"
 
 
+def load_all(env: dict[str, str]) -> tuple[Settings, ReceiverSettings]:
+    """What a process that runs the receiver reads at its edge: the shared settings, then its own."""
+    return load_settings(env), load_receiver_settings(env)
+
+
 def config_error(env: dict[str, str]) -> ConfigError:
     with pytest.raises(ConfigError) as caught:
-        load_settings(env)
+        load_all(env)
     return caught.value
 
 
 def test_defaults() -> None:
-    settings = load_settings({})
+    settings, receiver = load_all({})
 
     assert settings.redis_url is None
     assert settings.data_dir == Path("./var")
-    assert settings.port == 8000
-    assert settings.web_workers == 2 * (os.cpu_count() or 1) + 1
-    assert settings.signature_tolerance == 300
-    assert settings.max_body_bytes == 262_144
+    assert receiver.port == 8000
+    assert receiver.web_workers == 2 * (os.cpu_count() or 1) + 1
+    assert receiver.signature_tolerance == 300
+    assert receiver.max_body_bytes == 262_144
     assert settings.catalog_path is None
-    assert settings.webhook_secrets == ()
-    assert settings.stripe_api_key is None
-    assert settings.stripe_api_base == "https://api.stripe.com"
+    assert receiver.webhook_secrets == ()
+    assert settings.stripe.api_key is None
+    assert settings.stripe.api_base == "https://api.stripe.com"
+    assert settings.retry.horizon == 72 * 3600
 
 
 def test_defaults_equal_the_dataclass_defaults() -> None:
-    assert load_settings({}) == Settings()
+    assert load_all({}) == (Settings(), ReceiverSettings())
 
 
 def test_blank_values_mean_the_default() -> None:
     blank = {name: "  " for name in ("CROSSFILL_REDIS_URL", "CROSSFILL_PORT", "CROSSFILL_SIGNATURE_TOLERANCE",
-                                     "CROSSFILL_MAX_BODY_BYTES", "STRIPE_WEBHOOK_SECRET", "STRIPE_API_BASE")}
+                                     "CROSSFILL_MAX_BODY_BYTES", "STRIPE_WEBHOOK_SECRET", "STRIPE_API_BASE",
+                                     "CROSSFILL_RETRY_HORIZON")}
 
-    assert load_settings(blank) == load_settings({})
+    assert load_all(blank) == load_all({})
+
+
+@pytest.mark.parametrize(("raw", "seconds"), [("90", 90), ("90s", 90), ("10m", 600), ("72h", 259_200),
+                                              ("1.5h", 5400), ("30d", 2_592_000), (" 2H ", 7200)])
+def test_durations_take_a_unit(raw: str, seconds: float) -> None:
+    assert parse_duration(raw) == seconds
+    assert load_settings({"CROSSFILL_RETRY_HORIZON": raw}).retry.horizon == seconds
+
+
+@pytest.mark.parametrize("raw", ["", "h", "10 minutes", "-5m", "1e3", "72hours"])
+def test_a_duration_without_a_known_unit_is_refused(raw: str) -> None:
+    with pytest.raises(ValueError):
+        parse_duration(raw)
 
 
 def test_every_variable_is_read(tmp_path: Path) -> None:
     catalog = tmp_path / "catalog.toml"
     catalog.write_text("")
 
-    settings = load_settings({
+    settings, receiver = load_all({
         "CROSSFILL_REDIS_URL": " redis://cache.internal:6380/2 ",
         "CROSSFILL_DATA_DIR": str(tmp_path),
         "CROSSFILL_PORT": "9001",
@@ -64,14 +86,17 @@ def test_every_variable_is_read(tmp_path: Path) -> None:
         "STRIPE_WEBHOOK_SECRET": f"{SECRET_A}, {SECRET_B}",
         "STRIPE_API_KEY": "sk_test_123",
         "STRIPE_API_BASE": "http://127.0.0.1:12111/",
+        "CROSSFILL_RETRY_HORIZON": "1h",
+        "CROSSFILL_VISIBILITY_TIMEOUT": "600",
     })
 
     assert settings == Settings(
-        redis_url="redis://cache.internal:6380/2", data_dir=tmp_path, port=9001, web_workers=3,
-        signature_tolerance=0, max_body_bytes=1024, catalog_path=catalog,
-        webhook_secrets=(SECRET_A, SECRET_B), stripe_api_key="sk_test_123",
-        stripe_api_base="http://127.0.0.1:12111",
+        redis_url="redis://cache.internal:6380/2", data_dir=tmp_path, catalog_path=catalog,
+        stripe=StripeSettings(api_key="sk_test_123", api_base="http://127.0.0.1:12111"),
+        retry=RetrySettings(horizon=3600, visibility_timeout=600),
     )
+    assert receiver == ReceiverSettings(port=9001, web_workers=3, signature_tolerance=0, max_body_bytes=1024,
+                                        webhook_secrets=(SECRET_A, SECRET_B))
 
 
 @pytest.mark.parametrize("url", ["redis://localhost:6379/0", "rediss://user:pw@redis.example:6380/1",
@@ -81,16 +106,20 @@ def test_redis_url_schemes(url: str) -> None:
 
 
 def test_settings_are_frozen() -> None:
-    settings = load_settings({})
+    settings, receiver = load_all({})
 
     with pytest.raises(dataclasses.FrozenInstanceError):
-        settings.port = 1  # type: ignore[misc]
+        settings.redis_url = "redis://elsewhere"  # type: ignore[misc]
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        settings.retry.horizon = 1  # type: ignore[misc]
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        receiver.port = 1  # type: ignore[misc]
 
 
 def test_repr_shows_no_secret() -> None:
-    settings = load_settings({"STRIPE_WEBHOOK_SECRET": SECRET_A, "STRIPE_API_KEY": "sk_live_topsecret"})
+    settings, receiver = load_all({"STRIPE_WEBHOOK_SECRET": SECRET_A, "STRIPE_API_KEY": "sk_live_topsecret"})
 
-    assert SECRET_A not in repr(settings)
+    assert SECRET_A not in repr(receiver)
     assert "sk_live_topsecret" not in repr(settings)
 
 
@@ -119,6 +148,8 @@ def test_resolved_redis_url_names_the_variable_when_unset() -> None:
     ("CROSSFILL_CATALOG", "/nonexistent/catalog.toml"),
     ("STRIPE_API_BASE", "api.stripe.com"),
     ("STRIPE_API_BASE", "ftp://api.stripe.com"),
+    ("CROSSFILL_RETRY_HORIZON", "forever"),
+    ("CROSSFILL_RETRY_HORIZON", "31d"),
 ])
 def test_bad_value_names_the_variable_the_value_and_a_fix(name: str, value: str) -> None:
     error = config_error({name: value})
@@ -207,7 +238,9 @@ def test_cli_worker_with_a_bad_value_exits_2(tmp_path: Path) -> None:
 
 def test_defaults_module_units_match_settings() -> None:
     # One place for defaults: the settings use exactly the values of fulfillment.defaults.
-    settings = load_settings({})
+    settings, receiver = load_all({})
 
-    assert (settings.port, settings.signature_tolerance, settings.max_body_bytes, str(settings.data_dir)) == (
-        defaults.PORT, defaults.SIGNATURE_TOLERANCE_S, defaults.MAX_BODY_BYTES, str(Path(defaults.DATA_DIR)))
+    assert (receiver.port, receiver.signature_tolerance, receiver.max_body_bytes) == (
+        web_defaults.PORT, web_defaults.SIGNATURE_TOLERANCE_S, web_defaults.MAX_BODY_BYTES)
+    assert (str(settings.data_dir), settings.retry.horizon, settings.stripe.api_version) == (
+        str(Path(defaults.DATA_DIR)), defaults.RETRY_HORIZON_S, defaults.STRIPE_API_VERSION)

@@ -5,10 +5,10 @@ import time
 
 import pytest
 import stripe
-from hypothesis import HealthCheck, assume, given, settings
+from hypothesis import assume, given, settings
 from hypothesis import strategies as st
 
-from fulfillment import defaults
+from webhooks import defaults
 from webhooks.errors import SignatureVerificationError
 from webhooks.signature import compute_signature, parse_header, sign, verify
 
@@ -254,7 +254,7 @@ def assert_same_verdict(body: bytes, header: str, secrets: tuple[str, ...], now:
         assert (ours is None) == theirs, f"crossfill says {ours or 'accepted'}, stripe-python says {theirs}"
 
 
-@settings(max_examples=300, deadline=None)
+@settings(max_examples=300)
 @given(body=bodies_st, signer=secrets_st, configured=secrets_st, age=ages_st, same_secret=st.booleans())
 def test_property_verdict_equals_stripe_python_on_well_formed_headers(
         body: str, signer: str, configured: str, age: int, same_secret: bool) -> None:
@@ -286,7 +286,7 @@ def _header_parts(body: bytes, signer: str, timestamp: int) -> st.SearchStrategy
     )
 
 
-@settings(max_examples=500, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@settings(max_examples=500)
 @given(data=st.data(), body=bodies_st, signer=secrets_st, others=st.lists(secrets_st, max_size=2),
        age=ages_st, signer_configured=st.booleans())
 def test_property_verdict_equals_stripe_python_on_mutated_headers(
@@ -304,7 +304,7 @@ def test_property_verdict_equals_stripe_python_on_mutated_headers(
     assert_same_verdict(raw, header, configured, now)
 
 
-@settings(max_examples=100, deadline=None)
+@settings(max_examples=100)
 @given(body=bodies_st, signer=secrets_st, ahead=st.integers(TOLERANCE + 1, 10**9))
 def test_property_future_timestamps_beyond_tolerance_are_refused(body: str, signer: str, ahead: int) -> None:
     raw = body.encode("utf-8")

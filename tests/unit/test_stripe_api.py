@@ -19,7 +19,7 @@ from fulfillment_fixtures import (
 )
 
 from fulfillment.errors import CrossfillError, InvalidResponse, PermanentError, TransientError
-from fulfillment.settings import Settings
+from fulfillment.settings import StripeSettings
 from fulfillment.stripe_api import StripeClient
 
 SESSION_PATH = "/v1/checkout/sessions/cs_test_1"
@@ -34,8 +34,8 @@ def http() -> Iterator[requests.Session]:
 
 
 def client_for(base: str, http: requests.Session) -> StripeClient:
-    settings = Settings(stripe_api_key=API_KEY, stripe_api_base=base, stripe_api_version="2026-10-28.endive",
-                        stripe_connect_timeout=0.5, stripe_read_timeout=READ_TIMEOUT_S)
+    settings = StripeSettings(api_key=API_KEY, api_base=base, api_version="2026-10-28.endive",
+                              connect_timeout=0.5, read_timeout=READ_TIMEOUT_S)
     return StripeClient(settings, http=http)
 
 
@@ -81,7 +81,7 @@ def test_retrieve_session_sends_bearer_key_and_pinned_version(http: requests.Ses
 
 def test_a_client_without_an_api_key_is_refused_with_the_variable_to_set(http: requests.Session) -> None:
     with pytest.raises(PermanentError, match="STRIPE_API_KEY"):
-        StripeClient(Settings(stripe_api_base="http://127.0.0.1:9"), http=http)
+        StripeClient(StripeSettings(api_base="http://127.0.0.1:9"), http=http)
 
 
 # --- transport failures -------------------------------------------------------------------------------

@@ -1,6 +1,6 @@
 """The receiver's task message equals what Celery's send_task writes to Redis (a contract with kombu).
 
-The receiver pushes ``worker.app.task_message`` inside the inbox's Lua script instead of calling
+The receiver pushes ``worker.contract.task_message`` inside the inbox's Lua script instead of calling
 ``send_task``. If a Celery or kombu upgrade changes the wire format, this test fails first.
 """
 from __future__ import annotations
@@ -14,15 +14,8 @@ import pytest
 
 from fulfillment.settings import Settings
 from tests.support.processes import RedisServer
-from worker.app import (
-    EVENTS_QUEUE,
-    FULFILL_ITEM,
-    FULFILLMENT_QUEUE,
-    PROCESS_EVENT,
-    CrossfillCelery,
-    make_celery,
-    task_message,
-)
+from worker.app import CrossfillCelery, make_celery
+from worker.contract import EVENTS_QUEUE, FULFILL_ITEM, FULFILLMENT_QUEUE, PROCESS_EVENT, task_message
 
 #: Fields that differ from message to message by design.
 VARYING_HEADERS = ("id", "root_id", "ignore_result")
@@ -56,7 +49,7 @@ def test_task_message_is_what_send_task_writes(app: CrossfillCelery, redis_serve
     celerys = json.loads(client.lpop(EVENTS_QUEUE))  # type: ignore[arg-type]
 
     # When the receiver builds its own
-    ours = json.loads(task_message(app, PROCESS_EVENT, ["evt_1"], queue=EVENTS_QUEUE))
+    ours = json.loads(task_message(PROCESS_EVENT, ["evt_1"]))
 
     # Then they are the same message but for its ids
     assert _steady(ours) == _steady(celerys)
@@ -66,7 +59,7 @@ def test_task_message_is_what_send_task_writes(app: CrossfillCelery, redis_serve
 
 
 def test_each_message_has_its_own_ids(app: CrossfillCelery) -> None:
-    first, second = (json.loads(task_message(app, PROCESS_EVENT, ["evt_1"], queue=EVENTS_QUEUE)) for _ in range(2))
+    first, second = (json.loads(task_message(PROCESS_EVENT, ["evt_1"])) for _ in range(2))
     assert first["headers"]["id"] != second["headers"]["id"]
     assert first["properties"]["delivery_tag"] != second["properties"]["delivery_tag"]
 
@@ -77,8 +70,8 @@ def test_fulfill_item_message_keeps_its_deterministic_id_and_its_result(app: Cro
     app.send_task(FULFILL_ITEM, args=["cs_test_1", "li_1"], queue=FULFILLMENT_QUEUE, task_id=task_id, retry=False)
     celerys = json.loads(redis_server.client().lpop(FULFILLMENT_QUEUE))  # type: ignore[arg-type]
 
-    ours = json.loads(task_message(app, FULFILL_ITEM, ["cs_test_1", "li_1"], queue=FULFILLMENT_QUEUE,
-                                   ignore_result=False, task_id=task_id))
+    ours = json.loads(task_message(FULFILL_ITEM, ["cs_test_1", "li_1"], ignore_result=False,
+                                   task_id=task_id))
 
     assert _steady(ours) == _steady(celerys)
     assert ours["headers"]["id"] == celerys["headers"]["id"] == task_id

@@ -28,6 +28,8 @@ COMMANDS: dict[str, str] = {
     "order": "worker.cli.ops:order",
     "dlq": "worker.cli.ops:dlq",
     "replay-event": "worker.cli.ops:replay_event",
+    "console": "worker.cli.console:console",
+    "report": "worker.cli.console:report",
     # dev
     "demo": "worker.cli.dev:demo",
     "sim": "simulator.cli:sim",

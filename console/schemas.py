@@ -1,0 +1,217 @@
+"""The JSON API's shapes (marshmallow): what it accepts and what it answers, and its OpenAPI document."""
+from __future__ import annotations
+
+import re
+import time
+from datetime import UTC, date, datetime
+from typing import Any
+
+from marshmallow import Schema, ValidationError, fields, validate
+
+from fulfillment.ledger import ORDER_STATUSES
+
+SESSION_ID = re.compile(r"^cs_[A-Za-z0-9_]{1,250}$")
+_RELATIVE = re.compile(r"^(\d{1,5})([dhm])$")
+_UNITS_S = {"d": 86_400, "h": 3600, "m": 60}
+
+
+class Moment(fields.Field):
+    """A point in time given as ``30d``/``12h``/``15m`` ago, an ISO date or date-time, or unix seconds."""
+
+    def _deserialize(self, value: Any, attr: str | None, data: Any, **kwargs: Any) -> float:
+        return parse_moment(str(value))
+
+    def _serialize(self, value: Any, attr: str | None, obj: Any, **kwargs: Any) -> Any:
+        return value
+
+
+def parse_moment(raw: str, *, now: float | None = None) -> float:
+    """Unix seconds for *raw* (see :class:`Moment`).
+
+    Raises:
+        ValidationError: naming the forms accepted.
+    """
+    text = raw.strip()
+    relative = _RELATIVE.match(text)
+    if relative:
+        return (time.time() if now is None else now) - int(relative[1]) * _UNITS_S[relative[2]]
+    try:
+        return float(text)
+    except ValueError:
+        pass
+    try:
+        if len(text) == 10:
+            day = date.fromisoformat(text)
+            return datetime(day.year, day.month, day.day, tzinfo=UTC).timestamp()
+        moment = datetime.fromisoformat(text)
+        return (moment if moment.tzinfo else moment.replace(tzinfo=UTC)).timestamp()
+    except ValueError:
+        raise ValidationError(
+            f"not a time: {raw!r}; use 30d / 12h / 15m (ago), 2026-11-30, 2026-11-30T08:00:00Z or unix seconds"
+        ) from None
+
+
+class ErrorBody(Schema):
+    type = fields.String(required=True, metadata={"description": "unauthorized, forbidden, not_found, ..."})
+    message = fields.String(required=True)
+    problems = fields.Dict(data_key="fields", metadata={"description": "per-parameter problems (invalid_request)"})
+
+
+class ErrorSchema(Schema):
+    error = fields.Nested(ErrorBody, required=True)
+
+
+class ItemSchema(Schema):
+    id = fields.String(required=True)
+    position = fields.Integer()
+    product = fields.String(allow_none=True)
+    product_name = fields.String(allow_none=True)
+    price = fields.String(allow_none=True)
+    description = fields.String(allow_none=True)
+    quantity = fields.Integer(allow_none=True)
+    currency = fields.String(allow_none=True)
+    amount_total = fields.Integer(allow_none=True)
+    cross_sell = fields.Boolean(required=True)
+    cross_sold_by = fields.String(allow_none=True)
+    anomalies = fields.List(fields.String())
+    handler = fields.String(allow_none=True)
+    status = fields.String(required=True, metadata={"description": "pending, in_progress, done or failed"})
+    attempts = fields.Integer()
+    result = fields.Raw(allow_none=True)
+    error = fields.String(allow_none=True)
+    created_at = fields.Float(allow_none=True)
+    started_at = fields.Float(allow_none=True)
+    finished_at = fields.Float(allow_none=True)
+
+
+class OrderSummarySchema(Schema):
+    session_id = fields.String(required=True)
+    status = fields.String(required=True, metadata={"description": " | ".join(ORDER_STATUSES)})
+    created_at = fields.Float(allow_none=True)
+    updated_at = fields.Float(allow_none=True)
+    mode = fields.String(allow_none=True)
+    payment_status = fields.String(allow_none=True)
+    currency = fields.String(allow_none=True)
+    amount_total = fields.Integer(allow_none=True)
+    customer = fields.String(allow_none=True, metadata={"description": "masked: j***@example.com"})
+    client_reference_id = fields.String(allow_none=True)
+    account = fields.String(allow_none=True, metadata={"description": "connected account, for platforms"})
+    livemode = fields.Boolean(allow_none=True)
+    item_count = fields.Integer()
+    cross_sell_count = fields.Integer()
+    anomalies = fields.List(fields.Dict())
+
+
+class OrderSchema(OrderSummarySchema):
+    items = fields.List(fields.Nested(ItemSchema), required=True)
+
+
+class OrderListQuery(Schema):
+    status = fields.String(validate=validate.OneOf(ORDER_STATUSES))
+    since = Moment(metadata={"description": "created at or after: 30d, 2026-11-01, ISO date-time, unix s"})
+    until = Moment(metadata={"description": "created at or before"})
+    product = fields.String(validate=validate.Length(1, 255), metadata={"description": "has an item of it"})
+    cross_sell = fields.Boolean(metadata={"description": "took a cross-sell (true) or not (false)"})
+    account = fields.String(validate=validate.Length(1, 255))
+    cursor = fields.String(validate=validate.Length(1, 400), metadata={"description": "next_cursor of a page"})
+    limit = fields.Integer(load_default=25, validate=validate.Range(1, 100))
+
+
+class OrderPageSchema(Schema):
+    data = fields.List(fields.Nested(OrderSummarySchema), required=True)
+    next_cursor = fields.String(allow_none=True, metadata={"description": "null on the last page"})
+
+
+class FulfilSchema(Schema):
+    session_id = fields.String(required=True)
+    status = fields.String(required=True, metadata={"description": "the order's status now"})
+    dispatched = fields.Integer(required=True, metadata={"description": "items queued by this call"})
+    order = fields.Nested(OrderSchema, allow_none=True)
+
+
+class StatusSchema(Schema):
+    queues = fields.Dict(keys=fields.String(), values=fields.Integer(), required=True)
+    workers = fields.List(fields.String(), required=True, metadata={"description": "heartbeat within 30 s"})
+    dead_letters = fields.Integer(required=True)
+    inbox = fields.Dict(keys=fields.String(), values=fields.Integer(), required=True)
+    orders = fields.Dict(keys=fields.String(), values=fields.Integer(), required=True)
+    reconcile_last_success = fields.Float(allow_none=True, required=True)
+
+
+class DeadLetterSchema(Schema):
+    id = fields.String(required=True)
+    task = fields.String(required=True)
+    args = fields.List(fields.String(), required=True)
+    error = fields.String(required=True)
+    reason = fields.String(required=True)
+    attempts = fields.Integer(required=True)
+    first_failed_at = fields.Float()
+    failed_at = fields.Float()
+
+
+class DeadLetterListSchema(Schema):
+    data = fields.List(fields.Nested(DeadLetterSchema), required=True)
+
+
+class ReplaySchema(Schema):
+    id = fields.String(required=True)
+    outcome = fields.String(required=True)
+
+
+class ReplayAllSchema(Schema):
+    data = fields.List(fields.Nested(ReplaySchema), required=True)
+
+
+class EventSchema(Schema):
+    id = fields.String(required=True)
+    type = fields.String(required=True)
+    session_id = fields.String(allow_none=True)
+    status = fields.String(required=True)
+    received_at = fields.Float()
+    deliveries = fields.Integer()
+    account = fields.String(allow_none=True)
+    livemode = fields.Boolean(allow_none=True)
+
+
+class ReconcileSchema(Schema):
+    task_id = fields.String(required=True)
+    outcome = fields.String(required=True)
+
+
+class ReportQuery(Schema):
+    since = Moment(load_default=None, metadata={"description": "first day: 30d (default), 2026-11-01, ..."})
+    account = fields.String(validate=validate.Length(1, 255))
+
+
+class ReportRowSchema(Schema):
+    account = fields.String(required=True)
+    product = fields.String(required=True)
+    cross_sell = fields.String(allow_none=True, metadata={"description": "the product cross-sold"})
+    paid_orders = fields.Integer(required=True)
+    orders_with_cross_sell = fields.Integer(required=True)
+    attach_rate = fields.Float(required=True, metadata={"description": "orders_with_cross_sell / paid_orders"})
+    cross_sell_revenue = fields.Dict(keys=fields.String(), values=fields.Integer(),
+                                     metadata={"description": "minor units, per currency"})
+    average_order_value_with = fields.Dict(keys=fields.String(), values=fields.Float())
+    average_order_value_without = fields.Dict(keys=fields.String(), values=fields.Float())
+
+
+class ReportSchema(Schema):
+    since = fields.String(required=True, metadata={"description": "first day included (UTC)"})
+    until = fields.String(required=True, metadata={"description": "last day included (UTC)"})
+    rows = fields.List(fields.Nested(ReportRowSchema), required=True)
+    anomalies = fields.Dict(keys=fields.String(), values=fields.Integer(), required=True)
+
+
+class AuditEntrySchema(Schema):
+    id = fields.String(required=True)
+    at = fields.Float(required=True)
+    who = fields.String(required=True)
+    role = fields.String(required=True)
+    action = fields.String(required=True)
+    target = fields.String(required=True)
+    result = fields.String(required=True)
+
+
+class AuditListSchema(Schema):
+    data = fields.List(fields.Nested(AuditEntrySchema), required=True)

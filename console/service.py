@@ -1,0 +1,184 @@
+"""What the console's pages and API ask of crossfill: the domain classes and worker.ops, one place.
+
+Views stay thin: they parse, check the role, call one method here, and render or dump the result.
+"""
+from __future__ import annotations
+
+import base64
+import binascii
+import json
+from collections.abc import Callable
+from dataclasses import asdict, dataclass
+from typing import Any
+
+import redis
+
+from console.errors import BadRequest, NotFound, Unavailable
+from fulfillment.deadletters import DeadLetter
+from fulfillment.errors import PermanentError, StoreUnavailable, TransientError
+from fulfillment.liveness import alive_workers, last_reconcile
+from fulfillment.store import reachable
+from worker import ops
+from worker.app import CrossfillCelery
+from worker.contract import EVENTS_QUEUE, FULFILLMENT_QUEUE
+
+SCAN_BATCH = 100  #: orders read per round while filtering a page
+SCAN_LIMIT = 2000  #: orders examined for one page at most; the page then ends early with a cursor
+RECONCILE_TASK = "reconcile"  #: the reconcile job's Celery task name
+
+
+@dataclass(frozen=True)
+class OrderFilter:
+    """What the orders list is narrowed to (every field optional)."""
+
+    status: str | None = None
+    since: float | None = None
+    until: float | None = None
+    product: str | None = None
+    cross_sell: bool | None = None
+    account: str | None = None
+
+    def accepts(self, order: dict[str, Any]) -> bool:
+        items = order.get("items") or []
+        if self.status and order.get("status") != self.status:
+            return False
+        if self.product and not any(item.get("product") == self.product for item in items):
+            return False
+        if self.cross_sell is not None and any(item.get("cross_sell") for item in items) != self.cross_sell:
+            return False
+        return not (self.account and (order.get("account") or "") != self.account)
+
+
+def encode_cursor(created_at: float, session_id: str) -> str:
+    return base64.urlsafe_b64encode(json.dumps([created_at, session_id]).encode()).decode().rstrip("=")
+
+
+def decode_cursor(cursor: str) -> tuple[float, str]:
+    """Raises BadRequest when *cursor* is not one this API handed out."""
+    try:
+        created_at, session_id = json.loads(base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4)))
+        return float(created_at), str(session_id)
+    except (ValueError, TypeError, binascii.Error):
+        raise BadRequest("cursor is not one this API returned; start again without it",
+                         fields={"cursor": ["invalid"]}) from None
+
+
+class ConsoleService:
+    """The console's view of a running crossfill."""
+
+    def __init__(self, celery: CrossfillCelery) -> None:
+        self.celery = celery
+        self.runtime = celery.runtime
+
+    @property
+    def redis(self) -> redis.Redis:
+        return self.runtime.redis
+
+    def status(self) -> dict[str, Any]:
+        """Queue depths, live workers (heartbeats), dead letters, inbox and orders by status, last reconcile."""
+        client = self.redis
+        with reachable():
+            queues = {name: int(client.llen(name)) for name in (EVENTS_QUEUE, FULFILLMENT_QUEUE)}
+        return {
+            "queues": queues,
+            "workers": alive_workers(client),
+            "dead_letters": self.runtime.dead_letters.count(),
+            "inbox": self.runtime.inbox.counts(),
+            "orders": self.runtime.ledger.counts(),
+            "reconcile_last_success": last_reconcile(client),
+        }
+
+    def orders(self, where: OrderFilter, *, cursor: str | None = None,
+               limit: int = 25) -> tuple[list[dict[str, Any]], str | None]:
+        """A page of orders, newest first, and the cursor of the next page (None at the end)."""
+        ledger = self.runtime.ledger
+        position = decode_cursor(cursor) if cursor else None
+        page: list[dict[str, Any]] = []
+        examined = 0
+        while examined < SCAN_LIMIT:
+            rows = ledger.recent(before=position, since=where.since, until=where.until, limit=SCAN_BATCH)
+            if not rows:
+                return page, None
+            for (session_id, created_at), order in zip(rows, ledger.orders([sid for sid, _ in rows]), strict=True):
+                position = (created_at, session_id)
+                examined += 1
+                if order is not None and where.accepts(order):
+                    page.append(order)
+                    if len(page) == limit:
+                        more = bool(ledger.recent(before=position, since=where.since, until=where.until, limit=1))
+                        return page, encode_cursor(*position) if more else None
+            if len(rows) < SCAN_BATCH:
+                return page, None
+        # Many orders examined and the page is not full: hand back what was found, and where to go on.
+        assert position is not None
+        return page, encode_cursor(*position)
+
+    def order(self, session_id: str) -> dict[str, Any]:
+        order = self.runtime.ledger.order(session_id)
+        if order is None:
+            raise NotFound(f"no order for {session_id!r}: its event has not arrived, or the id is wrong")
+        return order
+
+    def fulfil(self, session_id: str) -> dict[str, Any]:
+        """Fulfil a session through the webhook's own idempotent path; the order as it is now."""
+        try:
+            outcome = ops.fulfill_session(self.celery, session_id)
+        except PermanentError as error:
+            status = getattr(error, "status", None)
+            if status == 404:
+                raise NotFound(f"Stripe knows no session {session_id!r}") from None
+            raise BadRequest(f"Stripe refused to read session {session_id!r}: {error}") from None
+        except TransientError as error:
+            raise Unavailable(f"the Stripe API is unavailable ({error}); retry later",
+                              headers={"Retry-After": "5"}) from None
+        return {**outcome, "order": self.runtime.ledger.order(session_id)}
+
+    def dead_letters(self, limit: int = 1000) -> list[DeadLetter]:
+        return self.runtime.dead_letters.list(limit)
+
+    def dead_letter(self, letter_id: str) -> DeadLetter:
+        letter = self.runtime.dead_letters.get(letter_id)
+        if letter is None:
+            raise NotFound(f"no dead letter {letter_id!r} (replayed already?)")
+        return letter
+
+    def replay(self, letter_id: str) -> str:
+        return self._broker(lambda: ops.replay_dead_letter(self.celery, self.dead_letter(letter_id)))
+
+    def replay_all(self) -> list[tuple[str, str]]:
+        return [(letter.id, self.replay(letter.id)) for letter in self.dead_letters()]
+
+    def event(self, event_id: str) -> dict[str, Any]:
+        event = self.runtime.inbox.get(event_id)
+        if event is None:
+            raise NotFound(f"event {event_id!r} is not in the inbox (never received, or expired)")
+        view = asdict(event)
+        body = view.pop("body")
+        try:
+            parsed = json.loads(body) if body else {}
+        except ValueError:
+            parsed = {}
+        # The body holds the buyer's details: only these two facts leave the inbox.
+        view["account"] = event.account or (parsed.get("account") if isinstance(parsed, dict) else None)
+        view["livemode"] = parsed.get("livemode") if isinstance(parsed, dict) else None
+        return view
+
+    def replay_event(self, event_id: str) -> str:
+        self.event(event_id)
+        self._broker(lambda: ops.replay_event(self.celery, event_id))
+        return "enqueued"
+
+    def reconcile(self) -> str:
+        """Queue a reconciliation run now; its task id."""
+        if RECONCILE_TASK not in self.celery.tasks:
+            raise Unavailable("this crossfill has no reconcile task; upgrade the workers")
+        result = self._broker(lambda: self.celery.send_task(RECONCILE_TASK, queue=EVENTS_QUEUE))
+        return str(result.id)
+
+    def _broker(self, action: Callable[[], Any]) -> Any:
+        try:
+            return action()
+        except (redis.RedisError, OSError) as error:
+            raise Unavailable(f"the broker is unreachable ({type(error).__name__}); retry later") from None
+        except StoreUnavailable as error:
+            raise Unavailable(str(error)) from None

@@ -1,0 +1,60 @@
+"""The receiver's settings section: where it listens, what it accepts, which secrets sign webhooks."""
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass, field, replace
+
+from fulfillment.errors import ConfigError
+from fulfillment.settings import env_int, redact
+from webhooks import defaults
+
+
+@dataclass(frozen=True)
+class ReceiverSettings:
+    """What the public receiver is configured with. Build it with :func:`load_receiver_settings`."""
+
+    port: int = defaults.PORT
+    web_workers: int = field(default_factory=lambda: defaults.web_workers(os.cpu_count() or 1))
+    signature_tolerance: int = defaults.SIGNATURE_TOLERANCE_S
+    max_body_bytes: int = defaults.MAX_BODY_BYTES
+    #: Webhook signing secrets; more than one while a secret is being rolled.
+    webhook_secrets: tuple[str, ...] = field(default=(), repr=False)
+
+    def with_secrets(self, secrets: tuple[str, ...]) -> ReceiverSettings:
+        """Return a copy that verifies webhooks with *secrets*."""
+        return replace(self, webhook_secrets=secrets)
+
+
+def load_receiver_settings(environ: Mapping[str, str] | None = None) -> ReceiverSettings:
+    """Read the receiver's settings from *environ* (default: the process environment).
+
+    Raises:
+        ConfigError: naming the first variable whose value is unusable, the value and the fix.
+    """
+    env = os.environ if environ is None else environ
+    return ReceiverSettings(
+        port=env_int(env, "CROSSFILL_PORT", defaults.PORT, low=1, high=65535),
+        web_workers=env_int(env, "CROSSFILL_WEB_WORKERS", defaults.web_workers(os.cpu_count() or 1),
+                            low=1, high=256),
+        signature_tolerance=env_int(env, "CROSSFILL_SIGNATURE_TOLERANCE", defaults.SIGNATURE_TOLERANCE_S,
+                                    low=0, high=86_400),
+        max_body_bytes=env_int(env, "CROSSFILL_MAX_BODY_BYTES", defaults.MAX_BODY_BYTES, low=1024, high=64 * 2**20),
+        webhook_secrets=_secrets(env.get("STRIPE_WEBHOOK_SECRET")),
+    )
+
+
+def _secrets(raw: str | None) -> tuple[str, ...]:
+    if raw is None or raw.strip() == "":
+        return ()
+    secrets = tuple(part.strip() for part in raw.split(","))
+    for position, secret in enumerate(secrets, start=1):
+        if not secret:
+            # The value itself is secret: show its shape, never its text.
+            shown = ",".join(redact(s) for s in secrets)
+            raise ConfigError(
+                "STRIPE_WEBHOOK_SECRET",
+                shown,
+                f"secret #{position} of {len(secrets)} is empty; list secrets separated by commas, with none empty",
+            )
+    return secrets

@@ -1,0 +1,56 @@
+"""What a task needs besides its arguments: the settings and the stores, opened lazily per process."""
+from __future__ import annotations
+
+from functools import cached_property
+
+import redis
+
+from fulfillment.catalog import Catalog, load_catalog
+from fulfillment.deadletters import DeadLetters
+from fulfillment.handlers import HandlerRegistry
+from fulfillment.inbox import Inbox
+from fulfillment.ledger import Ledger
+from fulfillment.retrying import PendingRetries
+from fulfillment.settings import Settings
+from fulfillment.stats import Stats
+from fulfillment.store import connect
+from fulfillment.stripe_api import StripeClient
+
+
+class Runtime:
+    """The worker's stores and clients for one process, built from its settings on first use."""
+
+    def __init__(self, settings: Settings) -> None:
+        self.settings = settings
+
+    @cached_property
+    def redis(self) -> redis.Redis:
+        return connect(self.settings.resolved_redis_url)
+
+    @cached_property
+    def inbox(self) -> Inbox:
+        return Inbox(self.redis)
+
+    @cached_property
+    def ledger(self) -> Ledger:
+        return Ledger(self.redis)
+
+    @cached_property
+    def dead_letters(self) -> DeadLetters:
+        return DeadLetters(self.redis)
+
+    @cached_property
+    def retries(self) -> PendingRetries:
+        return PendingRetries(self.redis)
+
+    @cached_property
+    def handlers(self) -> HandlerRegistry:
+        return HandlerRegistry()
+
+    @cached_property
+    def catalog(self) -> Catalog:
+        return load_catalog(self.settings.catalog_path, self.handlers.check)
+
+    @cached_property
+    def stripe(self) -> StripeClient:
+        return StripeClient(self.settings.stripe, stats=Stats(self.redis))
