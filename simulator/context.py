@@ -36,7 +36,9 @@ def current_store() -> Store:
     Raises:
         AccountInvalid: for a Stripe-Account that is not connected to the platform.
     """
-    return current_sim().store_for(current_account())
+    if "store" not in g:
+        g.store = current_sim().store_for(current_account())
+    return g.store
 
 
 def request_id() -> str:
