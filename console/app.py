@@ -52,6 +52,12 @@ def create_console_app(settings: Settings | None = None, console_settings: Conso
                     audit=AuditLog(client), throttle=SignInThrottle(client),
                     report=CrossSellReport(client, celery.runtime.catalog))
 
+    try:
+        # Orders recorded before the creation-time index existed are added to it once.
+        state.service.runtime.ledger.backfill_created_index()
+    except StoreUnavailable:
+        log.warning("console: Redis is unreachable; the orders index is checked at the next start")
+
     app = Flask(__name__)
     app.config.update(
         SECRET_KEY=console_settings.secret_key,

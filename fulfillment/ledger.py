@@ -279,6 +279,28 @@ class Ledger:
             rows = [(sid, score) for sid, score in rows if score < before[0] or (score == before[0] and sid < before[1])]
         return rows[:limit]
 
+    def backfill_created_index(self, batch: int = 500) -> int:
+        """Index orders recorded before :data:`BY_CREATED` existed (idempotent; once per Redis, flagged).
+
+        Returns how many orders were added to the index.
+        """
+        flag = f"{BY_CREATED}:backfilled"
+        added = 0
+        with reachable():
+            if self._redis.exists(flag):
+                return 0
+            for status in ORDER_STATUSES:
+                for chunk in _chunks(self._redis.sscan_iter(_ORDER_SETS + status, count=batch), batch):
+                    with self._redis.pipeline(transaction=False) as pipe:
+                        for sid in chunk:
+                            pipe.hget(_order_key(sid), "created_at")
+                        stamps = pipe.execute()
+                    scores = {sid: float(stamp) for sid, stamp in zip(chunk, stamps, strict=True) if stamp}
+                    if scores:
+                        added += int(self._redis.zadd(BY_CREATED, scores, nx=True))  # type: ignore[arg-type]
+            self._redis.set(flag, str(time.time()))
+        return added
+
     def orders(self, session_ids: Sequence[str]) -> list[dict[str, Any] | None]:
         """Several orders with their items, in two round trips (:meth:`order`'s shape, None when unknown)."""
         with reachable():
@@ -313,6 +335,17 @@ class Ledger:
         with reachable():
             return script(keys=keys, args=args)
 
+
+
+def _chunks(values: Iterable[str], size: int) -> Iterable[list[str]]:
+    chunk: list[str] = []
+    for value in values:
+        chunk.append(value)
+        if len(chunk) == size:
+            yield chunk
+            chunk = []
+    if chunk:
+        yield chunk
 
 
 def _float(raw: str | None) -> float | None:

@@ -123,3 +123,16 @@ def test_csv_has_a_row_per_currency() -> None:
 
     assert rows[0][0] == "account" and [r[6] for r in rows[1:]] == ["eur", "usd"]
     assert rows[2][7:] == ["1500", "6500.00", ""]
+
+
+def test_orders_from_before_the_index_are_indexed_once(ledger: Ledger, client: fakeredis.FakeRedis) -> None:
+    from fulfillment.ledger import BY_CREATED
+
+    paid_order(ledger, "cs_test_old1")
+    paid_order(ledger, "cs_test_old2", fulfil=False)
+    client.delete(BY_CREATED)  # as a ledger written before the index existed
+
+    assert ledger.backfill_created_index(batch=1) == 2
+    assert [sid for sid, _ in ledger.recent()] == ["cs_test_old2", "cs_test_old1"]
+    client.zrem(BY_CREATED, "cs_test_old1")
+    assert ledger.backfill_created_index() == 0  # once per Redis
