@@ -31,7 +31,7 @@ from prometheus_client.parser import text_string_to_metric_families
 from fulfillment.inbox import Inbox
 from fulfillment.signing import compute_signature, sign
 from tests.support.processes import Proc, RedisServer, crossfill, wait_until
-from webhooks.envelope import HANDLED_TYPES
+from fulfillment.events import HANDLED_TYPES
 from webhooks.metrics import OUTCOMES, TYPE_LABELS
 from worker.devstack.embedded import free_port
 
