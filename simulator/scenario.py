@@ -6,6 +6,7 @@
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -39,14 +40,20 @@ BUSY_WAIT_S = 0.05  #: pause between those tries, seconds
 
 def ensure_account(platform: SimClient, account_id: str) -> None:
     """Connect *account_id* to the platform unless it already is (safe to run concurrently)."""
+    _ensure(platform, f"/v1/accounts/{account_id}",
+            lambda: platform.post("/v1/accounts", {"type": "standard", "sim": {"id": account_id}}))
+
+
+def _ensure(client: SimClient, path: str, create: Callable[[], object]) -> None:
+    """Create the object at *path* unless it exists; losing a race to another creator is fine."""
     try:
-        platform.get(f"/v1/accounts/{account_id}")
+        client.get(path)
         return
     except RemoteError as error:
         if error.status != 404:
             raise
     try:
-        platform.post("/v1/accounts", {"type": "standard", "sim": {"id": account_id}})
+        create()
     except RemoteError as error:
         if error.status != 400 or error.body.get("error", {}).get("code") != "resource_already_exists":
             raise
@@ -95,17 +102,8 @@ def ensure_demo_catalog(client: SimClient, *, extra_products: int = 0) -> dict[s
 
 
 def _ensure_product(client: SimClient, product_id: str, name: str) -> None:
-    try:
-        client.get(f"/v1/products/{product_id}")
-        return
-    except RemoteError as error:
-        if error.status != 404:
-            raise
-    try:
-        _busy_retry(client, "/v1/products", {"id": product_id, "name": name}, f"crossfill-demo-{product_id}")
-    except RemoteError as error:
-        if error.status != 400 or error.body.get("error", {}).get("code") != "resource_already_exists":
-            raise
+    _ensure(client, f"/v1/products/{product_id}", lambda: _busy_retry(
+        client, "/v1/products", {"id": product_id, "name": name}, f"crossfill-demo-{product_id}"))
 
 
 def _ensure_price(client: SimClient, product_id: str, amount: int) -> str:

@@ -2,13 +2,7 @@
 and a local webhook endpoint that records what it receives."""
 from __future__ import annotations
 
-import json
-import threading
-import time
-from collections.abc import Callable, Iterator
-from dataclasses import dataclass
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from typing import Any
+from collections.abc import Iterator
 
 import pytest
 import stripe
@@ -16,7 +10,6 @@ import stripe
 from simulator import SimConfig, SimServer
 from simulator.client import SimClient
 from tests.simulator.support import API_KEY, Catalog, WebhookEndpoint
-
 
 
 @pytest.fixture

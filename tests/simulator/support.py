@@ -1,18 +1,25 @@
 """Helpers of the simulator's tests: a recording webhook endpoint and a catalog builder."""
 from __future__ import annotations
 
+import contextlib
 import json
+import re
+import signal
+import subprocess
+import sys
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
 from typing import Any
 
 import pytest
 import stripe
 
 API_KEY = "sk_test_crossfill_simulator_tests"
+ROOT = Path(__file__).resolve().parents[2]
 
 
 @dataclass
@@ -108,3 +115,32 @@ class Catalog:
             price = self.client.v1.prices.create(params)  # type: ignore[arg-type]
             first = first or price.id
         return first
+
+
+@contextlib.contextmanager
+def sim_process(*args: str) -> Iterator[tuple[subprocess.Popen[str], str]]:
+    """``crossfill sim --port 0 *args`` as a real process; yields it and its URL, stops it after."""
+    proc = subprocess.Popen([sys.executable, "-m", "worker.cli", "sim", "--port", "0", *args], cwd=ROOT,
+                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, start_new_session=True)
+    try:
+        assert proc.stdout is not None
+        url = ""
+        deadline = time.monotonic() + 30  # generous: the machine may be busy
+        while not url and time.monotonic() < deadline:
+            line = proc.stdout.readline()
+            if not line and proc.poll() is not None:
+                break
+            match = re.search(r"listening on (http://\S+)", line)
+            url = match.group(1) if match else ""
+        assert url, f"crossfill sim did not start (exit code {proc.poll()})"
+        yield proc, url
+    finally:
+        if proc.poll() is None:
+            proc.send_signal(signal.SIGTERM)
+            try:
+                proc.wait(timeout=15)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                proc.wait()
+        if proc.stdout is not None:
+            proc.stdout.close()

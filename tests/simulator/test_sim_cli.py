@@ -5,8 +5,6 @@ import json
 import re
 import signal
 import subprocess
-import sys
-import time
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -20,10 +18,7 @@ from fulfillment.catalog import load_catalog
 from simulator import SimServer
 from simulator.cli import trigger
 from simulator.scenario import DEPLOY, PRO, write_demo_catalog
-from tests.simulator.support import API_KEY, WebhookEndpoint
-
-ROOT = Path(__file__).resolve().parents[2]
-
+from tests.simulator.support import API_KEY, WebhookEndpoint, sim_process
 
 def _trigger(server: SimServer, *args: str) -> dict[str, object]:
     result = CliRunner().invoke(trigger, [*args, "--api-base", server.url, "--json"], catch_exceptions=False)
@@ -104,43 +99,22 @@ def test_the_demo_catalog_file_matches_what_trigger_creates(tmp_path: Path) -> N
 
 
 @pytest.fixture
-def sim_process(tmp_path: Path) -> Iterator[tuple[subprocess.Popen[str], str, WebhookEndpoint]]:
+def started_sim(tmp_path: Path) -> Iterator[tuple[subprocess.Popen[str], str, WebhookEndpoint]]:
     """``crossfill sim`` on a free port, with the demo catalog and a webhook endpoint registered at start."""
     receiver = WebhookEndpoint()
     catalog = write_demo_catalog(tmp_path / "catalog.toml")
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "worker.cli", "sim", "--port", "0", "--catalog", str(catalog), "--retry-base-ms", "50",
-         "--webhook-url", receiver.url, "--webhook-secret", "whsec_from_cli"],
-        cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, start_new_session=True)
     try:
-        url = ""
-        assert proc.stdout is not None
-        deadline = time.monotonic() + 20
-        while not url and time.monotonic() < deadline:
-            line = proc.stdout.readline()
-            if not line and proc.poll() is not None:
-                break
-            match = re.search(r"listening on (http://\S+)", line)
-            url = match.group(1) if match else ""
-        assert url, f"crossfill sim did not start (exit code {proc.poll()})"
-        yield proc, url, receiver
+        with sim_process("--catalog", str(catalog), "--retry-base-ms", "50", "--webhook-url", receiver.url,
+                         "--webhook-secret", "whsec_from_cli") as (proc, url):
+            yield proc, url, receiver
     finally:
-        if proc.poll() is None:
-            proc.send_signal(signal.SIGTERM)
-            try:
-                proc.wait(timeout=10)
-            except subprocess.TimeoutExpired:
-                proc.kill()
-                proc.wait()
-        if proc.stdout is not None:
-            proc.stdout.close()
         receiver.stop()
 
 
 @pytest.mark.integration
 def test_crossfill_sim_serves_64_concurrent_clients_and_delivers(
-        sim_process: tuple[subprocess.Popen[str], str, WebhookEndpoint]) -> None:
-    proc, url, receiver = sim_process
+        started_sim: tuple[subprocess.Popen[str], str, WebhookEndpoint]) -> None:
+    proc, url, receiver = started_sim
 
     def read(_: int) -> int:
         with requests.Session() as http:

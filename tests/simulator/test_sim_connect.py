@@ -3,11 +3,6 @@ events carrying ``account``, and Connect endpoints that receive them (signed wit
 from __future__ import annotations
 
 import json
-import re
-import signal
-import subprocess
-import sys
-import time
 from pathlib import Path
 from typing import Any
 
@@ -24,7 +19,7 @@ from simulator.errors import RemoteError
 from simulator.ratelimit import RateLimits
 from simulator.scenario import DEPLOY, PRO
 from tests.fixtures.stripe import problems
-from tests.simulator.support import API_KEY, WebhookEndpoint
+from tests.simulator.support import API_KEY, WebhookEndpoint, sim_process
 
 COMPLETED = "checkout.session.completed"
 
@@ -243,32 +238,12 @@ def test_crossfill_sim_refuses_bad_webhook_options_with_exit_2(args: list[str], 
 
 @pytest.mark.integration
 def test_crossfill_sim_webhook_connect_delivers_both_kinds_to_one_url(endpoint: WebhookEndpoint) -> None:
-    root = Path(__file__).resolve().parents[2]
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "worker.cli", "sim", "--port", "0", "--webhook-url", endpoint.url,
-         "--webhook-secret", "whsec_both", "--webhook-connect"],
-        cwd=root, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, start_new_session=True)
-    try:
-        assert proc.stdout is not None
-        url = ""
-        deadline = time.monotonic() + 30
-        while not url and time.monotonic() < deadline:
-            line = proc.stdout.readline()
-            if not line and proc.poll() is not None:
-                break
-            match = re.search(r"listening on (http://\S+)", line)
-            url = match.group(1) if match else ""
-        assert url, f"crossfill sim did not start (exit code {proc.poll()})"
+    with sim_process("--webhook-url", endpoint.url, "--webhook-secret", "whsec_both", "--webhook-connect") as (_, url):
         shop = CliRunner().invoke(trigger, ["--account", "acct_1Both", "--api-base", url, "--json"],
                                   catch_exceptions=False)
         own = CliRunner().invoke(trigger, ["--api-base", url, "--json"], catch_exceptions=False)
         sessions = {json.loads(shop.output)["session"]: "acct_1Both", json.loads(own.output)["session"]: None}
         received = endpoint.wait_for(lambda got: sum(r.event["type"] == COMPLETED for r in got) == 2, timeout=30)
-    finally:
-        proc.send_signal(signal.SIGTERM)
-        proc.wait(timeout=15)
-        if proc.stdout is not None:
-            proc.stdout.close()
 
     completed = [stripe.Webhook.construct_event(r.body, r.signature, "whsec_both") for r in received
                  if r.event["type"] == COMPLETED]

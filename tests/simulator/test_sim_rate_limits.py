@@ -3,15 +3,10 @@
 from __future__ import annotations
 
 import math
-import re
-import signal
-import subprocess
-import sys
 import threading
 import time
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
-from pathlib import Path
 from typing import Any
 
 import pytest
@@ -21,9 +16,8 @@ from flask.testing import FlaskClient
 
 from simulator import SimConfig, SimServer, Simulator, create_sim_app
 from simulator.ratelimit import MODES, RateLimiter, RateLimits
-from tests.simulator.support import API_KEY
+from tests.simulator.support import API_KEY, sim_process
 
-ROOT = Path(__file__).resolve().parents[2]
 AUTH = {"Authorization": f"Bearer {API_KEY}"}
 
 
@@ -224,20 +218,7 @@ def test_stripe_python_sees_a_rate_limit_error(clock: Clock) -> None:
 
 @pytest.mark.integration
 def test_crossfill_sim_rate_limits_test_holds_a_burst_to_25_a_second() -> None:
-    proc = subprocess.Popen([sys.executable, "-m", "worker.cli", "sim", "--port", "0", "--rate-limits", "test"],
-                            cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
-                            start_new_session=True)
-    try:
-        assert proc.stdout is not None
-        url = ""
-        deadline = time.monotonic() + 30
-        while not url and time.monotonic() < deadline:
-            line = proc.stdout.readline()
-            if not line and proc.poll() is not None:
-                break
-            match = re.search(r"listening on (http://\S+)", line)
-            url = match.group(1) if match else ""
-        assert url, f"crossfill sim did not start (exit code {proc.poll()})"
+    with sim_process("--rate-limits", "test") as (_, url):
 
         def read(_: int) -> int:
             return requests.get(f"{url}/v1/events", auth=(API_KEY, ""), timeout=30).status_code
@@ -247,11 +228,6 @@ def test_crossfill_sim_rate_limits_test_holds_a_burst_to_25_a_second() -> None:
             statuses = list(pool.map(read, range(200)))
         elapsed = time.monotonic() - started
         stats: dict[str, Any] = requests.get(f"{url}/sim/stats", timeout=10).json()
-    finally:
-        proc.send_signal(signal.SIGTERM)
-        proc.wait(timeout=15)
-        if proc.stdout is not None:
-            proc.stdout.close()
 
     admitted = statuses.count(200)
     assert set(statuses) <= {200, 429}
