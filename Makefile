@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: run test demo bench browser-check clean
+.PHONY: run test chaos demo bench browser-check clean
 
 # (Re)install when the venv is missing or pyproject.toml changed.
 $(STAMP): pyproject.toml
@@ -17,7 +17,11 @@ run: $(STAMP)
 	$(BIN)/crossfill run
 
 test: $(STAMP)
-	$(BIN)/python -m pytest -q -p no:cacheprovider
+	$(BIN)/python -m pytest -q -p no:cacheprovider -m "not chaos"
+
+# Every fault at once on real processes (tests/chaos/, a few minutes): CI runs it after `make test`.
+chaos: $(STAMP)
+	$(BIN)/python -m pytest -q -p no:cacheprovider -rs -s tests/chaos
 
 demo: $(STAMP)
 	$(BIN)/crossfill demo
