@@ -24,7 +24,6 @@ RECURRING_INTERVAL = "recurring_interval"
 UPSELLS_NON_RECURRING = "upsells_non_recurring"
 TAX_BEHAVIOR = "tax_behavior"
 QUANTITY = "quantity"  #: not an offer rule: a cross-sell line item's quantity is fixed at 1
-RULES = (SINGLE_PRICE, CURRENCY, RECURRING_INTERVAL, UPSELLS_NON_RECURRING, TAX_BEHAVIOR)
 
 SPECIFIED_TAX_BEHAVIORS = frozenset({"inclusive", "exclusive"})
 

@@ -20,7 +20,6 @@ import redis
 from fulfillment.store import KEY_PREFIX, reachable
 
 ORDER_STATUSES = ("awaiting_payment", "payment_failed", "expired", "fulfilling", "fulfilled", "partially_failed")
-ITEM_STATUSES = ("pending", "in_progress", "done", "failed")
 #: Claim outcomes.
 CLAIMED, DONE, FAILED, BUSY, MISSING = "claimed", "done", "failed", "busy", "missing"
 

@@ -103,11 +103,9 @@ def test_no_import_cycles() -> None:
     assert find_cycle(import_graph()) is None
 
 
-def _external_imports(package: str, *, leaving_out: tuple[str, ...] = ()) -> set[str]:
+def _external_imports(package: str) -> set[str]:
     found = set()
     for module, path in source_modules().items():
-        if module in leaving_out:
-            continue
         if module == package or module.startswith(package + "."):
             found |= {name.split(".")[0] for name in imported_names(path, module)}
     return found
@@ -119,8 +117,7 @@ def test_the_domain_imports_neither_flask_nor_celery_nor_another_package_of_ours
 
 
 def test_the_simulator_depends_on_the_domain_only() -> None:
-    # simulator.demo (the `crossfill demo` command) is being moved into the dev stack (worker/devstack).
-    assert _external_imports("simulator", leaving_out=("simulator.demo",)) & {"webhooks", "worker", "console"} == set()
+    assert _external_imports("simulator") & {"webhooks", "worker", "console"} == set()
 
 
 def test_the_receiver_imports_only_the_message_contract_of_the_worker() -> None:
