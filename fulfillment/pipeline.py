@@ -10,8 +10,11 @@ from dataclasses import dataclass
 
 from fulfillment.catalog import Catalog
 from fulfillment.events import ASYNC_FAILED, EXPIRED
+from fulfillment.inbox import Inbox, InboxEvent
 from fulfillment.ledger import Ledger
+from fulfillment.livemode import MISMATCH, is_mismatch
 from fulfillment.orders import classify_items, order_summary
+from fulfillment.stats import LIVEMODE_MISMATCH, Stats
 from fulfillment.stripe_api import StripeClient
 
 log = logging.getLogger(__name__)
@@ -26,6 +29,19 @@ class Decision:
 
     order_status: str
     dispatch: tuple[str, ...] = ()
+
+
+def ignore_other_mode(event: InboxEvent, livemode: bool | None, inbox: Inbox, stats: Stats) -> bool:
+    """The worker's livemode gate, behind the receiver's: an event whose ``livemode`` is not *livemode*
+    (the API key's mode) is recorded as ignored (``livemode_mismatch``) and counted, before anything
+    is read or fulfilled. Returns whether it was ignored."""
+    if not is_mismatch(event.livemode, livemode):
+        return False
+    inbox.ignore(event.id, MISMATCH)
+    stats.incr(LIVEMODE_MISMATCH, "worker")
+    log.warning("event %s is %s mode, crossfill runs in %s mode: ignored", event.id,
+                "live" if event.livemode else "test", "live" if livemode else "test")
+    return True
 
 
 def decide(event_type: str, session_id: str, client: StripeClient, ledger: Ledger, catalog: Catalog) -> Decision:

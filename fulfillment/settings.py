@@ -17,6 +17,7 @@ from urllib.parse import urlsplit
 
 from fulfillment import defaults
 from fulfillment.errors import ConfigError
+from fulfillment.livemode import configured_livemode
 from fulfillment.retrying import backoff_delay
 
 REDIS_SCHEMES = ("redis", "rediss", "unix")
@@ -33,6 +34,8 @@ class StripeSettings:
     api_version: str = defaults.STRIPE_API_VERSION
     connect_timeout: float = defaults.STRIPE_CONNECT_TIMEOUT_S
     read_timeout: float = defaults.STRIPE_READ_TIMEOUT_S
+    #: The mode of events to act on: the key's (live or test), or CROSSFILL_LIVEMODE; None: any.
+    livemode: bool | None = None
 
 
 @dataclass(frozen=True)
@@ -113,6 +116,7 @@ def _stripe(env: Mapping[str, str]) -> StripeSettings:
                                   low=0.1, high=60),
         read_timeout=env_float(env, "CROSSFILL_STRIPE_READ_TIMEOUT", defaults.STRIPE_READ_TIMEOUT_S,
                                low=0.1, high=300),
+        livemode=configured_livemode(env.get("STRIPE_API_KEY"), env.get("CROSSFILL_LIVEMODE")),
     )
 
 

@@ -12,7 +12,9 @@ from werkzeug.exceptions import HTTPException
 from fulfillment.errors import ConfigError, StoreUnavailable
 from fulfillment.events import is_handled
 from fulfillment.inbox import DUPLICATE, Inbox
+from fulfillment.livemode import MISMATCH, is_mismatch
 from fulfillment.settings import Settings, load_settings
+from fulfillment.stats import LIVEMODE_MISMATCH, Stats
 from fulfillment.store import connect
 from webhooks import defaults
 from webhooks.envelope import parse_event
@@ -36,7 +38,7 @@ def create_app(settings: Settings | None = None, receiver: ReceiverSettings | No
     if not receiver.webhook_secrets:
         raise ConfigError("STRIPE_WEBHOOK_SECRET", "", "set the endpoint's signing secret (whsec_...)")
     client = connect(settings.resolved_redis_url)
-    inbox = Inbox(client)
+    inbox, stats = Inbox(client), Stats(client)
     # The receiver builds task messages (worker.contract.task_message) and pushes them itself, inside
     # the inbox's script; it never publishes through Celery's producer nor reads a result.
     metrics = ReceiverMetrics(StateCollector(client, QUEUES))
@@ -76,6 +78,12 @@ def create_app(settings: Settings | None = None, receiver: ReceiverSettings | No
 
         event_id, event_type = event["id"], event["type"]
         try:
+            if is_mismatch(event["livemode"], receiver.livemode):
+                # Stripe sends test events of connected accounts to live Connect endpoints too: check livemode.
+                inbox.record_ignored(event_id, event_type, reason=MISMATCH)
+                stats.incr(LIVEMODE_MISMATCH, "receiver")
+                return answer(200, {"received": True, "ignored": True, "reason": MISMATCH}, event_type, "ignored",
+                              started)
             if not is_handled(event_type):
                 inbox.record_ignored(event_id, event_type)
                 return answer(200, {"received": True, "ignored": True}, event_type, "ignored", started)

@@ -6,6 +6,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
 
 from fulfillment.errors import ConfigError
+from fulfillment.livemode import configured_livemode
 from fulfillment.settings import env_int, redact
 from webhooks import defaults
 
@@ -20,6 +21,8 @@ class ReceiverSettings:
     max_body_bytes: int = defaults.MAX_BODY_BYTES
     #: Webhook signing secrets; more than one while a secret is being rolled.
     webhook_secrets: tuple[str, ...] = field(default=(), repr=False)
+    #: The mode of events to act on (STRIPE_API_KEY's, or CROSSFILL_LIVEMODE); None: any. Others are ignored.
+    livemode: bool | None = None
 
     def with_secrets(self, secrets: tuple[str, ...]) -> ReceiverSettings:
         """Return a copy that verifies webhooks with *secrets*."""
@@ -41,6 +44,7 @@ def load_receiver_settings(environ: Mapping[str, str] | None = None) -> Receiver
                                     low=0, high=86_400),
         max_body_bytes=env_int(env, "CROSSFILL_MAX_BODY_BYTES", defaults.MAX_BODY_BYTES, low=1024, high=64 * 2**20),
         webhook_secrets=_secrets(env.get("STRIPE_WEBHOOK_SECRET")),
+        livemode=configured_livemode(env.get("STRIPE_API_KEY"), env.get("CROSSFILL_LIVEMODE")),
     )
 
 

@@ -52,5 +52,9 @@ class Runtime:
         return load_catalog(self.settings.catalog_path, self.handlers.check)
 
     @cached_property
+    def stats(self) -> Stats:
+        return Stats(self.redis)
+
+    @cached_property
     def stripe(self) -> StripeClient:
-        return StripeClient(self.settings.stripe, stats=Stats(self.redis))
+        return StripeClient(self.settings.stripe, stats=self.stats)

@@ -9,7 +9,7 @@ from celery import Celery, Task
 
 from fulfillment.handlers import FulfillmentRequest
 from fulfillment.ledger import BUSY, CLAIMED, DONE, FAILED
-from fulfillment.pipeline import decide
+from fulfillment.pipeline import decide, ignore_other_mode
 from fulfillment.errors import StoreUnavailable
 from fulfillment.report import CrossSellReport
 from fulfillment.store import reachable
@@ -33,6 +33,8 @@ def process_event(task: Task, event_id: str, first_attempt_at: float | None = No
     if event is None:
         log.warning("event %s is not in the inbox (expired or never received); nothing to do", event_id)
         return {"event_id": event_id, "outcome": "missing"}
+    if ignore_other_mode(event, runtime.settings.stripe.livemode, runtime.inbox, runtime.stats):
+        return {"event_id": event_id, "outcome": "ignored", "reason": "livemode_mismatch"}
     runtime.inbox.move(event_id, "processing")
     attempt = Attempt(PROCESS_EVENT, [event_id], task.request.retries + 1, first_attempt_at or time.time())
     try:

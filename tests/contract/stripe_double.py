@@ -26,7 +26,8 @@ class StripeDouble:
     def __init__(self, *, embed: bool = True) -> None:
         self.embed = embed  #: whether expand[]=line_items is honoured (off: like a server that ignores it)
         self.sessions: dict[str, tuple[dict[str, Any], list[dict[str, Any]]]] = {}
-        self.calls: Counter[str] = Counter()
+        self.calls: Counter[str] = Counter()  #: requests by endpoint
+        self.reads: Counter[str] = Counter()  #: requests by session id
         self.expands: list[list[str]] = []
         self._lock = threading.Lock()
 
@@ -47,6 +48,7 @@ class StripeDouble:
         session, items = found
         with self._lock:
             self.calls[SESSION_ENDPOINT if len(parts) == 4 else LINE_ITEMS_ENDPOINT] += 1
+            self.reads[parts[3]] += 1
         if len(parts) == 5:
             try:
                 limit = int(request.query.get("limit", ["10"])[0])

@@ -17,13 +17,15 @@ import pytest
 import requests
 
 from fulfillment.deadletters import DeadLetters
+from fulfillment.inbox import Inbox
 from fulfillment.ledger import Ledger
 from fulfillment.signing import sign
-from fulfillment.stats import STRIPE_API_CALLS, STRIPE_ORDERS_READ, Stats
+from fulfillment.stats import LIVEMODE_MISMATCH, STRIPE_API_CALLS, STRIPE_ORDERS_READ, Stats
 from tests.contract.stripe_double import LINE_ITEMS_ENDPOINT, SESSION_ENDPOINT, StripeDouble
 from tests.contract.variants import MUG, TSHIRT, mug_item, no_price_item, paid_session, tshirt_item
 from tests.fixtures.stripe import fixture
 from tests.support.processes import Proc, RedisServer, crossfill, port_open, wait_until
+from worker.contract import EVENTS_QUEUE, PROCESS_EVENT, task_message
 from worker.devstack.embedded import free_port
 
 pytestmark = pytest.mark.integration
@@ -43,10 +45,11 @@ class Stack:
     def ledger(self) -> Ledger:
         return Ledger(self.redis.client())
 
-    def post_completed(self, session_id: str) -> requests.Response:
+    def post_completed(self, session_id: str, *, livemode: bool = False) -> requests.Response:
         """Stripe's event fixture as a checkout.session.completed of *session_id*, signed and posted."""
         event = fixture("event")
         event.update(id=f"evt_{uuid.uuid4().hex}", type="checkout.session.completed", pending_webhooks=1,
+                     livemode=livemode,
                      api_version="2026-10-28.endive",
                      data={"object": self.double.sessions[session_id][0]})
         body = json.dumps(event).encode()
@@ -149,3 +152,36 @@ def test_api_calls_per_order_as_metrics_show_them(stack: Stack) -> None:
     metrics = requests.get(stack.receiver_url.replace("/webhooks/stripe", "/metrics"), timeout=10).text
     assert 'crossfill_stripe_api_calls_total{endpoint="GET /v1/checkout/sessions/{id}"}' in metrics
     print(f"\nAPI calls per order: {sum(sent.values()) / len(sessions):.3f} ({sent})")
+
+
+def test_a_live_event_is_ignored_by_a_test_mode_receiver_and_worker(stack: Stack) -> None:
+    # Given crossfill running with a test key, and a live-mode event for a session Stripe's double serves
+    stats = Stats(stack.redis.client())
+    before = stats.read(LIVEMODE_MISMATCH)
+    delivered, injected = (paid_session(f"cs_test_{uuid.uuid4().hex}") for _ in range(2))
+    for session in (delivered, injected):
+        stack.double.put(session, [tshirt_item()])
+
+    # When one is delivered to the receiver, and one reaches the queue without it (an event recorded
+    # by a receiver configured without a mode: the worker's own gate)
+    response = stack.post_completed(delivered["id"], livemode=True)
+    event_id = f"evt_{uuid.uuid4().hex}"
+    body = json.dumps(fixture("event") | {"id": event_id, "type": "checkout.session.completed",
+                                          "livemode": True, "data": {"object": injected}})
+    Inbox(stack.redis.client()).record(event_id, "checkout.session.completed", injected["id"], body,
+                                       queue=EVENTS_QUEUE, message=task_message(PROCESS_EVENT, [event_id]))
+
+    # Then both are acknowledged/recorded as ignored for their mode, counted where they were stopped,
+    # and neither is read from Stripe, fulfilled nor dead-lettered
+    assert response.status_code == 200 and response.json()["reason"] == "livemode_mismatch"
+    inbox = Inbox(stack.redis.client())
+    wait_until(lambda: getattr(inbox.get(event_id), "status", None) == "ignored", timeout=30,
+               what="the worker to ignore the live event")
+    assert getattr(inbox.get(event_id), "reason", None) == "livemode_mismatch"
+    after = stats.read(LIVEMODE_MISMATCH)
+    assert (after.get("receiver", 0) - before.get("receiver", 0), after.get("worker", 0) - before.get("worker", 0)) \
+        == (1, 1)
+    assert stack.ledger.order(delivered["id"]) is None and stack.ledger.order(injected["id"]) is None
+    assert (stack.double.reads[delivered["id"]], stack.double.reads[injected["id"]]) == (0, 0)
+    letters = DeadLetters(stack.redis.client()).list()
+    assert not [letter for letter in letters if event_id in letter.args]

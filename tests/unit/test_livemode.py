@@ -9,6 +9,9 @@ from fulfillment_fixtures import fake_redis
 from fulfillment.errors import ConfigError
 from fulfillment.inbox import Inbox, InboxEvent
 from fulfillment.livemode import MISMATCH, configured_livemode, is_mismatch, key_livemode
+from fulfillment.pipeline import ignore_other_mode
+from fulfillment.settings import load_settings
+from fulfillment.stats import LIVEMODE_MISMATCH, Stats
 
 
 @pytest.mark.parametrize(("key", "mode"), [
@@ -84,3 +87,33 @@ def test_an_inbox_event_reads_its_livemode_from_the_body(body: str, livemode: bo
                        deliveries=1)
 
     assert event.livemode is livemode
+
+
+# --- the worker's gate, behind the receiver's ---------------------------------------------------------------
+
+@pytest.mark.parametrize(("event_livemode", "mode", "ignored"), [
+    (True, False, True), (False, True, True), (False, False, False), (True, None, False)])
+def test_the_worker_ignores_an_event_of_the_other_mode(event_livemode: bool, mode: bool | None,
+                                                       ignored: bool) -> None:
+    client = fake_redis()
+    inbox, stats = Inbox(client), Stats(client)
+    inbox.record("evt_1", "checkout.session.completed", "cs_1", json.dumps({"livemode": event_livemode}),
+                 queue="events", message="m")
+    event = inbox.get("evt_1")
+    assert event is not None
+
+    assert ignore_other_mode(event, mode, inbox, stats) is ignored
+
+    after = inbox.get("evt_1")
+    assert after is not None
+    assert (after.status, after.reason) == (("ignored", MISMATCH) if ignored else ("enqueued", ""))
+    assert stats.read(LIVEMODE_MISMATCH) == ({"worker": 1} if ignored else {})
+
+
+def test_the_worker_settings_take_the_keys_mode() -> None:
+    assert load_settings({"STRIPE_API_KEY": "rk_live_x"}).stripe.livemode is True
+    assert load_settings({"STRIPE_API_KEY": "sk_test_x"}).stripe.livemode is False
+    assert load_settings({"CROSSFILL_LIVEMODE": "false"}).stripe.livemode is False
+    assert load_settings({}).stripe.livemode is None
+    with pytest.raises(ConfigError, match="CROSSFILL_LIVEMODE"):
+        load_settings({"STRIPE_API_KEY": "rk_live_x", "CROSSFILL_LIVEMODE": "test"})

@@ -92,11 +92,11 @@ def test_every_variable_is_read(tmp_path: Path) -> None:
 
     assert settings == Settings(
         redis_url="redis://cache.internal:6380/2", data_dir=tmp_path, catalog_path=catalog,
-        stripe=StripeSettings(api_key="sk_test_123", api_base="http://127.0.0.1:12111"),
+        stripe=StripeSettings(api_key="sk_test_123", api_base="http://127.0.0.1:12111", livemode=False),
         retry=RetrySettings(horizon=3600, visibility_timeout=600),
     )
     assert receiver == ReceiverSettings(port=9001, web_workers=3, signature_tolerance=0, max_body_bytes=1024,
-                                        webhook_secrets=(SECRET_A, SECRET_B))
+                                        webhook_secrets=(SECRET_A, SECRET_B), livemode=False)
 
 
 @pytest.mark.parametrize("url", ["redis://localhost:6379/0", "rediss://user:pw@redis.example:6380/1",
