@@ -15,6 +15,7 @@ from webhooks.errors import InvalidPayload
 #: ``\Z``, not ``$``: a ``$`` would let a trailing newline into a Redis key.
 EVENT_ID = re.compile(r"evt_[A-Za-z0-9_]{1,250}\Z")
 SESSION_ID = re.compile(r"cs_[A-Za-z0-9_]{1,250}\Z")
+ACCOUNT_ID = re.compile(r"acct_[A-Za-z0-9_]{1,250}\Z")  #: a connected account (Connect events carry one)
 #: Stripe's event types: dotted lowercase words (``checkout.session.completed``, ``v1.billing.meter.no_meter_found``).
 EVENT_TYPE = re.compile(r"[a-z0-9_]+(\.[a-z0-9_]+){0,9}\Z")
 MAX_TYPE_CHARS = 100
@@ -48,6 +49,9 @@ class EventEnvelope(Schema):
     created = fields.Integer(required=True, strict=True, validate=validate.Range(min=0, max=MAX_CREATED))
     livemode = fields.Boolean(required=True)
     data = fields.Nested(_Data, required=True)
+    #: The connected account a Connect event comes from; None for the platform's own events.
+    account = fields.String(load_default=None, allow_none=True, validate=validate.Regexp(
+        ACCOUNT_ID, error="must be a connected account id like acct_... (letters, digits, _; at most 255 characters)"))
 
     @validates_schema
     def _session_for_handled_types(self, data: dict[str, Any], **_: Any) -> None:

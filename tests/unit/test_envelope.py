@@ -10,7 +10,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from fulfillment.events import HANDLED_TYPES
-from webhooks.envelope import EVENT_ID, EVENT_TYPE, parse_event
+from webhooks.envelope import ACCOUNT_ID, EVENT_ID, EVENT_TYPE, parse_event
 from webhooks.errors import InvalidPayload
 
 EventFactory = Callable[..., dict[str, Any]]
@@ -53,7 +53,7 @@ def test_unknown_top_level_fields_are_excluded(make_event: EventFactory) -> None
 
     parsed = parse_event(body_of(event))
 
-    assert set(parsed) == {"id", "object", "type", "created", "livemode", "data"}
+    assert set(parsed) == {"id", "object", "type", "created", "livemode", "data", "account"}
     assert "api_version" not in parsed and "surprise" not in parsed
 
 
@@ -231,6 +231,19 @@ def test_session_ids_are_letters_digits_and_underscores_only(make_event: EventFa
     assert "data.object" in refusal(body_of(make_event(session_id=session_id))).fields
 
 
+@pytest.mark.parametrize(("given", "parsed"), [({}, None), ({"account": None}, None),
+                                                ({"account": "acct_1Shop"}, "acct_1Shop")])
+def test_a_connect_event_carries_its_account(make_event: EventFactory, given: dict[str, Any],
+                                             parsed: str | None) -> None:
+    assert parse_event(body_of(make_event(**given)))["account"] == parsed
+
+
+@pytest.mark.parametrize("account", ["acct_1\n", "acct_", "acct_1 2", "acct_1:x", "cus_1", "", 7, ["acct_1"],
+                                     "acct_" + "a" * 251, "acct_\u00e9"])
+def test_account_ids_are_letters_digits_and_underscores_only(make_event: EventFactory, account: Any) -> None:
+    assert "account" in refusal(body_of(make_event(account=account))).fields
+
+
 @pytest.mark.parametrize("created", [2**53 + 1, 10**30])
 def test_created_is_bounded(make_event: EventFactory, created: int) -> None:
     assert "created" in refusal(body_of(make_event(created=created))).fields
@@ -254,7 +267,7 @@ json_values = st.recursive(
 
 
 @settings(max_examples=400, deadline=None, suppress_health_check=list(HealthCheck))
-@given(value=json_values, where=st.sampled_from(["id", "type", "session", "metadata"]))
+@given(value=json_values, where=st.sampled_from(["id", "type", "session", "metadata", "account"]))
 def test_property_whatever_is_accepted_is_utf8_and_bounded(make_event: EventFactory, value: Any, where: str) -> None:
     # Given an event with an arbitrary JSON value (any code point, lone surrogates included) in one place
     event = make_event(data={"object": {"id": "cs_1", "object": "checkout.session", "metadata": {}}})
@@ -274,6 +287,7 @@ def test_property_whatever_is_accepted_is_utf8_and_bounded(make_event: EventFact
         return
     json.dumps(parsed, ensure_ascii=False).encode("utf-8")
     assert EVENT_ID.match(parsed["id"]) and EVENT_TYPE.match(parsed["type"]) and len(parsed["type"]) <= 100
+    assert parsed["account"] is None or ACCOUNT_ID.match(parsed["account"])
 
 
 @settings(max_examples=300, deadline=None, suppress_health_check=list(HealthCheck))
