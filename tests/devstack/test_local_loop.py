@@ -44,16 +44,30 @@ def _cmdline(pid: int) -> list[str]:
         return []
 
 
-def _worker_child(run_pid: int) -> int | None:
-    found = [pid for pid in _children_of(run_pid) if _cmdline(pid)[1:4] == ["-m", "worker.cli", "worker"]]
+def _child(run_pid: int, *argv: str) -> int | None:
+    """The one child of *run_pid* whose command line holds *argv* in a row, or None."""
+    found = [pid for pid in _children_of(run_pid) if _holds(_cmdline(pid), list(argv))]
     return found[0] if len(found) == 1 else None
+
+
+def _holds(cmdline: list[str], argv: list[str]) -> bool:
+    return any(cmdline[start:start + len(argv)] == argv for start in range(len(cmdline)))
+
+
+def _worker_child(run_pid: int) -> int | None:
+    return _child(run_pid, "-m", "worker.cli", "worker")
+
+
+def _redis_child(run_pid: int) -> int | None:
+    # redis-server retitles itself "<path>/redis-server 127.0.0.1:<port>"
+    return next((pid for pid in _children_of(run_pid) if "/redis-server" in _cmdline(pid)[0]), None)
 
 
 def _gone(pid: int) -> bool:
     return not Path(f"/proc/{pid}").exists() or "Z" in Path(f"/proc/{pid}/stat").read_text().split()[2]
 
 
-def test_run_then_trigger_fulfills_a_purchase_and_ctrl_c_leaves_no_process(tmp_path: Path) -> None:
+def test_run_fulfills_purchases_through_a_worker_and_a_redis_kill_and_ctrl_c_leaves_no_process(tmp_path: Path) -> None:
     # Given `crossfill run` on a fresh data dir, with no Redis and no Stripe key configured
     port, sim_port = free_port(), free_port()
     env = _env(tmp_path, port)
@@ -87,7 +101,7 @@ def test_run_then_trigger_fulfills_a_purchase_and_ctrl_c_leaves_no_process(tmp_p
         assert status.status_code == 200 and "queues" in status.json()
 
         # When a buyer purchases with the cross-sell on the simulator
-        session_id = buy()
+        first_session = session_id = buy()
 
         # Then the order is fulfilled, with the cross-sell flagged
         wait_until(lambda: order(session_id).get("status") == "fulfilled", timeout=30, what="the order",
@@ -111,13 +125,33 @@ def test_run_then_trigger_fulfills_a_purchase_and_ctrl_c_leaves_no_process(tmp_p
                    what="the order after the restart", interval=0.5)
         assert run.alive()
 
+        # When the embedded Redis is killed with SIGKILL
+        port_file = tmp_path / "var" / "redis.port"
+        redis_port = port_file.read_text()
+        killed_redis = _redis_child(run.pid)
+        assert killed_redis is not None
+        os.kill(killed_redis, signal.SIGKILL)
+
+        # Then `crossfill run` starts it again on the port recorded for its clients (`crossfill order` reads
+        # the first order through it, from the append-only file), and a purchase made after it is fulfilled
+        wait_until(lambda: _redis_child(run.pid) not in (None, killed_redis), timeout=60,
+                   what="a new redis-server child", interval=0.2)
+        restarted_redis = _redis_child(run.pid)
+        assert restarted_redis is not None and port_file.read_text() == redis_port
+        wait_until(lambda: order(first_session).get("status") == "fulfilled", timeout=30,
+                   what="the first order read back after the Redis restart", interval=0.5)
+        session_id = buy()
+        wait_until(lambda: order(session_id).get("status") == "fulfilled", timeout=90,
+                   what="the order after the Redis restart", interval=0.5)
+        assert run.alive()
+
         # When Ctrl-C reaches `crossfill run`
         os.kill(run.pid, signal.SIGINT)
         run.popen.wait(30)
 
-        # Then it and every child, the restarted worker included, have exited
+        # Then it and every child, the restarted worker and Redis included, have exited
         assert run.popen.returncode == 0, run.output()
-        for child in children | {restarted}:
+        for child in children | {restarted, restarted_redis}:
             assert _gone(child)
     finally:
         run.stop()
