@@ -10,12 +10,22 @@ STRIPE_API_BASE = "https://api.stripe.com"  #: Stripe's API root
 REDIS_CONNECT_TIMEOUT_S = 1.0  #: connecting to Redis, seconds (the receiver answers 503 after it)
 REDIS_SOCKET_TIMEOUT_S = 2.0  #: one Redis command, seconds
 
-INBOX_TTL_S = 30 * 24 * 3600  #: how long an event stays in the inbox, seconds (Stripe retries for 3 days)
+RETENTION_S = 90 * 86_400  #: orders, items and inbox events are kept this long after their last write, seconds
+INBOX_TTL_S = RETENTION_S  #: how long an event stays in the inbox, seconds (CROSSFILL_RETENTION)
+
+RECONCILE_EVERY_S = 600.0  #: how often beat runs reconciliation, seconds
+RECONCILE_WINDOW_S = 72 * 3600.0  #: how far back reconciliation lists events and sessions, seconds
+RECONCILE_WINDOW_MAX_S = 30 * 86_400.0  #: the Events API keeps 30 days of events, seconds
+RECONCILE_LOCK_S = 600.0  #: a reconciliation run holds its lock at most this long (it renews), seconds
+SWEEP_EVERY_S = 60.0  #: how often beat runs the sweeper, seconds
+STUCK_AFTER_S = 300.0  #: an event, item or order unchanged this long is checked by the sweeper, seconds
+SWEEP_BATCH = 1000  #: candidates the sweeper examines per kind and run (oldest first)
 
 STRIPE_API_VERSION = "2026-10-28.endive"  #: pinned Stripe-Version header (stripe-python 16.1's)
 STRIPE_CONNECT_TIMEOUT_S = 3.05  #: connecting to the Stripe API, seconds
 STRIPE_READ_TIMEOUT_S = 20.0  #: waiting for a Stripe API answer, seconds
 LINE_ITEMS_PAGE_SIZE = 100  #: Stripe's largest page of line items
+LIST_PAGE_SIZE = 100  #: Stripe's largest page of a list (events, sessions)
 HTTP_POOL_SIZE = 64  #: pooled keep-alive connections per host and process
 
 VISIBILITY_TIMEOUT_S = 3600  #: Redis broker: an unacked task is redelivered after this, seconds

@@ -5,6 +5,11 @@ for event types crossfill does not handle. A new event is recorded and its task 
 the queue in ONE Lua script: either both happen or neither does, so there is no state in between to
 lose (a delivery that failed left nothing behind, and the sender's retry enqueues the event) and no
 window in which two deliveries of one event can both enqueue it.
+
+An event left ``enqueued`` or ``processing`` past the stuck threshold has lost its message (kombu's
+Redis transport takes a message with BRPOP before it records it as unacked: a worker killed in
+between loses it). A new delivery of such an event pushes its message again (``requeued``), in the
+same script, instead of answering ``duplicate``; the sweeper does the same for events nobody resends.
 """
 from __future__ import annotations
 
@@ -23,15 +28,45 @@ STATUSES = ("enqueued", "processing", "processed", "failed", "ignored")
 #: Why an event is ignored when nothing else is said: crossfill does not handle its type.
 UNHANDLED_TYPE = "unhandled_type"
 #: Outcomes of :meth:`Inbox.record`.
-ENQUEUED, DUPLICATE = "enqueued", "duplicate"
+ENQUEUED, DUPLICATE, REQUEUED = "enqueued", "duplicate", "requeued"
+#: The statuses in which an event waits on a message (queued, or held by a worker).
+IN_FLIGHT = ("enqueued", "processing")
+
+# Shared Lua: push the message of an event that has been enqueued or processing for at least
+# `stuck_after` seconds since its last move, and make it enqueued again (moved now). Returns the
+# status it had, or false when it is not stuck.
+_LUA_REQUEUE = """
+local function requeue_if_stuck(key, prefix, queue, event_id, message, now, stuck_after)
+  local status = redis.call('HGET', key, 'status')
+  if status ~= 'enqueued' and status ~= 'processing' then return false end
+  local received = redis.call('HGET', key, 'received_at') or tostring(now)
+  local moved = tonumber(redis.call('HGET', key, status .. '_at') or received) or 0
+  if now - moved < stuck_after then return false end
+  redis.call('LPUSH', queue, message)
+  redis.call('ZREM', prefix .. status, event_id)
+  redis.call('ZADD', prefix .. 'enqueued', received, event_id)
+  redis.call('HSET', key, 'status', 'enqueued', 'enqueued_at', tostring(now))
+  redis.call('HINCRBY', key, 'requeued', 1)
+  return status
+end
+"""
 
 # KEYS: event hash, status-set prefix, queue list. ARGV: now, ttl, type, session_id, body, event_id,
-# message, account ("" for the platform's own; a Connect event's acct_... otherwise, kept only then).
-# The push comes first: if Redis refuses it, the script stops before recording anything.
-_RECORD = """
+# message, account ("" for the platform's own; a Connect event's acct_... otherwise, kept only then),
+# stuck_after seconds (0: never requeue). The push comes first: if Redis refuses it, the script stops
+# before recording anything.
+_RECORD = _LUA_REQUEUE + """
 local status = redis.call('HGET', KEYS[1], 'status')
 if status then
   redis.call('HINCRBY', KEYS[1], 'deliveries', 1)
+  local stuck_after = tonumber(ARGV[9] or '0') or 0
+  if stuck_after > 0 then
+    local was = requeue_if_stuck(KEYS[1], KEYS[2], KEYS[3], ARGV[6], ARGV[7], tonumber(ARGV[1]), stuck_after)
+    if was then
+      redis.call('EXPIRE', KEYS[1], tonumber(ARGV[2]))
+      return {'requeued', was}
+    end
+  end
   return {'duplicate', status}
 end
 redis.call('LPUSH', KEYS[3], ARGV[7])
@@ -59,6 +94,11 @@ redis.call('ZADD', KEYS[2] .. ARGV[2], received, ARGV[1])
 redis.call('ZREMRANGEBYSCORE', KEYS[2] .. ARGV[2], '-inf', tonumber(ARGV[3]) - tonumber(ARGV[4]))
 redis.call('HSET', KEYS[1], 'status', ARGV[2], ARGV[2] .. '_at', ARGV[3])
 return current
+"""
+
+# KEYS: event hash, status-set prefix, queue list. ARGV: event_id, message, now, stuck_after.
+_REQUEUE = _LUA_REQUEUE + """
+return requeue_if_stuck(KEYS[1], KEYS[2], KEYS[3], ARGV[1], ARGV[2], tonumber(ARGV[3]), tonumber(ARGV[4]))
 """
 
 
@@ -98,11 +138,15 @@ _STATUS_PREFIX = f"{KEY_PREFIX}inbox:"  #: sorted sets per status: event id scor
 class Inbox:
     """Durable record of received events, deduplicated on the event id."""
 
-    def __init__(self, client: redis.Redis, *, ttl_s: int = defaults.INBOX_TTL_S) -> None:
+    def __init__(self, client: redis.Redis, *, ttl_s: float = defaults.INBOX_TTL_S, stuck_after_s: float = 0) -> None:
+        """*ttl_s*: how long an event is kept after its last delivery (the retention); *stuck_after_s*:
+        a delivery of an event in flight that long pushes its message again (0: never)."""
         self._redis = client
-        self._ttl_s = ttl_s
+        self._ttl_s = int(ttl_s)
+        self._stuck_after_s = stuck_after_s
         self._record = client.register_script(_RECORD)
         self._move = client.register_script(_MOVE)
+        self._requeue = client.register_script(_REQUEUE)
 
     def record(self, event_id: str, event_type: str, session_id: str, body: str, *, queue: str, message: str,
                account: str | None = None, now: float | None = None) -> tuple[str, str]:
@@ -115,13 +159,15 @@ class Inbox:
 
         Returns:
             ``("enqueued", "enqueued")`` for a new event; ``("duplicate", status)`` for one already
-            recorded (its delivery count goes up).
+            recorded (its delivery count goes up); ``("requeued", status)`` for one recorded but stuck
+            in flight past the stuck threshold, whose *message* was pushed again.
 
         Raises:
             StoreUnavailable: when Redis cannot be reached or refuses; nothing was recorded then.
         """
         stamp = time.time() if now is None else now
-        args: list[Any] = [stamp, self._ttl_s, event_type, session_id, body, event_id, message, account or ""]
+        args: list[Any] = [stamp, self._ttl_s, event_type, session_id, body, event_id, message, account or "",
+                           self._stuck_after_s]
         with reachable():
             outcome, detail = self._record(keys=[_event_key(event_id), _STATUS_PREFIX, queue], args=args)
         return str(outcome), str(detail)
@@ -170,6 +216,47 @@ class Inbox:
             account=fields.get("account") or None,
             reason=fields.get("reason", ""),
         )
+
+    def requeue_if_stuck(self, event_id: str, *, queue: str, message: str, stuck_after_s: float,
+                         now: float | None = None) -> str | None:
+        """Push *message* for an event in flight unchanged for *stuck_after_s* seconds, and make it
+        ``enqueued`` again (the sweeper, once it knows no message holds it). Returns the status it had,
+        or None when it was not stuck (moved on meanwhile, or gone)."""
+        stamp = time.time() if now is None else now
+        with reachable():
+            result = self._requeue(keys=[_event_key(event_id), _STATUS_PREFIX, queue],
+                                   args=[event_id, message, stamp, stuck_after_s])
+        return str(result) if result else None
+
+    def in_flight_since(self, before: float, *, limit: int) -> list[str]:
+        """Ids of events ``enqueued`` or ``processing`` whose last move was before *before*, oldest
+        received first, at most *limit* of each status."""
+        candidates: list[str] = []
+        with reachable():
+            for status in IN_FLIGHT:
+                # The index is scored by receipt: an event received after *before* moved after it too.
+                found: list[str] = self._redis.zrangebyscore(  # type: ignore[assignment]
+                    _STATUS_PREFIX + status, "-inf", before, start=0, num=limit)
+                candidates += found
+            with self._redis.pipeline(transaction=False) as pipe:
+                for event_id in candidates:
+                    pipe.hmget(_event_key(event_id), ["status", "received_at", "enqueued_at", "processing_at"])
+                rows = pipe.execute()
+        stale = []
+        for event_id, (status, received, enqueued, processing) in zip(candidates, rows, strict=True):
+            if status not in IN_FLIGHT:
+                continue
+            moved = (enqueued if status == "enqueued" else processing) or received
+            if moved is not None and float(moved) < before:
+                stale.append(event_id)
+        return stale
+
+    def known(self, event_ids: list[str]) -> list[bool]:
+        """Whether each of *event_ids* is in the inbox (in one round trip)."""
+        with reachable(), self._redis.pipeline(transaction=False) as pipe:
+            for event_id in event_ids:
+                pipe.exists(_event_key(event_id))
+            return [bool(found) for found in pipe.execute()]
 
     def counts(self) -> dict[str, int]:
         """Number of events in each status.

@@ -35,6 +35,9 @@ local function set_order_status(order_key, sets, sid, status, now)
   -- yet counted in the daily cross-sell rollups (fulfillment/report.py drains it).
   redis.call('ZADD', sets .. 'by_created', 'NX', redis.call('HGET', order_key, 'created_at') or now, sid)
   if status == 'fulfilled' then redis.call('SADD', sets .. 'to_report', sid) end
+  -- Orders still waiting on something (items, or the money), by their last change: the sweeper's list.
+  if status == 'fulfilling' or status == 'awaiting_payment' then redis.call('ZADD', sets .. 'active', now, sid)
+  else redis.call('ZREM', sets .. 'active', sid) end
 end
 local function settle_order(order_key, items_key, item_prefix, sets, sid, now)
   local ids = redis.call('ZRANGE', items_key, 0, -1)
@@ -156,6 +159,9 @@ def _item_prefix(sid: str) -> str:
 _ORDER_SETS = f"{KEY_PREFIX}orders:"
 BY_CREATED = f"{_ORDER_SETS}by_created"  #: sorted set: session id by the order's creation time
 TO_REPORT = f"{_ORDER_SETS}to_report"  #: set: fulfilled orders not yet counted in the report rollups
+ACTIVE = f"{_ORDER_SETS}active"  #: sorted set: orders fulfilling or awaiting payment, by their last change (or check)
+#: The statuses in which an order waits on something: its items, or the money.
+ACTIVE_STATUSES = ("fulfilling", "awaiting_payment")
 _ANOMALIES = f"{KEY_PREFIX}anomalies"  #: hash: anomaly name → cross-sell items flagged with it
 
 
@@ -319,6 +325,48 @@ class Ledger:
             items = [_item_view(next(rows)) for _ in ids]
             found.append(_order_view(sid, fields, items) if fields else None)
         return found
+
+    def statuses(self, session_ids: Sequence[str]) -> list[str | None]:
+        """Each order's status (None when there is no order), in one round trip."""
+        with reachable(), self._redis.pipeline(transaction=False) as pipe:
+            for sid in session_ids:
+                pipe.hget(_order_key(sid), "status")
+            return [status or None for status in pipe.execute()]
+
+    def unchanged_since(self, before: float, *, limit: int) -> list[tuple[str, str]]:
+        """Orders fulfilling or awaiting payment that have not changed (nor been checked) since
+        *before*, oldest first: ``(session_id, status)`` pairs. Orders gone (expired) leave the index."""
+        with reachable():
+            sids: list[str] = self._redis.zrangebyscore(ACTIVE, "-inf", before, start=0,  # type: ignore[assignment]
+                                                        num=limit)
+        found, gone = [], []
+        for sid, status in zip(sids, self.statuses(sids), strict=True):
+            if status in ACTIVE_STATUSES:
+                found.append((sid, str(status)))
+            else:
+                gone.append(sid)
+        if gone:
+            with reachable():
+                self._redis.zrem(ACTIVE, *gone)
+        return found
+
+    def touch(self, session_id: str, *, now: float | None = None) -> None:
+        """Note that an active order was just checked: the sweeper looks at it again only after its threshold."""
+        with reachable():
+            self._redis.zadd(ACTIVE, {session_id: time.time() if now is None else now}, xx=True)
+
+    def open_items(self, session_id: str, *, now: float | None = None) -> list[str]:
+        """Ids of the order's items nobody works on: ``pending`` (never claimed, or given back for a
+        retry), or ``in_progress`` with an expired lease (its worker died)."""
+        stamp = time.time() if now is None else now
+        with reachable():
+            ids: list[str] = self._redis.zrange(_items_key(session_id), 0, -1)  # type: ignore[assignment]
+            with self._redis.pipeline(transaction=False) as pipe:
+                for item_id in ids:
+                    pipe.hmget(_item_prefix(session_id) + item_id, ["status", "lease_until"])
+                rows = pipe.execute()
+        return [item_id for item_id, (status, lease) in zip(ids, rows, strict=True)
+                if status == "pending" or (status == "in_progress" and float(lease or 0) <= stamp)]
 
     def anomaly_counts(self) -> dict[str, int]:
         """How many cross-sell items were flagged with each anomaly, ever."""

@@ -52,10 +52,36 @@ class RetrySettings:
     visibility_timeout: int = defaults.VISIBILITY_TIMEOUT_S
     item_lease: int = defaults.ITEM_LEASE_S
 
+    @property
+    def restore_interval(self) -> int:
+        """Seconds between a worker's sweeps of kombu's unacked set (``unacked_restore_interval``)."""
+        return max(1, min(10, self.visibility_timeout // 10))
+
+    @property
+    def redelivery_after(self) -> float:
+        """Seconds after which a message whose worker died is surely back in its queue."""
+        return self.visibility_timeout + self.restore_interval + defaults.VISIBILITY_MARGIN_S
+
     def delay(self, attempt: int, retry_after: float | None = None) -> float:
         """Seconds before attempt ``attempt + 1``: jittered backoff, never past the visibility timeout."""
         return backoff_delay(attempt, base=self.base, cap=self.cap, retry_after=retry_after,
                              ceiling=self.visibility_timeout - defaults.VISIBILITY_MARGIN_S)
+
+
+@dataclass(frozen=True)
+class RecoverySettings:
+    """Reconciliation from the Stripe API, the sweeper of stuck work, and how long records are kept."""
+
+    #: beat runs reconciliation this often, over the last ``reconcile_window`` seconds
+    reconcile_every: float = defaults.RECONCILE_EVERY_S
+    reconcile_window: float = defaults.RECONCILE_WINDOW_S
+    #: beat runs the sweeper this often
+    sweep_every: float = defaults.SWEEP_EVERY_S
+    #: an event, item or order unchanged this long is re-dispatched when nothing else holds it; always
+    #: above the visibility timeout + kombu's restore interval (a message in the unacked set comes back first)
+    stuck_after: float = max(defaults.STUCK_AFTER_S, RetrySettings().redelivery_after)
+    #: orders, items and inbox events expire this long after their last write
+    retention: float = defaults.RETENTION_S
 
 
 @dataclass(frozen=True)
@@ -70,6 +96,7 @@ class Settings:
     handler_secret: str | None = field(default=None, repr=False)
     stripe: StripeSettings = StripeSettings()
     retry: RetrySettings = RetrySettings()
+    recovery: RecoverySettings = RecoverySettings()
 
     def with_redis(self, url: str) -> Settings:
         """Return a copy that uses the Redis at *url* (the embedded one, once started)."""
@@ -97,13 +124,15 @@ def load_settings(environ: Mapping[str, str] | None = None) -> Settings:
     """
     env = os.environ if environ is None else environ
     redis_url = _redis_url(env.get("CROSSFILL_REDIS_URL"))
+    retry = _retry(env)
     return Settings(
         redis_url=redis_url,
         data_dir=Path(env.get("CROSSFILL_DATA_DIR") or defaults.DATA_DIR),
         catalog_path=_catalog(env.get("CROSSFILL_CATALOG")),
         handler_secret=env.get("CROSSFILL_HANDLER_SECRET") or None,
         stripe=_stripe(env),
-        retry=_retry(env),
+        retry=retry,
+        recovery=_recovery(env, retry),
     )
 
 
@@ -131,6 +160,28 @@ def _retry(env: Mapping[str, str]) -> RetrySettings:
         max_attempts=env_int(env, "CROSSFILL_MAX_ATTEMPTS", defaults.MAX_ATTEMPTS, low=1, high=100),
         visibility_timeout=visibility,
         item_lease=env_int(env, "CROSSFILL_ITEM_LEASE", defaults.ITEM_LEASE_S, low=1, high=86_400),
+    )
+
+
+def _recovery(env: Mapping[str, str], retry: RetrySettings) -> RecoverySettings:
+    retention = env_duration(env, "CROSSFILL_RETENTION", defaults.RETENTION_S, low=3600, high=3650 * 86_400)
+    window = env_duration(env, "CROSSFILL_RECONCILE_WINDOW", defaults.RECONCILE_WINDOW_S, low=60,
+                          high=defaults.RECONCILE_WINDOW_MAX_S)
+    if window > retention:
+        # What reconciliation finds missing must still be there to find: an event older than the
+        # retention would be recorded again after its record expired (and its order re-read).
+        raise ConfigError("CROSSFILL_RECONCILE_WINDOW", env.get("CROSSFILL_RECONCILE_WINDOW"),
+                          f"keep it within CROSSFILL_RETENTION ({_plain(retention)} s)")
+    # A message still in kombu's unacked set comes back by itself after this; sweeping sooner doubles it.
+    floor = retry.redelivery_after
+    return RecoverySettings(
+        reconcile_every=env_duration(env, "CROSSFILL_RECONCILE_EVERY", defaults.RECONCILE_EVERY_S, low=1,
+                                     high=86_400),
+        reconcile_window=window,
+        sweep_every=env_duration(env, "CROSSFILL_SWEEP_EVERY", defaults.SWEEP_EVERY_S, low=1, high=3600),
+        stuck_after=env_duration(env, "CROSSFILL_STUCK_AFTER", max(defaults.STUCK_AFTER_S, floor), low=floor,
+                                 high=7 * 86_400),
+        retention=retention,
     )
 
 

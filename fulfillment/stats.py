@@ -9,7 +9,11 @@ The counters:
 - ``stripe_orders_read``: Checkout Sessions read (one per event processed; the denominator of calls per order);
 - ``unknown_values|<field>``: values of an open enum that the pinned API version does not name
   (``payment_status``, ``mode``, …), read and kept; an unknown ``payment_status`` is not fulfilled;
-- ``livemode_mismatch|<where>``: events ignored because their ``livemode`` is not the key's mode.
+- ``livemode_mismatch|<where>``: events ignored because their ``livemode`` is not the key's mode;
+- ``reconcile_runs``: reconciliation runs that completed; ``reconcile_recovered|<kind>``: events
+  (``events``) recorded and sessions (``sessions``) fulfilled by them;
+- ``sweeper_runs``: sweeps that completed; ``swept|<kind>``: events requeued (``events``), items
+  re-dispatched (``items``), orders found paid on a re-read (``orders``).
 """
 from __future__ import annotations
 
@@ -23,6 +27,10 @@ STRIPE_API_CALLS = "stripe_api_calls"
 STRIPE_ORDERS_READ = "stripe_orders_read"
 UNKNOWN_VALUES = "unknown_values"
 LIVEMODE_MISMATCH = "livemode_mismatch"
+RECONCILE_RUNS = "reconcile_runs"
+RECONCILE_RECOVERED = "reconcile_recovered"
+SWEEPER_RUNS = "sweeper_runs"
+SWEPT = "swept"
 
 
 class Stats:
@@ -35,6 +43,14 @@ class Stats:
         """Add *amount* to *counter* (under *label*, when given)."""
         with reachable():
             self._redis.hincrby(STATS, f"{counter}|{label}" if label else counter, amount)
+
+    def incr_many(self, counts: dict[tuple[str, str], int]) -> None:
+        """Add several ``{(counter, label): amount}`` at once (one round trip); zero amounts are skipped."""
+        with reachable(), self._redis.pipeline(transaction=False) as pipe:
+            for (counter, label), amount in counts.items():
+                if amount:
+                    pipe.hincrby(STATS, f"{counter}|{label}" if label else counter, amount)
+            pipe.execute()
 
     def read(self, counter: str) -> dict[str, int]:
         """``{label: count}`` of one counter; an unlabelled counter's count is under ``""``."""

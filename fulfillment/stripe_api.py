@@ -2,13 +2,13 @@
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from typing import Any
 
 import requests
 
 from fulfillment import defaults
-from fulfillment.errors import PermanentError, TransientError
+from fulfillment.errors import InvalidResponse, PermanentError, TransientError
 from fulfillment.http import error_for, pooled_session, send
 from fulfillment.ratelimit import endpoint_of
 from fulfillment.schemas import CheckoutSession, LineItem, parse_line_items, parse_session
@@ -76,10 +76,46 @@ class StripeClient:
                 return
             params["starting_after"] = items[-1].id
 
-    def _get(self, path: str, params: dict[str, Any]) -> Any:
+    def list_events(self, types: Sequence[str], *, created_gte: int, undelivered: bool = False,
+                    account: str | None = None) -> Iterator[dict[str, Any]]:
+        """Yield the events of *types* created at or after *created_gte* (unix seconds), newest first,
+        every page (Stripe keeps 30 days); with *undelivered*, only those not yet delivered to some
+        endpoint (``delivery_success=false``). Each event is Stripe's document, checked for the
+        fields crossfill records (``id``, ``type``, ``data.object.id``)."""
+        params: dict[str, Any] = {"types[]": list(types), "created[gte]": created_gte, "limit": defaults.LIST_PAGE_SIZE}
+        if undelivered:
+            params["delivery_success"] = "false"
+        for document in self._pages("/v1/events", params, account=account):
+            yield _checked_event(document)
+
+    def list_sessions(self, *, status: str, created_gte: int, account: str | None = None) -> Iterator[CheckoutSession]:
+        """Yield the Checkout Sessions in *status* created at or after *created_gte*, newest first, every page."""
+        params: dict[str, Any] = {"status": status, "created[gte]": created_gte, "limit": defaults.LIST_PAGE_SIZE}
+        for document in self._pages("/v1/checkout/sessions", params, account=account):
+            yield parse_session(document)
+
+    def _pages(self, path: str, params: dict[str, Any], *, account: str | None) -> Iterator[Any]:
+        """Every object of a Stripe list, page after page (``starting_after`` the last id seen)."""
+        params = dict(params)
+        while True:
+            page = self._get(path, params, account=account)
+            data = page.get("data") if isinstance(page, dict) else None
+            if not isinstance(data, list):
+                raise InvalidResponse(f"GET {path} did not answer a list object")
+            yield from data
+            if not page.get("has_more") or not data:
+                return
+            last = data[-1].get("id") if isinstance(data[-1], dict) else None
+            if not isinstance(last, str):
+                raise InvalidResponse(f"GET {path} answered an object without an id")
+            params["starting_after"] = last
+
+    def _get(self, path: str, params: dict[str, Any], *, account: str | None = None) -> Any:
         if self._stats is not None:
             self._stats.incr(STRIPE_API_CALLS, endpoint_of("GET", path))
-        response = send(self._http.get, f"GET {path}", self._base + path, params=params, headers=self._headers,
+        # A connected account's objects are read as that account (Stripe Connect).
+        headers = self._headers if account is None else {**self._headers, "Stripe-Account": account}
+        response = send(self._http.get, f"GET {path}", self._base + path, params=params, headers=headers,
                         timeout=self._timeout)
         if response.ok:
             try:
@@ -88,6 +124,19 @@ class StripeClient:
                 raise TransientError(f"GET {path} answered {response.status_code} with a body that is not JSON",
                                      status=response.status_code) from None
         raise _api_error(path, response, api_key=self._api_key)
+
+
+def _checked_event(document: Any) -> dict[str, Any]:
+    """An event from the Events API, with the fields the inbox records; InvalidResponse otherwise."""
+    try:
+        ok = (isinstance(document["id"], str) and isinstance(document["type"], str)
+              and isinstance(document["data"]["object"]["id"], str))
+    except (KeyError, TypeError):
+        ok = False
+    if not ok:
+        raise InvalidResponse("the Events API returned an event without id, type or data.object.id")
+    checked: dict[str, Any] = document
+    return checked
 
 
 def _api_error(path: str, response: requests.Response, *, api_key: str) -> TransientError | PermanentError:

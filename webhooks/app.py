@@ -11,7 +11,7 @@ from werkzeug.exceptions import HTTPException
 
 from fulfillment.errors import ConfigError, StoreUnavailable
 from fulfillment.events import is_handled
-from fulfillment.inbox import DUPLICATE, Inbox
+from fulfillment.inbox import DUPLICATE, REQUEUED, Inbox
 from fulfillment.livemode import MISMATCH, is_mismatch
 from fulfillment.settings import Settings, load_settings
 from fulfillment.stats import LIVEMODE_MISMATCH, Stats
@@ -38,7 +38,9 @@ def create_app(settings: Settings | None = None, receiver: ReceiverSettings | No
     if not receiver.webhook_secrets:
         raise ConfigError("STRIPE_WEBHOOK_SECRET", "", "set the endpoint's signing secret (whsec_...)")
     client = connect(settings.resolved_redis_url)
-    inbox, stats = Inbox(client), Stats(client)
+    # A redelivery of an event stuck in flight past the threshold pushes its message again (lost by a worker).
+    inbox = Inbox(client, ttl_s=settings.recovery.retention, stuck_after_s=settings.recovery.stuck_after)
+    stats = Stats(client)
     # The receiver builds task messages (worker.contract.task_message) and pushes them itself, inside
     # the inbox's script; it never publishes through Celery's producer nor reads a result.
     metrics = ReceiverMetrics(StateCollector(client, QUEUES))
@@ -95,6 +97,9 @@ def create_app(settings: Settings | None = None, receiver: ReceiverSettings | No
             return unavailable(event_type, started, str(error))
         if outcome == DUPLICATE:
             return answer(200, {"received": True, "duplicate": True}, event_type, "duplicate", started)
+        if outcome == REQUEUED:
+            log.warning("event %s was stuck in flight (its message lost); enqueued again", event_id)
+            return answer(200, {"received": True, "requeued": True}, event_type, "requeued", started)
         log.info("event enqueued", extra={"event_id": event_id, "type": event_type})
         return answer(200, {"received": True}, event_type, "accepted", started)
 

@@ -28,11 +28,21 @@ from fulfillment.ledger import Ledger
 from fulfillment.events import HANDLED_TYPES
 from fulfillment.liveness import alive_workers, last_reconcile
 from fulfillment.report import read_totals
-from fulfillment.stats import LIVEMODE_MISMATCH, STRIPE_API_CALLS, STRIPE_ORDERS_READ, UNKNOWN_VALUES, Stats
+from fulfillment.stats import (
+    LIVEMODE_MISMATCH,
+    RECONCILE_RECOVERED,
+    RECONCILE_RUNS,
+    STRIPE_API_CALLS,
+    STRIPE_ORDERS_READ,
+    SWEEPER_RUNS,
+    SWEPT,
+    UNKNOWN_VALUES,
+    Stats,
+)
 
 log = logging.getLogger(__name__)
 
-OUTCOMES = ("accepted", "duplicate", "ignored", "bad_signature", "bad_request", "too_large",
+OUTCOMES = ("accepted", "duplicate", "requeued", "ignored", "bad_signature", "bad_request", "too_large",
             "unavailable")
 #: The ``type`` label of every event crossfill does not handle, and of deliveries refused before
 #: their type was read. Event types come from the sender: as label values they would have no bound.
@@ -89,6 +99,12 @@ class StateCollector(Collector):
                                        "crossfill_stripe_api_calls_total / this)"),
             (UNKNOWN_VALUES, "field", "Values of an open Stripe enum that this version does not name"),
             (LIVEMODE_MISMATCH, "where", "Events ignored because their livemode is not the API key's mode"),
+            (RECONCILE_RUNS, None, "Reconciliation runs completed"),
+            (RECONCILE_RECOVERED, "kind", "Events recorded (events) and paid sessions fulfilled (sessions) by "
+                                          "reconciliation: what webhooks never brought"),
+            (SWEEPER_RUNS, None, "Sweeps of stuck work completed"),
+            (SWEPT, "kind", "Work found stuck with its message lost and sent again: events requeued, items "
+                            "re-dispatched, orders found paid on a re-read"),
         ):
             family = CounterMetricFamily(f"crossfill_{counter}", help_text, labels=[label] if label else None)
             for name, count in sorted(counts.get(counter, {}).items()):

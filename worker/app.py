@@ -6,7 +6,7 @@ from kombu import Exchange, Queue
 
 from fulfillment import defaults
 from fulfillment.settings import Settings
-from worker import tasks
+from worker import schedule, tasks
 from worker.broker import harden_kombu_redis
 from worker.contract import QUEUES, TASK_QUEUES
 from worker.runtime import Runtime
@@ -43,7 +43,7 @@ def make_celery(settings: Settings) -> CrossfillCelery:
             # A task whose worker died is redelivered once the visibility timeout has passed AND a
             # worker's periodic sweep runs (every interval x throttle seconds): keep the sweep short.
             "visibility_timeout": settings.retry.visibility_timeout,
-            "unacked_restore_interval": max(1, min(10, settings.retry.visibility_timeout // 10)),
+            "unacked_restore_interval": settings.retry.restore_interval,
             "unacked_restore_throttle": 1,
         },
         task_serializer="json",
@@ -66,4 +66,5 @@ def make_celery(settings: Settings) -> CrossfillCelery:
         task_send_sent_event=False,
     )
     tasks.register(app)
+    schedule.register(app, settings)  # reconcile and sweep, and beat's schedule
     return app

@@ -21,9 +21,12 @@ QUEUES = (EVENTS_QUEUE, FULFILLMENT_QUEUE)
 
 PROCESS_EVENT = "process_event"  #: process_event(event_id)
 FULFILL_ITEM = "fulfill_item"  #: fulfill_item(session_id, line_item_id)
+RECONCILE = "reconcile"  #: reconcile() — beat's schedule, the console's "reconcile now"
+SWEEP = "sweep"  #: sweep() — beat's schedule
 
 #: The queue each task is routed to.
-TASK_QUEUES = {PROCESS_EVENT: EVENTS_QUEUE, FULFILL_ITEM: FULFILLMENT_QUEUE}
+TASK_QUEUES = {PROCESS_EVENT: EVENTS_QUEUE, FULFILL_ITEM: FULFILLMENT_QUEUE, RECONCILE: EVENTS_QUEUE,
+               SWEEP: EVENTS_QUEUE}
 
 
 def fulfill_task_id(session_id: str, line_item_id: str) -> str:

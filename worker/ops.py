@@ -5,10 +5,8 @@ import time
 from typing import Any
 
 from fulfillment.deadletters import DeadLetter
-from fulfillment.events import COMPLETED
-from fulfillment.pipeline import decide
+from worker import reconcile
 from worker.app import CrossfillCelery
-from worker.tasks import dispatch
 from worker.contract import (
     EVENTS_QUEUE,
     FULFILL_ITEM,
@@ -78,7 +76,5 @@ def fulfill_session(app: CrossfillCelery, session_id: str) -> dict[str, Any]:
     Raises:
         TransientError, PermanentError, StoreUnavailable: as ``decide`` does.
     """
-    runtime = app.runtime
-    decision = decide(COMPLETED, session_id, runtime.stripe, runtime.ledger, runtime.catalog)
-    dispatch(runtime, session_id, decision.dispatch)
+    decision = reconcile.fulfill_session(app.runtime, session_id)
     return {"session_id": session_id, "status": decision.order_status, "dispatched": len(decision.dispatch)}

@@ -29,7 +29,8 @@ class Runtime:
 
     @cached_property
     def inbox(self) -> Inbox:
-        return Inbox(self.redis)
+        recovery = self.settings.recovery
+        return Inbox(self.redis, ttl_s=recovery.retention, stuck_after_s=recovery.stuck_after)
 
     @cached_property
     def ledger(self) -> Ledger:

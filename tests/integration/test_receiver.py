@@ -92,6 +92,30 @@ def test_redelivery_is_a_duplicate_and_not_enqueued_again(signed_post: SignedPos
     assert record is not None and record.deliveries == 2
 
 
+@pytest.mark.parametrize("status", ["enqueued", "processing"])
+def test_redelivery_of_an_event_stuck_in_flight_enqueues_it_again(signed_post: SignedPost, make_event: EventFactory,
+                                                                  inbox: Inbox, queued: Queued, settings: Settings,
+                                                                  redis_client: redis.Redis, status: str) -> None:
+    # Given an accepted event whose message was lost (a worker killed between BRPOP and its unacked
+    # record), left in flight for longer than the stuck threshold
+    event = make_event()
+    assert signed_post(event=event).status_code == 200
+    redis_client.delete("events")
+    moved = time.time() - settings.recovery.stuck_after - 1
+    redis_client.hset(f"crossfill:event:{event['id']}", mapping={"status": status, f"{status}_at": moved})
+
+    # When Stripe delivers it again
+    again = signed_post(event=event, timestamp=int(time.time()) + 1)
+    then = signed_post(event=event, timestamp=int(time.time()) + 2)
+
+    # Then it is enqueued again, once: the next delivery is a duplicate
+    assert again.status_code == 200 and again.get_json() == {"received": True, "requeued": True}
+    assert then.get_json() == {"received": True, "duplicate": True}
+    assert [(m["task"], m["args"]) for m in queued()] == [("process_event", f"['{event['id']}']")]
+    record = inbox.get(event["id"])
+    assert record is not None and (record.status, record.deliveries) == ("enqueued", 3)
+
+
 @pytest.mark.parametrize("event_type", ["checkout.session.async_payment_succeeded",
                                         "checkout.session.async_payment_failed", "checkout.session.expired"])
 def test_every_handled_type_is_enqueued(signed_post: SignedPost, queued: Queued, event_type: str) -> None:

@@ -99,7 +99,7 @@ class Stack:
 
 
 @pytest.fixture(scope="module")
-def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
+def stack(tmp_path_factory: pytest.TempPathFactory, request: pytest.FixtureRequest) -> Iterator[Stack]:
     tmp = tmp_path_factory.mktemp("stack")
     redis = RedisServer(tmp / "redis")
     target = FulfillmentTarget(HANDLER_SECRET)
@@ -118,6 +118,7 @@ def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
         "STRIPE_API_KEY": "sk_test_crossfill_pipeline",
         "STRIPE_API_BASE": f"http://127.0.0.1:{sim_port}",
     }
+    env.update(getattr(request.module, "STACK_EXTRA_ENV", {}))  # a module's own settings (e.g. short intervals)
     env.pop("PROMETHEUS_MULTIPROC_DIR", None)
     procs = {
         "sim": crossfill("sim", ["sim", "--port", str(sim_port), "--catalog", str(catalog),

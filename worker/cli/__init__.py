@@ -30,6 +30,8 @@ COMMANDS: dict[str, str] = {
     "replay-event": "worker.cli.ops:replay_event",
     "console": "worker.cli.console:console",
     "report": "worker.cli.console:report",
+    "reconcile": "worker.cli.recovery:reconcile",
+    "beat": "worker.cli.recovery:beat",
     # dev
     "demo": "worker.cli.dev:demo",
     "sim": "simulator.cli:sim",

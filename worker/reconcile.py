@@ -1,0 +1,154 @@
+"""Reconciliation: what the Stripe API says happened, against what crossfill recorded.
+
+Stripe delivers at least once, retries for three days, and still loses what an endpoint that was
+down longer, a wrong secret or a dropped delivery never got; Redis with ``appendfsync everysec`` can
+lose the last second of acknowledged writes when its machine dies. Reconciliation lists the
+``checkout.session.*`` events of the window (Events API) and records every one the inbox does not
+hold through the receiver's own atomic path (``Inbox.record`` + the ``process_event`` message); then
+lists the completed Checkout Sessions of the window and fulfils every paid one that has no order yet,
+as if its event had arrived (``decide`` + ``dispatch``, the webhook's idempotent path). Running it
+twice, or alongside a late webhook, fulfils nothing twice: the inbox dedupes events, the ledger items.
+"""
+from __future__ import annotations
+
+import json
+import logging
+import time
+from collections.abc import Iterable, Iterator
+from itertools import islice
+from typing import TypeVar
+
+from fulfillment import defaults
+from fulfillment.errors import PermanentError, StoreUnavailable, TransientError
+from fulfillment.events import COMPLETED, HANDLED_TYPES
+from fulfillment.inbox import DUPLICATE
+from fulfillment.liveness import RECONCILE_LAST_SUCCESS
+from fulfillment.locks import Lock
+from fulfillment.pipeline import Decision, decide
+from fulfillment.recovery import ReconcileReport, session_needs_fulfillment
+from fulfillment.stats import RECONCILE_RECOVERED, RECONCILE_RUNS, Stats
+from fulfillment.store import reachable
+from worker.contract import EVENTS_QUEUE, PROCESS_EVENT, task_message
+from worker.runtime import Runtime
+from worker.tasks import dispatch
+
+log = logging.getLogger(__name__)
+
+LOCK_NAME = "reconcile"  #: one run at a time across hosts (crossfill:lock:reconcile)
+_BATCH = 100  #: objects checked against Redis per round trip
+
+T = TypeVar("T")
+
+
+def fulfill_session(runtime: Runtime, session_id: str) -> Decision:
+    """Fulfil a session as if its ``checkout.session.completed`` had arrived: read it, gate on payment,
+    record the order, queue ``fulfill_item`` for the items still open (under their deterministic ids).
+
+    Raises:
+        TransientError, PermanentError, StoreUnavailable: as ``decide`` does.
+    """
+    decision = decide(COMPLETED, session_id, runtime.stripe, runtime.ledger, runtime.catalog)
+    dispatch(runtime, session_id, decision.dispatch)
+    return decision
+
+
+def reconcile(runtime: Runtime, *, since: float | None = None, undelivered: bool = False,
+              dry_run: bool = False, now: float | None = None) -> ReconcileReport:
+    """One reconciliation run over the events and sessions created since *since* (unix seconds; by
+    default the configured window back from now). With *undelivered*, only events Stripe has not
+    delivered to some endpoint (``delivery_success=false``). With *dry_run*, count what would be
+    recovered and write nothing.
+
+    Only one run works at a time across hosts: a run that finds the lock taken returns a report
+    with ``skipped`` set.
+
+    Raises:
+        TransientError, PermanentError: listing from the Stripe API failed; the run did not complete.
+        StoreUnavailable: Redis is down.
+    """
+    stamp = time.time() if now is None else now
+    start = int(stamp - runtime.settings.recovery.reconcile_window) if since is None else int(since)
+    report = ReconcileReport(since=start, dry_run=dry_run)
+    lock = Lock(runtime.redis, LOCK_NAME, ttl_s=defaults.RECONCILE_LOCK_S)
+    if not lock.acquire():
+        log.info("reconcile: another run holds the lock; skipped")
+        report.skipped = True
+        return report
+    try:
+        in_flight = _recover_events(runtime, report, lock, undelivered=undelivered)
+        _recover_sessions(runtime, report, lock, in_flight)
+    finally:
+        lock.release()
+    if not dry_run:
+        Stats(runtime.redis).incr_many({(RECONCILE_RUNS, ""): 1,
+                                        (RECONCILE_RECOVERED, "events"): report.events_recovered,
+                                        (RECONCILE_RECOVERED, "sessions"): report.sessions_recovered})
+        with reachable():
+            runtime.redis.set(RECONCILE_LAST_SUCCESS, f"{time.time():.3f}")
+    log.info("reconcile since %d: %d event(s) seen, %d known, %d recovered; %d session(s) seen, %d recovered; "
+             "%d still failing%s", start, report.events_seen, report.events_known, report.events_recovered,
+             report.sessions_seen, report.sessions_recovered, report.still_failing, " (dry run)" if dry_run else "")
+    return report
+
+
+def _recover_events(runtime: Runtime, report: ReconcileReport, lock: Lock, *, undelivered: bool) -> set[str]:
+    """Record every listed event the inbox lacks; returns the sessions whose events were just enqueued."""
+    in_flight: set[str] = set()
+    listed = runtime.stripe.list_events(HANDLED_TYPES, created_gte=report.since, undelivered=undelivered)
+    for batch in _batches(listed, _BATCH):
+        report.events_seen += len(batch)
+        for event, known in zip(batch, runtime.inbox.known([event["id"] for event in batch]), strict=True):
+            if known:
+                report.events_known += 1
+                continue
+            session_id = event["data"]["object"]["id"]
+            if not report.dry_run:
+                outcome, _ = runtime.inbox.record(
+                    event["id"], event["type"], session_id, json.dumps(event), queue=EVENTS_QUEUE,
+                    message=task_message(PROCESS_EVENT, [event["id"]]), account=event.get("account") or None)
+                if outcome == DUPLICATE:  # its webhook arrived meanwhile
+                    report.events_known += 1
+                    continue
+                log.warning("reconcile: event %s (%s, %s) was never received; recorded and enqueued",
+                            event["id"], event["type"], session_id)
+            report.events_recovered += 1
+            report.note_recovered(event["id"])
+            in_flight.add(session_id)
+        lock.renew()
+    return in_flight
+
+
+def _recover_sessions(runtime: Runtime, report: ReconcileReport, lock: Lock, in_flight: set[str]) -> None:
+    """Fulfil every paid completed session that has no order under way and no event just enqueued."""
+    listed = runtime.stripe.list_sessions(status="complete", created_gte=report.since)
+    for batch in _batches(listed, _BATCH):
+        report.sessions_seen += len(batch)
+        statuses = runtime.ledger.statuses([session.id for session in batch])
+        for session, order_status in zip(batch, statuses, strict=True):
+            if not session_needs_fulfillment(session, order_status) or session.id in in_flight:
+                report.sessions_known += 1
+                continue
+            if report.dry_run:
+                report.sessions_recovered += 1
+                report.note_recovered(session.id)
+                continue
+            try:
+                decision = fulfill_session(runtime, session.id)
+            except StoreUnavailable:
+                raise
+            except (TransientError, PermanentError) as error:
+                log.warning("reconcile: session %s is paid with no order, and could not be fulfilled yet: %s",
+                            session.id, error)
+                report.note_failing(session.id, f"{type(error).__name__}: {error}")
+                continue
+            log.warning("reconcile: session %s was paid with no order (its event never arrived); order %s, "
+                        "%d item(s) dispatched", session.id, decision.order_status, len(decision.dispatch))
+            report.sessions_recovered += 1
+            report.note_recovered(session.id)
+        lock.renew()
+
+
+def _batches(items: Iterable[T], size: int) -> Iterator[list[T]]:
+    iterator = iter(items)
+    while batch := list(islice(iterator, size)):
+        yield batch
