@@ -25,11 +25,13 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+import redis
 import requests
 from prometheus_client.parser import text_string_to_metric_families
 
 from fulfillment.inbox import Inbox
 from fulfillment.signing import compute_signature, sign
+from fulfillment.store import KEY_PREFIX
 from tests.support.processes import Proc, RedisServer, crossfill, wait_until
 from fulfillment.events import HANDLED_TYPES
 from webhooks.metrics import OUTCOMES, TYPE_LABELS
@@ -587,12 +589,32 @@ def test_a_body_shorter_than_its_content_length_is_refused(web: tuple[Proc, int]
     assert queued(fuzz_redis) == 0
 
 
+@pytest.mark.parametrize(("field", "value"), [(b"price_mismatch", b"not-a-number"), (b"\xff\xfe", b"1")])
+def test_metrics_answer_when_the_state_holds_a_bad_value(web: tuple[Proc, int], fuzz_redis: RedisServer,
+                                                         field: bytes, value: bytes) -> None:
+    # Given a value in Redis that crossfill does not write (a count that is not a number, a name not UTF-8)
+    client, raw = Client(web[1]), redis.Redis(port=fuzz_redis.port)
+    try:
+        raw.hset(f"{KEY_PREFIX}anomalies", field, value)
+
+        # Then /metrics still answers 200 from every gunicorn worker, with crossfill_state_up 0
+        tally = Tally()
+        assert [scrape(client, tally) for _ in range(4)] == [0.0] * 4
+
+        # And 1 again once the value is gone
+        raw.hdel(f"{KEY_PREFIX}anomalies", field)
+        assert scrape(client, tally) == 1.0
+    finally:
+        raw.close()
+        client.close()
+
+
 def test_no_5xx_for_hostile_input_and_metrics_always_answer(fuzz_redis: RedisServer, web: tuple[Proc, int]) -> None:
     proc, port = web
     fuzzer, client, tally = Fuzzer(SEED), Client(port), Tally()
     started = time.monotonic()
     try:
-        booted = worker_pids(proc)
+        booted, log_start = worker_pids(proc), len(full_log(proc))
 
         # Given the receiver on a live Redis, when generated requests arrive
         run_phase(fuzzer, client, tally, REQUESTS_BEFORE, redis_down=False, where="Redis up")
@@ -631,7 +653,7 @@ def test_no_5xx_for_hostile_input_and_metrics_always_answer(fuzz_redis: RedisSer
         # unexpected was logged, and the events accepted since the restart are all queued
         assert accepted_in_metrics(client) == tally.accepted
         assert scrape(client, tally) == 1.0
-        log = full_log(proc)
+        log = full_log(proc)[log_start:]  # what this test made the receiver log
         assert worker_pids(proc) == booted, f"a gunicorn worker died or was replaced:\n{log[-6000:]}"
         assert "Traceback" not in log and "unexpected error" not in log, log[-6000:]
         in_queue = queued(fuzz_redis)
