@@ -92,3 +92,21 @@ def test_a_child_that_ran_stably_before_dying_starts_its_backoff_afresh(caplog: 
     assert return_code == 0
     assert not any("keeps dying" in record.getMessage() for record in caplog.records)
     assert all("death 1 in a row" in record.getMessage() for record in caplog.records if "exited" in record.getMessage())
+
+
+def test_a_child_that_exits_2_for_bad_configuration_is_not_restarted(caplog: pytest.LogCaptureFixture) -> None:
+    # Given a child that exits 2, as every crossfill command does on a bad setting
+    supervisor = Supervisor(restart_base=0.01)
+    supervisor.start("misconfigured", [sys.executable, "-c", "import sys; sys.exit(2)"])
+
+    # When the supervisor runs
+    with caplog.at_level(logging.WARNING, logger="worker.devstack.supervisor"):
+        return_code = supervisor.wait()
+
+    # Then it stops at once, saying why, with no restart
+    messages = [record.getMessage() for record in caplog.records]
+    assert return_code == 1
+    assert not any("restarted" in message for message in messages), messages
+    assert [message for message in messages if "configuration is wrong" in message] == [
+        "misconfigured exited with code 2: its configuration is wrong (see the line above or its log), "
+        "which a restart cannot fix; stopping the others"]

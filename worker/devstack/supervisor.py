@@ -21,6 +21,7 @@ RESTART_CAP_S = 30.0  #: longest wait before a restart, seconds
 STABLE_AFTER_S = 60.0  #: a child that ran this long before dying starts its backoff afresh, seconds
 GIVE_UP_AFTER = 8  #: deaths in a row (none after a stable run) after which the supervisor stops everything
 POLL_S = 0.2  #: how often children are checked, seconds
+CONFIG_EXIT_CODE = 2  #: what crossfill exits with on bad configuration: a restart cannot fix that
 
 
 def _die_with_parent() -> None:  # pragma: no cover - runs in the child between fork and exec
@@ -82,7 +83,8 @@ class Supervisor:
 
     A child is restarted whatever its exit code, 0 included: a service child never means to exit
     (a Celery worker was seen exiting 0 after its Redis was killed). One that dies
-    :data:`GIVE_UP_AFTER` times in a row without a stable run is reported and everything stops.
+    :data:`GIVE_UP_AFTER` times in a row without a stable run is reported and everything stops; so
+    does one that exits with :data:`CONFIG_EXIT_CODE` (bad configuration), at once.
     """
 
     children: dict[str, subprocess.Popen[bytes]] = field(default_factory=dict)
@@ -159,6 +161,10 @@ class Supervisor:
             if proc.poll() is None:
                 continue
             ran = now - spec.started_at
+            if proc.returncode == CONFIG_EXIT_CODE:
+                log.critical("%s exited with code %d: its configuration is wrong (see the line above or its log), "
+                             "which a restart cannot fix; stopping the others", name, CONFIG_EXIT_CODE)
+                return False
             spec.deaths = 1 if ran >= self.stable_after else spec.deaths + 1
             if spec.deaths > self.give_up_after:
                 log.critical("%s keeps dying: exited with code %s, %d times in a row within %.0f s of its start; "
