@@ -300,13 +300,14 @@ def create_account() -> Any:
     params.allow("type", "country", "email", "metadata", "sim")
     expansions(params, "account")
     extras = Params(params.hash("sim"))
-    extras.allow("id")
+    extras.allow("id", "livemode")
     country = params.string("country") or "US"
     if len(country) != 2 or not country.isalpha():
         raise InvalidRequest(f"Invalid country: {country!r}; use a two-letter ISO code such as US", param="country")
     return current_sim().create_account(
         account_id=extras.string("id"), type=params.choice("type", ACCOUNT_TYPES, default="standard") or "standard",
-        country=country.upper(), email=params.string("email"), metadata=params.metadata())
+        country=country.upper(), email=params.string("email"), metadata=params.metadata(),
+        livemode=extras.boolean("livemode") if "livemode" in extras else None)
 
 
 @api.get("/accounts")

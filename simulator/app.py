@@ -22,10 +22,11 @@ from simulator.dashboard import sim
 from simulator.errors import ApiError, AuthenticationFailed, RateLimited
 from simulator.idempotency import SavedResponse
 from simulator.simulation import Simulator
+from simulator.state import Store
 
 log = logging.getLogger(__name__)
 
-_API_KEY = re.compile(r"^(sk|rk)_test_[A-Za-z0-9_]+$")
+_API_KEY = re.compile(r"^(sk|rk)_(test|live)_[A-Za-z0-9_]+$")
 _ROUTE_ARGUMENT = re.compile(r"<[^>]+>")
 
 
@@ -56,7 +57,7 @@ def _before_api() -> Response | None:
     if not _is_api():
         return None
     g.api_key = _authenticate()
-    current_store()  # an unknown Stripe-Account is refused before anything counts or runs
+    _check_mode(g.api_key, current_store())  # an unknown Stripe-Account is refused here too
     _limit_rate()
     decision = current_sim().faults.decide(request.path)
     if decision.delay_s:
@@ -134,8 +135,20 @@ def _authenticate() -> str:
         raise AuthenticationFailed(f"Invalid Authorization header scheme {scheme!r}; use 'Bearer sk_test_...'")
     if not _API_KEY.match(credential):
         shown = credential[:8] + "*" * max(0, len(credential) - 12) + credential[-4:] if credential else "(empty)"
-        raise AuthenticationFailed(f"Invalid API Key provided: {shown}; the simulator accepts any sk_test_... key")
+        raise AuthenticationFailed(f"Invalid API Key provided: {shown}; the simulator accepts any sk_test_... key "
+                                   "(sk_live_... in live mode)")
     return credential
+
+
+def _check_mode(api_key: str, store: Store) -> None:
+    """A test key reads test objects only, a live key live ones (as on Stripe)."""
+    live_key = api_key.split("_")[1] == "live"
+    if live_key != store.livemode:
+        whose = f"account {store.account}" if store.account else "the platform's account"
+        raise AuthenticationFailed(
+            f"A {'live' if live_key else 'test'} mode key was used, but {whose} is in "
+            f"{'live' if store.livemode else 'test'} mode here; use an {api_key[:2]}_"
+            f"{'live' if store.livemode else 'test'}_... key")
 
 
 # -- every answer ------------------------------------------------------------------------------------

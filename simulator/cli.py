@@ -52,10 +52,13 @@ DEFAULT_API_BASE = f"http://{defaults.HOST}:{defaults.PORT}"
 @click.option("--webhook-secret", help="Its signing secret (whsec_...); generated when omitted.")
 @click.option("--webhook-connect", is_flag=True,
               help="Also register --webhook-url as a Connect endpoint (connected accounts' events), same secret.")
+@click.option("--livemode", is_flag=True,
+              help="Run the platform's account in live mode: livemode objects and events, sk_live_ keys.")
 @click.option("--verbose", "-v", is_flag=True, help="Log every request.")
 def sim(host: str, port: int, catalog_path: Path | None, retry_base_ms: int, retry_max_attempts: int,
         delivery_timeout_s: float, delivery_workers: int, rate_limits: str, webhook_drop_rate: float,
-        webhook_url: str | None, webhook_secret: str | None, webhook_connect: bool, verbose: bool) -> None:
+        webhook_url: str | None, webhook_secret: str | None, webhook_connect: bool, livemode: bool,
+        verbose: bool) -> None:
     """Run the Stripe simulator: /v1 (Stripe's API) and /sim (Dashboard, buyer, faults)."""
     logging.basicConfig(level=logging.DEBUG if verbose else logging.INFO,
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s")
@@ -72,7 +75,7 @@ def sim(host: str, port: int, catalog_path: Path | None, retry_base_ms: int, ret
         sys.exit(2)
     config = SimConfig(catalog=catalog, retry_base_ms=retry_base_ms, retry_max_attempts=retry_max_attempts,
                        delivery_timeout_s=delivery_timeout_s, delivery_workers=delivery_workers,
-                       rate_limits=MODES[rate_limits])
+                       rate_limits=MODES[rate_limits], livemode=livemode)
     try:
         server = SimServer(config, host=host, port=port, quiet=not verbose)
     except OSError as error:
@@ -95,7 +98,8 @@ def sim(host: str, port: int, catalog_path: Path | None, retry_base_ms: int, ret
     signal.signal(signal.SIGINT, stop)
     signal.signal(signal.SIGTERM, stop)
     server.start()
-    click.echo(f"Stripe simulator listening on {server.url}  (stripe.api_base = {server.url!r}, any sk_test_ key)")
+    key = "sk_live_" if livemode else "sk_test_"
+    click.echo(f"Stripe simulator listening on {server.url}  (stripe.api_base = {server.url!r}, any {key} key)")
     try:
         while not stopping.wait(1.0):
             pass
@@ -117,7 +121,8 @@ def sim(host: str, port: int, catalog_path: Path | None, retry_base_ms: int, ret
                                 "catalog; its events carry account and go to connect=true endpoints.")
 @click.option("--api-base", default=DEFAULT_API_BASE, show_default=True, envvar="STRIPE_API_BASE", show_envvar=True,
               help="The simulator's URL.")
-@click.option("--api-key", default=DEFAULT_API_KEY, show_default=True, help="Any sk_test_ key.")
+@click.option("--api-key", default=DEFAULT_API_KEY, show_default=True,
+              help="Any sk_test_ key (sk_live_ for a simulator started with --livemode).")
 @click.option("--json", "as_json", is_flag=True, help="Print what the buyer did as JSON instead of the session id.")
 def trigger(event: str, cross_sell: bool, remove_cross_sell: bool, items: int, outcome: str | None,
             email: str | None, account: str | None, api_base: str, api_key: str, as_json: bool) -> None:

@@ -21,6 +21,8 @@ class SimConfig:
     delivery_workers: int = defaults.DELIVERY_WORKERS
     api_version: str = defaults.API_VERSION
     max_line_items: int = defaults.MAX_LINE_ITEMS
+    #: the platform account's mode: live objects and events, sk_live_/rk_live_ keys (test keys otherwise)
+    livemode: bool = False
     #: Stripe's rate limits enforced on /v1 (``MODES["test"]``, ``MODES["live"]``); off by default
     rate_limits: RateLimits = MODES[defaults.RATE_LIMIT_MODE]
 

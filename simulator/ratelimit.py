@@ -6,9 +6,9 @@ for each endpoint (25 by default), where an endpoint is a named operation: every
 bucket (the algorithm Stripe describes for its own request limiter): it holds up to one second's
 worth of requests and refills at the limit's rate, so a client paced at the rate is never refused
 for network jitter, a burst after a quiet spell gets one second's worth, and the long-run rate is
-the limit. A request needs a token from both buckets; refused (429), it takes none. Refusals and admissions are tallied per endpoint for
-``GET /sim/stats`` (per endpoint and per account), so benchmarks can read how often clients hit the
-limits.
+the limit. A request needs a token from both buckets; refused (429), it takes none. Requests and
+refusals are tallied per endpoint and per account for ``GET /sim/stats``, so benchmarks can read how
+often clients hit the limits.
 """
 from __future__ import annotations
 

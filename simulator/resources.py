@@ -42,6 +42,7 @@ class ProductRecord:
     description: str | None = None
     metadata: dict[str, str] = field(default_factory=dict)
     updated: int = 0
+    livemode: bool = False
 
 
 @dataclass
@@ -61,6 +62,7 @@ class PriceRecord:
     nickname: str | None = None
     lookup_key: str | None = None
     metadata: dict[str, str] = field(default_factory=dict)
+    livemode: bool = False
 
     def facts(self, product_active: bool = True) -> Price:
         """The price as the cross-sell rules see it (an archived product's prices count as inactive)."""
@@ -105,6 +107,7 @@ class SessionRecord:
     subscription: str | None = None
     offer: Offer | None = None
     refusals: tuple[Refusal, ...] = ()
+    livemode: bool = False
 
     @property
     def cross_sell_item(self) -> LineItemRecord | None:
@@ -126,6 +129,7 @@ class EndpointRecord:
     metadata: dict[str, str] = field(default_factory=dict)
     api_version: str | None = None
     connect: bool = False  #: receives the events of the platform's connected accounts (only those)
+    livemode: bool = False
 
     def active_secrets(self, now: float) -> list[str]:
         """The secrets that sign deliveries at *now*."""
@@ -140,7 +144,7 @@ def product_json(product: ProductRecord) -> dict[str, Any]:
     """A product object."""
     return {
         "id": product.id, "object": "product", "active": product.active, "created": product.created,
-        "default_price": None, "description": product.description, "images": [], "livemode": False,
+        "default_price": None, "description": product.description, "images": [], "livemode": product.livemode,
         "marketing_features": [], "metadata": dict(product.metadata), "name": product.name,
         "package_dimensions": None, "shippable": None, "statement_descriptor": None, "tax_code": None,
         "tax_details": None, "type": "service", "unit_label": None, "updated": product.updated or product.created,
@@ -157,7 +161,7 @@ def price_json(price: PriceRecord, product: dict[str, Any] | None = None) -> dic
     return {
         "id": price.id, "object": "price", "active": price.active, "billing_scheme": "per_unit",
         "created": price.created, "currency": price.currency, "custom_unit_amount": None,
-        "livemode": False, "lookup_key": price.lookup_key, "metadata": dict(price.metadata),
+        "livemode": price.livemode, "lookup_key": price.lookup_key, "metadata": dict(price.metadata),
         "nickname": price.nickname, "product": product if product is not None else price.product,
         "recurring": recurring, "tax_behavior": price.tax_behavior, "tiers_mode": None,
         "transform_quantity": None, "type": price.type, "unit_amount": price.unit_amount,
@@ -204,7 +208,7 @@ def session_json(session: SessionRecord, amount_of: Callable[[LineItemRecord], i
         "customer": None, "customer_account": None, "customer_creation": "if_required",
         "customer_details": details, "customer_email": session.customer_email, "discounts": [],
         "expires_at": session.expires_at, "integration_identifier": None, "invoice": None,
-        "invoice_creation": None, "livemode": False, "locale": None, "managed_payments": None,
+        "invoice_creation": None, "livemode": session.livemode, "locale": None, "managed_payments": None,
         "metadata": dict(session.metadata), "mode": session.mode, "origin_context": None,
         "payment_intent": session.payment_intent, "payment_link": None,
         "payment_method_collection": "if_required" if session.mode != "payment" else None,
@@ -225,7 +229,7 @@ def endpoint_json(endpoint: EndpointRecord, *, with_secret: bool = False) -> dic
     body: dict[str, Any] = {
         "id": endpoint.id, "object": "webhook_endpoint", "api_version": endpoint.api_version,
         "application": None, "created": endpoint.created, "description": endpoint.description,
-        "enabled_events": list(endpoint.enabled_events), "livemode": False,
+        "enabled_events": list(endpoint.enabled_events), "livemode": endpoint.livemode,
         "metadata": dict(endpoint.metadata), "status": endpoint.status, "url": endpoint.url,
     }
     if with_secret:
@@ -244,6 +248,7 @@ class AccountRecord:
     email: str | None = None
     default_currency: str = "usd"
     metadata: dict[str, str] = field(default_factory=dict)
+    livemode: bool = False  #: the mode its objects and events are in (a live platform may have test activity)
 
 
 def account_json(account: AccountRecord) -> dict[str, Any]:

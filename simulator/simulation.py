@@ -42,8 +42,10 @@ class Simulator:
     # -- accounts ------------------------------------------------------------------------------------
 
     def create_account(self, *, account_id: str | None = None, type: str = "standard", country: str = "US",
-                       email: str | None = None, metadata: dict[str, str] | None = None) -> dict[str, Any]:
-        """Connect a new account to the platform; *account_id* (sim-only) chooses its id.
+                       email: str | None = None, metadata: dict[str, str] | None = None,
+                       livemode: bool | None = None) -> dict[str, Any]:
+        """Connect a new account to the platform; *account_id* (sim-only) chooses its id, *livemode*
+        (sim-only, the platform's by default) the mode its activity is in.
 
         Its Dashboard starts from the catalog's ``[accounts.<id>]`` tables, else the default ones.
         """
@@ -54,9 +56,10 @@ class Simulator:
             chosen = account_id or new_id("acct_", 16)
             if chosen in self._accounts:
                 raise ResourceExists(f"Account already exists: {chosen!r}", param="sim[id]")
+            mode = self.config.livemode if livemode is None else livemode
             record = AccountRecord(id=chosen, created=int(time.time()), type=type, country=country, email=email,
-                                   metadata=dict(metadata or {}))
-            store = Store(self.config, account=chosen, platform=self.store)
+                                   metadata=dict(metadata or {}), livemode=mode)
+            store = Store(self.config, account=chosen, platform=self.store, livemode=mode)
             store.set_event_hook(self.dispatcher.dispatch)
             self._accounts[chosen] = (record, store)
             return account_json(record)

@@ -67,9 +67,12 @@ class Store:
 
     def __init__(self, config: SimConfig, *, on_event: EventHook | None = None,
                  clock: Callable[[], float] = time.time, account: str | None = None,
-                 platform: Store | None = None) -> None:
+                 platform: Store | None = None, livemode: bool | None = None) -> None:
         self.config = config
         self.account = account  #: the connected account's id; None for the platform's own account
+        #: the mode of every object and event of this account (a live platform's connected account
+        #: may act in test mode; Stripe then sends its test events to the live Connect endpoints too)
+        self.livemode = config.livemode if livemode is None else livemode
         self._platform = platform
         self._clock = clock
         self._on_event = on_event
@@ -103,7 +106,7 @@ class Store:
                 raise ResourceExists(f"Product already exists: {pid!r}; choose another id or update it",
                                      param="id")
             product = ProductRecord(id=pid, name=name, created=self._now(), active=active,
-                                    description=description, metadata=dict(metadata or {}))
+                                    description=description, metadata=dict(metadata or {}), livemode=self.livemode)
             self.products[pid] = product
             body = product_json(product)
             self._emit("product.created", body, request)
@@ -160,6 +163,7 @@ class Store:
         with self._lock:
             self._product(product, param="product")
             price = PriceRecord(id=new_id("price_"), product=product, currency=currency, unit_amount=unit_amount,
+                                livemode=self.livemode,
                                 created=self._now(), type="recurring" if interval else "one_time",
                                 interval=interval, interval_count=(interval_count or 1) if interval else None,
                                 tax_behavior=tax_behavior, active=active, nickname=nickname,
@@ -250,10 +254,11 @@ class Store:
         with self._lock:
             prices = self._session_prices(mode, line_items)
             currency = prices[0].currency if prices else None
-            sid = new_id("cs_test_", 58)
+            sid = new_id("cs_live_" if self.livemode else "cs_test_", 58)
             now = self._now()
             session = SessionRecord(
-                id=sid, created=now, expires_at=now + defaults.SESSION_TTL_S, mode=mode, currency=currency,
+                id=sid, livemode=self.livemode, created=now, expires_at=now + defaults.SESSION_TTL_S, mode=mode,
+                currency=currency,
                 line_items=[LineItemRecord(id=new_id("li_"), price=spec.price, quantity=spec.quantity)
                             for spec in line_items],
                 url=f"{base_url.rstrip('/')}/sim/checkout/sessions/{sid}", automatic_tax=automatic_tax,
@@ -439,7 +444,7 @@ class Store:
             data["previous_attributes"] = previous_attributes
         event: dict[str, Any] = {
             "id": new_id("evt_"), "object": "event", "api_version": self.config.api_version,
-            "created": self._now(), "data": data, "livemode": False, "pending_webhooks": len(targets),
+            "created": self._now(), "data": data, "livemode": self.livemode, "pending_webhooks": len(targets),
             "request": {"id": request.id, "idempotency_key": request.idempotency_key}, "type": event_type,
         }
         if self.account is not None:
@@ -482,7 +487,7 @@ class Store:
         """Register a webhook endpoint; the answer carries its ``whsec_`` secret (only this once)."""
         with self._lock:
             endpoint = EndpointRecord(id=new_id("we_"), url=url, enabled_events=list(enabled_events),
-                                      created=self._now(), secrets=[(secret or new_id("whsec_", 32), None)],
+                                      livemode=self.livemode, created=self._now(), secrets=[(secret or new_id("whsec_", 32), None)],
                                       description=description, metadata=dict(metadata or {}),
                                       api_version=api_version, connect=connect)
             self.endpoints[endpoint.id] = endpoint
