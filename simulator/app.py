@@ -2,8 +2,9 @@
 
 The views live with their surface: :mod:`simulator.api` (``/v1``, Stripe's API) and
 :mod:`simulator.dashboard` (``/sim``, Dashboard, buyer, delivery control and faults). Around each
-``/v1`` request this module does what Stripe does: authenticate the key, apply injected faults,
-replay Idempotency-Keys; and it renders every error in Stripe's ``{"error": {...}}`` shape.
+``/v1`` request this module does what Stripe does: authenticate the key (of the mode of the
+account acted for), enforce rate limits, apply injected faults, replay Idempotency-Keys, tally the
+answer; and it renders every error in Stripe's ``{"error": {...}}`` shape.
 """
 from __future__ import annotations
 
