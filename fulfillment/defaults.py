@@ -42,6 +42,7 @@ TASK_TIME_LIMIT_S = 110  #: hard limit of one task run, seconds (below the item 
 STRIPE_LIVE_RATE_LIMIT = 100.0  #: Stripe's limit per account in live mode, requests/s
 STRIPE_TEST_RATE_LIMIT = 25.0  #: Stripe's limit per account in test mode (sandboxes), requests/s
 STRIPE_ENDPOINT_RATE_LIMIT = 25.0  #: Stripe's default limit per endpoint and account, requests/s
+STRIPE_RATE_LIMIT_HEADROOM = 0.05  #: share of each Stripe rate limit the limiter leaves unused (arrival jitter)
 STRIPE_RATE_LIMIT_MAX_WAIT_S = 10.0  #: longest a call waits for its rate-limit slot before its task retries, s
 STRIPE_COOL_DOWN_S = 1.0  #: cool-down after a 429 that names no Retry-After, seconds
 STRIPE_COOL_DOWN_MAX_S = 60.0  #: longest cool-down a 429's Retry-After can impose, seconds

@@ -33,6 +33,8 @@ import redis
 
 from fulfillment import defaults
 from fulfillment.errors import TransientError
+from fulfillment.livemode import key_livemode
+from fulfillment.settings import StripeSettings
 from fulfillment.store import KEY_PREFIX, reachable
 
 log = logging.getLogger(__name__)
@@ -130,7 +132,7 @@ def endpoint_of(method: str, path: str) -> str:
 
 def key_mode(api_key: str | None) -> str:
     """``live`` for a live key (``sk_live_``, ``rk_live_``), else ``test``: Stripe limits the two apart."""
-    return "live" if (api_key or "").startswith(("sk_live_", "rk_live_")) else "test"
+    return "live" if key_livemode(api_key) else "test"
 
 
 @dataclass(frozen=True)
@@ -143,6 +145,10 @@ class RateLimits:
     max_wait_s: float = defaults.STRIPE_RATE_LIMIT_MAX_WAIT_S
     #: Requests allowed back to back after a quiet spell (GCRA burst); 1 paces every request.
     burst: int = 1
+    #: Share of each limit left unused. Stripe counts requests as they arrive, in any second: calls
+    #: sent exactly 1/rate apart reach it with network and scheduling jitter, and now and then 26 of
+    #: them land within one second of 25/s. Pacing a little under the limit absorbs that jitter.
+    headroom: float = defaults.STRIPE_RATE_LIMIT_HEADROOM
 
     @classmethod
     def for_key(cls, api_key: str | None, *, global_per_s: float | None = None,
@@ -153,6 +159,12 @@ class RateLimits:
         return cls(global_per_s=default_global if global_per_s is None else global_per_s,
                    endpoint_per_s=defaults.STRIPE_ENDPOINT_RATE_LIMIT if endpoint_per_s is None else endpoint_per_s,
                    max_wait_s=defaults.STRIPE_RATE_LIMIT_MAX_WAIT_S if max_wait_s is None else max_wait_s)
+
+    @classmethod
+    def from_settings(cls, stripe: StripeSettings) -> RateLimits:
+        """The limits of the Stripe settings section (``CROSSFILL_STRIPE_RATE_LIMIT``,
+        ``CROSSFILL_STRIPE_ENDPOINT_RATE_LIMIT``), Stripe's published ones where unset."""
+        return cls.for_key(stripe.api_key, global_per_s=stripe.rate_limit, endpoint_per_s=stripe.endpoint_rate_limit)
 
     @property
     def enabled(self) -> bool:
@@ -168,8 +180,9 @@ class Slot:
     limited_by: str  #: "none", "global", "endpoint" or "cooldown"
 
 
-def _interval_us(per_s: float) -> int:
-    return 0 if per_s <= 0 else max(1, round(1_000_000 / per_s))
+def _interval_us(per_s: float, headroom: float) -> int:
+    """Microseconds between two calls at *per_s* less the *headroom* share; 0 when the limit is off."""
+    return 0 if per_s <= 0 else max(1, round(1_000_000 / (per_s * (1.0 - headroom))))
 
 
 class RateLimiter:
@@ -191,8 +204,8 @@ class RateLimiter:
         self._clock = clock
         self._reserve = client.register_script(_RESERVE)
         self._cool_down = client.register_script(_COOL_DOWN)
-        self._global_us = _interval_us(limits.global_per_s)
-        self._endpoint_us = _interval_us(limits.endpoint_per_s)
+        self._global_us = _interval_us(limits.global_per_s, limits.headroom)
+        self._endpoint_us = _interval_us(limits.endpoint_per_s, limits.headroom)
         self._max_wait_us = round(limits.max_wait_s * 1_000_000)
 
     def reserve(self, account: str | None, endpoint: str, *, max_wait_s: float | None = None) -> Slot:

@@ -36,6 +36,11 @@ class StripeSettings:
     read_timeout: float = defaults.STRIPE_READ_TIMEOUT_S
     #: The mode of events to act on: the key's (live or test), or CROSSFILL_LIVEMODE; None: any.
     livemode: bool | None = None
+    #: Stripe's limit per account, requests/s (0: calls are not paced); None: Stripe's published one
+    #: for the key's mode (100 live, 25 test).
+    rate_limit: float | None = None
+    #: Stripe's limit per endpoint of an account, requests/s (0: not paced).
+    endpoint_rate_limit: float = defaults.STRIPE_ENDPOINT_RATE_LIMIT
 
 
 @dataclass(frozen=True)
@@ -137,6 +142,7 @@ def load_settings(environ: Mapping[str, str] | None = None) -> Settings:
 
 
 def _stripe(env: Mapping[str, str]) -> StripeSettings:
+    endpoint_rate = _rate(env, "CROSSFILL_STRIPE_ENDPOINT_RATE_LIMIT")
     return StripeSettings(
         api_key=env.get("STRIPE_API_KEY") or None,
         api_base=_api_base(env.get("STRIPE_API_BASE")),
@@ -146,7 +152,17 @@ def _stripe(env: Mapping[str, str]) -> StripeSettings:
         read_timeout=env_float(env, "CROSSFILL_STRIPE_READ_TIMEOUT", defaults.STRIPE_READ_TIMEOUT_S,
                                low=0.1, high=300),
         livemode=configured_livemode(env.get("STRIPE_API_KEY"), env.get("CROSSFILL_LIVEMODE")),
+        rate_limit=_rate(env, "CROSSFILL_STRIPE_RATE_LIMIT"),
+        endpoint_rate_limit=defaults.STRIPE_ENDPOINT_RATE_LIMIT if endpoint_rate is None else endpoint_rate,
     )
+
+
+def _rate(env: Mapping[str, str], name: str) -> float | None:
+    """Requests per second in *name* (0 switches the limit off), or None when unset or blank."""
+    if not (env.get(name) or "").strip():
+        return None
+    return _number(env, name, 0.0, low=0, high=10_000, parse=float,
+                   kind="a number of requests per second (0 stops pacing)")
 
 
 def _retry(env: Mapping[str, str]) -> RetrySettings:

@@ -10,7 +10,7 @@ import requests
 from fulfillment import defaults
 from fulfillment.errors import InvalidResponse, PermanentError, TransientError
 from fulfillment.http import error_for, pooled_session, send
-from fulfillment.ratelimit import endpoint_of
+from fulfillment.ratelimit import RateLimiter, cool_down_seconds, endpoint_of
 from fulfillment.schemas import CheckoutSession, LineItem, parse_line_items, parse_session
 from fulfillment.settings import StripeSettings, redact
 from fulfillment.stats import STRIPE_API_CALLS, STRIPE_ORDERS_READ, UNKNOWN_VALUES, Stats
@@ -26,7 +26,7 @@ class StripeClient:
     """Reads Checkout Sessions and their line items from the Stripe API (or the simulator)."""
 
     def __init__(self, settings: StripeSettings, http: requests.Session | None = None, *,
-                 stats: Stats | None = None) -> None:
+                 stats: Stats | None = None, limiter: RateLimiter | None = None) -> None:
         if not settings.api_key:
             raise PermanentError("STRIPE_API_KEY is not set; the worker cannot read sessions from Stripe")
         self._base = settings.api_base
@@ -40,37 +40,43 @@ class StripeClient:
         }
         #: Counts requests by endpoint, sessions read and unknown payment statuses, for /metrics (None: not).
         self._stats = stats
+        #: Paces every call under Stripe's rate limits, shared with every other worker (None: unpaced).
+        self._limiter = limiter
 
-    def retrieve_session(self, session_id: str) -> CheckoutSession:
+    def retrieve_session(self, session_id: str, *, account: str | None = None) -> CheckoutSession:
         """Fetch a Checkout Session as it is now (never trust a webhook's copy), with the first page of
-        its line items, prices and products expanded (read them with :meth:`line_items`)."""
-        session = parse_session(self._get(f"/v1/checkout/sessions/{session_id}", {"expand[]": SESSION_EXPAND}))
+        its line items, prices and products expanded (read them with :meth:`line_items`); *account*
+        reads it as that connected account (Connect)."""
+        session = parse_session(self._get(f"/v1/checkout/sessions/{session_id}", {"expand[]": SESSION_EXPAND},
+                                          account=account))
         if self._stats is not None:
             self._stats.incr(STRIPE_ORDERS_READ)
             if session.has_unknown_payment_status:
                 self._stats.incr(UNKNOWN_VALUES, "payment_status")
         return session
 
-    def line_items(self, session: CheckoutSession) -> Iterator[LineItem]:
+    def line_items(self, session: CheckoutSession, *, account: str | None = None) -> Iterator[LineItem]:
         """Yield every line item of *session*: the page it embeds, then the rest from the list endpoint
         only when ``has_more`` says there is more; all of them from the list endpoint when the session
         came without them (an API that did not expand them)."""
         page = session.line_items
         if page is None or (page.has_more and not page.items):
-            yield from self.iter_line_items(session.id)
+            yield from self.iter_line_items(session.id, account=account)
             return
         yield from page.items
         if page.has_more:
-            yield from self.iter_line_items(session.id, starting_after=page.items[-1].id)
+            yield from self.iter_line_items(session.id, starting_after=page.items[-1].id, account=account)
 
-    def iter_line_items(self, session_id: str, *, starting_after: str | None = None) -> Iterator[LineItem]:
+    def iter_line_items(self, session_id: str, *, starting_after: str | None = None,
+                        account: str | None = None) -> Iterator[LineItem]:
         """Yield the line items of a session from the list endpoint, page by page, products expanded
         (after the item *starting_after*, when given)."""
         params: dict[str, Any] = {"limit": defaults.LINE_ITEMS_PAGE_SIZE, "expand[]": "data.price.product"}
         if starting_after is not None:
             params["starting_after"] = starting_after
         while True:
-            items, has_more = parse_line_items(self._get(f"/v1/checkout/sessions/{session_id}/line_items", params))
+            items, has_more = parse_line_items(self._get(f"/v1/checkout/sessions/{session_id}/line_items", params,
+                                                         account=account))
             yield from items
             if not has_more or not items:
                 return
@@ -111,8 +117,11 @@ class StripeClient:
             params["starting_after"] = last
 
     def _get(self, path: str, params: dict[str, Any], *, account: str | None = None) -> Any:
+        endpoint = endpoint_of("GET", path)
+        if self._limiter is not None:
+            self._limiter.acquire(account, endpoint)
         if self._stats is not None:
-            self._stats.incr(STRIPE_API_CALLS, endpoint_of("GET", path))
+            self._stats.incr(STRIPE_API_CALLS, endpoint)
         # A connected account's objects are read as that account (Stripe Connect).
         headers = self._headers if account is None else {**self._headers, "Stripe-Account": account}
         response = send(self._http.get, f"GET {path}", self._base + path, params=params, headers=headers,
@@ -123,6 +132,10 @@ class StripeClient:
             except ValueError:
                 raise TransientError(f"GET {path} answered {response.status_code} with a body that is not JSON",
                                      status=response.status_code) from None
+        if self._limiter is not None:
+            cool_down = cool_down_seconds(response.status_code, response.headers, _error_code(response))
+            if cool_down is not None:
+                self._limiter.cool_down(account, endpoint, cool_down)
         raise _api_error(path, response, api_key=self._api_key)
 
 
@@ -137,6 +150,17 @@ def _checked_event(document: Any) -> dict[str, Any]:
         raise InvalidResponse("the Events API returned an event without id, type or data.object.id")
     checked: dict[str, Any] = document
     return checked
+
+
+def _error_code(response: requests.Response) -> str | None:
+    """Stripe's ``error.code`` of a 429 (``rate_limit``, ``lock_timeout``...), when it says one."""
+    if response.status_code != 429:
+        return None
+    try:
+        code = response.json()["error"].get("code")
+    except (ValueError, KeyError, TypeError, AttributeError):
+        return None
+    return code if isinstance(code, str) else None
 
 
 def _api_error(path: str, response: requests.Response, *, api_key: str) -> TransientError | PermanentError:

@@ -10,6 +10,7 @@ from fulfillment.deadletters import DeadLetters
 from fulfillment.handlers import HandlerRegistry
 from fulfillment.inbox import Inbox
 from fulfillment.ledger import Ledger
+from fulfillment.ratelimit import RateLimiter, RateLimits, key_mode
 from fulfillment.retrying import PendingRetries
 from fulfillment.settings import Settings
 from fulfillment.stats import Stats
@@ -58,4 +59,6 @@ class Runtime:
 
     @cached_property
     def stripe(self) -> StripeClient:
-        return StripeClient(self.settings.stripe, stats=self.stats)
+        stripe = self.settings.stripe
+        limiter = RateLimiter(self.redis, RateLimits.from_settings(stripe), mode=key_mode(stripe.api_key))
+        return StripeClient(stripe, stats=self.stats, limiter=limiter)

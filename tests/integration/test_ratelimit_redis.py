@@ -26,7 +26,7 @@ class TestOnRedisServer(LimiterContract):
 def test_threads_of_two_clients_share_one_limit(redis_server: RedisServer) -> None:
     # Given two clients (as two worker processes would hold), 8 threads each, and 50 calls/s allowed,
     rate, calls_per_thread = 50.0, 6
-    limits = RateLimits(global_per_s=rate, endpoint_per_s=rate, max_wait_s=30)
+    limits = RateLimits(global_per_s=rate, endpoint_per_s=rate, max_wait_s=30, headroom=0)
     limiters = [RateLimiter(connect(redis_server.url), limits) for _ in range(2)]
     went: list[float] = []
     lock = threading.Lock()

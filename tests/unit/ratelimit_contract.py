@@ -40,7 +40,7 @@ class LimiterContract:
         def build(global_per_s: float = 100, endpoint_per_s: float = 25, *, max_wait_s: float = 10,
                   burst: int = 1, mode: str = "test") -> RateLimiter:
             limits = RateLimits(global_per_s=global_per_s, endpoint_per_s=endpoint_per_s, max_wait_s=max_wait_s,
-                                burst=burst)
+                                burst=burst, headroom=0)
             return RateLimiter(client, limits, mode=mode, clock=clock, sleep=lambda s: None)
 
         return build
@@ -74,6 +74,11 @@ class LimiterContract:
         assert test.reserve("acct_2Conn", SESSION).wait_s == 0
         assert live.reserve(None, SESSION).wait_s == 0
         assert test.reserve("acct_1Conn", SESSION).wait_s == pytest.approx(0.04)
+
+    def test_the_headroom_paces_a_little_under_the_limit(self, client: redis.Redis, clock: Clock) -> None:
+        limits = RateLimits(global_per_s=0, endpoint_per_s=20, headroom=0.2)  # 16/s: 62.5 ms apart
+        limiter = RateLimiter(client, limits, clock=clock, sleep=lambda s: None)
+        assert [limiter.reserve(None, SESSION).wait_s for _ in range(3)] == [0, 0.0625, 0.125]
 
     def test_slots_free_up_as_time_passes(self, make: Callable[..., RateLimiter], clock: Clock) -> None:
         limiter = make(100, 25)
@@ -131,7 +136,7 @@ class LimiterContract:
             slept.append(seconds)
             clock.advance(seconds)
 
-        limiter = RateLimiter(client, RateLimits(global_per_s=25, endpoint_per_s=25, max_wait_s=5), clock=clock,
+        limiter = RateLimiter(client, RateLimits(global_per_s=25, endpoint_per_s=25, max_wait_s=5, headroom=0), clock=clock,
                               sleep=sleep)
         limiter.cool_down(None, SESSION, 1.5)
         assert limiter.acquire(None, SESSION) == pytest.approx(1.5)
@@ -154,7 +159,7 @@ class LimiterContract:
         assert all(0 < client.pttl(key) <= 3_000 for key in keys)
 
     def test_redis_time_is_the_clock_when_none_is_given(self, client: redis.Redis) -> None:
-        limiter = RateLimiter(client, RateLimits(global_per_s=0, endpoint_per_s=10), sleep=lambda s: None)
+        limiter = RateLimiter(client, RateLimits(global_per_s=0, endpoint_per_s=10, headroom=0), sleep=lambda s: None)
         first, second = limiter.reserve(None, SESSION), limiter.reserve(None, SESSION)
         assert first.wait_s == 0
         assert 0.05 < second.wait_s <= 0.1

@@ -99,8 +99,31 @@ def test_acquire_sleeps_the_time_it_was_given() -> None:
     client = fakeredis.FakeRedis(server=fakeredis.FakeServer(), decode_responses=True)
     slept: list[float] = []
     now = [1_800_000_000_000_000]
-    limiter = RateLimiter(client, RateLimits(global_per_s=0, endpoint_per_s=20), sleep=slept.append,
+    limiter = RateLimiter(client, RateLimits(global_per_s=0, endpoint_per_s=20, headroom=0), sleep=slept.append,
                           clock=lambda: now[0])
     waited = [limiter.acquire("acct_1Conn", SESSION) for _ in range(3)]
     assert waited == [0.0, 0.05, 0.1]
     assert slept == [0.05, 0.1]  # no sleep for a slot that is free now
+
+
+def test_the_settings_section_chooses_the_limits() -> None:
+    from fulfillment.settings import load_settings
+
+    stripe = load_settings({"STRIPE_API_KEY": "rk_live_x", "CROSSFILL_STRIPE_ENDPOINT_RATE_LIMIT": "10"}).stripe
+    assert (RateLimits.from_settings(stripe).global_per_s, RateLimits.from_settings(stripe).endpoint_per_s) == (100, 10)
+    off = load_settings({"STRIPE_API_KEY": "sk_test_x", "CROSSFILL_STRIPE_RATE_LIMIT": "0",
+                         "CROSSFILL_STRIPE_ENDPOINT_RATE_LIMIT": "0"}).stripe
+    assert not RateLimits.from_settings(off).enabled
+    assert RateLimits.from_settings(load_settings({"STRIPE_API_KEY": "sk_test_x"}).stripe).global_per_s == 25
+
+
+@pytest.mark.parametrize(("name", "value"), [("CROSSFILL_STRIPE_RATE_LIMIT", "fast"),
+                                             ("CROSSFILL_STRIPE_ENDPOINT_RATE_LIMIT", "-1"),
+                                             ("CROSSFILL_STRIPE_RATE_LIMIT", "1e9")])
+def test_a_wrong_rate_limit_setting_is_named(name: str, value: str) -> None:
+    from fulfillment.errors import ConfigError
+    from fulfillment.settings import load_settings
+
+    with pytest.raises(ConfigError) as caught:
+        load_settings({name: value})
+    assert caught.value.name == name
