@@ -82,4 +82,5 @@ class SimClient:
             body = response.text
         if not 200 <= response.status_code < 300:
             raise RemoteError(method, path, response.status_code, body)
-        return body
+        answer: dict[str, Any] = body
+        return answer

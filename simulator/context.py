@@ -22,7 +22,8 @@ DASHBOARD = "sim"  #: the name of the /sim blueprint, whose POSTs may carry JSON
 
 def current_sim() -> Simulator:
     """The simulator behind the app serving this request."""
-    return current_app.extensions[EXTENSION]
+    simulator: Simulator = current_app.extensions[EXTENSION]
+    return simulator
 
 
 def current_account() -> str | None:
@@ -38,7 +39,8 @@ def current_store() -> Store:
     """
     if "store" not in g:
         g.store = current_sim().store_for(current_account())
-    return g.store
+    store: Store = g.store
+    return store
 
 
 def request_id() -> str:
@@ -54,11 +56,14 @@ def read_params() -> Params:
         pairs = parse_query(request.query_string)
         if request.method == "POST":
             if request.is_json and request.blueprint == DASHBOARD:
-                g.params = Params(_stringify(request.get_json(silent=True) or {}) | decode(pairs))
-                return g.params
-            pairs += parse_query(request.get_data(cache=True))
-        g.params = Params(decode(pairs))
-    return g.params
+                values = _stringify(request.get_json(silent=True) or {}) | decode(pairs)
+                g.params = Params(values)
+            else:
+                g.params = Params(decode(pairs + parse_query(request.get_data(cache=True))))
+        else:
+            g.params = Params(decode(pairs))
+    params: Params = g.params
+    return params
 
 
 def _stringify(value: Any) -> Any:
