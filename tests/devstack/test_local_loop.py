@@ -12,7 +12,7 @@ import pytest
 import requests
 
 from tests.support.processes import ROOT, Proc, port_open, wait_until
-from worker.devstack.embedded import free_port
+from worker.devstack.embedded import PORT_FILE, free_port
 
 pytestmark = pytest.mark.integration
 
@@ -126,7 +126,7 @@ def test_run_fulfills_purchases_through_a_worker_and_a_redis_kill_and_ctrl_c_lea
         assert run.alive()
 
         # When the embedded Redis is killed with SIGKILL
-        port_file = tmp_path / "var" / "redis.port"
+        port_file = tmp_path / "var" / PORT_FILE
         redis_port = port_file.read_text()
         killed_redis = _redis_child(run.pid)
         assert killed_redis is not None

@@ -106,6 +106,8 @@ def worker(concurrency: int, processes: int, loglevel: str) -> None:
         # Python runs one thread at a time per process: split the threads over processes.
         setup_logging()
         supervisor = Supervisor()
+        if redis_proc is not None:
+            supervisor.adopt("redis", redis_proc)
         env = child_env(settings)
         per_process = max(1, concurrency // processes)
         for number in range(processes):
