@@ -17,6 +17,7 @@ from typing import Any
 
 import redis
 
+from fulfillment import defaults
 from fulfillment.store import KEY_PREFIX, reachable
 
 ORDER_STATUSES = ("awaiting_payment", "payment_failed", "expired", "fulfilling", "fulfilled", "partially_failed")
@@ -39,6 +40,21 @@ local function set_order_status(order_key, sets, sid, status, now)
   if status == 'fulfilling' or status == 'awaiting_payment' then redis.call('ZADD', sets .. 'active', now, sid)
   else redis.call('ZREM', sets .. 'active', sid) end
 end
+-- Retention: an order's keys expire `ttl` seconds after its creation, and the indexes forget orders
+-- that old (a bounded number per call: every new order trims a little).
+local function retain(order_key, items_key, sets, now, ttl)
+  local created = tonumber(redis.call('HGET', order_key, 'created_at') or now)
+  local deadline = math.floor(created + tonumber(ttl))
+  redis.call('EXPIREAT', order_key, deadline)
+  redis.call('EXPIREAT', items_key, deadline)
+  local old = redis.call('ZRANGEBYSCORE', sets .. 'by_created', '-inf', tonumber(now) - tonumber(ttl), 'LIMIT', 0, 100)
+  for _, gone in ipairs(old) do
+    for _, name in ipairs({ {ORDER_SETS} }) do redis.call('SREM', sets .. name, gone) end
+    redis.call('ZREM', sets .. 'active', gone)
+    redis.call('ZREM', sets .. 'by_created', gone)
+  end
+  return deadline
+end
 local function settle_order(order_key, items_key, item_prefix, sets, sid, now)
   local ids = redis.call('ZRANGE', items_key, 0, -1)
   local failed = false
@@ -52,21 +68,27 @@ local function settle_order(order_key, items_key, item_prefix, sets, sid, now)
 end
 """
 
+_LUA_COMMON = _LUA_COMMON.replace("{ORDER_SETS}", ", ".join(f"'{name}'" for name in (*ORDER_STATUSES, "to_report")))
+
 # KEYS: order, order items, item prefix, status-set prefix, anomaly counters. ARGV: sid, now,
-# order json, then (item id, item json, anomalies comma-separated) triples — passed as strings,
-# since cjson would turn an empty list into {}. Anomalies are counted once, when an item is new.
+# order json, retention seconds, then (item id, item json, anomalies comma-separated) triples —
+# passed as strings, since cjson would turn an empty list into {}. Anomalies are counted once, when
+# an item is new.
 _OPEN = _LUA_COMMON + """
 local sid, now = ARGV[1], ARGV[2]
 redis.call('HSETNX', KEYS[1], 'created_at', now)
 redis.call('HSET', KEYS[1], 'data', ARGV[3], 'updated_at', now)
-for i = 4, #ARGV, 3 do
+local deadline = retain(KEYS[1], KEYS[2], KEYS[4], now, ARGV[4])
+for i = 5, #ARGV, 3 do
   local key = KEYS[3] .. ARGV[i]
   if redis.call('EXISTS', key) == 0 then
     redis.call('HSET', key, 'status', 'pending', 'attempts', 0, 'created_at', now, 'data', ARGV[i + 1])
-    redis.call('ZADD', KEYS[2], (i - 1) / 3, ARGV[i])
+    redis.call('EXPIREAT', key, deadline)
+    redis.call('ZADD', KEYS[2], (i - 2) / 3, ARGV[i])
     for anomaly in string.gmatch(ARGV[i + 2], '[^,]+') do redis.call('HINCRBY', KEYS[5], anomaly, 1) end
   end
 end
+redis.call('EXPIREAT', KEYS[2], deadline)
 local status = redis.call('HGET', KEYS[1], 'status')
 if status ~= 'fulfilled' and status ~= 'partially_failed' then
   set_order_status(KEYS[1], KEYS[4], sid, 'fulfilling', now)
@@ -80,14 +102,16 @@ end
 return open
 """
 
-# KEYS: order, status-set prefix. ARGV: sid, status, now, data json, allowed current statuses...
+# KEYS: order, status-set prefix, order items. ARGV: sid, status, now, data json, retention seconds,
+# allowed current statuses...
 _MARK = _LUA_COMMON + """
 local current = redis.call('HGET', KEYS[1], 'status')
 local allowed = (current == false)
-for i = 5, #ARGV do if ARGV[i] == current then allowed = true end end
+for i = 6, #ARGV do if ARGV[i] == current then allowed = true end end
 if not allowed then return current end
 redis.call('HSETNX', KEYS[1], 'created_at', ARGV[3])
 redis.call('HSET', KEYS[1], 'data', ARGV[4])
+retain(KEYS[1], KEYS[3], KEYS[2], ARGV[3], ARGV[5])
 set_order_status(KEYS[1], KEYS[2], ARGV[1], ARGV[2], ARGV[3])
 return ARGV[2]
 """
@@ -168,8 +192,10 @@ _ANOMALIES = f"{KEY_PREFIX}anomalies"  #: hash: anomaly name → cross-sell item
 class Ledger:
     """Orders and their items, in Redis."""
 
-    def __init__(self, client: redis.Redis) -> None:
+    def __init__(self, client: redis.Redis, *, ttl_s: float = defaults.RETENTION_S) -> None:
+        """*ttl_s*: an order and its items expire this long after the order's creation (the retention)."""
         self._redis = client
+        self._ttl_s = int(ttl_s)
         self._open = client.register_script(_OPEN)
         self._mark = client.register_script(_MARK)
         self._claim = client.register_script(_CLAIM)
@@ -184,7 +210,7 @@ class Ledger:
         not yet ended, to dispatch.
         """
         keys = [_order_key(session_id), _items_key(session_id), _item_prefix(session_id), _ORDER_SETS, _ANOMALIES]
-        args: list[Any] = [session_id, time.time(), json.dumps(order)]
+        args: list[Any] = [session_id, time.time(), json.dumps(order), self._ttl_s]
         for item in items:
             args += [item["id"], json.dumps(item), ",".join(item.get("anomalies") or ())]
         status, *open_ids = self._call(self._open, keys, args)
@@ -195,8 +221,9 @@ class Ledger:
         """Set an order's status when it is new or in one of *allowed_from*; returns the status it has now."""
         if status not in ORDER_STATUSES:
             raise ValueError(f"status must be one of {ORDER_STATUSES}, got {status!r}")
-        keys = [_order_key(session_id), _ORDER_SETS]
-        result = self._call(self._mark, keys, [session_id, status, time.time(), json.dumps(order), *allowed_from])
+        keys = [_order_key(session_id), _ORDER_SETS, _items_key(session_id)]
+        result = self._call(self._mark, keys, [session_id, status, time.time(), json.dumps(order), self._ttl_s,
+                                               *allowed_from])
         return None if result is None else str(result)
 
     def claim_item(self, session_id: str, line_item_id: str, *, lease_s: float) -> Claim:

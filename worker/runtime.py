@@ -35,7 +35,7 @@ class Runtime:
 
     @cached_property
     def ledger(self) -> Ledger:
-        return Ledger(self.redis)
+        return Ledger(self.redis, ttl_s=self.settings.recovery.retention)
 
     @cached_property
     def dead_letters(self) -> DeadLetters:

@@ -9,9 +9,11 @@ a backlog of them.
 from __future__ import annotations
 
 import dataclasses
+from pathlib import Path
 from typing import Any
 
 from celery import Celery, Task
+from celery.signals import beat_init
 
 from fulfillment.settings import Settings
 from worker.contract import EVENTS_QUEUE, RECONCILE, SWEEP
@@ -46,8 +48,14 @@ def beat_schedule(settings: Settings) -> dict[str, dict[str, Any]]:
 
 
 def register(app: Celery, settings: Settings) -> None:
-    """Register the reconcile and sweep tasks on *app*, and beat's schedule (its file in the data dir)."""
+    """Register the reconcile and sweep tasks on *app*, and beat's schedule (its file in the data dir,
+    which beat creates when it starts: ``celery --app worker.main beat`` needs no ``--schedule``)."""
     app.task(name=RECONCILE, bind=True, ignore_result=True)(reconcile_task)
     app.task(name=SWEEP, bind=True, ignore_result=True)(sweep_task)
     app.conf.beat_schedule = beat_schedule(settings)
     app.conf.beat_schedule_filename = str(settings.data_dir / SCHEDULE_FILE)
+    beat_init.connect(_make_schedule_dir, weak=False, dispatch_uid="crossfill-beat-schedule-dir")
+
+
+def _make_schedule_dir(sender: Any, **_: Any) -> None:
+    Path(sender.app.conf.beat_schedule_filename).parent.mkdir(parents=True, exist_ok=True)

@@ -90,7 +90,9 @@ def test_run_fulfills_purchases_through_a_worker_and_a_redis_kill_and_ctrl_c_lea
         wait_until(lambda: port_open(port) and port_open(sim_port), timeout=40, what="crossfill run")
         wait_until(lambda: "Ctrl-C stops everything" in run.output(), timeout=40, what="crossfill run's banner")
         children = _children_of(run.pid)
-        assert len(children) == 5, run.output()  # redis-server, simulator, worker, gunicorn, console's gunicorn
+        assert len(children) == 6, run.output()  # redis-server, simulator, worker, beat, gunicorn, console's gunicorn
+        # beat runs reconcile and sweep on their schedule, its schedule file in the data dir
+        wait_until(lambda: any((tmp_path / "var").glob("celerybeat-schedule*")), timeout=40, what="beat's schedule file")
         # and the console is up, with a generated operator token printed for local use
         console_port = env["CROSSFILL_CONSOLE_PORT"]
         assert f"ops console:     http://127.0.0.1:{console_port}/  (operator token: " in run.output()

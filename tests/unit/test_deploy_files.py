@@ -30,7 +30,7 @@ from worker.cli.service import GUNICORN_APP, GUNICORN_CONFIG, WORKER_QUEUES, gun
 from worker.contract import EVENTS_QUEUE, FULFILLMENT_QUEUE, PROCESS_EVENT
 
 REPO = Path(__file__).resolve().parents[2]
-APP_SERVICES = ("web", "worker", "flower")
+APP_SERVICES = ("web", "worker", "beat", "flower")
 SECRET = "whsec_deploy_files_test"
 #: Compose's ${NAME}, ${NAME:-default}, ${NAME-default}, ${NAME:?error}, ${NAME?error}, $NAME.
 _COMPOSE_VARIABLE = re.compile(r"\$\{(?P<name>\w+)(?:(?P<op>:?[-?])(?P<arg>[^}]*))?\}|\$(?P<bare>\w+)")
@@ -246,7 +246,7 @@ def sh_argv(line: str, env: dict[str, str]) -> list[str]:
 
 
 def test_procfile_declares_web_and_worker(procfile: dict[str, str]) -> None:
-    assert set(procfile) == {"web", "worker", "console"}  # console: tests/console/test_deploy_console.py
+    assert set(procfile) == {"web", "worker", "beat", "console"}  # console: tests/console/test_deploy_console.py
 
 
 def test_procfile_uses_only_settings_variables(procfile: dict[str, str]) -> None:
@@ -277,6 +277,31 @@ def test_procfile_worker_matches_the_cli_and_compose(procfile: dict[str, str], c
 
     assert celery_worker_options(argv) == clis_worker_options()
     assert argv == command(compose, "worker", {})
+
+
+def test_beat_runs_celery_beat_on_the_app_in_the_procfile_and_compose(procfile: dict[str, str],
+                                                                      compose: dict[str, Any]) -> None:
+    argv = sh_argv(procfile["beat"], {})
+
+    # No --schedule: the app puts beat's schedule file in the data dir (worker/schedule.py)
+    assert argv == ["celery", "--app", "worker.main", "beat", "--loglevel", "INFO"]
+    assert argv == command(compose, "beat", {})
+    env = service_env(compose, "beat", {"STRIPE_WEBHOOK_SECRET": SECRET})
+    assert load_settings(env).data_dir == Path("/tmp/crossfill")  # writable by the image's user
+
+
+def test_the_app_keeps_beats_schedule_in_the_data_dir_and_schedules_both_jobs(tmp_path: Path) -> None:
+    from worker.app import make_celery
+
+    settings = load_settings({"CROSSFILL_REDIS_URL": "redis://127.0.0.1:1/0", "CROSSFILL_DATA_DIR": str(tmp_path),
+                              "CROSSFILL_RECONCILE_EVERY": "2m", "CROSSFILL_SWEEP_EVERY": "20"})
+
+    app = make_celery(settings)
+
+    assert app.conf.beat_schedule_filename == str(tmp_path / "celerybeat-schedule")
+    assert {entry["task"]: entry["schedule"] for entry in app.conf.beat_schedule.values()} \
+        == {"reconcile": 120, "sweep": 20}
+    assert {"reconcile", "sweep"} <= set(app.tasks)
 
 
 def test_procfile_web_matches_compose(procfile: dict[str, str], compose: dict[str, Any]) -> None:

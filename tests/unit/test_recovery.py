@@ -271,3 +271,42 @@ def test_held_tasks_pages_through_long_queues(fake: redis.Redis) -> None:
     fake.lpush("events", *(task_message(PROCESS_EVENT, [f"evt_{n}"]) for n in range(1203)))
 
     assert len(held_tasks(fake)) == 1203
+
+
+# --- retention ------------------------------------------------------------------------------------------
+
+def test_an_order_and_its_items_expire_the_retention_after_the_order_was_created(fake: redis.Redis) -> None:
+    ledger = Ledger(fake, ttl_s=3600)
+    ledger.open_order("cs_1", ORDER, items("li_1", "li_2"))
+    ledger.mark_order("cs_2", "awaiting_payment", ORDER)
+
+    for key in ("crossfill:order:cs_1", "crossfill:order:cs_1:items", "crossfill:item:cs_1:li_1",
+                "crossfill:item:cs_1:li_2", "crossfill:order:cs_2"):
+        assert 3500 < fake.ttl(key) <= 3600, key
+    claim = ledger.claim_item("cs_1", "li_1", lease_s=60)
+    ledger.record_result("cs_1", "li_1", claim.token, {"ok": True})
+    assert 3500 < fake.ttl("crossfill:item:cs_1:li_1") <= 3600  # later writes keep the deadline
+
+
+def test_the_order_indexes_forget_orders_older_than_the_retention(fake: redis.Redis) -> None:
+    ledger = Ledger(fake, ttl_s=3600)
+    old = float(fake.time()[0]) - 7200
+    fake.zadd("crossfill:orders:by_created", {"cs_old": old})
+    fake.sadd("crossfill:orders:fulfilled", "cs_old")
+    fake.sadd("crossfill:orders:to_report", "cs_old")
+    fake.zadd(ACTIVE, {"cs_old": old})
+
+    ledger.open_order("cs_new", ORDER, items("li_1"))
+
+    assert fake.zrange("crossfill:orders:by_created", 0, -1) == ["cs_new"]
+    assert not fake.sismember("crossfill:orders:fulfilled", "cs_old")
+    assert not fake.sismember("crossfill:orders:to_report", "cs_old")
+    assert fake.zrange(ACTIVE, 0, -1) == ["cs_new"]
+    assert ledger.counts()["fulfilled"] == 0
+
+
+def test_inbox_events_expire_after_the_retention(fake: redis.Redis) -> None:
+    inbox = Inbox(fake, ttl_s=load_settings({"CROSSFILL_RETENTION": "10d"}).recovery.retention)
+    inbox.record("evt_1", "checkout.session.completed", "cs_1", "{}", queue=QUEUE, message="m")
+
+    assert 9 * 86_400 < fake.ttl("crossfill:event:evt_1") <= 10 * 86_400

@@ -46,6 +46,11 @@ def status(as_json: bool) -> None:
     click.echo("inbox:        " + "  ".join(f"{k}={v}" for k, v in report["inbox"].items() if v))
     click.echo("orders:       " + "  ".join(f"{k}={v}" for k, v in report["orders"].items() if v))
     click.echo(f"workers:      {len(report['workers'])} alive " + " ".join(report["workers"]))
+    retries = report.get("retries") or {}
+    click.echo(f"retries:      {retries.get('waiting', 0)} waiting"
+               + "".join(f"  {task}={count}" for task, count in sorted(retries.get("by_task", {}).items()))
+               + ("  why: " + "  ".join(f"{reason}={count}" for reason, count in sorted(retries.get("by_reason", {}).items()))
+                  if retries.get("by_reason") else ""))
 
 
 @click.command()
@@ -53,11 +58,16 @@ def status(as_json: bool) -> None:
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON object.")
 def order(session_id: str, as_json: bool) -> None:
     """One order: its status and every line item (product, amount, cross-sell, status, attempts)."""
-    record = _ops_app().runtime.ledger.order(session_id)
+    runtime = _ops_app().runtime
+    record = runtime.ledger.order(session_id)
     if record is None:
         click.echo(f"crossfill: no order for {session_id!r} (is the session id right? has its event arrived?)",
                    err=True)
         sys.exit(1)
+    # Tasks of this order waiting on a retry (the event's or an item's): why, and when they run next.
+    waiting = [retry for retry in runtime.retries.list() if session_id in retry.args
+               or (retry.task == "process_event" and retry.id.startswith("event:") and _event_of(runtime, retry.args, session_id))]
+    record["retries"] = [dataclasses.asdict(retry) for retry in waiting]
     if as_json:
         echo_json(record)
         return
@@ -70,6 +80,14 @@ def order(session_id: str, as_json: bool) -> None:
                    f"{item.get('amount_total')} {item['status']:<11} attempts={item['attempts']} "
                    f"handler={item.get('handler')} {flags}  finished {_when(item.get('finished_at'))}"
                    + (f"  error: {item['error']}" if item.get("error") and item["status"] != "done" else ""))
+    for retry in waiting:
+        click.echo(f"  waiting on retry: {retry.id} attempt {retry.attempts}, next at {_when(retry.next_attempt_at)}: "
+                   f"{retry.error[:160]}")
+
+
+def _event_of(runtime: Any, args: list[str], session_id: str) -> bool:
+    event = runtime.inbox.get(args[0]) if args else None
+    return event is not None and event.session_id == session_id
 
 
 @click.group()

@@ -100,7 +100,7 @@ def wait_listening(port: int, supervisor: Supervisor, what: str, timeout: float 
 
 def start_local(settings: Settings, receiver: ReceiverSettings, *, concurrency: int, sim_port: int = 12111,
                 supervisor: Supervisor | None = None, log_dir: Path | None = None) -> LocalStack:
-    """Start the simulator (when no API key is set), a worker and the receiver; return when they listen.
+    """Start the simulator (when no API key is set), a worker, beat and the receiver; return when they listen.
 
     *settings* must already name its Redis (the caller starts the embedded one) and secrets. With
     *log_dir*, each child logs to a file there instead of this terminal.
@@ -120,6 +120,8 @@ def start_local(settings: Settings, receiver: ReceiverSettings, *, concurrency: 
         register_endpoint(sim_url, receiver_url, receiver.webhook_secrets[0])
     env = child_env(settings, receiver)
     supervisor.start("worker", [*CROSSFILL, "worker", "--concurrency", str(concurrency)], env, log_dir)
+    # reconcile (CROSSFILL_RECONCILE_EVERY) and sweep (CROSSFILL_SWEEP_EVERY) on their schedule
+    supervisor.start("beat", [*CROSSFILL, "beat"], env, log_dir)
     supervisor.start("web", [*CROSSFILL, "web"], env, log_dir)
     wait_listening(receiver.port, supervisor, "the receiver")
     return LocalStack(settings=settings, receiver=receiver, supervisor=supervisor, receiver_url=receiver_url,
