@@ -6,7 +6,9 @@ items), then gated on payment as Stripe's fulfillment guide says.
 from __future__ import annotations
 
 import logging
+from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import Any
 
 from fulfillment.catalog import Catalog
 from fulfillment.events import ASYNC_FAILED, EXPIRED
@@ -14,6 +16,7 @@ from fulfillment.inbox import Inbox, InboxEvent
 from fulfillment.ledger import Ledger
 from fulfillment.livemode import MISMATCH, is_mismatch
 from fulfillment.orders import classify_items, order_summary
+from fulfillment.schemas import CheckoutSession
 from fulfillment.stats import LIVEMODE_MISMATCH, Stats
 from fulfillment.stripe_api import StripeClient
 
@@ -44,8 +47,12 @@ def ignore_other_mode(event: InboxEvent, livemode: bool | None, inbox: Inbox, st
     return True
 
 
-def decide(event_type: str, session_id: str, client: StripeClient, ledger: Ledger, catalog: Catalog) -> Decision:
+def decide(event_type: str, session_id: str, client: StripeClient, ledger: Ledger, catalog: Catalog, *,
+           account: str | None = None) -> Decision:
     """Read the session, gate on payment, record the order, and return the items to dispatch.
+
+    *account* is the connected account a Connect event came from: the session is read as that
+    account, its items classified by its catalog, and the order records it.
 
     Safe to call any number of times, concurrently, in any order of events: the ledger keeps one
     record per item, and an order that was fulfilled is never moved back.
@@ -55,13 +62,13 @@ def decide(event_type: str, session_id: str, client: StripeClient, ledger: Ledge
         PermanentError: the API refused (e.g. an unknown session).
         StoreUnavailable: Redis is down.
     """
-    session = client.retrieve_session(session_id)
+    session = client.retrieve_session(session_id, account=account)
     if session.has_unknown_payment_status:
         # Fail safe: a payment status newer than crossfill is not "paid"; the order waits, and says so
         # (the client counted it: crossfill_unknown_values_total{field="payment_status"}).
         log.warning("session %s has payment_status %r, which this version does not know; not fulfilled",
                     session_id, session.payment_status[:40])
-    summary = order_summary(session)
+    summary = _summary(session, (), account)
     if event_type == EXPIRED:
         return Decision(ledger.mark_order(session_id, "expired", summary, allowed_from=_BEFORE_PAYMENT) or "")
     if event_type == ASYNC_FAILED and not session.is_fulfillable:
@@ -69,6 +76,14 @@ def decide(event_type: str, session_id: str, client: StripeClient, ledger: Ledge
     if not session.is_fulfillable:
         return Decision(ledger.mark_order(session_id, "awaiting_payment", summary, allowed_from=_BEFORE_PAYMENT)
                         or "")
-    items = classify_items(session, list(client.line_items(session)), catalog)
-    status, dispatch = ledger.open_order(session_id, order_summary(session, items), items)
+    items = classify_items(session, list(client.line_items(session, account=account)), catalog.for_account(account))
+    status, dispatch = ledger.open_order(session_id, _summary(session, items, account), items)
     return Decision(status, tuple(dispatch))
+
+
+def _summary(session: CheckoutSession, items: Sequence[dict[str, Any]], account: str | None) -> dict[str, Any]:
+    """The order record's fields; a connected account's order names the account (``account``)."""
+    summary = order_summary(session, items)
+    if account:
+        summary["account"] = account
+    return summary

@@ -92,7 +92,7 @@ def create_app(settings: Settings | None = None, receiver: ReceiverSettings | No
             # Recorded and enqueued in one atomic Redis call (fulfillment/inbox.py): either both or neither.
             message = task_message(PROCESS_EVENT, [event_id])
             outcome, _ = inbox.record(event_id, event_type, event["data"]["object"]["id"], body.decode("utf-8"),
-                                      queue=EVENTS_QUEUE, message=message)
+                                      queue=EVENTS_QUEUE, message=message, account=event["account"])
         except StoreUnavailable as error:
             return unavailable(event_type, started, str(error))
         if outcome == DUPLICATE:

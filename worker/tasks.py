@@ -38,7 +38,8 @@ def process_event(task: Task, event_id: str, first_attempt_at: float | None = No
     runtime.inbox.move(event_id, "processing")
     attempt = Attempt(PROCESS_EVENT, [event_id], task.request.retries + 1, first_attempt_at or time.time())
     try:
-        decision = decide(event.type, event.session_id, runtime.stripe, runtime.ledger, runtime.catalog)
+        decision = decide(event.type, event.session_id, runtime.stripe, runtime.ledger, runtime.catalog,
+                          account=event.account)
         dispatch(runtime, event.session_id, decision.dispatch)
     except Exception as error:  # noqa: BLE001 - every failure takes the one retry-or-dead-letter path
         result = retry_or_dead_letter(task, runtime, attempt, error,
@@ -85,11 +86,12 @@ def fulfill_item(task: Task, session_id: str, line_item_id: str,
         return {"status": "failed", "error": letter.error}
 
     item = ledger.item(session_id, line_item_id) or {}
-    request = FulfillmentRequest(session_id=session_id, line_item_id=line_item_id, item=item,
-                                 order=ledger.order_summary(session_id), attempt=claim.attempt,
-                                 signing_secret=runtime.settings.handler_secret)
+    order = ledger.order_summary(session_id)
+    request = FulfillmentRequest(session_id=session_id, line_item_id=line_item_id, item=item, order=order,
+                                 attempt=claim.attempt, signing_secret=runtime.settings.handler_secret)
     try:
-        config = runtime.catalog.product(str(item.get("product", "")))
+        # A connected account's product is fulfilled as that account's catalog says.
+        config = runtime.catalog.for_account(order.get("account")).product(str(item.get("product", "")))
         handler = runtime.handlers.get(str(item.get("handler") or config.handler))
         result = handler(request, config.options)
     except Exception as error:  # noqa: BLE001 - every failure takes the one retry-or-dead-letter path

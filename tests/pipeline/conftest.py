@@ -104,7 +104,8 @@ def stack(tmp_path_factory: pytest.TempPathFactory, request: pytest.FixtureReque
     redis = RedisServer(tmp / "redis")
     target = FulfillmentTarget(HANDLER_SECRET)
     catalog = tmp / "catalog.toml"
-    catalog.write_text(catalog_toml(target.url))
+    # A module may bring its own catalog: STACK_CATALOG(target_url) -> TOML.
+    catalog.write_text(getattr(request.module, "STACK_CATALOG", catalog_toml)(target.url))
     sim_port, web_port = free_port(), free_port()
     env = {
         **os.environ,

@@ -31,22 +31,25 @@ class Sessions:
     """Checkout Sessions as the API would return them now; the test changes them between events."""
 
     def __init__(self) -> None:
-        self.sessions: dict[str, CheckoutSession] = {}
+        #: (account, session id) → session: a connected account's sessions are seen only as that account.
+        self.sessions: dict[tuple[str | None, str], CheckoutSession] = {}
         self.items: dict[str, list[LineItem]] = {}
         self.line_item_reads = 0
+        self.line_item_accounts: list[str | None] = []
 
-    def put(self, session: CheckoutSession, items: list[LineItem]) -> None:
-        self.sessions[session.id] = session
+    def put(self, session: CheckoutSession, items: list[LineItem], *, account: str | None = None) -> None:
+        self.sessions[(account, session.id)] = session
         self.items[session.id] = items
 
-    def retrieve_session(self, session_id: str) -> CheckoutSession:
+    def retrieve_session(self, session_id: str, *, account: str | None = None) -> CheckoutSession:
         try:
-            return self.sessions[session_id]
+            return self.sessions[(account, session_id)]
         except KeyError:
             raise PermanentError(f"GET /v1/checkout/sessions/{session_id} answered 404", status=404) from None
 
-    def line_items(self, session: CheckoutSession) -> Iterator[LineItem]:
+    def line_items(self, session: CheckoutSession, *, account: str | None = None) -> Iterator[LineItem]:
         self.line_item_reads += 1
+        self.line_item_accounts.append(account)
         yield from self.items[session.id]
 
 
@@ -227,3 +230,33 @@ def test_an_item_crossfill_cannot_classify_fails_alone(api: Sessions, ledger: Le
     assert recorded["status"] == "partially_failed"
     assert [(item["id"], item["status"], item["error"]) for item in recorded["items"]] == [
         ("li_1", "done", None), ("li_x", "failed", "the line item has no price"), ("li_2", "done", None)]
+
+
+def test_a_connected_accounts_order_is_read_classified_and_recorded_as_that_account(api: Sessions,
+                                                                                    ledger: Ledger) -> None:
+    # Given a platform whose connected account acct_1Shop cross-sells prod_Spoon with prod_Mug,
+    catalog = parse_catalog({"products": {"prod_pro": {"cross_sell": "prod_deploy"}},
+                             "accounts": {"acct_1Shop": {"products": {"prod_Mug": {"cross_sell": "prod_Spoon"}}}}})
+    api.put(make_session(SID), [make_item("li_1", "prod_Mug"), make_item("li_2", "prod_Spoon")], account="acct_1Shop")
+    # when its event is decided,
+    decision = decide(COMPLETED, SID, api, ledger, catalog, account="acct_1Shop")  # type: ignore[arg-type]
+    # then the session and its items were read as the account, its catalog classified them,
+    assert decision.dispatch == ("li_1", "li_2")
+    assert api.line_item_accounts == ["acct_1Shop"]
+    recorded = order(ledger)
+    assert [item["cross_sell"] for item in recorded["items"]] == [False, True]
+    # and the order names the account (a platform's own order names none).
+    assert recorded["account"] == "acct_1Shop"
+    assert ledger.order_summary(SID)["account"] == "acct_1Shop"
+
+
+def test_a_connected_accounts_session_is_not_found_as_the_platform(api: Sessions, ledger: Ledger) -> None:
+    api.put(make_session(SID), ITEMS, account="acct_1Shop")
+    with pytest.raises(PermanentError):
+        run(COMPLETED, api, ledger)
+
+
+def test_a_platform_order_names_no_account(api: Sessions, ledger: Ledger) -> None:
+    api.put(make_session(SID), ITEMS)
+    run(COMPLETED, api, ledger)
+    assert "account" not in order(ledger)
