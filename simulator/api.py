@@ -12,7 +12,7 @@ from urllib.parse import urlsplit
 from flask import Blueprint, request
 
 from fulfillment.catalog import TAX_BEHAVIORS
-from simulator.context import current_sim, current_store, expansions, read_params, request_info
+from simulator.context import current_account, current_sim, current_store, expansions, read_params, request_info
 from simulator.errors import InvalidRequest
 from simulator.params import Params, to_int
 from simulator.resources import ACCOUNT_TYPES, INTERVALS, MODES, SESSION_STATUSES
@@ -299,6 +299,9 @@ def create_account() -> Any:
     params = read_params()
     params.allow("type", "country", "email", "metadata", "sim")
     expansions(params, "account")
+    if current_account():
+        raise InvalidRequest("Only the platform can connect accounts: send POST /v1/accounts without a "
+                             "Stripe-Account header", param="Stripe-Account")
     extras = Params(params.hash("sim"))
     extras.allow("id", "livemode")
     country = params.string("country") or "US"

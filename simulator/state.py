@@ -487,9 +487,9 @@ class Store:
         """Register a webhook endpoint; the answer carries its ``whsec_`` secret (only this once)."""
         with self._lock:
             endpoint = EndpointRecord(id=new_id("we_"), url=url, enabled_events=list(enabled_events),
-                                      livemode=self.livemode, created=self._now(), secrets=[(secret or new_id("whsec_", 32), None)],
+                                      created=self._now(), secrets=[(secret or new_id("whsec_", 32), None)],
                                       description=description, metadata=dict(metadata or {}),
-                                      api_version=api_version, connect=connect)
+                                      api_version=api_version, connect=connect, livemode=self.livemode)
             self.endpoints[endpoint.id] = endpoint
             return endpoint_json(endpoint, with_secret=True)
 

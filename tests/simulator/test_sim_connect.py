@@ -106,6 +106,15 @@ def test_rate_limits_count_per_account() -> None:
     assert stats["accounts"]["platform"] == {"requests": 1, "rate_limited": 0}
 
 
+def test_a_connected_account_cannot_connect_accounts(client: stripe.StripeClient) -> None:
+    shop = client.v1.accounts.create({"type": "standard"}).id
+
+    with pytest.raises(stripe.InvalidRequestError) as caught:
+        client.v1.accounts.create({"type": "standard"}, {"stripe_account": shop})
+
+    assert caught.value.http_status == 400 and [a.id for a in client.v1.accounts.list().data] == [shop]
+
+
 def test_an_unknown_stripe_account_is_403_account_invalid(sim_server: SimServer) -> None:
     response = requests.get(f"{sim_server.url}/v1/products", auth=(API_KEY, ""),
                             headers={"Stripe-Account": "acct_nobody"}, timeout=10)
