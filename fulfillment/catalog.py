@@ -176,13 +176,19 @@ def load_catalog(path: Path | None, check_handler: HandlerCheck | None = None) -
 
 
 def check_handlers(catalog: Catalog, check_handler: HandlerCheck, *, source: str = "CROSSFILL_CATALOG") -> None:
-    """Check the default handler and every product's handler and options with *check_handler*.
+    """Check the default handler and every product's handler and options with *check_handler*, the
+    connected accounts' own included.
 
     Raises:
         ConfigError: naming the product and the option, e.g. ``[products.prod_pro].options.url``.
     """
     tables = [("[defaults]", catalog.default_handler, catalog.default_options)]
     tables += [(f"[products.{cfg.id}]", cfg.handler, cfg.options) for cfg in catalog.products.values()]
+    for account, own in catalog.accounts.items():
+        # An account's defaults and its own products; those it inherits were checked above.
+        tables.append((f"[accounts.{account}.defaults]", own.default_handler, own.default_options))
+        tables += [(f"[accounts.{account}.products.{cfg.id}]", cfg.handler, cfg.options)
+                   for pid, cfg in own.products.items() if cfg is not catalog.products.get(pid)]
     for where, handler, options in tables:
         try:
             check_handler(handler, options)

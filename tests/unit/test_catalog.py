@@ -114,6 +114,10 @@ def test_an_unlisted_product_would_use_the_default_http_handler_without_a_url(tm
     ('[products.prod_pro]\nhandler = "http"\noptions = { url = "https://f.example", timeout = -1 }\n',
      "[products.prod_pro].options.timeout", -1),
     ('[defaults]\nhandler = "http"\n', "[defaults].options.url", None),
+    ('[accounts.acct_1Shop.products.prod_mug]\nhandler = "htpp"\n',
+     "[accounts.acct_1Shop.products.prod_mug].handler", "htpp"),
+    ('[accounts.acct_1Shop.defaults]\nhandler = "http"\noptions = { url = "nowhere" }\n',
+     "[accounts.acct_1Shop.defaults].options.url", "nowhere"),
 ])
 def test_a_bad_handler_or_option_names_the_product_and_the_option(tmp_path: Path, table: str, named: str,
                                                                    value: object) -> None:
