@@ -7,7 +7,7 @@ from kombu import Exchange, Queue
 from fulfillment import defaults
 from fulfillment.settings import Settings
 from worker import schedule, tasks
-from worker.broker import harden_kombu_redis
+from worker.broker import OutageTolerantTask, harden_kombu_redis
 from worker.contract import QUEUES, TASK_QUEUES
 from worker.runtime import Runtime
 
@@ -22,7 +22,7 @@ def make_celery(settings: Settings) -> CrossfillCelery:
     """Build the Celery app for *settings*: broker and results on Redis, late acks, JSON only."""
     url = settings.resolved_redis_url
     harden_kombu_redis()  # a worker survives its Redis being killed under load (worker/broker.py)
-    app = CrossfillCelery("crossfill", set_as_current=False)
+    app = CrossfillCelery("crossfill", set_as_current=False, task_cls=OutageTolerantTask)
     app.runtime = Runtime(settings)
     app.conf.update(
         broker_url=url,
@@ -31,12 +31,6 @@ def make_celery(settings: Settings) -> CrossfillCelery:
         # Reconnect for as long as Redis is away (Celery gives up after 100 attempts, ~50 min, by default):
         # Stripe retries for days, and a worker that gave up is one more thing to restart.
         broker_connection_max_retries=None,
-        # A task that cannot publish (its retry, its items) while Redis restarts keeps trying for ~20 s
-        # instead of the default ~1 s: a publish that fails fails the task, and Celery then acknowledges
-        # its message, so a Redis restart under load would drop that work (measured: an event left
-        # `processing` with no message anywhere).
-        task_publish_retry_policy={"max_retries": 12, "interval_start": 0, "interval_step": 0.5,
-                                   "interval_max": 2},
         broker_transport_options={
             "socket_connect_timeout": defaults.REDIS_CONNECT_TIMEOUT_S,
             "socket_timeout": defaults.REDIS_SOCKET_TIMEOUT_S,

@@ -1,4 +1,5 @@
-"""Workers that outlive their broker: kombu's Redis channel hardened, and a worker's exit status kept.
+"""Workers that outlive their broker: kombu's Redis channel hardened, tasks that keep their message
+through a Redis outage, and a worker's exit status kept.
 
 Why the channel needs it (celery 5.7.0, kombu 5.7.0, redis-py 8.1; reproduced on a real Redis killed
 with SIGKILL while a threads-pool worker ran acks-late tasks and waited in BRPOP for more):
@@ -30,9 +31,16 @@ from __future__ import annotations
 from typing import Any
 
 import redis
-from celery import Celery
+from celery import Celery, Task
 from celery.bin.celery import celery as celery_command
+from celery.exceptions import Reject
+from kombu.exceptions import OperationalError
 from kombu.transport import redis as kombu_redis
+
+from fulfillment.errors import StoreUnavailable
+
+#: What a task raises when Redis went away under it: crossfill's stores, redis-py, kombu's producer.
+OUTAGE_ERRORS = (StoreUnavailable, redis.ConnectionError, redis.TimeoutError, OperationalError)
 
 #: kombu's own ``Channel._connparams``: the connection parameters of a new pool, read from the transport.
 kombu_connparams = kombu_redis.Channel._connparams
@@ -50,6 +58,32 @@ def _connparams(self: kombu_redis.Channel, asynchronous: bool = False) -> dict[s
 def harden_kombu_redis() -> None:
     """Make kombu's Redis channel fail as a lost connection after its transport was released (idempotent)."""
     kombu_redis.Channel._connparams = _connparams  # type: ignore[method-assign]
+
+
+class OutageTolerantTask(Task):
+    """A task that, failing because Redis is unreachable, puts its message back instead of dropping it.
+
+    With late acks Celery acknowledges (or rejects without requeue) the message of a task that
+    raised, and ``Task.retry()`` rejects it without requeue when the retry cannot be published; so
+    a task that Redis left mid-run dropped its work for good: measured under a Redis SIGKILL, an
+    event whose inbox write lost its reply, and an event whose retry could not be sent, each left
+    ``processing`` with no message anywhere. Raising
+    ``Reject(requeue=True)`` instead makes Celery requeue the message once it is connected again,
+    or, if that fails too, leaves it in kombu's ``unacked`` hash for the visibility timeout.
+    Every task may run twice anyway (ARCHITECTURE.md); ``Retry`` and other errors pass through.
+    """
+
+    def __call__(self, *args: Any, **kwargs: Any) -> Any:
+        try:
+            return super().__call__(*args, **kwargs)
+        except OUTAGE_ERRORS as error:
+            raise Reject(f"Redis unreachable, message requeued: {error!r}", requeue=True) from error
+        except Reject as rejected:
+            # Task.retry() turns a retry it could not publish into Reject(requeue=False).
+            if rejected.requeue or not isinstance(rejected.reason, OUTAGE_ERRORS):
+                raise
+            raise Reject(f"Redis unreachable, retry not sent, message requeued: {rejected.reason!r}",
+                         requeue=True) from rejected
 
 
 def run_worker(app: Celery, argv: list[str]) -> int:

@@ -1,7 +1,10 @@
 """Redis killed (SIGKILL) under load and restarted on its data dir, twice: the same workers carry on.
 
 With celery/kombu 5.7 a worker holding unacknowledged tasks while it waited in BRPOP crashed on such a
-kill (``Unrecoverable error: AttributeError(... 'hostname')``, worker/broker.py) and exited 0.
+kill (``Unrecoverable error: AttributeError(... 'hostname')``) and exited 0, and a task that Redis left
+mid-run dropped its message (worker/broker.py). What remains is kombu's own window: a message popped
+with BRPOP at the instant of the kill, before kombu recorded it as unacked, is lost (about one message
+every two or three kills in this test); the test tolerates exactly that case, and reports it.
 """
 from __future__ import annotations
 
