@@ -2,6 +2,7 @@
 
     python bench/ratelimit.py                              # 1,000 orders, 4 worker processes x 16 threads
     python bench/ratelimit.py --orders 300 --worker-procs 2
+    python bench/ratelimit.py --no-limiter                 # the baseline: every worker calls as fast as it can
 
 What runs, all real processes on loopback: a redis-server, the simulator enforcing Stripe's test-mode
 limits (``crossfill sim --rate-limits test -v``: 25 requests in any second per account, and 25 per
@@ -211,11 +212,16 @@ def main() -> None:
     parser.add_argument("--worker-procs", type=int, default=4)
     parser.add_argument("--threads", type=int, default=16, help="threads per worker process")
     parser.add_argument("--timeout", type=float, default=600)
+    parser.add_argument("--no-limiter", action="store_true",
+                        help="the baseline: workers call as fast as they can (both rate-limit settings 0)")
     args = parser.parse_args()
+    off = {"CROSSFILL_STRIPE_RATE_LIMIT": "0", "CROSSFILL_STRIPE_ENDPOINT_RATE_LIMIT": "0"}
     result = drain(orders=args.orders, worker_procs=args.worker_procs, threads=args.threads, timeout=args.timeout,
-                   tmp=Path(tempfile.mkdtemp(prefix="crossfill-bench-ratelimit-")))
+                   tmp=Path(tempfile.mkdtemp(prefix="crossfill-bench-ratelimit-")),
+                   worker_env=off if args.no_limiter else None)
     print(f"crossfill rate-limit benchmark — {os.cpu_count()} cores, {args.worker_procs} worker processes x "
-          f"{args.threads} threads, simulator enforcing {TEST_MODE_RATE:g} session reads/s (test mode)")
+          f"{args.threads} threads, simulator enforcing {TEST_MODE_RATE:g} session reads/s (test mode), "
+          f"limiter {'off' if args.no_limiter else 'on'}")
     print(result.report())
 
 
