@@ -44,7 +44,7 @@ REPO = BENCH_DIR.parent
 sys.path.insert(0, str(REPO))
 
 from fulfillment import defaults  # noqa: E402
-from fulfillment.settings import Settings  # noqa: E402
+from webhooks.settings import ReceiverSettings  # noqa: E402
 from worker.cli.service import GUNICORN_APP, GUNICORN_CONFIG, gunicorn_argv  # noqa: E402
 from worker.devstack.embedded import free_port, redis_argv  # noqa: E402
 from worker.devstack.supervisor import spawn, stop  # noqa: E402
@@ -77,7 +77,7 @@ class ServerConfig:
 
     def argv(self, app: str, port: int) -> list[str]:
         """``crossfill web``'s gunicorn command line, with the overrides and *app* instead of the receiver."""
-        argv = gunicorn_argv(Settings(port=port, web_workers=self.workers))
+        argv = gunicorn_argv(ReceiverSettings(port=port, web_workers=self.workers))
         assert argv[-1] == GUNICORN_APP, argv
         overrides = []
         if self.worker_class is not None:
