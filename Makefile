@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: run test chaos demo bench browser-check clean
+.PHONY: run test chaos demo bench bench-flash bench-pipeline bench-peer browser-check clean
 
 # (Re)install when the venv is missing or pyproject.toml changed.
 $(STAMP): pyproject.toml
@@ -33,8 +33,21 @@ browser-check: $(STAMP)
 		echo "browser-check: chromium/chromedriver missing (apt-get install chromium chromium-driver); it will skip"
 	$(BIN)/python -m pytest -q -p no:cacheprovider -rs tests/console/test_browser.py
 
+# Benchmarks (BENCHMARKS.md): each prints its figures beside the baseline measured in the same run.
 bench: $(STAMP)
 	$(BIN)/python bench/receiver.py
+
+# A flash sale: 3,000 paid orders in 10 s, drained at Stripe's permitted rate; draws bench/results/flash_sale.png.
+bench-flash: $(STAMP)
+	$(BIN)/python bench/flash_sale.py
+
+# CPU per order against Celery's own floor, interleaved windows.
+bench-pipeline: $(STAMP)
+	$(BIN)/python bench/pipeline.py
+
+# crossfill beside the synchronous handler of Stripe's fulfillment guide.
+bench-peer: $(STAMP)
+	$(BIN)/python bench/peer_sync.py
 
 clean:
 	rm -rf $(VENV) var .pytest_cache

