@@ -43,7 +43,7 @@ BENCH_DIR = Path(__file__).resolve().parent
 REPO = BENCH_DIR.parent
 sys.path.insert(0, str(REPO))
 
-from fulfillment import defaults  # noqa: E402
+from webhooks import defaults  # noqa: E402
 from webhooks.settings import ReceiverSettings  # noqa: E402
 from worker.cli.service import GUNICORN_APP, GUNICORN_CONFIG, gunicorn_argv  # noqa: E402
 from worker.devstack.embedded import free_port, redis_argv  # noqa: E402
@@ -401,7 +401,7 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     parser.add_argument("--wait-quiet", type=float, default=0.0, metavar="SECONDS",
                         help="before each server's phases, wait up to this long for the machine to be idle")
     parser.add_argument("--retry-noisy", type=int, default=0, metavar="N",
-                        help=f"run a phase up to N more times while other work takes over {NOISE_LIMIT:.0%} "
+                        help=f"run a phase up to N more times while other work takes over {100 * NOISE_LIMIT:.0f} %% "
                              "of the machine; the quietest attempt is reported")
     parser.add_argument("--json", type=Path, default=None, help="also write every figure to this JSON file")
     return parser.parse_args(argv)
