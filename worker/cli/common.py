@@ -5,14 +5,16 @@ import json
 import logging
 import sys
 from pathlib import Path
-from typing import Any, NoReturn
+from typing import TYPE_CHECKING, Any, NoReturn
 
 import click
 
 from fulfillment.errors import ConfigError
 from fulfillment.settings import Settings, load_settings
-from webhooks.settings import ReceiverSettings, load_receiver_settings
 from worker.devstack.errors import DevStackError
+
+if TYPE_CHECKING:
+    from webhooks.settings import ReceiverSettings
 
 
 def fail_config(error: ConfigError) -> NoReturn:
@@ -31,6 +33,8 @@ def settings_or_exit() -> Settings:
 
 def receiver_or_exit() -> ReceiverSettings:
     """The receiver's own settings from the environment; a bad value exits 2 before anything starts."""
+    from webhooks.settings import load_receiver_settings  # loads the webhooks package: only for web and run
+
     try:
         return load_receiver_settings()
     except ConfigError as error:

@@ -5,13 +5,12 @@ import os
 import shutil
 import sys
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import click
 
 from fulfillment.errors import ConfigError
 from fulfillment.settings import Settings, redact
-from webhooks.settings import ReceiverSettings
 from worker.cli.common import (
     fail_config,
     receiver_or_exit,
@@ -22,6 +21,9 @@ from worker.cli.common import (
 )
 from worker.devstack.errors import DevStackError
 from worker.devstack.local import child_env
+
+if TYPE_CHECKING:
+    from webhooks.settings import ReceiverSettings  # the webhooks package loads Flask: not for every command
 
 GUNICORN_APP = "webhooks:create_app()"
 GUNICORN_CONFIG = "python:webhooks.gunicorn_conf"

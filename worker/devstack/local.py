@@ -13,15 +13,18 @@ import sys
 import time
 from dataclasses import dataclass, replace
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import requests
 
 from fulfillment.errors import ConfigError
 from fulfillment.events import HANDLED_TYPES
 from fulfillment.settings import Settings
-from webhooks.settings import ReceiverSettings
 from worker.devstack.errors import ChildExited, StartTimeout
 from worker.devstack.supervisor import Supervisor
+
+if TYPE_CHECKING:
+    from webhooks.settings import ReceiverSettings  # the webhooks package loads Flask: not for `crossfill worker`
 
 SIM_API_KEY = "sk_test_crossfill_local"  #: the key the worker uses against the local simulator
 START_TIMEOUT_S = 30.0  #: wait for a child to listen, seconds
