@@ -156,6 +156,7 @@ def drain(stack: Stack, sessions: list[str]) -> list[dict[str, Any]]:
         time.sleep(0.5)
 
 
+@pytest.mark.timeout(300)  # ~30 s here; each wait has its own generous deadline on a busy machine
 def test_workers_survive_redis_killed_twice_under_load(fresh: Stack, workers: list[Proc]) -> None:
     # Given two workers and a fulfillment system slow enough that tasks are in flight at any moment
     pids = [worker.pid for worker in workers]
