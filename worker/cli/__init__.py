@@ -6,6 +6,8 @@ Each command lives in the module of its concern and is imported only when it run
 - :mod:`worker.cli.service`: the processes of the service (``web``, ``worker``, ``redis``, ``run``);
 - :mod:`worker.cli.ops`: what an operator asks of a running service (``status``, ``order``, ``dlq``,
   ``replay-event``);
+- :mod:`worker.cli.console`: the ops console and the cross-sell report (``console``, ``report``);
+- :mod:`worker.cli.recovery`: reconciliation and its schedule (``reconcile``, ``beat``);
 - :mod:`worker.cli.dev`: the local loop (``demo``; ``sim`` and ``trigger`` are the simulator's own).
 
 A new command is a function in one of those modules (or a new one) and one line in :data:`COMMANDS`.
@@ -28,8 +30,10 @@ COMMANDS: dict[str, str] = {
     "order": "worker.cli.ops:order",
     "dlq": "worker.cli.ops:dlq",
     "replay-event": "worker.cli.ops:replay_event",
+    # console
     "console": "worker.cli.console:console",
     "report": "worker.cli.console:report",
+    # recovery
     "reconcile": "worker.cli.recovery:reconcile",
     "beat": "worker.cli.recovery:beat",
     # dev
