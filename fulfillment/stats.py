@@ -6,6 +6,10 @@ The counters:
 
 - ``stripe_api_calls|<endpoint>``: requests sent to the Stripe API, by endpoint
   (``GET /v1/checkout/sessions/{id}``, ``GET /v1/checkout/sessions/{id}/line_items``);
+- ``stripe_rate_limited|<endpoint>``: 429s the Stripe API answered (the shared limiter keeps this near 0);
+- ``stripe_rate_limit_waited_ms|<endpoint>``: time calls waited for their slot under the shared limiter, ms;
+- ``stripe_rate_limit_deferred|<endpoint>``: calls not made because their slot was further away than a
+  call may wait (their task retried later);
 - ``stripe_orders_read``: Checkout Sessions read (one per event processed; the denominator of calls per order);
 - ``unknown_values|<field>``: values of an open enum that the pinned API version does not name
   (``payment_status``, ``mode``, …), read and kept; an unknown ``payment_status`` is not fulfilled;
@@ -25,6 +29,9 @@ STATS = f"{KEY_PREFIX}stats"  #: hash: counter[|label] → count
 
 STRIPE_API_CALLS = "stripe_api_calls"
 STRIPE_ORDERS_READ = "stripe_orders_read"
+STRIPE_RATE_LIMITED = "stripe_rate_limited"
+STRIPE_RATE_LIMIT_WAITED_MS = "stripe_rate_limit_waited_ms"  #: exposed as seconds: crossfill_stripe_rate_limit_wait_seconds
+STRIPE_RATE_LIMIT_DEFERRED = "stripe_rate_limit_deferred"
 UNKNOWN_VALUES = "unknown_values"
 LIVEMODE_MISMATCH = "livemode_mismatch"
 RECONCILE_RUNS = "reconcile_runs"

@@ -13,7 +13,15 @@ from fulfillment.http import error_for, pooled_session, send
 from fulfillment.ratelimit import RateLimiter, cool_down_seconds, endpoint_of
 from fulfillment.schemas import CheckoutSession, LineItem, parse_line_items, parse_session
 from fulfillment.settings import StripeSettings, redact
-from fulfillment.stats import STRIPE_API_CALLS, STRIPE_ORDERS_READ, UNKNOWN_VALUES, Stats
+from fulfillment.stats import (
+    STRIPE_API_CALLS,
+    STRIPE_ORDERS_READ,
+    STRIPE_RATE_LIMIT_DEFERRED,
+    STRIPE_RATE_LIMIT_WAITED_MS,
+    STRIPE_RATE_LIMITED,
+    UNKNOWN_VALUES,
+    Stats,
+)
 
 log = logging.getLogger(__name__)
 
@@ -118,10 +126,10 @@ class StripeClient:
 
     def _get(self, path: str, params: dict[str, Any], *, account: str | None = None) -> Any:
         endpoint = endpoint_of("GET", path)
-        if self._limiter is not None:
-            self._limiter.acquire(account, endpoint)
+        waited = self._pace(account, endpoint)
         if self._stats is not None:
-            self._stats.incr(STRIPE_API_CALLS, endpoint)
+            self._stats.incr_many({(STRIPE_API_CALLS, endpoint): 1,
+                                   (STRIPE_RATE_LIMIT_WAITED_MS, endpoint): round(waited * 1000)})
         # A connected account's objects are read as that account (Stripe Connect).
         headers = self._headers if account is None else {**self._headers, "Stripe-Account": account}
         response = send(self._http.get, f"GET {path}", self._base + path, params=params, headers=headers,
@@ -132,11 +140,28 @@ class StripeClient:
             except ValueError:
                 raise TransientError(f"GET {path} answered {response.status_code} with a body that is not JSON",
                                      status=response.status_code) from None
+        if response.status_code == 429 and self._stats is not None:
+            self._stats.incr(STRIPE_RATE_LIMITED, endpoint)
         if self._limiter is not None:
             cool_down = cool_down_seconds(response.status_code, response.headers, _error_code(response))
             if cool_down is not None:
                 self._limiter.cool_down(account, endpoint, cool_down)
         raise _api_error(path, response, api_key=self._api_key)
+
+    def _pace(self, account: str | None, endpoint: str) -> float:
+        """Wait for the call's slot under the shared rate limiter; the seconds waited (0 without one).
+
+        Raises:
+            TransientError: the slot is further away than a call may wait (counted, then raised).
+        """
+        if self._limiter is None:
+            return 0.0
+        try:
+            return self._limiter.acquire(account, endpoint)
+        except TransientError:
+            if self._stats is not None:
+                self._stats.incr(STRIPE_RATE_LIMIT_DEFERRED, endpoint)
+            raise
 
 
 def _checked_event(document: Any) -> dict[str, Any]:

@@ -34,6 +34,9 @@ from fulfillment.stats import (
     RECONCILE_RUNS,
     STRIPE_API_CALLS,
     STRIPE_ORDERS_READ,
+    STRIPE_RATE_LIMIT_DEFERRED,
+    STRIPE_RATE_LIMIT_WAITED_MS,
+    STRIPE_RATE_LIMITED,
     SWEEPER_RUNS,
     SWEPT,
     UNKNOWN_VALUES,
@@ -95,6 +98,10 @@ class StateCollector(Collector):
         counts = self._stats.read_all()
         for counter, label, help_text in (
             (STRIPE_API_CALLS, "endpoint", "Requests sent to the Stripe API, by endpoint"),
+            (STRIPE_RATE_LIMITED, "endpoint", "429s the Stripe API answered, by endpoint (the shared limiter keeps "
+                                              "this near 0)"),
+            (STRIPE_RATE_LIMIT_DEFERRED, "endpoint", "Stripe calls put off (their task retried) because the "
+                                                     "rate limiter's next slot was too far away"),
             (STRIPE_ORDERS_READ, None, "Checkout Sessions read, one per event processed (API calls per order = "
                                        "crossfill_stripe_api_calls_total / this)"),
             (UNKNOWN_VALUES, "field", "Values of an open Stripe enum that this version does not name"),
@@ -110,6 +117,11 @@ class StateCollector(Collector):
             for name, count in sorted(counts.get(counter, {}).items()):
                 family.add_metric([name] if label else [], float(count))
             yield family
+        waited = CounterMetricFamily("crossfill_stripe_rate_limit_wait_seconds", "Time Stripe calls waited for "
+                                     "their slot under the shared rate limiter, by endpoint", labels=["endpoint"])
+        for name, milliseconds in sorted(counts.get(STRIPE_RATE_LIMIT_WAITED_MS, {}).items()):
+            waited.add_metric([name], milliseconds / 1000)
+        yield waited
 
 
 def _liveness_and_report(client: redis.Redis) -> Iterator[GaugeMetricFamily | CounterMetricFamily]:

@@ -22,6 +22,7 @@ from fulfillment_fixtures import (
 from fulfillment.errors import TransientError
 from fulfillment.ratelimit import RateLimiter, RateLimits
 from fulfillment.settings import StripeSettings
+from fulfillment.stats import Stats
 from fulfillment.stripe_api import StripeClient
 
 SESSION = "GET /v1/checkout/sessions/{id}"
@@ -54,9 +55,10 @@ def http() -> Iterator[requests.Session]:
         yield session
 
 
-def client_for(base: str, http: requests.Session, limiter: RateLimiter | None) -> StripeClient:
+def client_for(base: str, http: requests.Session, limiter: RateLimiter | None,
+               stats: Stats | None = None) -> StripeClient:
     settings = StripeSettings(api_key=API_KEY, api_base=base, connect_timeout=0.5, read_timeout=2)
-    return StripeClient(settings, http=http, limiter=limiter)
+    return StripeClient(settings, http=http, limiter=limiter, stats=stats)
 
 
 def test_every_call_takes_a_slot_of_its_endpoint(http: requests.Session, limiter: RateLimiter,
@@ -128,3 +130,46 @@ def test_a_slot_too_far_away_is_a_transient_error_before_any_call(http: requests
             client_for(server.url, http, limiter).retrieve_session("cs_test_1")
     assert server.seen == []
     assert caught.value.retry_after == 30
+
+
+def test_waits_429s_and_deferred_calls_are_counted_for_metrics(http: requests.Session, store: redis.Redis) -> None:
+    now = [NOW_US]
+
+    def sleep(seconds: float) -> None:  # time passes while a caller waits
+        now[0] += round(seconds * 1_000_000)
+
+    limiter = RateLimiter(store, RateLimits(global_per_s=100, endpoint_per_s=10, max_wait_s=5, headroom=0),
+                          sleep=sleep, clock=lambda: now[0])
+    stats = Stats(store)
+    with ScriptedServer(always(Reply(200, stripe_session("cs_test_1")))) as server:
+        client = client_for(server.url, http, limiter, stats)
+        client.retrieve_session("cs_test_1")
+        client.retrieve_session("cs_test_1")  # waits 0.1 s for its slot
+    with ScriptedServer(always(Reply(429, {"error": {"code": "rate_limit", "message": "Too many"}}))) as server:
+        with pytest.raises(TransientError):  # a 429: the endpoint cools down for 1 s (no Retry-After)
+            client_for(server.url, http, limiter, stats).retrieve_session("cs_test_1")
+        with pytest.raises(TransientError):  # waits the cool-down out, then meets another 429
+            client_for(server.url, http, limiter, stats).retrieve_session("cs_test_1")
+    counts = stats.read_all()
+    assert counts["stripe_api_calls"] == {SESSION: 4}
+    assert counts["stripe_rate_limited"] == {SESSION: 2}
+    # Calls 2 and 3 waited 0.1 s each for their slot (10/s), call 4 the 1 s cool-down.
+    assert counts["stripe_rate_limit_waited_ms"] == {SESSION: 100 + 100 + 1000}
+    assert "stripe_rate_limit_deferred" not in counts
+    # A cool-down longer than a call may wait: the call is put off (its task retries), and counted.
+    limiter.cool_down(None, SESSION, 60)
+    with pytest.raises(TransientError):
+        client_for("http://127.0.0.1:9", http, limiter, stats).retrieve_session("cs_test_1")
+    assert stats.read("stripe_rate_limit_deferred") == {SESSION: 1}
+
+
+def test_metrics_show_the_rate_limiters_counters(store: redis.Redis) -> None:
+    from webhooks.metrics import ReceiverMetrics, StateCollector
+
+    stats = Stats(store)
+    stats.incr_many({("stripe_rate_limited", SESSION): 2, ("stripe_rate_limit_waited_ms", SESSION): 1500,
+                     ("stripe_rate_limit_deferred", SESSION): 1})
+    text = ReceiverMetrics(StateCollector(store, ("events",))).render().decode()
+    assert 'crossfill_stripe_rate_limited_total{endpoint="GET /v1/checkout/sessions/{id}"} 2.0' in text
+    assert 'crossfill_stripe_rate_limit_wait_seconds_total{endpoint="GET /v1/checkout/sessions/{id}"} 1.5' in text
+    assert 'crossfill_stripe_rate_limit_deferred_total{endpoint="GET /v1/checkout/sessions/{id}"} 1.0' in text
