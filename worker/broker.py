@@ -23,7 +23,7 @@ layer above already treats as "the broker is gone, reconnect". :func:`harden_kom
 own Redis channel do so. It patches the class rather than naming a subclass in ``broker_transport``,
 because that setting would also rename the broker URL's scheme everywhere it is shown (the worker's
 banner, ``as_uri()``), and Flower picks its broker client by that scheme. Drop it once kombu's channel
-raises a connection error by itself: ``tests/integration/test_broker.py`` runs Celery's sequence against
+raises a connection error by itself: ``tests/integration/test_broker_outage.py`` runs Celery's sequence against
 the unpatched channel and fails when it stops crashing.
 """
 from __future__ import annotations
