@@ -58,7 +58,8 @@ TARGET_RATIO = 0.9
 HELD = "crossfill:bench:held-events"  #: where the queued burst waits while the workers start
 TARGET_429_SHARE = 0.01  #: "almost no 429s": at most this share of the session reads
 #: A session read in the simulator's request log (``-v``): its time, path and status.
-SESSION_READS = re.compile(r"^(\d{4}-\d\d-\d\d \d\d:\d\d:\d\d,\d{3}) .*GET (/v1/checkout/sessions/\S+) HTTP/[\d.]+\"? (\d{3})")
+SESSION_READS = re.compile(
+    r"^(\d{4}-\d\d-\d\d \d\d:\d\d:\d\d,\d{3}) .*GET (/v1/checkout/sessions/\S+) HTTP/[\d.]+\"? (\d{3})")
 ANSI = re.compile(r"\x1b\[[\d;]*m")  #: werkzeug colours a 4xx in its log
 
 

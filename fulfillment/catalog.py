@@ -119,10 +119,12 @@ def _parse_tables(document: Mapping[str, Any], source: str, prefix: str, *, base
     _known_keys(defaults, ("handler", "options"), f"{source} [{prefix}defaults]")
     tax = account.get("default_tax_behavior", base.default_tax_behavior)
     if tax not in TAX_BEHAVIORS:
-        raise ConfigError(f"{source} [{prefix}account].default_tax_behavior", tax, f"use one of {', '.join(TAX_BEHAVIORS)}")
+        raise ConfigError(f"{source} [{prefix}account].default_tax_behavior", tax,
+                          f"use one of {', '.join(TAX_BEHAVIORS)}")
     default_handler = defaults.get("handler", base.default_handler)
     if not isinstance(default_handler, str) or not default_handler:
-        raise ConfigError(f"{source} [{prefix}defaults].handler", default_handler, "name a handler, e.g. \"log\" or \"http\"")
+        raise ConfigError(f"{source} [{prefix}defaults].handler", default_handler,
+                          "name a handler, e.g. \"log\" or \"http\"")
     default_options = defaults.get("options", base.default_options)
     if not isinstance(default_options, Mapping):
         raise ConfigError(f"{source} [{prefix}defaults].options", default_options, "make it a table")

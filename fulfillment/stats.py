@@ -30,7 +30,8 @@ STATS = f"{KEY_PREFIX}stats"  #: hash: counter[|label] → count
 STRIPE_API_CALLS = "stripe_api_calls"
 STRIPE_ORDERS_READ = "stripe_orders_read"
 STRIPE_RATE_LIMITED = "stripe_rate_limited"
-STRIPE_RATE_LIMIT_WAITED_MS = "stripe_rate_limit_waited_ms"  #: exposed as seconds: crossfill_stripe_rate_limit_wait_seconds
+#: Milliseconds in Redis; /metrics shows seconds (crossfill_stripe_rate_limit_wait_seconds_total).
+STRIPE_RATE_LIMIT_WAITED_MS = "stripe_rate_limit_waited_ms"
 STRIPE_RATE_LIMIT_DEFERRED = "stripe_rate_limit_deferred"
 UNKNOWN_VALUES = "unknown_values"
 LIVEMODE_MISMATCH = "livemode_mismatch"

@@ -45,8 +45,8 @@ def slept() -> list[float]:
 @pytest.fixture
 def limiter(store: redis.Redis, slept: list[float]) -> RateLimiter:
     # 10 calls/s per endpoint, a clock that stands still: every call's wait shows in *slept*.
-    return RateLimiter(store, RateLimits(global_per_s=100, endpoint_per_s=10, max_wait_s=5, headroom=0), sleep=slept.append,
-                       clock=lambda: NOW_US)
+    limits = RateLimits(global_per_s=100, endpoint_per_s=10, max_wait_s=5, headroom=0)
+    return RateLimiter(store, limits, sleep=slept.append, clock=lambda: NOW_US)
 
 
 @pytest.fixture
