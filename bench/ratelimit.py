@@ -3,6 +3,7 @@
     python bench/ratelimit.py                              # 1,000 orders, 4 worker processes x 16 threads
     python bench/ratelimit.py --orders 300 --worker-procs 2
     python bench/ratelimit.py --no-limiter                 # the baseline: every worker calls as fast as it can
+    python bench/ratelimit.py --accounts 3                 # Connect: the orders of 3 connected accounts, each limited
 
 What runs, all real processes on loopback: a redis-server, the simulator enforcing Stripe's test-mode
 limits (``crossfill sim --rate-limits test -v``: 25 requests in any second per account, and 25 per
@@ -45,7 +46,7 @@ from fulfillment.liveness import alive_workers  # noqa: E402
 from fulfillment.ratelimit import RateLimiter, RateLimits, endpoint_of  # noqa: E402
 from simulator.client import SimClient  # noqa: E402
 from simulator.errors import RemoteError  # noqa: E402
-from simulator.scenario import DEMO_CATALOG_PATH, PRO, ensure_demo_catalog  # noqa: E402
+from simulator.scenario import DEMO_CATALOG_PATH, PRO, ensure_account, ensure_demo_catalog  # noqa: E402
 from worker.contract import EVENTS_QUEUE  # noqa: E402
 from worker.devstack.embedded import free_port, redis_argv  # noqa: E402
 from worker.devstack.local import register_endpoint  # noqa: E402
@@ -110,9 +111,12 @@ def session_reads(stats: dict[str, Any]) -> tuple[int, int]:
 
 
 def drain(*, orders: int, worker_procs: int, threads: int, timeout: float, tmp: Path,
-          worker_env: dict[str, str] | None = None) -> Result:
+          worker_env: dict[str, str] | None = None, accounts: int = 0) -> Result:
     """Start the stack in *tmp*, create *orders* sessions, enforce the limit, pay them all, wait for
-    every order to be fulfilled, and read the simulator's log. Everything started is stopped."""
+    every order to be fulfilled, and read the simulator's log. Everything started is stopped.
+
+    With *accounts*, the orders are spread over that many connected accounts (Connect), each with
+    its own limits: the permitted rate is that many times the one account's."""
     supervisor = Supervisor()
     logs = tmp / "logs"
     redis_port, sim_port, web_port = free_port(), free_port(), free_port()
@@ -134,33 +138,45 @@ def drain(*, orders: int, worker_procs: int, threads: int, timeout: float, tmp: 
         _wait_port(web_port)
         register_endpoint(f"http://127.0.0.1:{sim_port}", f"http://127.0.0.1:{web_port}/webhooks/stripe", SECRET)
         client = redis.Redis(port=redis_port, decode_responses=True)
-        with SimClient(f"http://127.0.0.1:{sim_port}", "sk_test_bench_ratelimit") as sim:
-            prices = ensure_demo_catalog(sim)
-            # Its few calls went unpaced: let them leave the simulator's sliding second before pacing.
+        sim_url = f"http://127.0.0.1:{sim_port}"
+        names: list[str | None] = [f"acct_1Bench{n}" for n in range(accounts)] or [None]
+        with SimClient(sim_url, env["STRIPE_API_KEY"]) as sim:
+            if accounts:
+                sim.post("/v1/webhook_endpoints", {"url": f"http://127.0.0.1:{web_port}/webhooks/stripe",
+                                                   "enabled_events": ["*"], "secret": SECRET, "connect": "true"})
+                for name in names:
+                    ensure_account(sim, str(name))
+            shops = {name: SimClient(sim_url, env["STRIPE_API_KEY"], account=name) for name in names}
+            prices = {name: ensure_demo_catalog(shop)[PRO] for name, shop in shops.items()}
+            # Those few calls went unpaced: let them leave the simulator's last second before pacing.
             time.sleep(1.1)
-            line_items = [{"price": prices[PRO], "quantity": 1}]
-            # The bench creates the sessions as a client of the same account: under the same limiter.
+            # The bench creates the sessions as a client of the same accounts: under the same limiter.
             pace = RateLimiter(client, RateLimits.for_key(env["STRIPE_API_KEY"], max_wait_s=3600))
             create = endpoint_of("POST", "/v1/checkout/sessions")
 
-            def new_session(_: int) -> str:
+            def new_session(number: int) -> tuple[str | None, str]:
+                name = names[number % len(names)]
                 while True:
-                    pace.acquire(None, create)
+                    pace.acquire(name, create)
                     try:
-                        return str(sim.post("/v1/checkout/sessions", {"mode": "payment", "line_items": line_items,
-                                                                      "success_url": "http://127.0.0.1/ok"})["id"])
+                        session = shops[name].post("/v1/checkout/sessions", {
+                            "mode": "payment", "line_items": [{"price": prices[name], "quantity": 1}],
+                            "success_url": "http://127.0.0.1/ok"})
+                        return name, str(session["id"])
                     except RemoteError as error:
                         if error.status != 429:
                             raise
-                        pace.cool_down(None, create, 1.0)  # what the worker's client does on a 429
+                        pace.cool_down(name, create, 1.0)  # what the worker's client does on a 429
 
             with ThreadPoolExecutor(16) as pool:
-                sessions = list(pool.map(new_session, range(orders)))
-                list(pool.map(lambda sid: sim.post(f"/sim/checkout/sessions/{sid}/cross_sell"), sessions))
+                created = list(pool.map(new_session, range(orders)))
+                list(pool.map(lambda made: shops[made[0]].post(f"/sim/checkout/sessions/{made[1]}/cross_sell"),
+                              created))
+            sessions = [sid for _, sid in created]
             sim.delete("/sim/stats")  # count the drain only
             with ThreadPoolExecutor(8) as pool:
-                list(pool.map(lambda sid: sim.post(f"/sim/checkout/sessions/{sid}/complete", {"outcome": "paid"}),
-                              sessions))
+                list(pool.map(lambda made: shops[made[0]].post(f"/sim/checkout/sessions/{made[1]}/complete",
+                                                               {"outcome": "paid"}), created))
             # The burst is queued (every event recorded and enqueued by the receiver), then held aside
             # while the workers start (four processes booting on two cores would skew the first
             # seconds), and given back at once: the drain is the workers' alone, on a simulator that
@@ -182,7 +198,10 @@ def drain(*, orders: int, worker_procs: int, threads: int, timeout: float, tmp: 
                 raise RuntimeError(f"{len(pending)} of {orders} orders not fulfilled within {timeout:g} s; "
                                    f"logs in {logs}")
             ok, limited = session_reads(sim.get("/sim/stats"))
-        return Result(orders, ok, limited, read_window(logs / "sim.log", started), drained, TEST_MODE_RATE)
+            for shop in shops.values():
+                shop.close()
+        return Result(orders, ok, limited, read_window(logs / "sim.log", started), drained,
+                      TEST_MODE_RATE * len(names))
     finally:
         supervisor.stop_all()
 
@@ -213,16 +232,18 @@ def main() -> None:
     parser.add_argument("--worker-procs", type=int, default=4)
     parser.add_argument("--threads", type=int, default=16, help="threads per worker process")
     parser.add_argument("--timeout", type=float, default=600)
+    parser.add_argument("--accounts", type=int, default=0,
+                        help="spread the orders over this many connected accounts (each limited on its own)")
     parser.add_argument("--no-limiter", action="store_true",
                         help="the baseline: workers call as fast as they can (both rate-limit settings 0)")
     args = parser.parse_args()
     off = {"CROSSFILL_STRIPE_RATE_LIMIT": "0", "CROSSFILL_STRIPE_ENDPOINT_RATE_LIMIT": "0"}
     result = drain(orders=args.orders, worker_procs=args.worker_procs, threads=args.threads, timeout=args.timeout,
                    tmp=Path(tempfile.mkdtemp(prefix="crossfill-bench-ratelimit-")),
-                   worker_env=off if args.no_limiter else None)
+                   worker_env=off if args.no_limiter else None, accounts=args.accounts)
     print(f"crossfill rate-limit benchmark — {os.cpu_count()} cores, {args.worker_procs} worker processes x "
-          f"{args.threads} threads, simulator enforcing {TEST_MODE_RATE:g} session reads/s (test mode), "
-          f"limiter {'off' if args.no_limiter else 'on'}")
+          f"{args.threads} threads, simulator enforcing {TEST_MODE_RATE:g} session reads/s per account (test mode), "
+          f"{args.accounts or 'no'} connected account(s), limiter {'off' if args.no_limiter else 'on'}")
     print(result.report())
 
 
