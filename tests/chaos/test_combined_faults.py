@@ -5,7 +5,7 @@ gunicorn, two worker processes under ``crossfill worker -p 2``, ``crossfill beat
 sweep) and a fulfillment system that dedupes on ``Idempotency-Key`` — when 300 buyers pay, add and
 remove the cross-sell, pay asynchronously (succeeding or failing) or let the session expire, while
 
-* the Stripe API fails 20 % of session reads with 500 and rate-limits them (429) past 20/s,
+* the Stripe API fails 20 % of session reads with 500 and rate-limits them (429) past 15/s,
 * the fulfillment system fails 20 % of calls with 500 and 5 % with 429,
 * 10 % of webhook deliveries are silently lost (never retried),
 * worker processes are ``kill -9``ed three times and Redis once (then restarted on its data dir),
@@ -48,6 +48,7 @@ pytestmark = [pytest.mark.integration, pytest.mark.chaos]
 SEED = 20261130
 PURCHASES = 300
 BUYERS = 6
+PACE_S = 0.5  #: each buyer's pause between purchases: 12 purchases/s in all, so the faults strike under load
 WEBHOOK_SECRET = "whsec_chaos_tests_secret_0123456789abcdef"
 HANDLER_SECRET = "crossfill_chaos_handler_secret"
 API_KEY = "sk_test_crossfill_chaos"
@@ -64,6 +65,9 @@ STACK_ENV = {
     "CROSSFILL_RECONCILE_WINDOW": "1h",
     "CROSSFILL_SWEEP_EVERY": "5s",
     "CROSSFILL_STUCK_AFTER": "30s",
+    # Above the simulator's 15/s: the shared limiter lets bursts through, so 429s and their cool-downs happen.
+    "CROSSFILL_STRIPE_RATE_LIMIT": "60",
+    "CROSSFILL_STRIPE_ENDPOINT_RATE_LIMIT": "60",
 }
 CONVERGE_TIMEOUT_S = 240.0
 
@@ -194,6 +198,7 @@ def run_buyers(chaos: Chaos, shop: Shop) -> tuple[list[threading.Thread], thread
     def buyer(number: int) -> None:
         for index in range(number, PURCHASES, BUYERS):
             kind, extra = orders[index]
+            time.sleep(PACE_S)
             try:
                 sid = buy(shop, chaos.sim, kind, extra)
                 with lock:
@@ -231,12 +236,14 @@ def hostile(chaos: Chaos, stop: threading.Event, answers: Counter[int]) -> None:
 
 # --- the test --------------------------------------------------------------------------------------
 
+@pytest.mark.timeout(600)
 def test_every_order_survives_every_fault_at_once(chaos: Chaos) -> None:
     sim = chaos.sim
     shop = Shop(sim)
     shop.open_session(extra_items=3)  # creates every product and price once (Shop is not thread-safe)
     # Faults on the worker's reads of sessions and line items (buyers create sessions unharmed).
-    sim.post("/sim/faults", {"error_rate": 0.2, "rate_limit_per_s": 20, "webhook_drop_rate": 0.1,
+    sim.delete("/sim/stats")
+    sim.post("/sim/faults", {"error_rate": 0.2, "rate_limit_per_s": 15, "webhook_drop_rate": 0.1,
                              "path_prefix": "/v1/checkout/sessions/", "seed": SEED})
     hostile_answers: Counter[int] = Counter()
     stop_hostile = threading.Event()
@@ -308,9 +315,14 @@ def test_every_order_survives_every_fault_at_once(chaos: Chaos) -> None:
     statuses = delivery_statuses(sim, events)
     assert not [code for code in statuses if code is not None and code >= 500 and code != 503], statuses
 
+    # And the faults did happen: the API answered 429s and 500s, the fulfillment system too
+    api = sim.get("/sim/stats")
+    assert api["rate_limited"] > 0 and chaos.sink.failures[500] > 0 and chaos.sink.failures[429] > 0
+
     calls = sum(chaos.sink.calls.values())
     print(f"\ncombined faults: {PURCHASES} purchases, {len(expected)} paid items fulfilled once "
           f"({calls} calls, sink failures {dict(chaos.sink.failures)}), {len(unpaid)} unpaid sessions untouched; "
+          f"API {api['requests']} requests, {api['rate_limited']} answered 429; "
           f"kills {kills}; {len(events)} events resent; hostile {dict(hostile_answers)}; "
           f"deliveries {dict(statuses)}; recovered {recovery_s:.1f} s after the last fault")
 
