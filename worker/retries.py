@@ -16,7 +16,7 @@ from typing import Any, NoReturn
 from celery import Task
 
 from fulfillment.errors import PermanentError, StoreUnavailable, TransientError
-from fulfillment.retrying import PendingRetry
+from fulfillment.pending import PendingRetry
 from fulfillment.settings import RetrySettings
 from worker.contract import dead_letter_id
 from worker.runtime import Runtime

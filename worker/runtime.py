@@ -11,7 +11,7 @@ from fulfillment.handlers import HandlerRegistry
 from fulfillment.inbox import Inbox
 from fulfillment.ledger import Ledger
 from fulfillment.ratelimit import RateLimiter, RateLimits, key_mode
-from fulfillment.retrying import PendingRetries
+from fulfillment.pending import PendingRetries
 from fulfillment.settings import Settings
 from fulfillment.stats import Stats
 from fulfillment.store import connect

@@ -6,7 +6,7 @@ import pytest
 from fulfillment_fixtures import fake_redis
 
 from fulfillment.errors import InvalidResponse, PermanentError, StoreUnavailable, TransientError
-from fulfillment.retrying import PendingRetries, PendingRetry
+from fulfillment.pending import PendingRetries, PendingRetry
 from fulfillment.settings import RetrySettings
 from worker.retries import Attempt, should_retry
 
