@@ -32,6 +32,7 @@ import json
 import os
 import shutil
 import statistics
+import subprocess
 import sys
 import tempfile
 import time
@@ -119,6 +120,7 @@ class Bench:
         self.redis = redis.Redis(port=self.redis_port, decode_responses=True)
         self.purchases = [json.loads(line) for line in self.events_file.read_text(encoding="utf-8").splitlines()]
         settle([proc.pid for proc in self.supervisor.children.values()])
+        self.spied: set[tuple[str, str]] = set()
 
     def stop(self) -> None:
         self.supervisor.stop_all()
@@ -133,6 +135,25 @@ class Bench:
             web = _tree(kids["floor-web"].pid)
             workers = [p for name, proc in kids.items() if name.startswith("floor-worker") for p in _tree(proc.pid)]
         return {"web": web, "workers": workers, "redis": [kids["redis"].pid]}
+
+    def spy(self, system: str, load: str, seconds: float) -> list[subprocess.Popen[bytes]]:
+        """With --py-spy DIR, sample every worker process of *system* (the thread holding the GIL) through
+        its first window at *load*; one collapsed-stack file per process (bench/spy_summary.py reads them)."""
+        if self.args.py_spy is None or (system, load) in self.spied:
+            return []
+        self.spied.add((system, load))
+        self.args.py_spy.mkdir(parents=True, exist_ok=True)
+        kids = self.supervisor.children
+        roots = [kids["crossfill-workers"].pid] if system == "crossfill" else []
+        pids = [p for p in self.trees(system)["workers"] if p not in roots]
+        tag = f"{system}-{'steady' if load != 'saturation' else 'saturation'}"
+        spy = shutil.which("py-spy", path=os.pathsep.join([str(Path(sys.executable).parent), os.environ.get("PATH", "")]))
+        if spy is None:
+            raise SystemExit("--py-spy: py-spy is not installed (pip install py-spy)")
+        return [subprocess.Popen([spy, "record", "--pid", str(pid), "--gil", "--nonblocking", "--rate", "100",
+                                  "--duration", str(int(seconds)), "--format", "raw",
+                                  "--output", str(self.args.py_spy / f"{tag}-{pid}.txt")],
+                                 stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL) for pid in pids]
 
     def done(self, system: str, keys: set[str], ledger_sessions: set[str]) -> bool:
         depth = self.redis.pipeline(transaction=False)
@@ -156,6 +177,7 @@ class Bench:
         trees = self.trees(system)
         meter = LoadMeter([os.getpid(), *(proc.pid for proc in self.supervisor.children.values())])
         before = {part: cpu_seconds(pids) for part, pids in trees.items()}
+        spies = self.spy(system, load, count / rate + 5)
         meter.start()
         gen = post_events(self, self.ports[system], rate, count, self.args.connections, {}, skip=skip)  # type: ignore[arg-type]
         deadline = time.monotonic() + self.args.timeout
@@ -166,6 +188,8 @@ class Bench:
         ended = time.time()
         after = {part: cpu_seconds(pids) for part, pids in trees.items()}
         meter.stop()
+        for spy in spies:
+            spy.wait()
         return Window(system, load, count, ended - gen["start_wall"],
                       {part: after[part] - before[part] for part in trees}, gen["p99_ms"], gen["error_count"],
                       meter.other_share)
@@ -208,6 +232,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--connections", type=int, default=64)
     parser.add_argument("--handler", choices=("http", "log"), default="http")
     parser.add_argument("--timeout", type=float, default=180)
+    parser.add_argument("--py-spy", type=Path, metavar="DIR",
+                        help="sample the worker processes of both systems in their first window at each load "
+                             "(py-spy record --gil, needs ptrace); summarise with bench/spy_summary.py")
     parser.add_argument("--json", type=Path)
     args = parser.parse_args(argv)
     print(f"machine: {machine_line()}", flush=True)
