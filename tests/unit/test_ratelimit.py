@@ -8,6 +8,8 @@ from collections.abc import Iterator
 import fakeredis
 import pytest
 import redis
+from hypothesis import given
+from hypothesis import strategies as st
 
 from fulfillment.errors import StoreUnavailable
 from fulfillment.ratelimit import (
@@ -127,3 +129,32 @@ def test_a_wrong_rate_limit_setting_is_named(name: str, value: str) -> None:
     with pytest.raises(ConfigError) as caught:
         load_settings({name: value})
     assert caught.value.name == name
+
+
+@given(steps=st.lists(st.tuples(st.integers(0, 120), st.sampled_from(["a", "b", "c"]),
+                                st.sampled_from([None, "acct_1X"])), min_size=1, max_size=60),
+       global_per_s=st.sampled_from([0, 20, 50]), endpoint_per_s=st.sampled_from([10, 25]))
+def test_granted_slots_keep_both_limits_whatever_the_arrivals(steps: list[tuple[int, str, str | None]],
+                                                               global_per_s: int, endpoint_per_s: int) -> None:
+    # Given callers arriving at any moments, to any endpoints of two accounts,
+    client = fakeredis.FakeRedis(server=fakeredis.FakeServer(), decode_responses=True)
+    now = [1_800_000_000_000_000]
+    limiter = RateLimiter(client, RateLimits(global_per_s=global_per_s, endpoint_per_s=endpoint_per_s,
+                                             max_wait_s=2, headroom=0), clock=lambda: now[0], sleep=lambda s: None)
+    slots: list[tuple[int, str, str | None]] = []
+    for advance_ms, endpoint, account in steps:
+        now[0] += advance_ms * 1000
+        slot = limiter.reserve(account, endpoint)
+        assert slot.wait_s <= 2
+        if slot.granted:
+            slots.append((now[0] + round(slot.wait_s * 1_000_000), endpoint, account))
+    # then the slots granted to one account are one global interval apart, and those of one endpoint
+    # one endpoint interval apart (the other account's slots are not its business).
+    for account in (None, "acct_1X"):
+        mine = sorted(at for at, _, owner in slots if owner == account)
+        if global_per_s:
+            assert all(later - earlier >= 1_000_000 // global_per_s - 1 for earlier, later in zip(mine, mine[1:]))
+        for endpoint in "abc":
+            times = sorted(at for at, name, owner in slots if owner == account and name == endpoint)
+            assert all(later - earlier >= 1_000_000 // endpoint_per_s - 1 for earlier, later in zip(times, times[1:]))
+    client.close()
