@@ -17,6 +17,7 @@ from console.state import console_state
 from console.auth import Principal, bearer_token
 from console.errors import BadRequest, Forbidden, Unauthorized
 from console.service import OrderFilter
+from fulfillment.ids import ACCOUNT_ID
 from fulfillment.report import day_of
 
 F = TypeVar("F", bound=Callable[..., Any])
@@ -127,7 +128,12 @@ def order(session_id: str) -> Response:
        "Fulfil a session now (a success page, a fulfilment system): the webhook's idempotent path",
        response=schemas.FulfilSchema, errors=(400, 401, 403, 404, 503))
 def fulfil(session_id: str) -> Response:
-    outcome = console_state().service.fulfil(_session_id(session_id))
+    # A connected account's session (Connect): ?account=acct_..., else the account its order recorded.
+    account = request.args.get("account") or None
+    if account is not None and not ACCOUNT_ID.match(account):
+        raise BadRequest(f"not a connected account id: {account[:80]!r} (they look like acct_1A2b...)",
+                         fields={"account": ["invalid"]})
+    outcome = console_state().service.fulfil(_session_id(session_id), account=account)
     _audit("fulfil", session_id, f"{outcome['status']}, {outcome['dispatched']} item(s) queued")
     return _dump(schemas.FulfilSchema, outcome, 202 if outcome["status"] == "fulfilling" else 200)
 

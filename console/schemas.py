@@ -8,9 +8,9 @@ from typing import Any
 
 from marshmallow import Schema, ValidationError, fields, validate
 
+from fulfillment.ids import ACCOUNT_ID, SESSION_ID
 from fulfillment.ledger import ORDER_STATUSES
 
-SESSION_ID = re.compile(r"^cs_[A-Za-z0-9_]{1,250}$")
 _RELATIVE = re.compile(r"^(\d{1,5})([dhm])$")
 _UNITS_S = {"d": 86_400, "h": 3600, "m": 60}
 
@@ -112,7 +112,7 @@ class OrderListQuery(Schema):
     until = Moment(metadata={"description": "created at or before"})
     product = fields.String(validate=validate.Length(1, 255), metadata={"description": "has an item of it"})
     cross_sell = fields.Boolean(metadata={"description": "took a cross-sell (true) or not (false)"})
-    account = fields.String(validate=validate.Length(1, 255))
+    account = fields.String(validate=validate.Regexp(ACCOUNT_ID, error="must be a connected account id like acct_1A2b..."))
     cursor = fields.String(validate=validate.Length(1, 400), metadata={"description": "next_cursor of a page"})
     limit = fields.Integer(load_default=25, validate=validate.Range(1, 100))
 
@@ -180,7 +180,7 @@ class ReconcileSchema(Schema):
 
 class ReportQuery(Schema):
     since = Moment(load_default=None, metadata={"description": "first day: 30d (default), 2026-11-01, ..."})
-    account = fields.String(validate=validate.Length(1, 255))
+    account = fields.String(validate=validate.Regexp(ACCOUNT_ID, error="must be a connected account id like acct_1A2b..."))
 
 
 class ReportRowSchema(Schema):

@@ -119,10 +119,10 @@ class ConsoleService:
             raise NotFound(f"no order for {session_id!r}: its event has not arrived, or the id is wrong")
         return order
 
-    def fulfil(self, session_id: str) -> dict[str, Any]:
+    def fulfil(self, session_id: str, *, account: str | None = None) -> dict[str, Any]:
         """Fulfil a session through the webhook's own idempotent path; the order as it is now."""
         try:
-            outcome = ops.fulfill_session(self.celery, session_id)
+            outcome = ops.fulfill_session(self.celery, session_id, account=account)
         except PermanentError as error:
             status = getattr(error, "status", None)
             if status == 404:

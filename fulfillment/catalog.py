@@ -42,10 +42,10 @@ from types import MappingProxyType
 from typing import Any
 
 from fulfillment.errors import ConfigError
+from fulfillment.ids import ACCOUNT_ID
 
 DEFAULT_HANDLER = "log"
 TAX_BEHAVIORS = ("inclusive", "exclusive", "unspecified")
-_ACCOUNT_ID = re.compile(r"^acct_[A-Za-z0-9]{1,250}$")
 
 
 @dataclass(frozen=True)
@@ -99,7 +99,7 @@ def parse_catalog(document: Mapping[str, Any], *, source: str = "CROSSFILL_CATAL
     accounts: dict[str, Catalog] = {}
     for account, tables in _table(document, "accounts", source).items():
         where = f"{source} [accounts.{account}]"
-        if not _ACCOUNT_ID.match(account):
+        if not ACCOUNT_ID.match(account):
             raise ConfigError(where, account, "name a connected account by its id, e.g. [accounts.acct_1Abc]")
         if not isinstance(tables, dict):
             raise ConfigError(where, tables, "make it a table")

@@ -108,6 +108,18 @@ class StripeClient:
         for document in self._pages("/v1/checkout/sessions", params, account=account):
             yield parse_session(document)
 
+    def list_connected_accounts(self) -> Iterator[str]:
+        """Yield the ids of the platform's connected accounts (Connect), every page.
+
+        Raises:
+            PermanentError: e.g. the key is not a Connect platform's (Stripe refuses the list).
+        """
+        for document in self._pages("/v1/accounts", {"limit": defaults.LIST_PAGE_SIZE}, account=None):
+            account_id = document.get("id") if isinstance(document, dict) else None
+            if not isinstance(account_id, str) or not account_id.startswith("acct_"):
+                raise InvalidResponse("GET /v1/accounts answered an object without an acct_ id")
+            yield account_id
+
     def _pages(self, path: str, params: dict[str, Any], *, account: str | None) -> Iterator[Any]:
         """Every object of a Stripe list, page after page (``starting_after`` the last id seen)."""
         params = dict(params)

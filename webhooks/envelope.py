@@ -8,14 +8,12 @@ from typing import Any
 from marshmallow import EXCLUDE, Schema, ValidationError, fields, validate, validates_schema
 
 from fulfillment.events import is_handled
+from fulfillment.ids import ACCOUNT_ID, EVENT_ID, SESSION_ID
 from webhooks.errors import InvalidPayload
 
 
 #: Stripe's ids: a prefix, then letters, digits and underscores (``evt_1NG8Du2eZvKYlo2C...``).
 #: ``\Z``, not ``$``: a ``$`` would let a trailing newline into a Redis key.
-EVENT_ID = re.compile(r"evt_[A-Za-z0-9_]{1,250}\Z")
-SESSION_ID = re.compile(r"cs_[A-Za-z0-9_]{1,250}\Z")
-ACCOUNT_ID = re.compile(r"acct_[A-Za-z0-9_]{1,250}\Z")  #: a connected account (Connect events carry one)
 #: Stripe's event types: dotted lowercase words (``checkout.session.completed``, ``v1.billing.meter.no_meter_found``).
 EVENT_TYPE = re.compile(r"[a-z0-9_]+(\.[a-z0-9_]+){0,9}\Z")
 MAX_TYPE_CHARS = 100

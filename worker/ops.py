@@ -66,15 +66,17 @@ def _requeue_event(app: CrossfillCelery, event_id: str) -> None:
     app.send_task(PROCESS_EVENT, args=[event_id], queue=EVENTS_QUEUE)
 
 
-def fulfill_session(app: CrossfillCelery, session_id: str) -> dict[str, Any]:
+def fulfill_session(app: CrossfillCelery, session_id: str, *, account: str | None = None) -> dict[str, Any]:
     """Fulfil a session on request (the order API, a success page): the webhook's own idempotent path.
 
     Reads the session fresh, gates on payment and records the order (``fulfillment.pipeline.decide``),
     then queues ``fulfill_item`` for the items still open under their deterministic task ids, so a
     webhook and this call racing end in one fulfilment per item.
 
+    A connected account's session (Connect) is read as *account*, or as the account its order recorded.
+
     Raises:
         TransientError, PermanentError, StoreUnavailable: as ``decide`` does.
     """
-    decision = reconcile.fulfill_session(app.runtime, session_id)
+    decision = reconcile.fulfill_session(app.runtime, session_id, account=account)
     return {"session_id": session_id, "status": decision.order_status, "dispatched": len(decision.dispatch)}

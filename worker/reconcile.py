@@ -40,14 +40,18 @@ _BATCH = 100  #: objects checked against Redis per round trip
 T = TypeVar("T")
 
 
-def fulfill_session(runtime: Runtime, session_id: str) -> Decision:
+def fulfill_session(runtime: Runtime, session_id: str, *, account: str | None = None) -> Decision:
     """Fulfil a session as if its ``checkout.session.completed`` had arrived: read it, gate on payment,
     record the order, queue ``fulfill_item`` for the items still open (under their deterministic ids).
+
+    A connected account's session is read as that account: *account*, or the one its order recorded.
 
     Raises:
         TransientError, PermanentError, StoreUnavailable: as ``decide`` does.
     """
-    decision = decide(COMPLETED, session_id, runtime.stripe, runtime.ledger, runtime.catalog)
+    if account is None:
+        account = (runtime.ledger.order_summary(session_id) or {}).get("account") or None
+    decision = decide(COMPLETED, session_id, runtime.stripe, runtime.ledger, runtime.catalog, account=account)
     dispatch(runtime, session_id, decision.dispatch)
     return decision
 
@@ -75,8 +79,9 @@ def reconcile(runtime: Runtime, *, since: float | None = None, undelivered: bool
         report.skipped = True
         return report
     try:
-        in_flight = _recover_events(runtime, report, lock, undelivered=undelivered)
-        _recover_sessions(runtime, report, lock, in_flight)
+        for account in _accounts(runtime):
+            in_flight = _recover_events(runtime, report, lock, undelivered=undelivered, account=account)
+            _recover_sessions(runtime, report, lock, in_flight, account=account)
     finally:
         lock.release()
     if not dry_run:
@@ -91,10 +96,23 @@ def reconcile(runtime: Runtime, *, since: float | None = None, undelivered: bool
     return report
 
 
-def _recover_events(runtime: Runtime, report: ReconcileReport, lock: Lock, *, undelivered: bool) -> set[str]:
+def _accounts(runtime: Runtime) -> Iterator[str | None]:
+    """The platform's own account (None), then each connected account (Connect), whose events and
+    sessions only a read as that account lists. An account that is not a platform has none: Stripe
+    refuses the list, and only the account's own objects are reconciled."""
+    yield None
+    try:
+        yield from runtime.stripe.list_connected_accounts()
+    except PermanentError as error:
+        log.debug("reconcile: no connected accounts listed (%s)", error)
+
+
+def _recover_events(runtime: Runtime, report: ReconcileReport, lock: Lock, *, undelivered: bool,
+                    account: str | None) -> set[str]:
     """Record every listed event the inbox lacks; returns the sessions whose events were just enqueued."""
     in_flight: set[str] = set()
-    listed = runtime.stripe.list_events(HANDLED_TYPES, created_gte=report.since, undelivered=undelivered)
+    listed = runtime.stripe.list_events(HANDLED_TYPES, created_gte=report.since, undelivered=undelivered,
+                                        account=account)
     for batch in _batches(listed, _BATCH):
         report.events_seen += len(batch)
         for event, known in zip(batch, runtime.inbox.known([event["id"] for event in batch]), strict=True):
@@ -105,7 +123,7 @@ def _recover_events(runtime: Runtime, report: ReconcileReport, lock: Lock, *, un
             if not report.dry_run:
                 outcome, _ = runtime.inbox.record(
                     event["id"], event["type"], session_id, json.dumps(event), queue=EVENTS_QUEUE,
-                    message=task_message(PROCESS_EVENT, [event["id"]]), account=event.get("account") or None)
+                    message=task_message(PROCESS_EVENT, [event["id"]]), account=event.get("account") or account)
                 if outcome == DUPLICATE:  # its webhook arrived meanwhile
                     report.events_known += 1
                     continue
@@ -118,9 +136,10 @@ def _recover_events(runtime: Runtime, report: ReconcileReport, lock: Lock, *, un
     return in_flight
 
 
-def _recover_sessions(runtime: Runtime, report: ReconcileReport, lock: Lock, in_flight: set[str]) -> None:
+def _recover_sessions(runtime: Runtime, report: ReconcileReport, lock: Lock, in_flight: set[str], *,
+                      account: str | None) -> None:
     """Fulfil every paid completed session that has no order under way and no event just enqueued."""
-    listed = runtime.stripe.list_sessions(status="complete", created_gte=report.since)
+    listed = runtime.stripe.list_sessions(status="complete", created_gte=report.since, account=account)
     for batch in _batches(listed, _BATCH):
         report.sessions_seen += len(batch)
         statuses = runtime.ledger.statuses([session.id for session in batch])
@@ -133,7 +152,7 @@ def _recover_sessions(runtime: Runtime, report: ReconcileReport, lock: Lock, in_
                 report.note_recovered(session.id)
                 continue
             try:
-                decision = fulfill_session(runtime, session.id)
+                decision = fulfill_session(runtime, session.id, account=account)
             except StoreUnavailable:
                 raise
             except (TransientError, PermanentError) as error:

@@ -287,3 +287,13 @@ def test_redis_down_is_503_not_500(client: FlaskClient, as_role: Headers, redis_
 
     assert answer.status_code == 503
     assert answer.json["error"]["type"] == "unavailable"
+
+
+@pytest.mark.parametrize("account", ["acct_", "ACCT_1", "acct_1\n", "acct_1;drop"])
+def test_fulfil_refuses_a_connected_account_that_is_not_an_account_id(client: FlaskClient, as_role: Headers,
+                                                                       account: str) -> None:
+    response = client.post("/api/v1/orders/cs_test_1/fulfill", query_string={"account": account},
+                           headers=as_role("merchant"))
+
+    assert response.status_code == 400
+    assert response.get_json()["error"]["fields"] == {"account": ["invalid"]}

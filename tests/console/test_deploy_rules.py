@@ -24,6 +24,7 @@ from fulfillment.inbox import Inbox
 from fulfillment.ledger import Ledger
 from fulfillment.liveness import RECONCILE_LAST_SUCCESS, beat
 from fulfillment.report import CrossSellReport
+from fulfillment.stats import STRIPE_API_CALLS, STRIPE_RATE_LIMITED, Stats
 from tests.console.conftest import paid_order
 from webhooks.metrics import ReceiverMetrics, StateCollector
 from worker.contract import dead_letter_id
@@ -49,6 +50,8 @@ def exported() -> set[str]:
     DeadLetters(client).add(dead_letter_id("fulfill_item", ["cs_test_m", "li_9"]), "fulfill_item", ["cs_test_m", "li_9"], "boom", reason="permanent", attempts=1)
     Inbox(client).record("evt_m", "checkout.session.completed", "cs_test_m", "{}", queue="events", message="m")
     beat(client, "celery@host")
+    Stats(client).incr(STRIPE_API_CALLS, "GET /v1/checkout/sessions/{id}")
+    Stats(client).incr(STRIPE_RATE_LIMITED, "GET /v1/checkout/sessions/{id}")
     client.set(RECONCILE_LAST_SUCCESS, str(time.time()))
     metrics = ReceiverMetrics(StateCollector(client, ("events", "fulfillment")))
     metrics.observe("checkout.session.completed", "accepted", 0.002)

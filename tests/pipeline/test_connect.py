@@ -67,3 +67,29 @@ def test_the_platforms_own_purchase_keeps_the_default_catalog(stack: Stack) -> N
     # The default catalog offers no cross-sell and logs its items: nothing reached the target.
     assert [item["cross_sell"] for item in order["items"]] == [False, False]
     assert not any(key in stack.target.calls for key in stack.keys_of(session_id))
+
+
+def test_reconcile_recovers_a_connected_accounts_purchase_whose_webhooks_were_lost(stack: Stack) -> None:
+    # Given the Connect endpoint, and every webhook delivery lost on the way
+    stack.sim.post("/v1/webhook_endpoints", {"url": stack.receiver_url, "enabled_events": list(HANDLED_TYPES),
+                                             "secret": WEBHOOK_SECRET, "connect": "true"})
+    stack.sim.post("/sim/faults", {"webhook_drop_rate": "1"})
+    try:
+        bought = trigger(stack, "--account", SHOP)
+        session_id = str(bought["session"])
+        # (the platform's own Events API does not list a connected account's events)
+        assert stack.order(session_id) is None
+
+        # When reconcile runs, listing each connected account's events and sessions as that account
+        done = stack.cli("reconcile", "--json")
+    finally:
+        stack.sim.delete("/sim/faults")
+    assert done.returncode == 0, done.stderr + done.stdout
+    report = json.loads(done.stdout)
+
+    # Then the shop's event was recorded and its order fulfilled as the shop's, by the shop's catalog
+    assert report["events_recovered"] >= 1 and report["still_failing"] == 0
+    order = stack.wait_order(session_id, "fulfilled")
+    assert order["account"] == SHOP
+    assert [(item["product"], item["cross_sell"]) for item in order["items"]] == [(PRO, False), (DEPLOY, True)]
+    assert [stack.target.calls[key] for key in stack.keys_of(session_id)] == [1, 1]
