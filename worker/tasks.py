@@ -7,10 +7,10 @@ from typing import Any
 
 from celery import Celery, Task
 
+from fulfillment.errors import StoreUnavailable
 from fulfillment.handlers import FulfillmentRequest
 from fulfillment.ledger import BUSY, CLAIMED, DONE, FAILED
 from fulfillment.pipeline import decide, ignore_other_mode
-from fulfillment.errors import StoreUnavailable
 from fulfillment.report import CrossSellReport
 from fulfillment.store import reachable
 from worker import heartbeat

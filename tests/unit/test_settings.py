@@ -254,3 +254,25 @@ def test_defaults_module_units_match_settings() -> None:
         web_defaults.PORT, web_defaults.SIGNATURE_TOLERANCE_S, web_defaults.MAX_BODY_BYTES)
     assert (str(settings.data_dir), settings.retry.horizon, settings.stripe.api_version) == (
         str(Path(defaults.DATA_DIR)), defaults.RETRY_HORIZON_S, defaults.STRIPE_API_VERSION)
+
+
+@pytest.mark.parametrize(("catalog", "named"), [
+    ('[products.prod_pro]\nhandler = "htpp"\n', "[products.prod_pro].handler"),
+    ('[products.prod_pro]\nhandler = "http"\noptions = { url = "fulfil.example" }\n',
+     "[products.prod_pro].options.url"),
+])
+def test_cli_worker_with_a_bad_catalog_handler_exits_2_naming_product_and_option(tmp_path: Path, catalog: str,
+                                                                                  named: str) -> None:
+    # Given a catalog whose handler or its option is wrong (nothing listens on the Redis port: the
+    # check comes before any connection)
+    path = tmp_path / "catalog.toml"
+    path.write_text(catalog)
+
+    # When the worker starts
+    result = run_cli("worker", {"CROSSFILL_CATALOG": str(path), "CROSSFILL_REDIS_URL": "redis://127.0.0.1:9/0"},
+                     tmp_path)
+
+    # Then it stops at once with exit code 2 and one line naming the product and the option
+    assert result.returncode == 2, result.stderr
+    [line] = result.stderr.strip().splitlines()
+    assert line.startswith(f"crossfill: CROSSFILL_CATALOG {named}=")
