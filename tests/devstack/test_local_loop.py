@@ -73,10 +73,10 @@ def test_run_fulfills_purchases_through_a_worker_and_a_redis_kill_and_ctrl_c_lea
     env = _env(tmp_path, port)
     run = Proc("run", [sys.executable, "-m", "worker.cli", "run", "--sim-port", str(sim_port)], env, tmp_path)
 
-    def buy() -> str:
+    def buy(*options: str) -> str:
         trigger = subprocess.run(
             [sys.executable, "-m", "worker.cli", "trigger", "checkout.session.completed", "--cross-sell",
-             "--api-base", f"http://127.0.0.1:{sim_port}", "--json"],
+             "--api-base", f"http://127.0.0.1:{sim_port}", "--json", *options],
             env=env, cwd=ROOT, capture_output=True, text=True, timeout=60)
         assert trigger.returncode == 0, trigger.stderr
         return str(json.loads(trigger.stdout)["session"])
@@ -109,6 +109,12 @@ def test_run_fulfills_purchases_through_a_worker_and_a_redis_kill_and_ctrl_c_lea
         wait_until(lambda: order(session_id).get("status") == "fulfilled", timeout=30, what="the order",
                    interval=0.5)
         assert sorted(item["cross_sell"] for item in order(session_id)["items"]) == [False, True]
+
+        # And a purchase on a connected account reaches the receiver through the Connect endpoint
+        shop_session = buy("--account", "acct_1LocalShop")
+        wait_until(lambda: order(shop_session).get("status") == "fulfilled", timeout=30,
+                   what="the connected account's order", interval=0.5)
+        assert order(shop_session)["account"] == "acct_1LocalShop"
 
         # When the worker child is killed with SIGKILL
         killed = _worker_child(run.pid)

@@ -132,8 +132,10 @@ def start_local(settings: Settings, receiver: ReceiverSettings, *, concurrency: 
 
 
 def register_endpoint(sim_url: str, receiver_url: str, secret: str) -> None:
-    """Make the receiver the simulator's webhook endpoint, signing with the secret it already has."""
+    """Make the receiver the simulator's webhook endpoint — the platform's and its Connect endpoint
+    (connected accounts' events, as a platform subscribes) — signing with the secret it already has."""
     form = [("url", receiver_url), ("secret", secret)] + [("enabled_events[]", event) for event in HANDLED_TYPES]
-    response = requests.post(f"{sim_url}/v1/webhook_endpoints", data=form, timeout=10,
-                             headers={"Authorization": f"Bearer {SIM_API_KEY}"})
-    response.raise_for_status()
+    for connect in ("false", "true"):
+        response = requests.post(f"{sim_url}/v1/webhook_endpoints", data=[*form, ("connect", connect)], timeout=10,
+                                 headers={"Authorization": f"Bearer {SIM_API_KEY}"})
+        response.raise_for_status()
