@@ -13,11 +13,11 @@ from apispec_webframeworks.flask import FlaskPlugin
 from flask import Blueprint, Response, current_app, g, jsonify, request
 
 from console import schemas
-from console.state import console_state
 from console.auth import Principal, bearer_token
 from console.errors import BadRequest, Forbidden, Unauthorized
 from console.service import OrderFilter
-from fulfillment.ids import ACCOUNT_ID
+from console.state import console_state
+from fulfillment.ids import ACCOUNT_ID, SESSION_ID
 from fulfillment.report import day_of
 
 F = TypeVar("F", bound=Callable[..., Any])
@@ -96,7 +96,7 @@ def _audit(action: str, target: str, result: str) -> None:
 
 
 def _session_id(session_id: str) -> str:
-    if not schemas.SESSION_ID.match(session_id):
+    if not SESSION_ID.match(session_id):
         raise BadRequest(f"not a Checkout Session id: {session_id[:80]!r} (they look like cs_test_a1B2...)",
                          fields={"session_id": ["invalid"]})
     return session_id

@@ -16,11 +16,11 @@ from markupsafe import Markup
 from marshmallow import ValidationError
 
 from console import schemas
-from console.state import console_state
 from console.auth import Principal, csrf_matches, new_csrf_token
 from console.chart import DayPoint, attach_chart
 from console.errors import Forbidden, TooManyAttempts
 from console.service import OrderFilter
+from console.state import console_state
 from fulfillment.ledger import ORDER_STATUSES
 from fulfillment.report import ZERO_DECIMAL, account_label, day_of, major
 

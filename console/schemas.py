@@ -8,7 +8,7 @@ from typing import Any
 
 from marshmallow import Schema, ValidationError, fields, validate
 
-from fulfillment.ids import ACCOUNT_ID, SESSION_ID
+from fulfillment.ids import ACCOUNT_ID
 from fulfillment.ledger import ORDER_STATUSES
 
 _RELATIVE = re.compile(r"^(\d{1,5})([dhm])$")

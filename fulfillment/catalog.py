@@ -33,7 +33,6 @@ What an account does not say is taken from the tables above (the default catalog
 """
 from __future__ import annotations
 
-import re
 import tomllib
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field

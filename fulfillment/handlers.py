@@ -20,9 +20,9 @@ import requests
 
 from fulfillment import defaults
 from fulfillment.errors import ConfigError, PermanentError, UnknownHandler
+from fulfillment.http import error_for, pooled_session, send
 from fulfillment.orders import UNFULFILLABLE
 from fulfillment.signing import sign
-from fulfillment.http import error_for, pooled_session, send
 
 log = logging.getLogger(__name__)
 

@@ -21,8 +21,8 @@ from simulator.faults import FaultPlan
 from simulator.ratelimit import MODES
 from simulator.resources import OUTCOMES
 from simulator.scenario import EVENT_OUTCOMES, ensure_account, purchase
-from simulator.simulation import ACCOUNT_ID
 from simulator.server import SimServer
+from simulator.simulation import ACCOUNT_ID
 
 DEFAULT_API_BASE = f"http://{defaults.HOST}:{defaults.PORT}"
 

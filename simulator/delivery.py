@@ -24,9 +24,9 @@ from typing import Any
 
 import requests
 
+from fulfillment.signing import compute_signature, sign
 from simulator.config import SimConfig
 from simulator.resources import EndpointRecord, new_id
-from fulfillment.signing import compute_signature, sign
 
 log = logging.getLogger(__name__)
 

@@ -21,7 +21,6 @@ from typing import Any
 
 from simulator import defaults
 
-
 _ROUNDING = 1e-9  #: float error a punctual client's refill may carry, tokens
 
 

@@ -11,7 +11,6 @@ from fulfillment.events import is_handled
 from fulfillment.ids import ACCOUNT_ID, EVENT_ID, SESSION_ID
 from webhooks.errors import InvalidPayload
 
-
 #: Stripe's ids: a prefix, then letters, digits and underscores (``evt_1NG8Du2eZvKYlo2C...``).
 #: ``\Z``, not ``$``: a ``$`` would let a trailing newline into a Redis key.
 #: Stripe's event types: dotted lowercase words (``checkout.session.completed``, ``v1.billing.meter.no_meter_found``).

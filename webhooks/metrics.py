@@ -23,9 +23,9 @@ from prometheus_client.registry import Collector
 
 from fulfillment.deadletters import DeadLetters
 from fulfillment.errors import StoreUnavailable
+from fulfillment.events import HANDLED_TYPES
 from fulfillment.inbox import Inbox
 from fulfillment.ledger import Ledger
-from fulfillment.events import HANDLED_TYPES
 from fulfillment.liveness import alive_workers, last_reconcile
 from fulfillment.report import read_totals
 from fulfillment.stats import (

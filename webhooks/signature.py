@@ -13,8 +13,8 @@ from __future__ import annotations
 import hmac
 from collections.abc import Sequence
 
-from webhooks import defaults
 from fulfillment.signing import compute_signature, sign
+from webhooks import defaults
 from webhooks.errors import SignatureVerificationError
 
 SCHEME = "v1"

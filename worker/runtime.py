@@ -10,8 +10,8 @@ from fulfillment.deadletters import DeadLetters
 from fulfillment.handlers import HandlerRegistry
 from fulfillment.inbox import Inbox
 from fulfillment.ledger import Ledger
-from fulfillment.ratelimit import RateLimiter, RateLimits, key_mode
 from fulfillment.pending import PendingRetries
+from fulfillment.ratelimit import RateLimiter, RateLimits, key_mode
 from fulfillment.settings import Settings
 from fulfillment.stats import Stats
 from fulfillment.store import connect

@@ -16,9 +16,9 @@ import requests
 
 from fulfillment.catalog import parse_catalog
 from fulfillment.errors import PermanentError
+from fulfillment.events import COMPLETED
 from fulfillment.handlers import FulfillmentRequest, HandlerRegistry
 from fulfillment.ledger import CLAIMED, Ledger
-from fulfillment.events import COMPLETED
 from fulfillment.pipeline import decide
 from fulfillment.settings import StripeSettings
 from fulfillment.stats import STRIPE_API_CALLS, STRIPE_ORDERS_READ, UNKNOWN_VALUES, Stats

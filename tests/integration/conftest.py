@@ -21,8 +21,8 @@ from flask.testing import FlaskClient
 from werkzeug.test import TestResponse
 
 from fulfillment.settings import Settings, load_settings
-from webhooks.settings import ReceiverSettings, load_receiver_settings
 from webhooks.app import create_app
+from webhooks.settings import ReceiverSettings, load_receiver_settings
 from worker.devstack.embedded import free_port, redis_argv
 from worker.devstack.supervisor import spawn, stop
 

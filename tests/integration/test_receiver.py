@@ -17,9 +17,9 @@ from flask.testing import FlaskClient
 from prometheus_client.parser import text_string_to_metric_families
 from werkzeug.test import TestResponse
 
-from webhooks import defaults
 from fulfillment.inbox import Inbox
 from fulfillment.settings import Settings, load_settings
+from webhooks import defaults
 from webhooks.settings import ReceiverSettings
 
 pytestmark = pytest.mark.integration

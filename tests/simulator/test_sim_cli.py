@@ -20,6 +20,7 @@ from simulator.cli import trigger
 from simulator.scenario import DEPLOY, PRO, write_demo_catalog
 from tests.simulator.support import API_KEY, WebhookEndpoint, sim_process
 
+
 def _trigger(server: SimServer, *args: str) -> dict[str, object]:
     result = CliRunner().invoke(trigger, [*args, "--api-base", server.url, "--json"], catch_exceptions=False)
     assert result.exit_code == 0, result.output

@@ -10,8 +10,8 @@ from fulfillment_fixtures import fake_redis
 
 from fulfillment import deadletters
 from fulfillment.deadletters import DeadLetter, DeadLetters
-from worker.contract import dead_letter_id
 from fulfillment.errors import StoreUnavailable
+from worker.contract import dead_letter_id
 
 
 class Clock:

@@ -10,8 +10,8 @@ from prometheus_client import values
 from prometheus_client.mmap_dict import MmapedDict, mmap_key
 from prometheus_client.parser import text_string_to_metric_families
 
-from fulfillment.store import KEY_PREFIX
 from fulfillment.events import HANDLED_TYPES
+from fulfillment.store import KEY_PREFIX
 from webhooks.metrics import OTHER_TYPE, OUTCOMES, ReceiverMetrics, StateCollector, type_label
 
 QUEUES = ("events", "fulfillment")

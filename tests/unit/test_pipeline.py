@@ -15,9 +15,9 @@ from fulfillment_fixtures import fake_redis, make_item, make_session
 
 from fulfillment.catalog import parse_catalog
 from fulfillment.errors import PermanentError
+from fulfillment.events import ASYNC_FAILED, ASYNC_SUCCEEDED, COMPLETED, EXPIRED
 from fulfillment.handlers import FulfillmentRequest, HandlerRegistry
 from fulfillment.ledger import CLAIMED, Ledger
-from fulfillment.events import ASYNC_FAILED, ASYNC_SUCCEEDED, COMPLETED, EXPIRED
 from fulfillment.orders import UNFULFILLABLE
 from fulfillment.pipeline import Decision, decide
 from fulfillment.schemas import CheckoutSession, LineItem

@@ -1,9 +1,8 @@
 """Stripe documents into typed objects: realistic shapes, unknown fields dropped, malformed ones refused."""
 from __future__ import annotations
 
-import dataclasses
-
 import copy
+import dataclasses
 from typing import Any
 
 import pytest

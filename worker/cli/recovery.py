@@ -84,7 +84,6 @@ def beat(loglevel: str) -> None:
     Its schedule file is kept in the data dir.
     """
     from worker.app import make_celery
-
     from worker.devstack.supervisor import stop
 
     settings, redis_proc = with_redis(settings_or_exit())
