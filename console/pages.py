@@ -29,7 +29,7 @@ log = logging.getLogger(__name__)
 blueprint = Blueprint("pages", __name__, template_folder="templates", static_folder="static",
                       static_url_path="/static")
 CHART_DAYS = 30
-AUDIT_ID = re.compile(r"^\d{1,20}-\d{1,20}$")
+AUDIT_ID = re.compile(r"\d{1,20}-\d{1,20}\Z")  #: a stream entry id (\Z: ``$`` would let a newline through)
 
 
 @blueprint.app_template_filter("money")

@@ -218,6 +218,11 @@ def test_the_audit_page_rejects_a_malformed_cursor(browser: Browser) -> None:
     assert browser("viewer").get("/audit", query_string={"before": "x)"}).status_code == 400
 
 
+def test_the_audit_page_rejects_a_cursor_with_a_trailing_newline(browser: Browser) -> None:
+    # ``$`` matches before a final newline: Redis would then refuse the id, answered 503 as an outage.
+    assert browser("viewer").get("/audit", query_string={"before": "1764489600000-0\n"}).status_code == 400
+
+
 def test_security_headers(browser: Browser) -> None:
     answer = browser("viewer").get("/")
 
