@@ -20,11 +20,10 @@ from fulfillment.liveness import alive_workers, last_reconcile
 from fulfillment.store import reachable
 from worker import ops
 from worker.app import CrossfillCelery
-from worker.contract import EVENTS_QUEUE, FULFILLMENT_QUEUE
+from worker.contract import QUEUES, RECONCILE, TASK_QUEUES
 
 SCAN_BATCH = 100  #: orders read per round while filtering a page
 SCAN_LIMIT = 2000  #: orders examined for one page at most; the page then ends early with a cursor
-RECONCILE_TASK = "reconcile"  #: the reconcile job's Celery task name
 
 
 @dataclass(frozen=True)
@@ -78,7 +77,7 @@ class ConsoleService:
         """Queue depths, live workers (heartbeats), dead letters, inbox and orders by status, last reconcile."""
         client = self.redis
         with reachable():
-            queues = {name: int(client.llen(name)) for name in (EVENTS_QUEUE, FULFILLMENT_QUEUE)}
+            queues = {name: int(client.llen(name)) for name in QUEUES}
         return {
             "queues": queues,
             "workers": alive_workers(client),
@@ -124,8 +123,7 @@ class ConsoleService:
         try:
             outcome = ops.fulfill_session(self.celery, session_id, account=account)
         except PermanentError as error:
-            status = getattr(error, "status", None)
-            if status == 404:
+            if error.status == 404:
                 raise NotFound(f"Stripe knows no session {session_id!r}") from None
             raise BadRequest(f"Stripe refused to read session {session_id!r}: {error}") from None
         except TransientError as error:
@@ -170,9 +168,9 @@ class ConsoleService:
 
     def reconcile(self) -> str:
         """Queue a reconciliation run now; its task id."""
-        if RECONCILE_TASK not in self.celery.tasks:
+        if RECONCILE not in self.celery.tasks:
             raise Unavailable("this crossfill has no reconcile task; upgrade the workers")
-        result = self._broker(lambda: self.celery.send_task(RECONCILE_TASK, queue=EVENTS_QUEUE))
+        result = self._broker(lambda: self.celery.send_task(RECONCILE, queue=TASK_QUEUES[RECONCILE]))
         return str(result.id)
 
     def _broker(self, action: Callable[[], Any]) -> Any:
