@@ -10,6 +10,7 @@ from marshmallow import Schema, ValidationError, fields, validate
 
 from fulfillment.ids import ACCOUNT_ID
 from fulfillment.ledger import ORDER_STATUSES
+from fulfillment.liveness import ALIVE_WITHIN_S
 
 _RELATIVE = re.compile(r"^(\d{1,5})([dhm])$")
 _UNITS_S = {"d": 86_400, "h": 3600, "m": 60}
@@ -131,7 +132,8 @@ class FulfilSchema(Schema):
 
 class StatusSchema(Schema):
     queues = fields.Dict(keys=fields.String(), values=fields.Integer(), required=True)
-    workers = fields.List(fields.String(), required=True, metadata={"description": "heartbeat within 30 s"})
+    workers = fields.List(fields.String(), required=True,
+                          metadata={"description": f"heartbeat within {ALIVE_WITHIN_S:.0f} s"})
     dead_letters = fields.Integer(required=True)
     inbox = fields.Dict(keys=fields.String(), values=fields.Integer(), required=True)
     orders = fields.Dict(keys=fields.String(), values=fields.Integer(), required=True)

@@ -1,7 +1,8 @@
 """Signs of life in Redis: worker heartbeats and the last successful reconciliation.
 
-Workers write a heartbeat (their host name, scored by time) every few seconds; the console and
-``/metrics`` count the names seen recently, which costs one ZCOUNT instead of a broadcast ping.
+Workers write a heartbeat (their host name, scored by time) on each of Celery's beats (every 2 s);
+the console and ``/metrics`` read the names seen recently, which costs one sorted-set read instead
+of a broadcast ping.
 The reconcile job writes :data:`RECONCILE_LAST_SUCCESS` (unix seconds, as a string) when a run
 succeeds.
 """
@@ -15,7 +16,6 @@ from fulfillment.store import KEY_PREFIX, reachable
 
 WORKERS = f"{KEY_PREFIX}workers"  #: sorted set: worker host name by its last heartbeat, unix seconds
 RECONCILE_LAST_SUCCESS = f"{KEY_PREFIX}reconcile:last_success"  #: unix seconds of the last good run
-HEARTBEAT_EVERY_S = 5.0  #: how often a worker writes its heartbeat, seconds
 ALIVE_WITHIN_S = 30.0  #: a worker whose last heartbeat is older than this counts as gone, seconds
 
 

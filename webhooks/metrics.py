@@ -26,7 +26,7 @@ from fulfillment.errors import StoreUnavailable
 from fulfillment.events import HANDLED_TYPES
 from fulfillment.inbox import Inbox
 from fulfillment.ledger import Ledger
-from fulfillment.liveness import alive_workers, last_reconcile
+from fulfillment.liveness import ALIVE_WITHIN_S, alive_workers, last_reconcile
 from fulfillment.report import read_totals
 from fulfillment.stats import (
     LIVEMODE_MISMATCH,
@@ -126,7 +126,8 @@ class StateCollector(Collector):
 
 def _liveness_and_report(client: redis.Redis) -> Iterator[GaugeMetricFamily | CounterMetricFamily]:
     """Live workers (heartbeats), the last good reconciliation, and the cross-sell report's totals."""
-    yield GaugeMetricFamily("crossfill_workers_alive", "Workers whose heartbeat is under 30 s old",
+    yield GaugeMetricFamily("crossfill_workers_alive",
+                            f"Workers whose heartbeat is under {ALIVE_WITHIN_S:.0f} s old",
                             value=float(len(alive_workers(client))))
     last = last_reconcile(client)
     if last is not None:
