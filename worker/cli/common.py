@@ -67,3 +67,18 @@ def with_redis(settings: Settings) -> tuple[Settings, Any]:
         return settings, None
     url, proc = start_embedded(settings.data_dir)
     return settings.with_redis(url), proc
+
+
+def ops_app() -> Any:
+    """A Celery app for ops commands: configured Redis, else the running embedded one (never started)."""
+    from worker.app import make_celery
+    from worker.devstack.embedded import recorded_port, url_for
+
+    settings = settings_or_exit()
+    if settings.redis_url is None:
+        port = recorded_port(settings.data_dir)
+        if port is None:
+            fail_config(ConfigError("CROSSFILL_REDIS_URL", None, "set it, or start `crossfill run` first "
+                                    f"(no embedded Redis in {settings.data_dir})"))
+        settings = settings.with_redis(url_for(port))
+    return make_celery(settings)

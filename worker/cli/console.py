@@ -11,7 +11,7 @@ import click
 from console.settings import ConsoleSettings, load_console_settings, resolve_local_token, resolve_secret
 from fulfillment.errors import ConfigError
 from fulfillment.settings import Settings
-from worker.cli.common import echo_json, fail_config, settings_or_exit, setup_logging, with_redis
+from worker.cli.common import echo_json, fail_config, ops_app, settings_or_exit, setup_logging, with_redis
 
 CONSOLE_APP = "console:create_console_app()"
 REPORT_DAYS = 30
@@ -91,7 +91,6 @@ def report(since: str, account: str | None, as_json: bool, as_csv: bool) -> None
 
     from console.schemas import parse_moment
     from fulfillment.report import CrossSellReport, as_csv_rows, day_of, text_lines
-    from worker.cli.ops import _ops_app
 
     if as_json and as_csv:
         raise click.UsageError("choose one of --json and --csv")
@@ -99,7 +98,7 @@ def report(since: str, account: str | None, as_json: bool, as_csv: bool) -> None
         first = day_of(parse_moment(since))
     except ValidationError as error:
         raise click.BadParameter(" ".join(map(str, error.messages)), param_hint="--since") from None
-    app = _ops_app()
+    app = ops_app()
     rollups = CrossSellReport(app.runtime.redis, app.runtime.catalog)
     rollups.drain()
     today = day_of(time.time())

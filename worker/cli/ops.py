@@ -8,23 +8,7 @@ from typing import Any
 
 import click
 
-from fulfillment.errors import ConfigError
-from worker.cli.common import echo_json, fail_config, settings_or_exit
-
-
-def _ops_app() -> Any:
-    """A Celery app for ops commands: configured Redis, else the running embedded one (never started)."""
-    from worker.app import make_celery
-    from worker.devstack.embedded import recorded_port, url_for
-
-    settings = settings_or_exit()
-    if settings.redis_url is None:
-        port = recorded_port(settings.data_dir)
-        if port is None:
-            fail_config(ConfigError("CROSSFILL_REDIS_URL", None,
-                                    f"set it, or start `crossfill run` first (no embedded Redis in {settings.data_dir})"))
-        settings = settings.with_redis(url_for(port))
-    return make_celery(settings)
+from worker.cli.common import echo_json, ops_app
 
 
 def _when(stamp: float | None) -> str:
@@ -37,7 +21,7 @@ def status(as_json: bool) -> None:
     """Queues, dead letters, inbox and orders by status, live workers: the first screen for ops."""
     from worker import ops
 
-    report = ops.status(_ops_app())
+    report = ops.status(ops_app())
     if as_json:
         echo_json(report)
         return
@@ -58,7 +42,9 @@ def status(as_json: bool) -> None:
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON object.")
 def order(session_id: str, as_json: bool) -> None:
     """One order: its status and every line item (product, amount, cross-sell, status, attempts)."""
-    runtime = _ops_app().runtime
+    from worker.contract import PROCESS_EVENT
+
+    runtime = ops_app().runtime
     record = runtime.ledger.order(session_id)
     if record is None:
         click.echo(f"crossfill: no order for {session_id!r} (is the session id right? has its event arrived?)",
@@ -66,7 +52,7 @@ def order(session_id: str, as_json: bool) -> None:
         sys.exit(1)
     # Tasks of this order waiting on a retry (the event's or an item's): why, and when they run next.
     waiting = [retry for retry in runtime.retries.list() if session_id in retry.args
-               or (retry.task == "process_event" and retry.id.startswith("event:") and _event_of(runtime, retry.args, session_id))]
+               or (retry.task == PROCESS_EVENT and _event_of(runtime, retry.args, session_id))]
     record["retries"] = [dataclasses.asdict(retry) for retry in waiting]
     if as_json:
         echo_json(record)
@@ -99,7 +85,7 @@ def dlq() -> None:
 @click.option("--json", "as_json", is_flag=True)
 def dlq_list(as_json: bool) -> None:
     """List dead letters, oldest first."""
-    letters = _ops_app().runtime.dead_letters.list()
+    letters = ops_app().runtime.dead_letters.list()
     if as_json:
         echo_json([dataclasses.asdict(letter) for letter in letters])
         return
@@ -113,7 +99,7 @@ def dlq_list(as_json: bool) -> None:
 @click.argument("letter_id")
 def dlq_show(letter_id: str) -> None:
     """Show one dead letter in full."""
-    letter = _ops_app().runtime.dead_letters.get(letter_id)
+    letter = ops_app().runtime.dead_letters.get(letter_id)
     if letter is None:
         click.echo(f"crossfill: no dead letter {letter_id!r}; `crossfill dlq list` shows them", err=True)
         sys.exit(1)
@@ -129,7 +115,7 @@ def dlq_replay(letter_id: str | None, replay_all: bool) -> None:
 
     if bool(letter_id) == replay_all:
         raise click.UsageError("give a dead letter id, or --all")
-    app = _ops_app()
+    app = ops_app()
     letters = app.runtime.dead_letters
     targets = letters.list() if replay_all else [letters.get(str(letter_id))]
     if targets == [None]:
@@ -146,7 +132,7 @@ def replay_event(event_id: str) -> None:
     """Process a received event again, from the inbox."""
     from worker import ops
 
-    if not ops.replay_event(_ops_app(), event_id):
+    if not ops.replay_event(ops_app(), event_id):
         click.echo(f"crossfill: event {event_id!r} is not in the inbox", err=True)
         sys.exit(1)
     click.echo(f"{event_id}: enqueued again")

@@ -10,10 +10,10 @@ import click
 from fulfillment import defaults
 from fulfillment.errors import CrossfillError
 from fulfillment.settings import parse_duration
-from worker.cli.common import echo_json, settings_or_exit, setup_logging, with_redis
+from worker.cli.common import echo_json, ops_app, settings_or_exit, setup_logging, with_redis
 
 
-def _since(raw: str | None, window: float, retention: float) -> float | None:
+def _since(raw: str | None, retention: float) -> float | None:
     if raw is None:
         return None
     limit = min(defaults.RECONCILE_WINDOW_MAX_S, retention)
@@ -41,13 +41,12 @@ def reconcile(since_raw: str | None, undelivered: bool, dry_run: bool, as_json: 
     idempotent fulfilment (sessions). Safe to run any time, twice, or while webhooks arrive.
     Exit 1 when something is still failing (or another run holds the lock).
     """
-    from worker.cli.ops import _ops_app
     from worker.reconcile import reconcile as run
 
     setup_logging("WARNING")
-    app = _ops_app()
+    app = ops_app()
     recovery = app.runtime.settings.recovery
-    seconds = _since(since_raw, recovery.reconcile_window, recovery.retention)
+    seconds = _since(since_raw, recovery.retention)
     now = time.time()
     try:
         report = run(app.runtime, since=None if seconds is None else now - seconds, undelivered=undelivered,
