@@ -11,9 +11,8 @@ from fulfillment.events import is_handled
 from fulfillment.ids import ACCOUNT_ID, EVENT_ID, SESSION_ID
 from webhooks.errors import InvalidPayload
 
-#: Stripe's ids: a prefix, then letters, digits and underscores (``evt_1NG8Du2eZvKYlo2C...``).
-#: ``\Z``, not ``$``: a ``$`` would let a trailing newline into a Redis key.
-#: Stripe's event types: dotted lowercase words (``checkout.session.completed``, ``v1.billing.meter.no_meter_found``).
+#: Stripe's event types: dotted lowercase words (``checkout.session.completed``,
+#: ``v1.billing.meter.no_meter_found``); ids are matched by fulfillment/ids.py.
 EVENT_TYPE = re.compile(r"[a-z0-9_]+(\.[a-z0-9_]+){0,9}\Z")
 MAX_TYPE_CHARS = 100
 MAX_CREATED = 2**53  #: largest ``created`` accepted, unix seconds (the largest integer a JSON double holds)
