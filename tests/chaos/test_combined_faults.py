@@ -120,16 +120,8 @@ def worker_children(parent: Proc) -> list[int]:
     return [int(pid) for pid in path.read_text().split()] if path.exists() else []
 
 
-def has_command(name: str) -> bool:
-    done = subprocess.run([sys.executable, "-m", "worker.cli", "--help"], capture_output=True, text=True,
-                          cwd=ROOT, timeout=60, check=False)
-    return f" {name} " in done.stdout or f" {name}\n" in done.stdout
-
-
 @pytest.fixture
 def chaos(tmp_path: Path) -> Iterator[Chaos]:
-    if not has_command("beat"):
-        pytest.skip("crossfill beat (reconcile + sweep) is not available")
     redis = RedisServer(tmp_path / "redis")
     sink = FlakySink(HANDLER_SECRET, SEED)
     catalog = tmp_path / "catalog.toml"
