@@ -252,9 +252,9 @@ def _redis_url(raw: str | None) -> str | None:
         parts = urlsplit(raw.strip())
         parts.port  # noqa: B018 - raises ValueError on a port that is not a number
     except ValueError:
-        raise ConfigError("CROSSFILL_REDIS_URL", raw, fix) from None
+        raise ConfigError("CROSSFILL_REDIS_URL", redact_url(raw), fix) from None
     if parts.scheme not in REDIS_SCHEMES or not (parts.hostname or parts.path):
-        raise ConfigError("CROSSFILL_REDIS_URL", raw, fix)
+        raise ConfigError("CROSSFILL_REDIS_URL", redact_url(raw), fix)
     return raw.strip()
 
 
@@ -282,3 +282,17 @@ def redact(secret: str) -> str:
         return "<empty>"
     prefix = secret.split("_", 1)[0] + "_" if "_" in secret[:8] else ""
     return f"{prefix}…({len(secret)} chars)"
+
+
+def redact_url(url: str) -> str:
+    """A URL with its credentials hidden (``redis://***@cache:6379/0``, ``...?password=***``); one
+    without any is shown as given."""
+    try:
+        parts = urlsplit(url)
+    except ValueError:
+        return redact(url)
+    netloc = "***@" + parts.netloc.rpartition("@")[2] if "@" in parts.netloc else parts.netloc
+    query = "&".join("password=***" if field.startswith("password=") else field for field in parts.query.split("&"))
+    if (netloc, query) == (parts.netloc, parts.query):
+        return url
+    return parts._replace(netloc=netloc, query=query).geturl()

@@ -19,6 +19,7 @@ from fulfillment.settings import (
     load_settings,
     parse_duration,
     redact,
+    redact_url,
 )
 from webhooks import defaults as web_defaults
 from webhooks.settings import ReceiverSettings, load_receiver_settings
@@ -184,6 +185,26 @@ def test_an_empty_secret_in_the_list_is_refused_without_showing_the_others(value
     assert "empty" in str(error)
     for text in (SECRET_A, SECRET_B, "AAAA", "BBBB"):
         assert text not in str(error) and text not in repr(error.value)
+
+
+@pytest.mark.parametrize("value", ["redis://:s3cretpw@cache:port/0", "http://admin:s3cretpw@cache:6379",
+                                   "redis://:s3cretpw@"])
+def test_a_bad_redis_url_is_refused_without_showing_its_password(value: str) -> None:
+    error = config_error({"CROSSFILL_REDIS_URL": value})
+
+    assert error.name == "CROSSFILL_REDIS_URL"
+    assert "s3cretpw" not in str(error) and "s3cretpw" not in repr(error.value)
+
+
+@pytest.mark.parametrize(("url", "shown"), [
+    ("redis://:s3cretpw@cache:6379/0", "redis://***@cache:6379/0"),
+    ("rediss://app:s3cretpw@cache:6380", "rediss://***@cache:6380"),
+    ("unix:///run/redis.sock?db=0&password=s3cretpw", "unix:/run/redis.sock?db=0&password=***"),
+    ("redis://cache:6379/0", "redis://cache:6379/0"),
+    ("unix:///run/redis.sock", "unix:///run/redis.sock"),
+])
+def test_redact_url_hides_credentials_only(url: str, shown: str) -> None:
+    assert redact_url(url) == shown
 
 
 def test_the_first_bad_variable_is_the_one_named() -> None:

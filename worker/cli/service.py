@@ -10,7 +10,7 @@ from typing import TYPE_CHECKING
 import click
 
 from fulfillment.errors import ConfigError
-from fulfillment.settings import Settings, redact
+from fulfillment.settings import Settings, redact, redact_url
 from worker.cli.common import (
     fail_config,
     receiver_or_exit,
@@ -149,7 +149,7 @@ def run(concurrency: int, sim_port: int) -> None:
         sys.exit(1)
     shown = receiver.webhook_secrets[0] if generated else redact(receiver.webhook_secrets[0])
     click.echo(f"crossfill is running: {stack.receiver_url}")
-    click.echo(f"  Redis:           {settings.resolved_redis_url}")
+    click.echo(f"  Redis:           {redact_url(settings.resolved_redis_url)}")
     click.echo(f"  webhook secret:  {shown}" + (f"  (kept in {secret_file(settings)})" if generated else ""))
     if stack.sim_url:
         click.echo(f"  Stripe simulator: {stack.sim_url}  (STRIPE_API_BASE; webhooks go to the receiver)")
