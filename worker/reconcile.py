@@ -29,6 +29,7 @@ from fulfillment.recovery import ReconcileReport, session_needs_fulfillment
 from fulfillment.stats import RECONCILE_RECOVERED, RECONCILE_RUNS, Stats
 from fulfillment.store import reachable
 from worker.contract import EVENTS_QUEUE, PROCESS_EVENT, task_message
+from worker.retries import describe
 from worker.runtime import Runtime
 from worker.tasks import dispatch
 
@@ -158,7 +159,7 @@ def _recover_sessions(runtime: Runtime, report: ReconcileReport, lock: Lock, in_
             except (TransientError, PermanentError) as error:
                 log.warning("reconcile: session %s is paid with no order, and could not be fulfilled yet: %s",
                             session.id, error)
-                report.note_failing(session.id, f"{type(error).__name__}: {error}")
+                report.note_failing(session.id, describe(error))
                 continue
             log.warning("reconcile: session %s was paid with no order (its event never arrived); order %s, "
                         "%d item(s) dispatched", session.id, decision.order_status, len(decision.dispatch))
