@@ -42,6 +42,16 @@ log = logging.getLogger(__name__)
 #: The account label of the platform's own account (the API key's), as opposed to ``acct_...``.
 PLATFORM = "platform"
 
+# Shared Lua: "now" in microseconds, as the caller gave it, or Redis's own clock when it gave "".
+_LUA_NOW = """
+local function now_us(given)
+  local now = tonumber(given)
+  if now then return now end
+  local t = redis.call('TIME')
+  return tonumber(t[1]) * 1000000 + tonumber(t[2])
+end
+"""
+
 # Reserve a slot under two GCRA limits at once, unless the endpoint is cooling down.
 # KEYS: global TAT, endpoint TAT, endpoint cool-down.
 # ARGV: global interval, global tolerance, endpoint interval, endpoint tolerance, max wait (all
@@ -56,12 +66,8 @@ PLATFORM = "platform"
 # endpoint interval (exact, whatever the order callers come in; the price is that a call to a
 # quiet endpoint queues behind the account's calls already reserved).
 # Numbers are written with %.0f: Lua's default number-to-string keeps 14 digits, too few for µs.
-_RESERVE = """
-local now = tonumber(ARGV[6])
-if not now then
-  local t = redis.call('TIME')
-  now = tonumber(t[1]) * 1000000 + tonumber(t[2])
-end
+_RESERVE = _LUA_NOW + """
+local now = now_us(ARGV[6])
 local ends = tonumber(redis.call('GET', KEYS[3]))
 if ends and ends > now then return {0, ends - now, 'cooldown'} end
 local at, why = now, 'none'
@@ -88,12 +94,8 @@ return {1, wait, why}
 
 # Start (or extend, never shorten) a cool-down. KEYS: the cool-down key. ARGV: seconds as
 # microseconds, now (microseconds; "" = Redis TIME). Returns the end, microseconds.
-_COOL_DOWN = """
-local now = tonumber(ARGV[2])
-if not now then
-  local t = redis.call('TIME')
-  now = tonumber(t[1]) * 1000000 + tonumber(t[2])
-end
+_COOL_DOWN = _LUA_NOW + """
+local now = now_us(ARGV[2])
 local ends = now + tonumber(ARGV[1])
 local current = tonumber(redis.call('GET', KEYS[1]))
 if current and current >= ends then return string.format('%.0f', current) end
