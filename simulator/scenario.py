@@ -25,7 +25,6 @@ DEMO_PRODUCTS = ((PRO, "Crossfill Professional", 4900), (DEPLOY, "Professional S
 
 #: The catalog config (``CROSSFILL_CATALOG``) matching the demo products, for the worker to read.
 DEMO_CATALOG_PATH = Path(__file__).with_name("demo_catalog.toml")
-DEMO_CATALOG_TOML = DEMO_CATALOG_PATH.read_text(encoding="utf-8")
 
 #: What each trigger-able event type asks of the buyer.
 EVENT_OUTCOMES = {
@@ -57,12 +56,6 @@ def _ensure(client: SimClient, path: str, create: Callable[[], object]) -> None:
     except RemoteError as error:
         if error.status != 400 or error.body.get("error", {}).get("code") != "resource_already_exists":
             raise
-
-
-def write_demo_catalog(path: Path) -> Path:
-    """Write :data:`DEMO_CATALOG_TOML` to *path* (for ``CROSSFILL_CATALOG``); returns *path*."""
-    path.write_text(DEMO_CATALOG_TOML, encoding="utf-8")
-    return path
 
 
 @dataclass(frozen=True)

@@ -7,7 +7,6 @@ import signal
 import subprocess
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
-from pathlib import Path
 
 import pytest
 import requests
@@ -17,7 +16,7 @@ from click.testing import CliRunner
 from fulfillment.catalog import load_catalog
 from simulator import SimServer
 from simulator.cli import trigger
-from simulator.scenario import DEPLOY, PRO, write_demo_catalog
+from simulator.scenario import DEMO_CATALOG_PATH, DEPLOY, PRO
 from tests.simulator.support import API_KEY, WebhookEndpoint, sim_process
 
 
@@ -93,19 +92,18 @@ def test_trigger_without_a_simulator_says_so() -> None:
     assert result.exit_code == 1 and "crossfill sim" in result.output
 
 
-def test_the_demo_catalog_file_matches_what_trigger_creates(tmp_path: Path) -> None:
-    catalog = load_catalog(write_demo_catalog(tmp_path / "catalog.toml"))
+def test_the_demo_catalog_file_matches_what_trigger_creates() -> None:
+    catalog = load_catalog(DEMO_CATALOG_PATH)
 
     assert catalog.cross_sells == {PRO: DEPLOY}
 
 
 @pytest.fixture
-def started_sim(tmp_path: Path) -> Iterator[tuple[subprocess.Popen[str], str, WebhookEndpoint]]:
+def started_sim() -> Iterator[tuple[subprocess.Popen[str], str, WebhookEndpoint]]:
     """``crossfill sim`` on a free port, with the demo catalog and a webhook endpoint registered at start."""
     receiver = WebhookEndpoint()
-    catalog = write_demo_catalog(tmp_path / "catalog.toml")
     try:
-        with sim_process("--catalog", str(catalog), "--retry-base-ms", "50", "--webhook-url", receiver.url,
+        with sim_process("--catalog", str(DEMO_CATALOG_PATH), "--retry-base-ms", "50", "--webhook-url", receiver.url,
                          "--webhook-secret", "whsec_from_cli") as (proc, url):
             yield proc, url, receiver
     finally:
