@@ -13,10 +13,10 @@ from apispec_webframeworks.flask import FlaskPlugin
 from flask import Blueprint, Response, current_app, g, jsonify, request
 
 from console import schemas
-from console.auth import Principal, bearer_token
+from console.auth import PERMISSIONS, Principal, bearer_token
 from console.errors import BadRequest, Forbidden, Unauthorized
 from console.service import OrderFilter
-from console.state import console_state
+from console.state import console_state, record_action
 from fulfillment.ids import ACCOUNT_ID, SESSION_ID
 from fulfillment.report import day_of
 
@@ -48,7 +48,7 @@ def route(rule: str, method: str, permission: str, summary: str, *, response: ty
 
         blueprint.add_url_rule(rule, view_func=guarded, methods=[method])
         operation: dict[str, Any] = {"summary": summary, "security": [{"bearer": []}],
-                                     "description": f"Roles: {', '.join(sorted(_roles(permission)))}.",
+                                     "description": f"Roles: {', '.join(sorted(PERMISSIONS[permission]))}.",
                                      "responses": {"200": {"description": "OK"}, **_error_responses(*errors)}}
         if response:
             operation["responses"]["200"]["content"] = {"application/json": {"schema": response}}
@@ -58,12 +58,6 @@ def route(rule: str, method: str, permission: str, summary: str, *, response: ty
         return guarded  # type: ignore[return-value]
 
     return decorate
-
-
-def _roles(permission: str) -> frozenset[str]:
-    from console.auth import PERMISSIONS
-
-    return PERMISSIONS[permission]
 
 
 def authenticate(permission: str) -> Principal:
@@ -80,7 +74,7 @@ def authenticate(permission: str) -> Principal:
         if request.method == "POST":
             state.audit.record(principal.name, principal.role, request.path, "-", f"refused: role {principal.role}")
         raise Forbidden(f"the role {principal.role!r} may not do this; it needs one of "
-                        f"{', '.join(sorted(_roles(permission)))}")
+                        f"{', '.join(sorted(PERMISSIONS[permission]))}")
     return principal
 
 
@@ -88,11 +82,6 @@ def _dump(schema: type[Any], value: Any, status: int = 200) -> Response:
     response = jsonify(schema().dump(value))
     response.status_code = status
     return response
-
-
-def _audit(action: str, target: str, result: str) -> None:
-    principal: Principal = g.principal
-    console_state().audit.record(principal.name, principal.role, action, target, result)
 
 
 def _session_id(session_id: str) -> str:
@@ -134,7 +123,7 @@ def fulfil(session_id: str) -> Response:
         raise BadRequest(f"not a connected account id: {account[:80]!r} (they look like acct_1A2b...)",
                          fields={"account": ["invalid"]})
     outcome = console_state().service.fulfil(_session_id(session_id), account=account)
-    _audit("fulfil", session_id, f"{outcome['status']}, {outcome['dispatched']} item(s) queued")
+    record_action("fulfil", session_id, f"{outcome['status']}, {outcome['dispatched']} item(s) queued")
     return _dump(schemas.FulfilSchema, outcome, 202 if outcome["status"] == "fulfilling" else 200)
 
 
@@ -155,14 +144,15 @@ def dead_letter(letter_id: str) -> Response:
        errors=(401, 403, 404, 503))
 def replay(letter_id: str) -> Response:
     outcome = console_state().service.replay(letter_id)
-    _audit("replay", letter_id, outcome)
+    record_action("replay", letter_id, outcome)
     return _dump(schemas.ReplaySchema, {"id": letter_id, "outcome": outcome})
 
 
 @route("/dead-letters/replay-all", "POST", "operate", "Replay every dead letter", response=schemas.ReplayAllSchema)
 def replay_all() -> Response:
     outcomes = console_state().service.replay_all()
-    _audit("replay-all", f"{len(outcomes)} dead letter(s)", ", ".join(sorted({o for _, o in outcomes})) or "none")
+    record_action("replay-all", f"{len(outcomes)} dead letter(s)",
+                  ", ".join(sorted({o for _, o in outcomes})) or "none")
     return _dump(schemas.ReplayAllSchema, {"data": [{"id": i, "outcome": o} for i, o in outcomes]})
 
 
@@ -176,14 +166,14 @@ def event(event_id: str) -> Response:
        response=schemas.ReplaySchema, errors=(401, 403, 404, 503))
 def replay_event(event_id: str) -> Response:
     outcome = console_state().service.replay_event(event_id)
-    _audit("replay-event", event_id, outcome)
+    record_action("replay-event", event_id, outcome)
     return _dump(schemas.ReplaySchema, {"id": event_id, "outcome": outcome})
 
 
 @route("/reconcile", "POST", "operate", "Run a reconciliation with the Stripe API now", response=schemas.ReconcileSchema)
 def reconcile() -> Response:
     task_id = console_state().service.reconcile()
-    _audit("reconcile", "now", f"queued {task_id}")
+    record_action("reconcile", "now", f"queued {task_id}")
     return _dump(schemas.ReconcileSchema, {"task_id": task_id, "outcome": "queued"}, 202)
 
 

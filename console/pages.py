@@ -20,7 +20,7 @@ from console.auth import Principal, csrf_matches, new_csrf_token
 from console.chart import DayPoint, attach_chart
 from console.errors import Forbidden, TooManyAttempts
 from console.service import OrderFilter
-from console.state import console_state
+from console.state import console_state, record_action
 from fulfillment.ledger import ORDER_STATUSES
 from fulfillment.report import ZERO_DECIMAL, account_label, day_of, major
 
@@ -88,18 +88,13 @@ def page(permission: str = "read") -> Callable[[F], F]:
                 raise Forbidden("the form is out of date (CSRF token); reload the page and try again")
             if not principal.may(permission):
                 if request.method == "POST":
-                    _audit(request.path, "-", f"refused: role {principal.role}")
+                    record_action(request.path, "-", f"refused: role {principal.role}")
                 raise Forbidden(f"your role ({principal.role}) may not do this")
             return view(*args, **kwargs)
 
         return guarded  # type: ignore[return-value]
 
     return decorate
-
-
-def _audit(action: str, target: str, result: str) -> None:
-    principal: Principal = g.principal
-    console_state().audit.record(principal.name, principal.role, action, target, result)
 
 
 # --- signing in and out ------------------------------------------------------------------------------
@@ -147,7 +142,7 @@ def signin() -> Any:
 @blueprint.post("/signout")
 @page("order")
 def signout() -> Response:
-    _audit("sign-out", "-", "ok")
+    record_action("sign-out", "-", "ok")
     session.clear()
     return redirect(url_for("pages.signin"))  # type: ignore[return-value]
 
@@ -227,7 +222,7 @@ def dead_letters() -> str:
 @page("operate")
 def replay(letter_id: str) -> Response:
     outcome = console_state().service.replay(letter_id)
-    _audit("replay", letter_id, outcome)
+    record_action("replay", letter_id, outcome)
     return redirect(url_for("pages.dead_letters", replayed=f"{letter_id}: {outcome}"))  # type: ignore[return-value]
 
 
@@ -235,7 +230,8 @@ def replay(letter_id: str) -> Response:
 @page("operate")
 def replay_all() -> Response:
     outcomes = console_state().service.replay_all()
-    _audit("replay-all", f"{len(outcomes)} dead letter(s)", ", ".join(sorted({o for _, o in outcomes})) or "none")
+    record_action("replay-all", f"{len(outcomes)} dead letter(s)",
+                  ", ".join(sorted({o for _, o in outcomes})) or "none")
     return redirect(url_for("pages.dead_letters", replayed=f"{len(outcomes)} replayed"))  # type: ignore[return-value]
 
 
@@ -250,7 +246,7 @@ def event(event_id: str) -> str:
 @page("operate")
 def replay_event(event_id: str) -> Response:
     outcome = console_state().service.replay_event(event_id)
-    _audit("replay-event", event_id, outcome)
+    record_action("replay-event", event_id, outcome)
     return redirect(url_for("pages.event", event_id=event_id, replayed=outcome))  # type: ignore[return-value]
 
 
@@ -258,7 +254,7 @@ def replay_event(event_id: str) -> Response:
 @page("operate")
 def reconcile() -> Response:
     task_id = console_state().service.reconcile()
-    _audit("reconcile", "now", f"queued {task_id}")
+    record_action("reconcile", "now", f"queued {task_id}")
     return redirect(url_for("pages.overview"))  # type: ignore[return-value]
 
 

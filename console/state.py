@@ -3,10 +3,10 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from flask import current_app
+from flask import current_app, g
 
 from console.audit import AuditLog
-from console.auth import SignInThrottle, TokenTable
+from console.auth import Principal, SignInThrottle, TokenTable
 from console.service import ConsoleService
 from console.settings import ConsoleSettings
 from fulfillment.report import CrossSellReport
@@ -32,3 +32,9 @@ def console_state() -> Console:
     """The state of the console serving this request."""
     state: Console = current_app.extensions[EXTENSION]
     return state
+
+
+def record_action(action: str, target: str, result: str) -> None:
+    """Write to the audit log what this request's signed-in principal (``g.principal``) did, and how it went."""
+    principal: Principal = g.principal
+    console_state().audit.record(principal.name, principal.role, action, target, result)
