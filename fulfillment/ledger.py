@@ -18,7 +18,7 @@ from typing import Any
 import redis
 
 from fulfillment import defaults
-from fulfillment.store import KEY_PREFIX, reachable
+from fulfillment.store import KEY_PREFIX, batches, reachable
 
 ORDER_STATUSES = ("awaiting_payment", "payment_failed", "expired", "fulfilling", "fulfilled", "partially_failed")
 #: Claim outcomes.
@@ -322,7 +322,7 @@ class Ledger:
             if self._redis.exists(flag):
                 return 0
             for status in ORDER_STATUSES:
-                for chunk in _chunks(self._redis.sscan_iter(_ORDER_SETS + status, count=batch), batch):
+                for chunk in batches(self._redis.sscan_iter(_ORDER_SETS + status, count=batch), batch):
                     with self._redis.pipeline(transaction=False) as pipe:
                         for sid in chunk:
                             pipe.hget(_order_key(sid), "created_at")
@@ -409,17 +409,6 @@ class Ledger:
         with reachable():
             return script(keys=keys, args=args)
 
-
-
-def _chunks(values: Iterable[str], size: int) -> Iterable[list[str]]:
-    chunk: list[str] = []
-    for value in values:
-        chunk.append(value)
-        if len(chunk) == size:
-            yield chunk
-            chunk = []
-    if chunk:
-        yield chunk
 
 
 def _float(raw: str | None) -> float | None:

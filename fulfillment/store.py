@@ -1,8 +1,10 @@
 """The Redis connection crossfill's domain uses (inbox, ledger, dead letters)."""
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
+from itertools import islice
+from typing import TypeVar
 
 import redis
 
@@ -10,6 +12,8 @@ from fulfillment import defaults
 from fulfillment.errors import StoreUnavailable
 
 KEY_PREFIX = "crossfill:"  #: every key crossfill writes starts with this (Celery's queues do not)
+
+T = TypeVar("T")
 
 
 def connect(url: str) -> redis.Redis:
@@ -29,3 +33,10 @@ def reachable() -> Iterator[None]:
         yield
     except redis.RedisError as error:
         raise StoreUnavailable(f"Redis is unreachable: {type(error).__name__}") from error
+
+
+def batches(items: Iterable[T], size: int) -> Iterator[list[T]]:
+    """*items* in lists of *size* (the last one shorter): one Redis round trip per list."""
+    iterator = iter(items)
+    while batch := list(islice(iterator, size)):
+        yield batch

@@ -14,9 +14,7 @@ from __future__ import annotations
 import json
 import logging
 import time
-from collections.abc import Iterable, Iterator
-from itertools import islice
-from typing import TypeVar
+from collections.abc import Iterator
 
 from fulfillment import defaults
 from fulfillment.errors import PermanentError, StoreUnavailable, TransientError
@@ -27,7 +25,7 @@ from fulfillment.locks import Lock
 from fulfillment.pipeline import Decision, decide
 from fulfillment.recovery import ReconcileReport, session_needs_fulfillment
 from fulfillment.stats import RECONCILE_RECOVERED, RECONCILE_RUNS, Stats
-from fulfillment.store import reachable
+from fulfillment.store import batches, reachable
 from worker.contract import EVENTS_QUEUE, PROCESS_EVENT, task_message
 from worker.retries import describe
 from worker.runtime import Runtime
@@ -37,8 +35,6 @@ log = logging.getLogger(__name__)
 
 LOCK_NAME = "reconcile"  #: one run at a time across hosts (crossfill:lock:reconcile)
 _BATCH = 100  #: objects checked against Redis per round trip
-
-T = TypeVar("T")
 
 
 def fulfill_session(runtime: Runtime, session_id: str, *, account: str | None = None) -> Decision:
@@ -114,7 +110,7 @@ def _recover_events(runtime: Runtime, report: ReconcileReport, lock: Lock, *, un
     in_flight: set[str] = set()
     listed = runtime.stripe.list_events(HANDLED_TYPES, created_gte=report.since, undelivered=undelivered,
                                         account=account)
-    for batch in _batches(listed, _BATCH):
+    for batch in batches(listed, _BATCH):
         report.events_seen += len(batch)
         for event, known in zip(batch, runtime.inbox.known([event["id"] for event in batch]), strict=True):
             if known:
@@ -141,7 +137,7 @@ def _recover_sessions(runtime: Runtime, report: ReconcileReport, lock: Lock, in_
                       account: str | None) -> None:
     """Fulfil every paid completed session that has no order under way and no event just enqueued."""
     listed = runtime.stripe.list_sessions(status="complete", created_gte=report.since, account=account)
-    for batch in _batches(listed, _BATCH):
+    for batch in batches(listed, _BATCH):
         report.sessions_seen += len(batch)
         statuses = runtime.ledger.statuses([session.id for session in batch])
         for session, order_status in zip(batch, statuses, strict=True):
@@ -167,8 +163,3 @@ def _recover_sessions(runtime: Runtime, report: ReconcileReport, lock: Lock, in_
             report.note_recovered(session.id)
         lock.renew()
 
-
-def _batches(items: Iterable[T], size: int) -> Iterator[list[T]]:
-    iterator = iter(items)
-    while batch := list(islice(iterator, size)):
-        yield batch
