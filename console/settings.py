@@ -9,7 +9,7 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 from fulfillment.errors import ConfigError
-from fulfillment.settings import env_int, redact
+from fulfillment.settings import env_int, kept_secret, redact
 
 PORT = 8001  #: port of the console
 BIND = "127.0.0.1"  #: address the console listens on; anything else needs tokens
@@ -117,7 +117,7 @@ def resolve_secret(console: ConsoleSettings, data_dir: Path) -> ConsoleSettings:
     """Use CROSSFILL_CONSOLE_SECRET, else the key kept in the data dir, else a new one kept there."""
     if console.secret_key:
         return console
-    return replace(console, secret_key=_kept(data_dir / SECRET_FILE, lambda: secrets.token_urlsafe(48)))
+    return replace(console, secret_key=kept_secret(data_dir / SECRET_FILE, lambda: secrets.token_urlsafe(48)))
 
 
 def resolve_local_token(console: ConsoleSettings, data_dir: Path) -> tuple[ConsoleSettings, str | None]:
@@ -128,24 +128,8 @@ def resolve_local_token(console: ConsoleSettings, data_dir: Path) -> tuple[Conso
     """
     if console.tokens:
         return console, None
-    token = _kept(data_dir / TOKEN_FILE, lambda: secrets.token_urlsafe(32))
+    token = kept_secret(data_dir / TOKEN_FILE, lambda: secrets.token_urlsafe(32))
     local = ConsoleToken(name=LOCAL_TOKEN_NAME, role="operator", token=token)
     return replace(console, tokens=(local,)), token
 
 
-def _kept(path: Path, make: object) -> str:
-    """The secret in *path*, or a new one written there race-free (readable by its owner only)."""
-    if path.exists():
-        return path.read_text().strip()
-    path.parent.mkdir(parents=True, exist_ok=True)
-    value = make()  # type: ignore[operator]
-    temporary = path.with_name(f".{path.name}.{os.getpid()}")
-    temporary.write_text(f"{value}\n")
-    temporary.chmod(0o600)
-    try:
-        os.link(temporary, path)  # fails if another process got there first: theirs wins
-    except FileExistsError:
-        pass
-    finally:
-        temporary.unlink()
-    return path.read_text().strip()

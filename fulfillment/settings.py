@@ -284,6 +284,24 @@ def redact(secret: str) -> str:
     return f"{prefix}…({len(secret)} chars)"
 
 
+def kept_secret(path: Path, make: Callable[[], str]) -> str:
+    """The secret kept in *path*, or a new one from *make* written there: readable by its owner only
+    from the start, and race-free (when two processes start at once, the first one's file wins)."""
+    if path.exists():
+        return path.read_text().strip()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    temporary = path.with_name(f".{path.name}.{os.getpid()}")
+    with os.fdopen(os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600), "w") as file:
+        file.write(f"{make()}\n")
+    try:
+        os.link(temporary, path)  # fails if another process got there first: theirs wins
+    except FileExistsError:
+        pass
+    finally:
+        temporary.unlink()
+    return path.read_text().strip()
+
+
 def redact_url(url: str) -> str:
     """A URL with its credentials hidden (``redis://***@cache:6379/0``, ``...?password=***``); one
     without any is shown as given."""

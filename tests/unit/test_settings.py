@@ -16,6 +16,7 @@ from fulfillment.settings import (
     RetrySettings,
     Settings,
     StripeSettings,
+    kept_secret,
     load_settings,
     parse_duration,
     redact,
@@ -205,6 +206,16 @@ def test_a_bad_redis_url_is_refused_without_showing_its_password(value: str) -> 
 ])
 def test_redact_url_hides_credentials_only(url: str, shown: str) -> None:
     assert redact_url(url) == shown
+
+
+def test_a_kept_secret_is_made_once_and_readable_by_its_owner_only(tmp_path: Path) -> None:
+    made = iter(["first", "second"])
+    path = tmp_path / "data" / "secret"
+
+    assert kept_secret(path, lambda: next(made)) == "first"
+    assert kept_secret(path, lambda: next(made)) == "first"
+    assert path.stat().st_mode & 0o777 == 0o600
+    assert [p.name for p in path.parent.iterdir()] == ["secret"]  # no temporary file left behind
 
 
 def test_the_first_bad_variable_is_the_one_named() -> None:

@@ -19,7 +19,7 @@ import requests
 
 from fulfillment.errors import ConfigError
 from fulfillment.events import HANDLED_TYPES
-from fulfillment.settings import Settings
+from fulfillment.settings import Settings, kept_secret
 from worker.devstack.errors import ChildExited, StartTimeout
 from worker.devstack.supervisor import Supervisor
 
@@ -55,16 +55,10 @@ def resolve_secrets(settings: Settings, receiver: ReceiverSettings, *, generate:
     if receiver.webhook_secrets:
         return receiver
     path = secret_file(settings)
-    if path.exists():
-        return receiver.with_secrets((path.read_text().strip(),))
-    if not generate:
+    if not generate and not path.exists():
         raise ConfigError("STRIPE_WEBHOOK_SECRET", "", "set the endpoint's signing secret (whsec_...), "
                           "or start with `crossfill run` to have one generated")
-    settings.data_dir.mkdir(parents=True, exist_ok=True)
-    secret = "whsec_" + secrets.token_urlsafe(24)
-    path.write_text(secret + "\n")
-    path.chmod(0o600)
-    return receiver.with_secrets((secret,))
+    return receiver.with_secrets((kept_secret(path, lambda: "whsec_" + secrets.token_urlsafe(24)),))
 
 
 def child_env(settings: Settings, receiver: ReceiverSettings | None = None) -> dict[str, str]:
