@@ -10,6 +10,7 @@ import requests
 from fulfillment import defaults
 from fulfillment.errors import InvalidResponse, PermanentError, TransientError
 from fulfillment.http import error_for, pooled_session, send
+from fulfillment.ids import ACCOUNT_ID
 from fulfillment.ratelimit import RateLimiter, cool_down_seconds, endpoint_of
 from fulfillment.schemas import CheckoutSession, LineItem, parse_line_items, parse_session
 from fulfillment.settings import StripeSettings, redact
@@ -116,7 +117,8 @@ class StripeClient:
         """
         for document in self._pages("/v1/accounts", {"limit": defaults.LIST_PAGE_SIZE}, account=None):
             account_id = document.get("id") if isinstance(document, dict) else None
-            if not isinstance(account_id, str) or not account_id.startswith("acct_"):
+            # The id goes into a Stripe-Account header and Redis keys: only Stripe's shape of it.
+            if not isinstance(account_id, str) or not ACCOUNT_ID.match(account_id):
                 raise InvalidResponse("GET /v1/accounts answered an object without an acct_ id")
             yield account_id
 

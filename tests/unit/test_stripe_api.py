@@ -173,6 +173,16 @@ def test_a_line_item_page_of_the_wrong_shape_is_an_invalid_response(http: reques
             list(client_for(server.url, http).iter_line_items("cs_test_1"))
 
 
+@pytest.mark.parametrize("account_id", ["acct_1\r\nStripe-Version: 1", "acct_", "cus_1", 42])
+def test_a_connected_account_id_not_shaped_like_stripes_is_an_invalid_response(
+        account_id: object, http: requests.Session) -> None:
+    # Listed ids are sent back in a Stripe-Account header: a newline must not get that far.
+    page = {"object": "list", "data": [{"id": account_id, "object": "account"}], "has_more": False}
+    with ScriptedServer(always(Reply(200, page))) as server:
+        with pytest.raises(InvalidResponse, match="acct_"):
+            list(client_for(server.url, http).list_connected_accounts())
+
+
 def test_a_2xx_body_that_is_not_json_is_transient(http: requests.Session) -> None:
     # A proxy's HTML page in front of the API is not Stripe's answer; the client retries it.
     error = error_of(Reply(200, b"<html>maintenance</html>"), http)
