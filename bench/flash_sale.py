@@ -80,6 +80,8 @@ class Sink(FulfillmentTarget):
     def __init__(self, secret: str) -> None:
         self.first_at: dict[str, float] = {}
         super().__init__(secret)
+        # Keep-alive, as a real fulfillment system would (http.server answers HTTP/1.0 and closes by default).
+        self.server.RequestHandlerClass.protocol_version = "HTTP/1.1"
 
     def record(self, key: str, body: bytes, signature: str) -> int:
         status = super().record(key, body, signature)
