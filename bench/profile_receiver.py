@@ -155,7 +155,7 @@ def main(argv: list[str] | None = None) -> int:
             out = io.StringIO()
             pstats.Stats(profile, stream=out).sort_stats("cumulative").print_stats(args.cprofile)
             print(out.getvalue())
-        parts["celery"].close()
+        celery.close()
     return 0
 
 
