@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import dataclasses
 import functools
+import time
 from collections.abc import Callable
 from datetime import timedelta
 from typing import Any, TypeVar
@@ -18,14 +19,13 @@ from console.errors import BadRequest, Forbidden, Unauthorized
 from console.service import OrderFilter
 from console.state import console_state, record_action
 from fulfillment.ids import ACCOUNT_ID, SESSION_ID
-from fulfillment.report import day_of
+from fulfillment.report import DEFAULT_DAYS, day_of
 
 F = TypeVar("F", bound=Callable[..., Any])
 blueprint = Blueprint("api", __name__)
 #: (view, operations) of every documented route, for the OpenAPI document.
 _DOCUMENTED: list[tuple[Callable[..., Any], dict[str, Any]]] = []
 API_VERSION = "1.0.0"
-DEFAULT_REPORT_DAYS = 30
 MAX_REPORT_DAYS = 3660
 
 
@@ -186,20 +186,14 @@ def report() -> Response:
 
 
 def report_view(since: float | None, account: str | None) -> dict[str, Any]:
-    """The report as the API and the CLI print it."""
+    """The report as the API answers it and the report page shows it."""
     state = console_state()
     state.report.drain()
-    today = day_of(_now())
-    first = day_of(since) if since is not None else today - timedelta(DEFAULT_REPORT_DAYS - 1)
+    today = day_of(time.time())
+    first = day_of(since) if since is not None else today - timedelta(DEFAULT_DAYS - 1)
     if first > today or (today - first).days > MAX_REPORT_DAYS:
         raise BadRequest(f"since must be a day in the last {MAX_REPORT_DAYS} days", fields={"since": ["out of range"]})
     return state.report.report(since=first, until=today, account=account).as_dict()
-
-
-def _now() -> float:
-    import time
-
-    return time.time()
 
 
 @route("/audit", "GET", "read", "The audit log, newest first", response=schemas.AuditListSchema)

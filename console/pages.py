@@ -16,13 +16,14 @@ from markupsafe import Markup
 from marshmallow import ValidationError
 
 from console import schemas
+from console.api import report_view
 from console.auth import Principal, csrf_matches, new_csrf_token
 from console.chart import DayPoint, attach_chart
 from console.errors import Forbidden, TooManyAttempts
 from console.service import OrderFilter
 from console.state import console_state, record_action
 from fulfillment.ledger import ORDER_STATUSES
-from fulfillment.report import ZERO_DECIMAL, account_label, day_of, major
+from fulfillment.report import DEFAULT_DAYS, ZERO_DECIMAL, account_label, day_of, major
 
 F = TypeVar("F", bound=Callable[..., Any])
 log = logging.getLogger(__name__)
@@ -261,14 +262,12 @@ def reconcile() -> Response:
 @blueprint.get("/report")
 @page()
 def report() -> str:
-    from console.api import report_view
-
     try:
         args = schemas.ReportQuery().load({k: v for k, v in request.args.items() if v})
     except ValidationError as error:
         abort(400, description="; ".join(f"{k}: {v}" for k, v in error.messages.items()))  # type: ignore[union-attr]
     view = report_view(args.get("since"), args.get("account"))
-    return render_template("report.html", report=view, since=request.args.get("since", "30d"),
+    return render_template("report.html", report=view, since=request.args.get("since", f"{DEFAULT_DAYS}d"),
                            account=request.args.get("account", ""))
 
 

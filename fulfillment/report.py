@@ -31,6 +31,7 @@ INDEX = f"{KEY_PREFIX}report:index"  #: sorted set: "day|account|product" by the
 TOTALS = f"{KEY_PREFIX}report:totals"  #: hash: "account|product|figure" → all-time count (for /metrics)
 OWN_ACCOUNT = "_"  #: the account part of a key for orders of the platform's own account
 DRAIN_BATCH = 200
+DEFAULT_DAYS = 30  #: the days a report covers when no first day is given (console, API, CLI)
 
 # KEYS: order hash, to_report set. ARGV: sid, now, n, then n (key, field, increment) triples, m, then
 # m (key, field, value) triples, k, then k (index member, score) pairs.

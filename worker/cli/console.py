@@ -10,11 +10,11 @@ import click
 
 from console.settings import ConsoleSettings, load_console_settings, resolve_local_token, resolve_secret
 from fulfillment.errors import ConfigError
+from fulfillment.report import DEFAULT_DAYS
 from fulfillment.settings import Settings
 from worker.cli.common import echo_json, fail_config, ops_app, settings_or_exit, setup_logging, with_redis
 
 CONSOLE_APP = "console:create_console_app()"
-REPORT_DAYS = 30
 
 
 def console_argv(console: ConsoleSettings) -> list[str]:
@@ -79,7 +79,7 @@ def console() -> None:
 
 
 @click.command()
-@click.option("--since", default=f"{REPORT_DAYS}d", show_default=True,
+@click.option("--since", default=f"{DEFAULT_DAYS}d", show_default=True,
               help="First day: 30d, 12h, 2026-11-01 or an ISO date-time (UTC).")
 @click.option("--account", default=None, help="Only this connected account (acct_...); '_' is the platform's own.")
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON object.")
