@@ -12,7 +12,7 @@ from typing import Any
 
 import pytest
 
-from fulfillment.schemas import PAYMENT_STATUSES, LineItem, parse_line_items, parse_session
+from fulfillment.schemas import PAYMENT_STATUSES, parse_line_items, parse_session
 from tests.contract.variants import (
     NEW_FIELD,
     NEW_VALUE,
@@ -28,17 +28,8 @@ from tests.contract.variants import (
     with_unknown_fields,
 )
 from tests.fixtures.stripe import fixture, problems
+from tests.unit.fulfillment_fixtures import line_item_page, only_item
 from webhooks.envelope import parse_event
-
-
-def page(*items: dict[str, Any], has_more: bool = False) -> dict[str, Any]:
-    return {"object": "list", "data": list(items), "has_more": has_more,
-            "url": "/v1/checkout/sessions/cs_test_1/line_items"}
-
-
-def read_item(document: dict[str, Any]) -> LineItem:
-    [item], _ = parse_line_items(page(document))
-    return item
 
 
 def item_with_price(price: Any) -> dict[str, Any]:
@@ -69,7 +60,7 @@ def test_stripes_line_item_fixture_with_its_null_metadata() -> None:
     document = fixture("item")
     assert document["metadata"] is None  # the very field that used to dead-letter whole orders
 
-    item = read_item(document)
+    item = only_item(document)
 
     assert item.problem is None and item.price is not None
     assert (item.id, item.quantity, item.currency, item.amount_total, item.description) == (
@@ -79,7 +70,7 @@ def test_stripes_line_item_fixture_with_its_null_metadata() -> None:
 
 
 def test_stripes_price_and_product_fixtures_expanded_in_a_line_item() -> None:
-    item = read_item(item_with_price(price_with_product(fixture("product"))))
+    item = only_item(item_with_price(price_with_product(fixture("product"))))
 
     assert item.price is not None
     assert (item.price.product, item.price.product_name, item.price.type, item.price.interval,
@@ -132,7 +123,7 @@ def test_a_line_item_with_any_nullable_field_null(path: str) -> None:
     document = with_null(item_with_price(price_with_product(fixture("product"))), path)
     assert document is not None
 
-    item = read_item(document)
+    item = only_item(document)
 
     # only a null price leaves crossfill nothing to classify, and then that item alone has a problem
     assert (item.problem is not None) is (path == "price")
@@ -144,7 +135,7 @@ def test_an_expanded_product_with_any_nullable_field_null(path: str) -> None:
     product = with_null(complete("product"), path)
     assert product is not None
 
-    item = read_item(item_with_price(price_with_product(product)))
+    item = only_item(item_with_price(price_with_product(product)))
 
     assert item.price is not None and item.price.product == "prod_QXg1hqf4jFNsqG"
 
@@ -153,14 +144,14 @@ def test_a_line_item_with_every_nullable_field_null_fails_alone() -> None:
     document = with_all_nulls(fixture("item"), "item")
     assert problems(document, "item") == []
 
-    items, _ = parse_line_items(page(fixture("item") | {"id": "li_good"}, document))
+    items, _ = parse_line_items(line_item_page(fixture("item") | {"id": "li_good"}, document))
 
     assert [(item.id, item.problem) for item in items] == [
         ("li_good", None), ("li_1Pgc73B7WZ01zgkWx8kcmZPK", "the line item has no price")]
 
 
 def test_a_deleted_product_in_the_price() -> None:
-    item = read_item(item_with_price(price_with_product({"id": "prod_gone", "object": "product", "deleted": True})))
+    item = only_item(item_with_price(price_with_product({"id": "prod_gone", "object": "product", "deleted": True})))
 
     assert item.price is not None and item.price.product == "prod_gone"
 
@@ -188,7 +179,7 @@ def test_a_line_item_with_a_new_value_of_any_open_enum(path: str) -> None:
     assert set_path(document, path, NEW_VALUE)
     assert problems(document, "item", strict=False) == []
 
-    item = read_item(document)
+    item = only_item(document)
 
     assert item.problem is None and item.price is not None
     read = {"price.type": item.price.type, "price.tax_behavior": item.price.tax_behavior,
@@ -209,7 +200,7 @@ def test_unknown_fields_at_every_depth_change_nothing() -> None:
     session, item = fixture("checkout.session"), item_with_price(price_with_product(fixture("product")))
 
     assert parse_session(with_unknown_fields(session)) == parse_session(session)
-    assert read_item(with_unknown_fields(item)) == read_item(item)
+    assert only_item(with_unknown_fields(item)) == only_item(item)
     assert get_path(with_unknown_fields(item), f"price.product.{NEW_FIELD}.flag") is True
 
 
@@ -224,7 +215,7 @@ def test_the_synthesized_documents_are_valid_for_the_version(nulls: bool) -> Non
 @pytest.mark.parametrize("nulls", [False, True], ids=["values", "nulls"])
 def test_documents_with_only_the_always_present_fields(nulls: bool) -> None:
     session = parse_session(synthesized("checkout.session", nulls=nulls))
-    item = read_item(synthesized("item", nulls=nulls))
+    item = only_item(synthesized("item", nulls=nulls))
 
     assert session.payment_status in PAYMENT_STATUSES
     assert (item.price is None) is nulls

@@ -15,7 +15,7 @@ from urllib.parse import parse_qs, urlsplit
 
 import fakeredis
 
-from fulfillment.schemas import CheckoutSession, LineItem, Price
+from fulfillment.schemas import CheckoutSession, LineItem, Price, parse_line_items
 
 #: An API key shaped like Stripe's test keys; no error message or repr may ever contain it.
 API_KEY = "sk_test_51CrossfillUnitTestsSecretKey0123456789"
@@ -181,6 +181,18 @@ def stripe_session(session_id: str, *, payment_status: str = "paid", mode: str =
         "success_url": "https://shop.example/success", "total_details": {"amount_discount": 0, "amount_tax": 0},
         "url": None,
     }
+
+
+def line_item_page(*items: dict[str, Any], has_more: bool = False) -> dict[str, Any]:
+    """A page of ``GET /v1/checkout/sessions/{id}/line_items`` holding *items*."""
+    return {"object": "list", "data": list(items), "has_more": has_more,
+            "url": "/v1/checkout/sessions/cs_test_1/line_items"}
+
+
+def only_item(document: dict[str, Any]) -> LineItem:
+    """The line item *document* as the schemas read it from a page of its own."""
+    [item], _ = parse_line_items(line_item_page(document))
+    return item
 
 
 # --- typed objects, as the schemas produce them -------------------------------------------------------

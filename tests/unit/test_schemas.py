@@ -6,22 +6,18 @@ import dataclasses
 from typing import Any
 
 import pytest
-from fulfillment_fixtures import stripe_line_item, stripe_price, stripe_product, stripe_session
+from fulfillment_fixtures import (
+    line_item_page,
+    only_item,
+    stripe_line_item,
+    stripe_price,
+    stripe_product,
+    stripe_session,
+)
 
 from fulfillment.crosssell import Price as RulePrice
 from fulfillment.errors import InvalidResponse
 from fulfillment.schemas import CheckoutSession, LineItem, Price, parse_line_items, parse_session
-
-
-def page(*items: dict[str, Any], has_more: bool = False) -> dict[str, Any]:
-    return {"object": "list", "data": list(items), "has_more": has_more,
-            "url": "/v1/checkout/sessions/cs_test_1/line_items"}
-
-
-def only_item(document: dict[str, Any]) -> LineItem:
-    [item], _ = parse_line_items(page(document))
-    return item
-
 
 # --- line items ---------------------------------------------------------------------------------------
 
@@ -84,7 +80,7 @@ def test_unknown_fields_are_dropped_at_every_level() -> None:
 
 
 def test_a_page_reports_has_more() -> None:
-    items, has_more = parse_line_items(page(stripe_line_item("li_1", stripe_price("price_1", "prod_1")),
+    items, has_more = parse_line_items(line_item_page(stripe_line_item("li_1", stripe_price("price_1", "prod_1")),
                                             stripe_line_item("li_2", stripe_price("price_2", "prod_2")),
                                             has_more=True))
 
@@ -97,7 +93,7 @@ def test_a_line_item_without_an_id_is_an_invalid_response() -> None:
     del document["id"]
 
     with pytest.raises(InvalidResponse, match="element 1 has no id"):
-        parse_line_items(page(stripe_line_item("li_0", stripe_price("price_0", "prod_0")), document))
+        parse_line_items(line_item_page(stripe_line_item("li_0", stripe_price("price_0", "prod_0")), document))
 
 
 @pytest.mark.parametrize("path", [
@@ -112,7 +108,7 @@ def test_a_line_item_missing_a_field_crossfill_needs_fails_alone(path: tuple[str
         parent = parent[key]
     del parent[path[-1]]
 
-    items, _ = parse_line_items(page(good, document))
+    items, _ = parse_line_items(line_item_page(good, document))
 
     assert items[0].problem is None and items[0].price is not None
     assert (items[1].id, items[1].price) == ("li_1", None)
