@@ -32,7 +32,17 @@ def parse_moment(raw: str, *, now: float | None = None) -> float:
     Raises:
         ValidationError: naming the forms accepted.
     """
-    text = raw.strip()
+    try:
+        seconds = _seconds(raw.strip(), now)
+        datetime.fromtimestamp(seconds, UTC)  # nan, inf and moments past year 9999 name no day
+    except (ValueError, OverflowError, OSError):
+        raise ValidationError(
+            f"not a time: {raw!r}; use 30d / 12h / 15m (ago), 2026-11-30, 2026-11-30T08:00:00Z or unix seconds"
+        ) from None
+    return seconds
+
+
+def _seconds(text: str, now: float | None) -> float:
     relative = _RELATIVE.match(text)
     if relative:
         return (time.time() if now is None else now) - int(relative[1]) * _UNITS_S[relative[2]]
@@ -40,16 +50,11 @@ def parse_moment(raw: str, *, now: float | None = None) -> float:
         return float(text)
     except ValueError:
         pass
-    try:
-        if len(text) == 10:
-            day = date.fromisoformat(text)
-            return datetime(day.year, day.month, day.day, tzinfo=UTC).timestamp()
-        moment = datetime.fromisoformat(text)
-        return (moment if moment.tzinfo else moment.replace(tzinfo=UTC)).timestamp()
-    except ValueError:
-        raise ValidationError(
-            f"not a time: {raw!r}; use 30d / 12h / 15m (ago), 2026-11-30, 2026-11-30T08:00:00Z or unix seconds"
-        ) from None
+    if len(text) == 10:
+        day = date.fromisoformat(text)
+        return datetime(day.year, day.month, day.day, tzinfo=UTC).timestamp()
+    moment = datetime.fromisoformat(text)
+    return (moment if moment.tzinfo else moment.replace(tzinfo=UTC)).timestamp()
 
 
 class ErrorBody(Schema):

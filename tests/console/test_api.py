@@ -161,6 +161,17 @@ def test_bad_list_parameters_are_400_naming_the_parameter(client: FlaskClient, a
     assert set(answer.json["error"]["fields"]) == set(query)
 
 
+@pytest.mark.parametrize("path", ["/api/v1/orders", "/api/v1/report/cross-sells"])
+@pytest.mark.parametrize("since", ["nan", "1e999", "1e20", "-1e20", "9999-12-31T23:59:59-14:00"])
+def test_a_time_no_day_can_show_is_400_not_500(client: FlaskClient, as_role: Headers, path: str,
+                                                since: str) -> None:
+    # A number parsed as a time used to reach Redis (nan: a 503) or a date (out of range: a 500).
+    answer = client.get(path, query_string={"since": since}, headers=as_role("viewer"))
+
+    assert answer.status_code == 400
+    assert set(answer.json["error"]["fields"]) == {"since"}
+
+
 def test_dead_letters_list_show_and_404(client: FlaskClient, as_role: Headers, redis_client: redis.Redis) -> None:
     DeadLetters(redis_client).add(dead_letter_id("fulfill_item", ["cs_test_d", "li_1"]), "fulfill_item", ["cs_test_d", "li_1"], "PermanentError: 400", reason="permanent",
                                   attempts=1)
