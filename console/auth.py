@@ -98,7 +98,9 @@ def new_csrf_token() -> str:
 
 
 def csrf_matches(expected: str | None, presented: str | None) -> bool:
-    return bool(expected) and bool(presented) and hmac.compare_digest(str(expected), str(presented))
+    """Whether the form's CSRF token is the session's, compared in constant time (as bytes: compare_digest
+    refuses str with non-ASCII characters, and a form may send anything)."""
+    return bool(expected) and bool(presented) and hmac.compare_digest(str(expected).encode(), str(presented).encode())
 
 
 class SignInThrottle:

@@ -54,6 +54,17 @@ def test_sign_in_refuses_a_missing_csrf_token(client: FlaskClient) -> None:
     assert answer.status_code == 403
 
 
+def test_a_csrf_token_that_is_not_ascii_is_refused_not_a_crash(client: FlaskClient, browser: Browser) -> None:
+    # hmac.compare_digest raises TypeError on str with non-ASCII characters: that was a 500.
+    client.get("/signin")
+
+    signing_in = client.post("/signin", data={"token": TOKENS["viewer"], "csrf": "\u00e9t\u00e9"})
+    replaying = browser("operator").post("/dead-letters/replay-all", data={"csrf": "\u00e9t\u00e9"})
+
+    assert signing_in.status_code == 403
+    assert replaying.status_code == 403
+
+
 def test_sign_in_redirects_only_within_the_console(client: FlaskClient) -> None:
     form = client.get("/signin")
     answer = client.post("/signin", data={"token": TOKENS["viewer"], "csrf": csrf_of(form.text),
