@@ -132,7 +132,8 @@ def figures(order: dict[str, Any], catalog: Catalog) -> list[tuple[str, str, str
     currency = str(order.get("currency") or "").lower() or "unknown"
     value = int(order.get("amount_total") or 0)
     found: list[tuple[str, str, str | None, dict[str, int]]] = []
-    primaries = sorted({str(item.get("product")) for item in items if not item.get("cross_sell") and item.get("product")})
+    primaries = sorted({str(item.get("product")) for item in items
+                        if not item.get("cross_sell") and item.get("product")})
     products = catalog.for_account(order.get("account") or None)
     for product in primaries:
         offered = products.product(product).cross_sell
@@ -219,9 +220,10 @@ class CrossSellReport:
                     pipe.hgetall(_DAY + member)
                 hashes = pipe.execute()
         rows: dict[tuple[str, str], Row] = {}
-        days: dict[str, dict[str, Any]] = {(since + timedelta(n)).isoformat(): {"day": (since + timedelta(n)).isoformat(), "paid_orders": 0,
-                                                     "orders_with_cross_sell": 0, "cross_sell_revenue": {}}
-                for n in range((until - since).days + 1)}
+        dates = [(since + timedelta(n)).isoformat() for n in range((until - since).days + 1)]
+        days: dict[str, dict[str, Any]] = {
+            day: {"day": day, "paid_orders": 0, "orders_with_cross_sell": 0, "cross_sell_revenue": {}}
+            for day in dates}
         for member, figures_ in zip(members, hashes, strict=True):
             day, member_account, product = member.split("|", 2)
             if account is not None and member_account != account:
