@@ -10,8 +10,9 @@ STRIPE_API_BASE = "https://api.stripe.com"  #: Stripe's API root
 REDIS_CONNECT_TIMEOUT_S = 1.0  #: connecting to Redis, seconds (the receiver answers 503 after it)
 REDIS_SOCKET_TIMEOUT_S = 2.0  #: one Redis command, seconds
 
-RETENTION_S = 90 * 86_400  #: orders, items and inbox events are kept this long after their last write, seconds
-INBOX_TTL_S = RETENTION_S  #: how long an event stays in the inbox, seconds (CROSSFILL_RETENTION)
+#: orders and their items expire this long after the order's creation, inbox events after their last
+#: delivery, seconds (CROSSFILL_RETENTION)
+RETENTION_S = 90 * 86_400
 
 RECONCILE_EVERY_S = 600.0  #: how often beat runs reconciliation, seconds
 RECONCILE_WINDOW_S = 72 * 3600.0  #: how far back reconciliation lists events and sessions, seconds

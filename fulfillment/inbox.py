@@ -138,7 +138,7 @@ _STATUS_PREFIX = f"{KEY_PREFIX}inbox:"  #: sorted sets per status: event id scor
 class Inbox:
     """Durable record of received events, deduplicated on the event id."""
 
-    def __init__(self, client: redis.Redis, *, ttl_s: float = defaults.INBOX_TTL_S, stuck_after_s: float = 0) -> None:
+    def __init__(self, client: redis.Redis, *, ttl_s: float = defaults.RETENTION_S, stuck_after_s: float = 0) -> None:
         """*ttl_s*: how long an event is kept after its last delivery (the retention); *stuck_after_s*:
         a delivery of an event in flight that long pushes its message again (0: never)."""
         self._redis = client

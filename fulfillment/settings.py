@@ -85,7 +85,7 @@ class RecoverySettings:
     #: an event, item or order unchanged this long is re-dispatched when nothing else holds it; always
     #: above the visibility timeout + kombu's restore interval (a message in the unacked set comes back first)
     stuck_after: float = max(defaults.STUCK_AFTER_S, RetrySettings().redelivery_after)
-    #: orders, items and inbox events expire this long after their last write
+    #: orders and their items expire this long after the order's creation, inbox events after their last delivery
     retention: float = defaults.RETENTION_S
 
 
