@@ -132,10 +132,10 @@ def _report(sessions: list[tuple[Scenario, str]], orders: dict[str, dict[str, An
               and all(item["status"] == "done" for item in items))
         all_ok &= ok
         echo(f"{scenario.label:<32} {sid[:20] + '…':<22} {len(items):>5} {len(cross):>10}  "
-                   f"{order['status']:<16} {'ok' if ok else 'FAILED: expected ' + scenario.status}")
+             f"{order['status']:<16} {'ok' if ok else 'FAILED: expected ' + scenario.status}")
         for item in items[:3] if len(items) <= 3 else items[:2]:
             echo(f"    {item['id']:<30} {item['product']:<26} x{item['quantity']} "
-                       f"{'cross-sell' if item.get('cross_sell') else '':<10} {item['status']}")
+                 f"{'cross-sell' if item.get('cross_sell') else '':<10} {item['status']}")
         if len(items) > 3:
             echo(f"    ... {len(items) - 2} more, {sum(i['status'] == 'done' for i in items)} done in all")
     echo("\nall outcomes as expected" if all_ok else "\nSOME OUTCOMES ARE WRONG")
