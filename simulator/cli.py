@@ -13,6 +13,7 @@ import click
 
 from fulfillment.catalog import load_catalog
 from fulfillment.errors import ConfigError
+from fulfillment.events import COMPLETED
 from simulator import defaults
 from simulator.client import DEFAULT_API_KEY, SimClient
 from simulator.config import SimConfig
@@ -108,7 +109,7 @@ def sim(host: str, port: int, catalog_path: Path | None, retry_base_ms: int, ret
 
 
 @click.command()
-@click.argument("event", type=click.Choice(sorted(EVENT_OUTCOMES)), default="checkout.session.completed")
+@click.argument("event", type=click.Choice(sorted(EVENT_OUTCOMES)), default=COMPLETED)
 @click.option("--cross-sell", is_flag=True, help="The buyer adds the offered cross-sell.")
 @click.option("--remove-cross-sell", is_flag=True,
               help="The buyer adds the cross-sell and removes it (with --cross-sell: adds it back).")

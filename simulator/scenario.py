@@ -11,6 +11,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from fulfillment.events import ASYNC_FAILED, ASYNC_SUCCEEDED, COMPLETED, EXPIRED
 from simulator.client import SimClient
 from simulator.errors import RemoteError
 from simulator.resources import OUTCOMES
@@ -28,10 +29,10 @@ DEMO_CATALOG_PATH = Path(__file__).with_name("demo_catalog.toml")
 
 #: What each trigger-able event type asks of the buyer.
 EVENT_OUTCOMES = {
-    "checkout.session.completed": OUTCOMES,
-    "checkout.session.async_payment_succeeded": ("async_succeeded",),
-    "checkout.session.async_payment_failed": ("async_failed",),
-    "checkout.session.expired": ("expired",),
+    COMPLETED: OUTCOMES,
+    ASYNC_SUCCEEDED: ("async_succeeded",),
+    ASYNC_FAILED: ("async_failed",),
+    EXPIRED: ("expired",),
 }
 BUSY_RETRIES = 20  #: tries while another trigger holds the same idempotency key (409)
 BUSY_WAIT_S = 0.05  #: pause between those tries, seconds

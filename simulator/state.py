@@ -19,6 +19,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from fulfillment.crosssell import Price, SessionContext, decide_offer
+from fulfillment.events import ASYNC_FAILED, ASYNC_SUCCEEDED, COMPLETED, EXPIRED
 from simulator import defaults
 from simulator.config import SimConfig
 from simulator.errors import InvalidRequest, ResourceExists, ResourceMissing
@@ -418,12 +419,12 @@ class Store:
                     session.payment_intent = new_id("pi_")
                 session.payment_status = {"paid": "paid", "no_payment_required": "no_payment_required"}.get(
                     outcome, "unpaid")
-                self._emit("checkout.session.completed", self._session_json(session), AUTOMATIC)
+                self._emit(COMPLETED, self._session_json(session), AUTOMATIC)
             if outcome == "async_succeeded":
                 session.payment_status = "paid"
-                self._emit("checkout.session.async_payment_succeeded", self._session_json(session), AUTOMATIC)
+                self._emit(ASYNC_SUCCEEDED, self._session_json(session), AUTOMATIC)
             elif outcome == "async_failed":
-                self._emit("checkout.session.async_payment_failed", self._session_json(session), AUTOMATIC)
+                self._emit(ASYNC_FAILED, self._session_json(session), AUTOMATIC)
             return self.sim_session_json(session_id)
 
     def expire_session(self, session_id: str) -> dict[str, Any]:
@@ -431,7 +432,7 @@ class Store:
         with self._lock:
             session = self._open_session(session_id)
             session.status = "expired"
-            self._emit("checkout.session.expired", self._session_json(session), AUTOMATIC)
+            self._emit(EXPIRED, self._session_json(session), AUTOMATIC)
             return self.sim_session_json(session_id)
 
     # -- events ------------------------------------------------------------------------------------
