@@ -168,7 +168,8 @@ class Claim:
     wait_s: float = 0.0  #: time left on another run's lease, when busy
 
 
-def _order_key(sid: str) -> str:
+def order_key(sid: str) -> str:
+    """The Redis hash of an order (its status, times and summary); the report's script writes it too."""
     return f"{KEY_PREFIX}order:{sid}"
 
 
@@ -209,7 +210,7 @@ class Ledger:
         Items already known keep their state. Returns the order's status and the ids of the items
         not yet ended, to dispatch.
         """
-        keys = [_order_key(session_id), _items_key(session_id), _item_prefix(session_id), _ORDER_SETS, _ANOMALIES]
+        keys = [order_key(session_id), _items_key(session_id), _item_prefix(session_id), _ORDER_SETS, _ANOMALIES]
         args: list[Any] = [session_id, time.time(), json.dumps(order), self._ttl_s]
         for item in items:
             args += [item["id"], json.dumps(item), ",".join(item.get("anomalies") or ())]
@@ -221,7 +222,7 @@ class Ledger:
         """Set an order's status when it is new or in one of *allowed_from*; returns the status it has now."""
         if status not in ORDER_STATUSES:
             raise ValueError(f"status must be one of {ORDER_STATUSES}, got {status!r}")
-        keys = [_order_key(session_id), _ORDER_SETS, _items_key(session_id)]
+        keys = [order_key(session_id), _ORDER_SETS, _items_key(session_id)]
         result = self._call(self._mark, keys, [session_id, status, time.time(), json.dumps(order), self._ttl_s,
                                                *allowed_from])
         return None if result is None else str(result)
@@ -255,13 +256,13 @@ class Ledger:
 
     def reopen_item(self, session_id: str, line_item_id: str) -> bool:
         """Make a failed item pending again (a dead-letter replay); False when it was not failed."""
-        keys = [_item_prefix(session_id) + line_item_id, _order_key(session_id), _ORDER_SETS]
+        keys = [_item_prefix(session_id) + line_item_id, order_key(session_id), _ORDER_SETS]
         return bool(self._call(self._reopen, keys, [session_id, time.time()]))
 
     def order(self, session_id: str) -> dict[str, Any] | None:
         """The order and its items as plain data, or None when unknown."""
         with reachable():
-            fields: dict[str, str] = self._redis.hgetall(_order_key(session_id))  # type: ignore[assignment]
+            fields: dict[str, str] = self._redis.hgetall(order_key(session_id))  # type: ignore[assignment]
             ids: list[str] = self._redis.zrange(_items_key(session_id), 0, -1)  # type: ignore[assignment]
             with self._redis.pipeline(transaction=False) as pipe:
                 for item_id in ids:
@@ -274,7 +275,7 @@ class Ledger:
     def order_summary(self, session_id: str) -> dict[str, Any]:
         """The order's fields without its items (what a handler is told about the order)."""
         with reachable():
-            raw = self._redis.hget(_order_key(session_id), "data")
+            raw = self._redis.hget(order_key(session_id), "data")
         return {"session_id": session_id, **json.loads(raw or "{}")}
 
     def item(self, session_id: str, line_item_id: str) -> dict[str, Any] | None:
@@ -325,7 +326,7 @@ class Ledger:
                 for chunk in batches(self._redis.sscan_iter(_ORDER_SETS + status, count=batch), batch):
                     with self._redis.pipeline(transaction=False) as pipe:
                         for sid in chunk:
-                            pipe.hget(_order_key(sid), "created_at")
+                            pipe.hget(order_key(sid), "created_at")
                         stamps = pipe.execute()
                     scores = {sid: float(stamp) for sid, stamp in zip(chunk, stamps, strict=True) if stamp}
                     if scores:
@@ -338,7 +339,7 @@ class Ledger:
         with reachable():
             with self._redis.pipeline(transaction=False) as pipe:
                 for sid in session_ids:
-                    pipe.hgetall(_order_key(sid))
+                    pipe.hgetall(order_key(sid))
                     pipe.zrange(_items_key(sid), 0, -1)
                 heads = pipe.execute()
             with self._redis.pipeline(transaction=False) as pipe:
@@ -357,7 +358,7 @@ class Ledger:
         """Each order's status (None when there is no order), in one round trip."""
         with reachable(), self._redis.pipeline(transaction=False) as pipe:
             for sid in session_ids:
-                pipe.hget(_order_key(sid), "status")
+                pipe.hget(order_key(sid), "status")
             return [status or None for status in pipe.execute()]
 
     def unchanged_since(self, before: float, *, limit: int) -> list[tuple[str, str]]:
@@ -402,7 +403,7 @@ class Ledger:
         return {name: int(count) for name, count in raw.items()}
 
     def _end(self, sid: str, item_id: str, token: str, status: str, field: str, value: str) -> bool:
-        keys = [_item_prefix(sid) + item_id, _order_key(sid), _items_key(sid), _item_prefix(sid), _ORDER_SETS]
+        keys = [_item_prefix(sid) + item_id, order_key(sid), _items_key(sid), _item_prefix(sid), _ORDER_SETS]
         return bool(self._call(self._finish, keys, [token, status, time.time(), field, value, sid]))
 
     def _call(self, script: Any, keys: list[str], args: list[Any]) -> Any:

@@ -23,7 +23,7 @@ from typing import Any
 import redis
 
 from fulfillment.catalog import Catalog
-from fulfillment.ledger import TO_REPORT, Ledger
+from fulfillment.ledger import TO_REPORT, Ledger, order_key
 from fulfillment.store import KEY_PREFIX, reachable
 
 _DAY = f"{KEY_PREFIX}report:day:"  #: hash per (day, account, product): the day's figures
@@ -187,9 +187,8 @@ class CrossSellReport:
             index += [member, _day_start(day)]
         args: list[Any] = [session_id, time.time(), len(increments) // 3, *increments, len(labels) // 3, *labels,
                            len(index) // 2, *index]
-        order_key = f"{KEY_PREFIX}order:{session_id}"
         with reachable():
-            return bool(self._count(keys=[order_key, TO_REPORT, INDEX], args=args))
+            return bool(self._count(keys=[order_key(session_id), TO_REPORT, INDEX], args=args))
 
     def count_if_due(self, session_id: str) -> bool:
         """Count the order when it is fulfilled and not counted yet (one SISMEMBER otherwise)."""
