@@ -242,7 +242,8 @@ def start_stack(args: argparse.Namespace, purchases: int, *, web_argv: Callable[
         supervisor.start("web", web_argv(web_port) if web_argv else [*CROSSFILL, "web"], env, tmp / "logs")
         supervisor.start("base", gunicorn_command(BASELINE_APP, base_port), env, tmp / "logs")
         if workers:
-            supervisor.start("workers", [*CROSSFILL, "worker", "-p", str(args.worker_procs), "-c",
+            nice = ["nice", "-n", str(args.worker_nice)] if getattr(args, "worker_nice", 0) else []
+            supervisor.start("workers", [*nice, *CROSSFILL, "worker", "-p", str(args.worker_procs), "-c",
                                          str(args.concurrency), "--loglevel", "WARNING"], env, tmp / "logs")
         wait_port(sim_port, timeout=300)
         wait_port(web_port)
@@ -487,6 +488,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--worker-procs", type=int, default=2)
     parser.add_argument("--concurrency", "-c", type=int, default=16, help="worker threads in all")
     parser.add_argument("--connections", type=int, default=64, help="the generator's keep-alive connections")
+    parser.add_argument("--worker-nice", type=int, default=0,
+                        help="run the workers at this nice level (the receiver keeps the CPU it needs to ack)")
     parser.add_argument("--timeout", type=float, default=600, help="longest wait for the drain, s")
     parser.add_argument("--png", type=Path, default=REPO / "bench" / "results" / "flash_sale.png")
     parser.add_argument("--json", type=Path, help="write the figures (without samples) here")
