@@ -85,8 +85,7 @@ def fulfill_item(task: Task, session_id: str, line_item_id: str,
                                           reason="permanent", attempts=0)
         return {"status": "failed", "error": letter.error}
 
-    item = ledger.item(session_id, line_item_id) or {}
-    order = ledger.order_summary(session_id)
+    item, order = claim.item or {}, claim.order or {}
     request = FulfillmentRequest(session_id=session_id, line_item_id=line_item_id, item=item, order=order,
                                  attempt=claim.attempt, signing_secret=runtime.settings.handler_secret)
     try:

@@ -396,3 +396,13 @@ def test_a_paid_order_without_line_items_is_fulfilled_not_stuck(ledger: Ledger) 
     status, dispatch = ledger.open_order("cs_empty", {"mode": "payment"}, [])
     assert (status, dispatch) == ("fulfilled", [])
     assert ledger.counts()["fulfilled"] == 1
+
+
+def test_a_claim_brings_the_item_and_the_order_as_they_read_after_it(opened: Ledger) -> None:
+    # The handler's inputs come back with the lease (one round trip instead of three)
+    claim = opened.claim_item(SID, "li_1", lease_s=LEASE_S)
+
+    assert claim.outcome == CLAIMED
+    assert claim.item == opened.item(SID, "li_1")
+    assert claim.order == opened.order_summary(SID)
+    assert claim.item is not None and claim.item["status"] == "in_progress" and claim.item["attempts"] == 1
