@@ -17,7 +17,9 @@ RETENTION_S = 90 * 86_400
 RECONCILE_EVERY_S = 600.0  #: how often beat runs reconciliation, seconds
 RECONCILE_WINDOW_S = 72 * 3600.0  #: how far back reconciliation lists events and sessions, seconds
 RECONCILE_WINDOW_MAX_S = 30 * 86_400.0  #: the Events API keeps 30 days of events, seconds
-RECONCILE_LOCK_S = 600.0  #: a reconciliation run holds its lock at most this long (it renews), seconds
+#: a reconciliation run holds its lock this long past its last renewal (it renews as it works), seconds;
+#: so a run killed while holding it delays the next one by at most this much
+RECONCILE_LOCK_S = 60.0
 SWEEP_EVERY_S = 60.0  #: how often beat runs the sweeper, seconds
 STUCK_AFTER_S = 300.0  #: an event, item or order unchanged this long is checked by the sweeper, seconds
 SWEEP_BATCH = 1000  #: candidates the sweeper examines per kind and run (oldest first)

@@ -148,6 +148,7 @@ def _recover_sessions(runtime: Runtime, report: ReconcileReport, lock: Lock, in_
                 report.sessions_recovered += 1
                 report.note_recovered(session.id)
                 continue
+            lock.renew()  # each read may wait on the rate limiter: keep the (short) lock while working
             try:
                 decision = fulfill_session(runtime, session.id, account=account)
             except StoreUnavailable:
