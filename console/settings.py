@@ -9,7 +9,8 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 from fulfillment.errors import ConfigError
-from fulfillment.settings import env_int, kept_secret, redact
+from fulfillment.credentials import kept_secret, redact
+from fulfillment.env import env_int
 
 PORT = 8001  #: port of the console
 BIND = "127.0.0.1"  #: address the console listens on; anything else needs tokens

@@ -2,27 +2,27 @@
 
 Each component receives only its own section: the Stripe client gets :class:`StripeSettings`, the
 tasks' retry policy :class:`RetrySettings`. The receiver's own section (port, body limit, webhook
-secrets) lives with the receiver (``webhooks/settings.py``); it uses the parsers below, which turn
-every unusable value into a :class:`ConfigError` naming the variable, the value and the fix.
+secrets) lives with the receiver (``webhooks/settings.py``). Every section reads its variables with the
+parsers of ``fulfillment/env.py``, which turn every unusable value into a :class:`ConfigError` naming
+the variable, the value and the fix; secrets are shown only through ``fulfillment/credentials.py``.
 """
 from __future__ import annotations
 
 import os
-import re
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
 from fulfillment import defaults
+from fulfillment.credentials import redact_url
+from fulfillment.env import env_duration, env_float, env_int, env_number, plain_number
 from fulfillment.errors import ConfigError
 from fulfillment.livemode import configured_livemode
 from fulfillment.retrying import backoff_delay
 
 REDIS_SCHEMES = ("redis", "rediss", "unix")
-_DURATION = re.compile(r"^(\d+(?:\.\d+)?)\s*([smhd]?)$")
-_UNIT_S = {"": 1, "s": 1, "m": 60, "h": 3600, "d": 86_400}
 
 
 @dataclass(frozen=True)
@@ -161,8 +161,8 @@ def _rate(env: Mapping[str, str], name: str) -> float | None:
     """Requests per second in *name* (0 switches the limit off), or None when unset or blank."""
     if not (env.get(name) or "").strip():
         return None
-    return _number(env, name, 0.0, low=0, high=10_000, parse=float,
-                   kind="a number of requests per second (0 stops pacing)")
+    return env_number(env, name, 0.0, low=0, high=10_000, parse=float,
+                      kind="a number of requests per second (0 stops pacing)")
 
 
 def _retry(env: Mapping[str, str]) -> RetrySettings:
@@ -187,7 +187,7 @@ def _recovery(env: Mapping[str, str], retry: RetrySettings) -> RecoverySettings:
         # What reconciliation finds missing must still be there to find: an event older than the
         # retention would be recorded again after its record expired (and its order re-read).
         raise ConfigError("CROSSFILL_RECONCILE_WINDOW", env.get("CROSSFILL_RECONCILE_WINDOW"),
-                          f"keep it within CROSSFILL_RETENTION ({_plain(retention)} s)")
+                          f"keep it within CROSSFILL_RETENTION ({plain_number(retention)} s)")
     # A message still in kombu's unacked set comes back by itself after this; sweeping sooner doubles it.
     floor = retry.redelivery_after
     return RecoverySettings(
@@ -199,49 +199,6 @@ def _recovery(env: Mapping[str, str], retry: RetrySettings) -> RecoverySettings:
                                  high=7 * 86_400),
         retention=retention,
     )
-
-
-def env_int(env: Mapping[str, str], name: str, default: int, *, low: int, high: int) -> int:
-    """The whole number in *name*, or *default* when unset or blank."""
-    return int(_number(env, name, default, low=low, high=high, parse=int, kind="a whole number"))
-
-
-def env_float(env: Mapping[str, str], name: str, default: float, *, low: float, high: float) -> float:
-    """The number of seconds in *name*, or *default* when unset or blank."""
-    return _number(env, name, default, low=low, high=high, parse=float, kind="a number of seconds")
-
-
-def env_duration(env: Mapping[str, str], name: str, default: float, *, low: float, high: float) -> float:
-    """The duration in *name* (``90``, ``90s``, ``10m``, ``72h``, ``30d``) as seconds, or *default*."""
-    return _number(env, name, default, low=low, high=high, parse=parse_duration,
-                   kind="a duration such as 600, 10m, 72h or 30d")
-
-
-def parse_duration(raw: str) -> float:
-    """Seconds in ``"90"``, ``"90s"``, ``"10m"``, ``"72h"`` or ``"30d"``; ValueError otherwise."""
-    match = _DURATION.match(raw.strip().lower())
-    if not match:
-        raise ValueError(f"not a duration: {raw!r} (use e.g. 600, 10m, 72h or 30d)")
-    return float(match.group(1)) * _UNIT_S[match.group(2)]
-
-
-def _number(env: Mapping[str, str], name: str, default: float, *, low: float, high: float,
-            parse: Callable[[str], float], kind: str) -> float:
-    raw = env.get(name)
-    if raw is None or raw.strip() == "":
-        return default
-    fix = f"use {kind} between {_plain(low)} and {_plain(high)}"
-    try:
-        value = parse(raw.strip())
-    except ValueError:
-        raise ConfigError(name, raw, fix) from None
-    if not low <= value <= high:
-        raise ConfigError(name, raw, fix)
-    return value
-
-
-def _plain(number: float) -> str:
-    return str(int(number)) if float(number).is_integer() else f"{number:g}"
 
 
 def _redis_url(raw: str | None) -> str | None:
@@ -274,43 +231,3 @@ def _api_base(raw: str | None) -> str:
     if parts.scheme not in ("http", "https") or not parts.netloc:
         raise ConfigError("STRIPE_API_BASE", raw, "use an http:// or https:// URL such as https://api.stripe.com")
     return raw.strip().rstrip("/")
-
-
-def redact(secret: str) -> str:
-    """Show a secret's kind and length, never its text: ``whsec_…(38 chars)``."""
-    if not secret:
-        return "<empty>"
-    prefix = secret.split("_", 1)[0] + "_" if "_" in secret[:8] else ""
-    return f"{prefix}…({len(secret)} chars)"
-
-
-def kept_secret(path: Path, make: Callable[[], str]) -> str:
-    """The secret kept in *path*, or a new one from *make* written there: readable by its owner only
-    from the start, and race-free (when two processes start at once, the first one's file wins)."""
-    if path.exists():
-        return path.read_text().strip()
-    path.parent.mkdir(parents=True, exist_ok=True)
-    temporary = path.with_name(f".{path.name}.{os.getpid()}")
-    with os.fdopen(os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600), "w") as file:
-        file.write(f"{make()}\n")
-    try:
-        os.link(temporary, path)  # fails if another process got there first: theirs wins
-    except FileExistsError:
-        pass
-    finally:
-        temporary.unlink()
-    return path.read_text().strip()
-
-
-def redact_url(url: str) -> str:
-    """A URL with its credentials hidden (``redis://***@cache:6379/0``, ``...?password=***``); one
-    without any is shown as given."""
-    try:
-        parts = urlsplit(url)
-    except ValueError:
-        return redact(url)
-    netloc = "***@" + parts.netloc.rpartition("@")[2] if "@" in parts.netloc else parts.netloc
-    query = "&".join("password=***" if field.startswith("password=") else field for field in parts.query.split("&"))
-    if (netloc, query) == (parts.netloc, parts.query):
-        return url
-    return parts._replace(netloc=netloc, query=query).geturl()

@@ -8,12 +8,13 @@ from typing import Any
 import requests
 
 from fulfillment import defaults
+from fulfillment.credentials import redact
 from fulfillment.errors import InvalidResponse, PermanentError, TransientError
 from fulfillment.http import error_for, pooled_session, send
 from fulfillment.ids import ACCOUNT_ID
 from fulfillment.ratelimit import RateLimiter, cool_down_seconds, endpoint_of
 from fulfillment.schemas import CheckoutSession, LineItem, parse_line_items, parse_session
-from fulfillment.settings import StripeSettings, redact
+from fulfillment.settings import StripeSettings
 from fulfillment.stats import (
     STRIPE_API_CALLS,
     STRIPE_ORDERS_READ,

@@ -5,9 +5,10 @@ import os
 from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
 
+from fulfillment.credentials import redact
+from fulfillment.env import env_int
 from fulfillment.errors import ConfigError
 from fulfillment.livemode import configured_livemode
-from fulfillment.settings import env_int, redact
 from webhooks import defaults
 
 

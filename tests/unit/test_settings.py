@@ -10,17 +10,15 @@ from pathlib import Path
 import pytest
 
 from fulfillment import defaults
+from fulfillment.credentials import kept_secret, redact, redact_url
+from fulfillment.env import parse_duration
 from fulfillment.errors import ConfigError
 from fulfillment.settings import (
     RecoverySettings,
     RetrySettings,
     Settings,
     StripeSettings,
-    kept_secret,
     load_settings,
-    parse_duration,
-    redact,
-    redact_url,
 )
 from webhooks import defaults as web_defaults
 from webhooks.settings import ReceiverSettings, load_receiver_settings

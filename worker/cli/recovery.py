@@ -9,7 +9,7 @@ import click
 
 from fulfillment import defaults
 from fulfillment.errors import CrossfillError
-from fulfillment.settings import parse_duration
+from fulfillment.env import parse_duration
 from worker.cli.common import echo_json, ops_app, settings_or_exit, setup_logging, with_redis
 
 

@@ -9,8 +9,9 @@ from typing import TYPE_CHECKING
 
 import click
 
+from fulfillment.credentials import redact, redact_url
 from fulfillment.errors import ConfigError
-from fulfillment.settings import Settings, redact, redact_url
+from fulfillment.settings import Settings
 from worker.cli.common import (
     fail_config,
     receiver_or_exit,

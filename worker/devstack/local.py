@@ -17,9 +17,10 @@ from typing import TYPE_CHECKING
 
 import requests
 
+from fulfillment.credentials import kept_secret
 from fulfillment.errors import ConfigError
 from fulfillment.events import HANDLED_TYPES
-from fulfillment.settings import Settings, kept_secret
+from fulfillment.settings import Settings
 from worker.devstack.errors import ChildExited, StartTimeout
 from worker.devstack.supervisor import Supervisor
 
