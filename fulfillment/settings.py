@@ -20,7 +20,6 @@ from fulfillment.credentials import redact_url
 from fulfillment.env import env_duration, env_float, env_int, env_number, plain_number
 from fulfillment.errors import ConfigError
 from fulfillment.livemode import configured_livemode
-from fulfillment.retrying import backoff_delay
 
 REDIS_SCHEMES = ("redis", "rediss", "unix")
 
@@ -45,7 +44,10 @@ class StripeSettings:
 
 @dataclass(frozen=True)
 class RetrySettings:
-    """When a failed task is tried again, and when it is given up (dead-lettered)."""
+    """When a failed task is tried again, and when it is given up (dead-lettered).
+
+    Data only: ``fulfillment/backoff.py`` turns it into a delay, ``worker/retries.py`` into a decision.
+    """
 
     base: float = defaults.RETRY_BASE_S
     cap: float = defaults.RETRY_CAP_S
@@ -66,11 +68,6 @@ class RetrySettings:
     def redelivery_after(self) -> float:
         """Seconds after which a message whose worker died is surely back in its queue."""
         return self.visibility_timeout + self.restore_interval + defaults.VISIBILITY_MARGIN_S
-
-    def delay(self, attempt: int, retry_after: float | None = None) -> float:
-        """Seconds before attempt ``attempt + 1``: jittered backoff, never past the visibility timeout."""
-        return backoff_delay(attempt, base=self.base, cap=self.cap, retry_after=retry_after,
-                             ceiling=self.visibility_timeout - defaults.VISIBILITY_MARGIN_S)
 
 
 @dataclass(frozen=True)

@@ -15,6 +15,7 @@ from typing import Any, NoReturn
 
 from celery import Task
 
+from fulfillment import backoff
 from fulfillment.errors import PermanentError, StoreUnavailable, TransientError
 from fulfillment.pending import PendingRetry
 from fulfillment.settings import RetrySettings
@@ -83,7 +84,7 @@ def retry_or_dead_letter(task: Task, runtime: Runtime, attempt: Attempt, error: 
 
 def _schedule_retry(task: Task, runtime: Runtime, attempt: Attempt, error: Exception, message: str,
                     now: float) -> NoReturn:
-    delay = runtime.settings.retry.delay(attempt.number, getattr(error, "retry_after", None))
+    delay = backoff.delay(runtime.settings.retry, attempt.number, getattr(error, "retry_after", None))
     try:
         runtime.retries.note(PendingRetry(id=attempt.id, task=attempt.task, args=attempt.args, error=message,
                                           attempts=attempt.number, first_attempt_at=attempt.first_attempt_at,

@@ -46,13 +46,6 @@ def test_the_attempt_is_filed_under_its_dead_letter_id() -> None:
     assert Attempt("process_event", ["evt_1"], 1, START).id == "event:evt_1"
 
 
-@pytest.mark.parametrize("attempt_number", [1, 5, 40])
-def test_delays_stay_below_the_visibility_timeout(attempt_number: int) -> None:
-    policy = RetrySettings(base=60, cap=10_000, visibility_timeout=30)
-    for _ in range(50):
-        assert policy.delay(attempt_number, retry_after=1_000) <= 30 - 5
-
-
 def test_pending_retries_are_summed_by_task_and_reason() -> None:
     retries = PendingRetries(fake_redis(fakeredis.FakeServer()))
     for sid, error in (("cs_1", "TransientError: 503"), ("cs_2", "TransientError: 429"),
