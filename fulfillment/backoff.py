@@ -3,7 +3,7 @@
 :func:`jittered_delay` is the curve itself, every input explicit; :func:`delay` applies a
 :class:`~fulfillment.settings.RetrySettings` policy to it. Whether a task is tried again at all is
 the task retry path's decision (``worker/retries.py``); the tasks now waiting on one are ops' view
-(``fulfillment/pending.py``).
+(``fulfillment/waiting_retries.py``).
 """
 from __future__ import annotations
 

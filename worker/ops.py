@@ -28,7 +28,7 @@ def status(app: CrossfillCelery, *, ping_timeout: float = 1.0) -> dict[str, Any]
         "dead_letters": runtime.dead_letters.count(),
         "inbox": runtime.inbox.counts(),
         "orders": runtime.ledger.counts(),
-        "retries": runtime.retries.summary(now=time.time(), stale_after_s=runtime.settings.retry.visibility_timeout),
+        "retries": runtime.waiting_retries.summary(now=time.time(), stale_after_s=runtime.settings.retry.visibility_timeout),
         "workers": sorted(name for reply in workers for name in reply),
     }
 

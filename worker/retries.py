@@ -4,6 +4,9 @@ Policy: a permanent error is dead-lettered at once. A transient one (API 5xx/429
 down) is retried with jittered backoff until the retry horizon has passed since the first attempt
 (Stripe itself retries a webhook for 3 days). Anything else is a bug: it is logged with its
 traceback and gets a small number of attempts. Retry delays stay below the visibility timeout.
+
+The delay is ``fulfillment/backoff.py``'s; a task waiting on its retry is noted for ops in
+``fulfillment/waiting_retries.py`` (``Runtime.waiting_retries``).
 """
 from __future__ import annotations
 
@@ -17,8 +20,8 @@ from celery import Task
 
 from fulfillment import backoff
 from fulfillment.errors import PermanentError, StoreUnavailable, TransientError
-from fulfillment.pending import PendingRetry
 from fulfillment.settings import RetrySettings
+from fulfillment.waiting_retries import WaitingRetry
 from worker.contract import dead_letter_id
 from worker.runtime import Runtime
 
@@ -76,7 +79,7 @@ def retry_or_dead_letter(task: Task, runtime: Runtime, attempt: Attempt, error: 
     runtime.dead_letters.add(attempt.id, attempt.task, attempt.args, message, reason=reason, attempts=attempt.number)
     if on_dead is not None:
         on_dead(message, reason)
-    runtime.retries.clear(attempt.id)
+    runtime.waiting_retries.clear(attempt.id)
     log.error("%s dead-lettered (%s) after %d attempt(s) over %.0f s: %s", attempt.id, reason, attempt.number,
               now - attempt.first_attempt_at, message)
     return {"outcome": "dead_lettered", "reason": reason, "error": message}
@@ -86,9 +89,10 @@ def _schedule_retry(task: Task, runtime: Runtime, attempt: Attempt, error: Excep
                     now: float) -> NoReturn:
     delay = backoff.delay(runtime.settings.retry, attempt.number, getattr(error, "retry_after", None))
     try:
-        runtime.retries.note(PendingRetry(id=attempt.id, task=attempt.task, args=attempt.args, error=message,
-                                          attempts=attempt.number, first_attempt_at=attempt.first_attempt_at,
-                                          next_attempt_at=now + delay))
+        runtime.waiting_retries.note(WaitingRetry(id=attempt.id, task=attempt.task, args=attempt.args,
+                                                  error=message, attempts=attempt.number,
+                                                  first_attempt_at=attempt.first_attempt_at,
+                                                  next_attempt_at=now + delay))
     except StoreUnavailable:
         pass  # only ops' view of waiting retries misses it; the retry itself is Celery's to send
     log.warning("%s attempt %d failed (%s); retry in %.1f s", attempt.id, attempt.number, message, delay)

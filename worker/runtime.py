@@ -10,12 +10,12 @@ from fulfillment.deadletters import DeadLetters
 from fulfillment.handlers import HandlerRegistry
 from fulfillment.inbox import Inbox
 from fulfillment.ledger import Ledger
-from fulfillment.pending import PendingRetries
 from fulfillment.ratelimit import RateLimiter, RateLimits, key_mode
 from fulfillment.settings import Settings
 from fulfillment.stats import Stats
 from fulfillment.store import connect
 from fulfillment.stripe_api import StripeClient
+from fulfillment.waiting_retries import WaitingRetries
 
 
 class Runtime:
@@ -42,8 +42,8 @@ class Runtime:
         return DeadLetters(self.redis)
 
     @cached_property
-    def retries(self) -> PendingRetries:
-        return PendingRetries(self.redis)
+    def waiting_retries(self) -> WaitingRetries:
+        return WaitingRetries(self.redis)
 
     @cached_property
     def handlers(self) -> HandlerRegistry:

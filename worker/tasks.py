@@ -47,7 +47,7 @@ def process_event(task: Task, event_id: str, first_attempt_at: float | None = No
         return {"event_id": event_id, **result}
     runtime.inbox.move(event_id, "processed")
     if attempt.number > 1:
-        runtime.retries.clear(attempt.id)
+        runtime.waiting_retries.clear(attempt.id)
     log.info("event %s (%s): order %s is %s, %d item(s) dispatched", event_id, event.type, event.session_id,
              decision.order_status, len(decision.dispatch))
     return {"event_id": event_id, "outcome": "processed", "order_status": decision.order_status,
@@ -104,7 +104,7 @@ def fulfill_item(task: Task, session_id: str, line_item_id: str,
                     "covers the repeat", session_id, line_item_id)
     _count_in_report(runtime, session_id)
     if claim.attempt > 1:
-        runtime.retries.clear(attempt.id)
+        runtime.waiting_retries.clear(attempt.id)
     return {"status": "done", "result": result}
 
 

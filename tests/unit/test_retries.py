@@ -6,8 +6,8 @@ import pytest
 from fulfillment_fixtures import fake_redis
 
 from fulfillment.errors import InvalidResponse, PermanentError, StoreUnavailable, TransientError
-from fulfillment.pending import PendingRetries, PendingRetry
 from fulfillment.settings import RetrySettings
+from fulfillment.waiting_retries import WaitingRetries, WaitingRetry
 from worker.retries import Attempt, should_retry
 
 HOUR = 3600.0
@@ -46,13 +46,13 @@ def test_the_attempt_is_filed_under_its_dead_letter_id() -> None:
     assert Attempt("process_event", ["evt_1"], 1, START).id == "event:evt_1"
 
 
-def test_pending_retries_are_summed_by_task_and_reason() -> None:
-    retries = PendingRetries(fake_redis(fakeredis.FakeServer()))
+def test_waiting_retries_are_summed_by_task_and_reason() -> None:
+    retries = WaitingRetries(fake_redis(fakeredis.FakeServer()))
     for sid, error in (("cs_1", "TransientError: 503"), ("cs_2", "TransientError: 429"),
                        ("cs_3", "StoreUnavailable: down")):
-        retries.note(PendingRetry(id=f"fulfill:{sid}:li_1", task="fulfill_item", args=[sid, "li_1"], error=error,
+        retries.note(WaitingRetry(id=f"fulfill:{sid}:li_1", task="fulfill_item", args=[sid, "li_1"], error=error,
                                   attempts=3, first_attempt_at=START, next_attempt_at=START + 60))
-    retries.note(PendingRetry(id="event:evt_1", task="process_event", args=["evt_1"], error="TransientError: 500",
+    retries.note(WaitingRetry(id="event:evt_1", task="process_event", args=["evt_1"], error="TransientError: 500",
                               attempts=1, first_attempt_at=START, next_attempt_at=START + 5))
     retries.clear("fulfill:cs_1:li_1")
 

@@ -51,7 +51,7 @@ def order(session_id: str, as_json: bool) -> None:
                    err=True)
         sys.exit(1)
     # Tasks of this order waiting on a retry (the event's or an item's): why, and when they run next.
-    waiting = [retry for retry in runtime.retries.list() if session_id in retry.args
+    waiting = [retry for retry in runtime.waiting_retries.list() if session_id in retry.args
                or (retry.task == PROCESS_EVENT and _event_of(runtime, retry.args, session_id))]
     record["retries"] = [dataclasses.asdict(retry) for retry in waiting]
     if as_json:

@@ -1,4 +1,9 @@
-"""The tasks now waiting on a retry, so ops can see how many and why (``crossfill status``)."""
+"""The tasks now waiting on a retry, so ops can see how many and why (``crossfill status``).
+
+Ops' view only: the task retry path (``worker/retries.py``) notes a task here when it schedules a
+retry, with the delay from ``fulfillment/backoff.py``, and clears it when the task succeeds or is
+dead-lettered. Celery holds the retry itself; an entry lost here loses nothing but the view.
+"""
 from __future__ import annotations
 
 import json
@@ -11,7 +16,7 @@ from fulfillment.store import KEY_PREFIX, reachable
 
 
 @dataclass(frozen=True)
-class PendingRetry:
+class WaitingRetry:
     """A task waiting to be tried again: what failed, why, and when it runs next."""
 
     id: str  #: the task's dead-letter id (what it would be filed under if it ran out of time)
@@ -23,17 +28,17 @@ class PendingRetry:
     next_attempt_at: float
 
 
-_RETRIES = f"{KEY_PREFIX}retries"  #: hash: id → JSON of a PendingRetry
+_RETRIES = f"{KEY_PREFIX}retries"  #: hash: id → JSON of a WaitingRetry
 _RETRIES_DUE = f"{KEY_PREFIX}retries:due"  #: sorted set: id by next attempt time
 
 
-class PendingRetries:
+class WaitingRetries:
     """The tasks now waiting on a retry, so ops can see how many and why (``crossfill status``)."""
 
     def __init__(self, client: redis.Redis) -> None:
         self._redis = client
 
-    def note(self, retry: PendingRetry) -> None:
+    def note(self, retry: WaitingRetry) -> None:
         """Record (or update) a task that will be tried again."""
         with reachable(), self._redis.pipeline() as pipe:
             pipe.hset(_RETRIES, retry.id, json.dumps(asdict(retry)))
@@ -47,12 +52,12 @@ class PendingRetries:
             pipe.zrem(_RETRIES_DUE, retry_id)
             pipe.execute()
 
-    def list(self, limit: int = 1000) -> list[PendingRetry]:
+    def list(self, limit: int = 1000) -> list[WaitingRetry]:
         """Waiting tasks, the next one due first."""
         with reachable():
             ids: list[str] = self._redis.zrange(_RETRIES_DUE, 0, limit - 1)  # type: ignore[assignment]
             raws: list[Any] = self._redis.hmget(_RETRIES, ids) if ids else []
-        return [PendingRetry(**json.loads(raw)) for raw in raws if raw]
+        return [WaitingRetry(**json.loads(raw)) for raw in raws if raw]
 
     def summary(self, *, now: float, stale_after_s: float) -> dict[str, Any]:
         """How many tasks wait, by task and by reason (the error's kind), leaving out entries whose
