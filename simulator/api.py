@@ -1,4 +1,4 @@
-"""``/v1``: Stripe's API paths and params, over :class:`simulator.state.Store`.
+"""``/v1``: Stripe's API paths and params, over :class:`simulator.store.Store`.
 
 Views only parse params and call the store; authentication, injected faults and Idempotency-Key
 replays happen around every request in :mod:`simulator.app`.
@@ -16,7 +16,7 @@ from simulator.context import current_account, current_sim, current_store, expan
 from simulator.errors import InvalidRequest
 from simulator.params import Params, to_int
 from simulator.resources import ACCOUNT_TYPES, INTERVALS, MODES, SESSION_STATUSES
-from simulator.state import LineItemSpec
+from simulator.store import LineItemSpec
 
 _EVENT_TYPE = re.compile(r"^(\*|[a-z_]+(\.[a-z_]+)+)$")  #: an event type, or ``*`` for all
 _EVENT_PATTERN = re.compile(r"^[a-z0-9_.*]+$")  #: an event type filter, ``*`` matching any characters

@@ -23,7 +23,7 @@ from simulator.dashboard import sim
 from simulator.errors import ApiError, AuthenticationFailed, RateLimited
 from simulator.idempotency import SavedResponse
 from simulator.simulation import Simulator
-from simulator.state import Store
+from simulator.store import Store
 
 log = logging.getLogger(__name__)
 

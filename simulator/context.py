@@ -14,7 +14,7 @@ from simulator.forms import decode, parse_query
 from simulator.params import Params
 from simulator.resources import new_id
 from simulator.simulation import Simulator
-from simulator.state import RequestInfo, Store
+from simulator.store import RequestInfo, Store
 
 EXTENSION = "crossfill_sim"  #: the key of the Simulator in ``app.extensions``
 DASHBOARD = "sim"  #: the name of the /sim blueprint, whose POSTs may carry JSON

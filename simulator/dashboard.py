@@ -15,7 +15,7 @@ from simulator.context import DASHBOARD, current_sim, current_store, read_params
 from simulator.errors import InvalidRequest
 from simulator.faults import plan_faults
 from simulator.resources import OUTCOMES
-from simulator.state import Store
+from simulator.store import Store
 
 sim = Blueprint(DASHBOARD, __name__, url_prefix="/sim")
 

@@ -1,6 +1,6 @@
 """The simulator's objects and their Stripe JSON shapes, pure.
 
-Records are mutable dataclasses owned by :class:`simulator.state.Store` (and only touched under
+Records are mutable dataclasses owned by :class:`simulator.store.Store` (and only touched under
 its lock); the ``*_json`` functions render them exactly as Stripe's API returns them.
 """
 from __future__ import annotations

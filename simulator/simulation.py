@@ -16,7 +16,7 @@ from simulator.idempotency import IdempotencyCache
 from simulator.paging import Page, list_object, page
 from simulator.ratelimit import RateLimiter
 from simulator.resources import AccountRecord, account_json, new_id
-from simulator.state import Store
+from simulator.store import Store
 
 ACCOUNT_ID = re.compile(r"^acct_[A-Za-z0-9]{1,250}$")  #: a connected account id
 
