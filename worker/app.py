@@ -8,9 +8,9 @@ from fulfillment import defaults
 from fulfillment.settings import Settings
 from worker import schedule, tasks
 from worker.broker import OutageTolerantTask, harden_kombu_redis
-from worker.contract import QUEUES, TASK_QUEUES
+from messaging.contract import QUEUES, TASK_QUEUES
 from worker.queueing import QUEUE_ORDER
-from worker.runtime import Runtime
+from ops.runtime import Runtime
 
 
 class CrossfillCelery(Celery):

@@ -18,8 +18,8 @@ from celery import Task
 from fulfillment.errors import PermanentError, StoreUnavailable, TransientError
 from fulfillment.pending import PendingRetry
 from fulfillment.settings import RetrySettings
-from worker.contract import dead_letter_id
-from worker.runtime import Runtime
+from messaging.contract import dead_letter_id
+from ops.runtime import Runtime
 
 log = logging.getLogger(__name__)
 

@@ -11,7 +11,7 @@ import click
 
 from fulfillment.errors import ConfigError
 from fulfillment.settings import Settings, redact, redact_url
-from worker.cli.common import (
+from crossfill.cli.common import (
     fail_config,
     receiver_or_exit,
     settings_or_exit,
@@ -19,8 +19,8 @@ from worker.cli.common import (
     start_embedded,
     with_redis,
 )
-from worker.devstack.errors import DevStackError
-from worker.devstack.local import child_env
+from crossfill.errors import SupervisorError
+from crossfill.local import child_env
 
 if TYPE_CHECKING:
     from webhooks.settings import ReceiverSettings  # the webhooks package loads Flask: not for every command
@@ -45,7 +45,7 @@ def worker_argv(concurrency: int, pool: str = "threads", loglevel: str = "INFO")
 @click.command()
 def redis() -> None:
     """Run the embedded Redis of the data dir in the foreground (Ctrl-C stops it)."""
-    from worker.devstack.supervisor import Supervisor
+    from crossfill.supervisor import Supervisor
 
     setup_logging()
     settings = settings_or_exit()
@@ -61,7 +61,7 @@ def redis() -> None:
 @click.command()
 def web() -> None:
     """Serve the webhook receiver with gunicorn on CROSSFILL_PORT."""
-    from worker.devstack.supervisor import Supervisor
+    from crossfill.supervisor import Supervisor
 
     setup_logging()
     settings, receiver = settings_or_exit(), receiver_or_exit()
@@ -93,8 +93,8 @@ def worker(concurrency: int, processes: int, loglevel: str) -> None:
     """Run a Celery worker on the queues events and fulfillment."""
     from worker.app import make_celery
     from worker.broker import run_worker
-    from worker.devstack.local import CROSSFILL
-    from worker.devstack.supervisor import Supervisor, stop
+    from crossfill.local import CROSSFILL
+    from crossfill.supervisor import Supervisor, stop
 
     settings, redis_proc = with_redis(settings_or_exit())
     try:
@@ -127,8 +127,8 @@ def worker(concurrency: int, processes: int, loglevel: str) -> None:
 def run(concurrency: int, sim_port: int) -> None:
     """Run everything locally: embedded Redis (unless configured), the receiver, a worker, and the
     Stripe simulator when STRIPE_API_KEY is unset. Ctrl-C stops all of it."""
-    from worker.devstack.local import secret_file, start_local
-    from worker.devstack.supervisor import Supervisor
+    from crossfill.local import secret_file, start_local
+    from crossfill.supervisor import Supervisor
 
     setup_logging()
     settings, receiver = settings_or_exit(), receiver_or_exit()
@@ -140,10 +140,10 @@ def run(concurrency: int, sim_port: int) -> None:
         supervisor.adopt("redis", redis_proc)
     try:
         stack = start_local(settings, receiver, concurrency=concurrency, sim_port=sim_port, supervisor=supervisor)
-        from worker.cli.console import start_console
+        from crossfill.cli.console import start_console
 
         console_url, console_token = start_console(stack.settings, supervisor)
-    except DevStackError as error:
+    except SupervisorError as error:
         supervisor.stop_all()
         click.echo(f"crossfill: {error}", err=True)
         sys.exit(1)
@@ -160,7 +160,7 @@ def run(concurrency: int, sim_port: int) -> None:
 
 
 def _secrets(settings: Settings, receiver: ReceiverSettings, *, generate: bool) -> ReceiverSettings:
-    from worker.devstack.local import resolve_secrets
+    from crossfill.local import resolve_secrets
 
     try:
         return resolve_secrets(settings, receiver, generate=generate)
