@@ -25,8 +25,8 @@ from fulfillment.inbox import Inbox
 from fulfillment.ledger import Ledger
 from fulfillment.orders import classify_items, order_summary
 from fulfillment.schemas import parse_line_items, parse_session
-from worker.contract import EVENTS_QUEUE, PROCESS_EVENT, task_message
-from worker.devstack.embedded import free_port, redis_argv
+from messaging.contract import EVENTS_QUEUE, PROCESS_EVENT, task_message
+from crossfill.embedded import free_port, redis_argv
 
 FIXTURES = Path(__file__).resolve().parents[1] / "tests" / "fixtures" / "stripe" / "fixtures3"
 

@@ -58,12 +58,12 @@ for path in (REPO, REPO / "bench"):
 from flash_sim import catalog_toml  # noqa: E402
 from receiver import BASELINE_APP, ServerConfig  # noqa: E402
 from tests.support.target import FulfillmentTarget  # noqa: E402
-from worker.devstack.embedded import free_port, redis_argv  # noqa: E402
-from worker.devstack.supervisor import Supervisor  # noqa: E402
+from crossfill.embedded import free_port, redis_argv  # noqa: E402
+from crossfill.supervisor import Supervisor  # noqa: E402
 
 SECRET = "whsec_bench_flash_0123456789abcdef"
 HANDLER_SECRET = "bench_flash_handler_secret"
-CROSSFILL = [sys.executable, "-m", "worker.cli"]
+CROSSFILL = [sys.executable, "-m", "crossfill.cli"]
 SESSION_READ = "GET /v1/checkout/sessions/{id}"  #: the one call per order, as the simulator names the endpoint
 ENDPOINT_LIMIT = 25  #: Stripe's default per-endpoint limit, requests/s: the session read's cap
 TARGET_ACK_P99_MS = 50.0

@@ -75,7 +75,7 @@ def create_web() -> Any:
 
 def main(argv: list[str]) -> int:
     from worker.broker import run_worker
-    from worker.cli.service import worker_argv
+    from crossfill.cli.service import worker_argv
 
     concurrency = int(argv[argv.index("-c") + 1]) if "-c" in argv else 8
     args = worker_argv(concurrency, loglevel="WARNING")

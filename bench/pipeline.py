@@ -52,10 +52,10 @@ from flash_sale import (  # noqa: E402
     settle, wait_port)
 from flash_sim import catalog_toml  # noqa: E402
 from floor_app import EVENT_QUEUE, ITEM_QUEUE  # noqa: E402
-from worker.devstack.embedded import free_port, redis_argv  # noqa: E402
-from worker.devstack.supervisor import Supervisor  # noqa: E402
+from crossfill.embedded import free_port, redis_argv  # noqa: E402
+from crossfill.supervisor import Supervisor  # noqa: E402
 
-CROSSFILL = [sys.executable, "-m", "worker.cli"]
+CROSSFILL = [sys.executable, "-m", "crossfill.cli"]
 TARGET_RATIO = 1.2
 
 

@@ -92,7 +92,7 @@ def main(argv: list[str] | None = None) -> int:
         from webhooks.envelope import parse_event
         from webhooks.signature import verify
         from worker.app import make_celery
-        from worker.contract import EVENTS_QUEUE, PROCESS_EVENT, task_message
+        from messaging.contract import EVENTS_QUEUE, PROCESS_EVENT, task_message
 
         module_name, _, factory = args.app.partition(":")
         app = getattr(importlib.import_module(module_name), factory)()

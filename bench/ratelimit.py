@@ -47,13 +47,13 @@ from fulfillment.ratelimit import RateLimiter, RateLimits, endpoint_of  # noqa: 
 from simulator.client import SimClient  # noqa: E402
 from simulator.errors import RemoteError  # noqa: E402
 from simulator.scenario import DEMO_CATALOG_PATH, PRO, ensure_account, ensure_demo_catalog  # noqa: E402
-from worker.contract import EVENTS_QUEUE  # noqa: E402
-from worker.devstack.embedded import free_port, redis_argv  # noqa: E402
-from worker.devstack.local import register_endpoint  # noqa: E402
-from worker.devstack.supervisor import Supervisor  # noqa: E402
+from messaging.contract import EVENTS_QUEUE  # noqa: E402
+from crossfill.embedded import free_port, redis_argv  # noqa: E402
+from crossfill.local import register_endpoint  # noqa: E402
+from crossfill.supervisor import Supervisor  # noqa: E402
 
 SECRET = "whsec_bench_ratelimit_0123456789abcdef"
-CROSSFILL = [sys.executable, "-m", "worker.cli"]
+CROSSFILL = [sys.executable, "-m", "crossfill.cli"]
 TEST_MODE_RATE = 25.0  #: Stripe's test-mode limit per account (and per endpoint), requests/s
 TARGET_RATIO = 0.9
 HELD = "crossfill:bench:held-events"  #: where the queued burst waits while the workers start

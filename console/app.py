@@ -17,9 +17,10 @@ from console.service import ConsoleService
 from console.settings import ConsoleSettings, load_console_settings, resolve_secret
 from console.state import EXTENSION, Console
 from fulfillment.errors import ConfigError, StoreUnavailable
+from fulfillment.problems import Problem, from_http_exception, internal
 from fulfillment.report import CrossSellReport
 from fulfillment.settings import Settings, load_settings
-from worker.app import make_celery
+from ops.runtime import Runtime
 
 log = logging.getLogger(__name__)
 
@@ -45,12 +46,12 @@ def create_console_app(settings: Settings | None = None, console_settings: Conso
     assert console_settings.secret_key is not None
     if not console_settings.tokens and not console_settings.is_loopback:
         raise ConfigError("CROSSFILL_CONSOLE_TOKENS", "", "set name:role:token entries before binding beyond 127.0.0.1")
-    celery = make_celery(settings)
-    client = celery.runtime.redis
-    state = Console(settings=settings, console=console_settings, service=ConsoleService(celery),
+    runtime = Runtime(settings)
+    client = runtime.redis
+    state = Console(settings=settings, console=console_settings, service=ConsoleService(runtime),
                     tokens=TokenTable(console_settings.tokens, console_settings.secret_key),
                     audit=AuditLog(client), throttle=SignInThrottle(client),
-                    report=CrossSellReport(client, celery.runtime.catalog))
+                    report=CrossSellReport(client, runtime.catalog))
 
     try:
         # Orders recorded before the creation-time index existed are added to it once.
@@ -95,7 +96,7 @@ def create_console_app(settings: Settings | None = None, console_settings: Conso
     def wants_json(req: Request) -> bool:
         return req.path.startswith("/api/")
 
-    def render_error(error: ConsoleError) -> Response | tuple[str, int, dict[str, str]]:
+    def render_error(error: Problem) -> Response | tuple[str, int, dict[str, str]]:
         if wants_json(request):
             response = jsonify(error.to_json())
             response.status_code = error.status
@@ -122,16 +123,11 @@ def create_console_app(settings: Settings | None = None, console_settings: Conso
 
     @app.errorhandler(HTTPException)
     def http_error(error: HTTPException) -> Response | tuple[str, int, dict[str, str]]:
-        mapped = ConsoleError(f"{error.code} {error.name}: {error.description}")
-        mapped.status = error.code or 500
-        mapped.kind = "not_found" if error.code == 404 else "http"
-        if error.code == 405 and getattr(error, "valid_methods", None):
-            mapped.headers["Allow"] = ", ".join(error.valid_methods)  # type: ignore[attr-defined]
-        return render_error(mapped)
+        return render_error(from_http_exception(error))
 
     @app.errorhandler(Exception)
     def unexpected(error: Exception) -> Response | tuple[str, int, dict[str, str]]:
         log.exception("console: unexpected error serving %s %s", request.method, request.path)
-        return render_error(ConsoleError("internal error; it has been logged"))
+        return render_error(internal())
 
     return app

@@ -1,38 +1,21 @@
-"""The error tree of the console: every one answers as JSON (API) or a page (browser) with its status."""
+"""The error tree of the console: every one answers as JSON (API) or a page (browser) with its status.
+
+Rooted in the shared :class:`~fulfillment.problems.Problem`, which says the answer's shape once for
+the console and the receiver.
+"""
 from __future__ import annotations
 
-from typing import Any
+from fulfillment.problems import Problem
 
 
-class ConsoleError(Exception):
+class ConsoleError(Problem):
     """Raised when the console cannot do what a request asked; the root of this package's errors."""
-
-    status = 500
-    kind = "internal"
-
-    def __init__(self, message: str, *, headers: dict[str, str] | None = None) -> None:
-        self.message = message
-        self.headers = headers or {}
-        super().__init__(message)
-
-    def to_json(self) -> dict[str, Any]:
-        return {"error": {"type": self.kind, "message": self.message}}
 
 
 class BadRequest(ConsoleError):
     """Raised when a request's parameters or body are invalid."""
 
     status, kind = 400, "invalid_request"
-
-    def __init__(self, message: str, *, fields: dict[str, Any] | None = None) -> None:
-        self.fields = fields or {}
-        super().__init__(message)
-
-    def to_json(self) -> dict[str, Any]:
-        body = super().to_json()
-        if self.fields:
-            body["error"]["fields"] = self.fields
-        return body
 
 
 class Unauthorized(ConsoleError):
@@ -48,9 +31,15 @@ class Forbidden(ConsoleError):
 
 
 class NotFound(ConsoleError):
-    """Raised when the order, dead letter or event asked for does not exist."""
+    """Raised when the order, dead letter or event asked for does not exist (or is not the caller's)."""
 
     status, kind = 404, "not_found"
+
+
+class Conflict(ConsoleError):
+    """Raised when the request contradicts what is recorded (e.g. replaying an event recorded as ignored)."""
+
+    status, kind = 409, "conflict"
 
 
 class TooManyAttempts(ConsoleError):

@@ -1,4 +1,4 @@
-"""What the console's pages and API ask of crossfill: the domain classes and worker.ops, one place.
+"""What the console's pages and API ask of crossfill: the ops service and the domain, one place.
 
 Views stay thin: they parse, check the role, call one method here, and render or dump the result.
 """
@@ -13,14 +13,14 @@ from typing import Any
 
 import redis
 
-from console.errors import BadRequest, NotFound, Unavailable
+from console.errors import BadRequest, Conflict, NotFound, Unavailable
 from fulfillment.deadletters import DeadLetter
 from fulfillment.errors import PermanentError, StoreUnavailable, TransientError
 from fulfillment.liveness import alive_workers, last_reconcile
 from fulfillment.store import reachable
-from worker import ops
-from worker.app import CrossfillCelery
-from worker.contract import QUEUES, RECONCILE, TASK_QUEUES
+from messaging.dispatch import request_reconcile
+from ops import service as ops
+from ops.runtime import Runtime
 
 SCAN_BATCH = 100  #: orders read per round while filtering a page
 SCAN_LIMIT = 2000  #: orders examined for one page at most; the page then ends early with a cursor
@@ -65,9 +65,8 @@ def decode_cursor(cursor: str) -> tuple[float, str]:
 class ConsoleService:
     """The console's view of a running crossfill."""
 
-    def __init__(self, celery: CrossfillCelery) -> None:
-        self.celery = celery
-        self.runtime = celery.runtime
+    def __init__(self, runtime: Runtime) -> None:
+        self.runtime = runtime
 
     @property
     def redis(self) -> redis.Redis:
@@ -76,16 +75,9 @@ class ConsoleService:
     def status(self) -> dict[str, Any]:
         """Queue depths, live workers (heartbeats), dead letters, inbox and orders by status, last reconcile."""
         client = self.redis
-        with reachable():
-            queues = {name: int(client.llen(name)) for name in QUEUES}
-        return {
-            "queues": queues,
-            "workers": alive_workers(client),
-            "dead_letters": self.runtime.dead_letters.count(),
-            "inbox": self.runtime.inbox.counts(),
-            "orders": self.runtime.ledger.counts(),
-            "reconcile_last_success": last_reconcile(client),
-        }
+        report = ops.status(self.runtime, workers=alive_workers(client))
+        report.pop("retries")
+        return {**report, "reconcile_last_success": last_reconcile(client)}
 
     def orders(self, where: OrderFilter, *, cursor: str | None = None,
                limit: int = 25) -> tuple[list[dict[str, Any]], str | None]:
@@ -121,7 +113,7 @@ class ConsoleService:
     def fulfil(self, session_id: str, *, account: str | None = None) -> dict[str, Any]:
         """Fulfil a session through the webhook's own idempotent path; the order as it is now."""
         try:
-            outcome = ops.fulfill_session(self.celery, session_id, account=account)
+            decision = ops.fulfill_session(self.runtime, session_id, account=account)
         except PermanentError as error:
             if error.status == 404:
                 raise NotFound(f"Stripe knows no session {session_id!r}") from None
@@ -129,7 +121,8 @@ class ConsoleService:
         except TransientError as error:
             raise Unavailable(f"the Stripe API is unavailable ({error}); retry later",
                               headers={"Retry-After": "5"}) from None
-        return {**outcome, "order": self.runtime.ledger.order(session_id)}
+        return {"session_id": session_id, "status": decision.order_status, "dispatched": len(decision.dispatch),
+                "order": self.runtime.ledger.order(session_id)}
 
     def dead_letters(self, limit: int = 1000) -> list[DeadLetter]:
         return self.runtime.dead_letters.list(limit)
@@ -141,7 +134,7 @@ class ConsoleService:
         return letter
 
     def replay(self, letter_id: str) -> str:
-        return self._broker(lambda: ops.replay_dead_letter(self.celery, self.dead_letter(letter_id)))
+        return self._broker(lambda: ops.replay_dead_letter(self.runtime, self.dead_letter(letter_id)))
 
     def replay_all(self) -> list[tuple[str, str]]:
         return [(letter.id, self.replay(letter.id)) for letter in self.dead_letters()]
@@ -163,15 +156,14 @@ class ConsoleService:
 
     def replay_event(self, event_id: str) -> str:
         self.event(event_id)
-        self._broker(lambda: ops.replay_event(self.celery, event_id))
+        if self._broker(lambda: ops.replay_event(self.runtime, event_id)) == "ignored":
+            raise Conflict(f"event {event_id!r} was recorded as ignored; crossfill never acts on it, so it is "
+                           "not replayed")
         return "enqueued"
 
     def reconcile(self) -> str:
         """Queue a reconciliation run now; its task id."""
-        if RECONCILE not in self.celery.tasks:
-            raise Unavailable("this crossfill has no reconcile task; upgrade the workers")
-        result = self._broker(lambda: self.celery.send_task(RECONCILE, queue=TASK_QUEUES[RECONCILE]))
-        return str(result.id)
+        return str(self._broker(lambda: request_reconcile(self.redis)))
 
     def _broker(self, action: Callable[[], Any]) -> Any:
         try:

@@ -8,9 +8,9 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
-from fulfillment.errors import ConfigError
 from fulfillment.credentials import kept_secret, redact
 from fulfillment.env import env_int
+from fulfillment.errors import ConfigError
 
 PORT = 8001  #: port of the console
 BIND = "127.0.0.1"  #: address the console listens on; anything else needs tokens

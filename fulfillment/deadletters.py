@@ -39,7 +39,7 @@ class DeadLetters:
         self._redis = client
 
     def add(self, key: str, task: str, args: list[str], error: str, *, reason: str, attempts: int) -> DeadLetter:
-        """Record a task that failed for good, under its id (``worker.contract.dead_letter_id``)."""
+        """Record a task that failed for good, under its id (``messaging.contract.dead_letter_id``)."""
         now = time.time()
         previous = self.get(key)
         letter = DeadLetter(id=key, task=task, args=list(args), error=error[:2000], reason=reason,

@@ -101,6 +101,22 @@ _REQUEUE = _LUA_REQUEUE + """
 return requeue_if_stuck(KEYS[1], KEYS[2], KEYS[3], ARGV[1], ARGV[2], tonumber(ARGV[3]), tonumber(ARGV[4]))
 """
 
+# A replay (CLI, console, a dead letter): push the message of an event the inbox holds and make it
+# enqueued again, in one call. KEYS: event hash, status-set prefix, queue list. ARGV: event_id,
+# message, now. Returns the status it had; false when the event is unknown, or 'ignored' (nothing
+# pushed: an ignored event is never fulfilled by a replay).
+_REPLAY = """
+local status = redis.call('HGET', KEYS[1], 'status')
+if not status then return false end
+if status == 'ignored' then return status end
+redis.call('LPUSH', KEYS[3], ARGV[2])
+local received = redis.call('HGET', KEYS[1], 'received_at') or ARGV[3]
+redis.call('ZREM', KEYS[2] .. status, ARGV[1])
+redis.call('ZADD', KEYS[2] .. 'enqueued', received, ARGV[1])
+redis.call('HSET', KEYS[1], 'status', 'enqueued', 'enqueued_at', ARGV[3])
+return status
+"""
+
 
 @dataclass(frozen=True)
 class InboxEvent:
@@ -147,6 +163,7 @@ class Inbox:
         self._record = client.register_script(_RECORD)
         self._move = client.register_script(_MOVE)
         self._requeue = client.register_script(_REQUEUE)
+        self._replay = client.register_script(_REPLAY)
 
     def record(self, event_id: str, event_type: str, session_id: str, body: str, *, queue: str, message: str,
                account: str | None = None, now: float | None = None) -> tuple[str, str]:
@@ -226,6 +243,16 @@ class Inbox:
         with reachable():
             result = self._requeue(keys=[_event_key(event_id), _STATUS_PREFIX, queue],
                                    args=[event_id, message, stamp, stuck_after_s])
+        return str(result) if result else None
+
+    def replay(self, event_id: str, *, queue: str, message: str, now: float | None = None) -> str | None:
+        """Push *message* for a recorded event and make it ``enqueued`` again, atomically (a replay).
+
+        Returns the status it had (``"ignored"``: refused, nothing pushed), or None when the inbox has
+        no such event."""
+        stamp = time.time() if now is None else now
+        with reachable():
+            result = self._replay(keys=[_event_key(event_id), _STATUS_PREFIX, queue], args=[event_id, message, stamp])
         return str(result) if result else None
 
     def in_flight_since(self, before: float, *, limit: int) -> list[str]:

@@ -149,8 +149,14 @@ return 1
 """
 
 # KEYS: item, order, status-set prefix. ARGV: sid, now.
+# A dead-letter replay. KEYS: item hash, order hash, order sets, queue list. ARGV: session_id, now,
+# message. An item already done is left alone (-1, nothing pushed); a failed one becomes pending
+# again (1); either way but done, the message is pushed in the same call (0 when it was not failed).
 _REOPEN = _LUA_COMMON + """
-if redis.call('HGET', KEYS[1], 'status') ~= 'failed' then return 0 end
+local status = redis.call('HGET', KEYS[1], 'status')
+if status == 'done' then return -1 end
+redis.call('LPUSH', KEYS[4], ARGV[3])
+if status ~= 'failed' then return 0 end
 redis.call('HSET', KEYS[1], 'status', 'pending', 'attempts', 0, 'lease_until', 0)
 redis.call('HDEL', KEYS[1], 'finished_at')
 set_order_status(KEYS[2], KEYS[3], ARGV[1], 'fulfilling', ARGV[2])
@@ -261,10 +267,12 @@ class Ledger:
         """Give a claimed item back after a transient error, so that the retry can claim it."""
         return self._end(session_id, line_item_id, token, "pending", "last_error", error)
 
-    def reopen_item(self, session_id: str, line_item_id: str) -> bool:
-        """Make a failed item pending again (a dead-letter replay); False when it was not failed."""
-        keys = [_item_prefix(session_id) + line_item_id, order_key(session_id), _ORDER_SETS]
-        return bool(self._call(self._reopen, keys, [session_id, time.time()]))
+    def reopen_item(self, session_id: str, line_item_id: str, *, queue: str, message: str) -> bool:
+        """Replay an item (a dead letter): unless it is done, push *message* onto *queue* and make a
+        failed item pending again, in one atomic call. Returns False when the item was done already
+        (nothing pushed). :mod:`messaging.dispatch` builds the message."""
+        keys = [_item_prefix(session_id) + line_item_id, order_key(session_id), _ORDER_SETS, queue]
+        return int(self._call(self._reopen, keys, [session_id, time.time(), message])) >= 0
 
     def order(self, session_id: str) -> dict[str, Any] | None:
         """The order and its items as plain data, or None when unknown."""

@@ -1,4 +1,4 @@
-"""``crossfill sim`` and ``crossfill trigger``: the simulator's commands (registered lazily in worker.cli)."""
+"""``crossfill sim`` and ``crossfill trigger``: the simulator's commands (registered lazily in crossfill.cli)."""
 from __future__ import annotations
 
 import json

@@ -13,16 +13,18 @@ from fulfillment.errors import ConfigError, StoreUnavailable
 from fulfillment.events import is_handled
 from fulfillment.inbox import DUPLICATE, REQUEUED, Inbox
 from fulfillment.livemode import MISMATCH, is_mismatch
+from fulfillment.problems import Problem, from_http_exception, internal
 from fulfillment.settings import Settings, load_settings
 from fulfillment.stats import LIVEMODE_MISMATCH, Stats
 from fulfillment.store import connect
+from messaging.contract import QUEUES
+from messaging.dispatch import enqueue_event
 from webhooks import defaults
 from webhooks.envelope import parse_event
 from webhooks.errors import InvalidPayload, PayloadTooLarge, SignatureVerificationError, WebhookError
 from webhooks.metrics import ReceiverMetrics, StateCollector
 from webhooks.settings import ReceiverSettings, load_receiver_settings
 from webhooks.signature import verify
-from worker.contract import EVENTS_QUEUE, PROCESS_EVENT, QUEUES, task_message
 
 log = logging.getLogger(__name__)
 
@@ -41,8 +43,8 @@ def create_app(settings: Settings | None = None, receiver: ReceiverSettings | No
     # A redelivery of an event stuck in flight past the threshold pushes its message again (lost by a worker).
     inbox = Inbox(client, ttl_s=settings.recovery.retention, stuck_after_s=settings.recovery.stuck_after)
     stats = Stats(client)
-    # The receiver builds task messages (worker.contract.task_message) and pushes them itself, inside
-    # the inbox's script; it never publishes through Celery's producer nor reads a result.
+    # The receiver queues through messaging.dispatch (the message pushed inside the inbox's script);
+    # it never publishes through Celery's producer nor reads a result.
     metrics = ReceiverMetrics(StateCollector(client, QUEUES))
 
     app = Flask(__name__)
@@ -89,10 +91,9 @@ def create_app(settings: Settings | None = None, receiver: ReceiverSettings | No
             if not is_handled(event_type):
                 inbox.record_ignored(event_id, event_type)
                 return answer(200, {"received": True, "ignored": True}, event_type, "ignored", started)
-            # Recorded and enqueued in one atomic Redis call (fulfillment/inbox.py): either both or neither.
-            message = task_message(PROCESS_EVENT, [event_id])
-            outcome, _ = inbox.record(event_id, event_type, event["data"]["object"]["id"], body.decode("utf-8"),
-                                      queue=EVENTS_QUEUE, message=message, account=event["account"])
+            # Recorded and enqueued in one atomic Redis call (messaging/dispatch.py): either both or neither.
+            outcome, _ = enqueue_event(inbox, event_id, event_type, event["data"]["object"]["id"],
+                                       body.decode("utf-8"), account=event["account"])
         except StoreUnavailable as error:
             return unavailable(event_type, started, str(error))
         if outcome == DUPLICATE:
@@ -122,21 +123,23 @@ def create_app(settings: Settings | None = None, receiver: ReceiverSettings | No
 
     @app.errorhandler(HTTPException)
     def http_error(error: HTTPException) -> Response:
-        response = jsonify({"error": {"type": "http", "message": f"{error.code} {error.name}: {error.description}"}})
-        response.status_code = error.code or 500
-        if error.code == 405 and error.valid_methods:  # type: ignore[attr-defined]
-            response.headers["Allow"] = ", ".join(error.valid_methods)  # type: ignore[attr-defined]
-        return response
+        return problem_response(from_http_exception(error))
 
     @app.errorhandler(Exception)
     def unexpected(error: Exception) -> Response:
         # Never a stack trace to a client; the log keeps it for us.
         log.exception("unexpected error while serving %s %s", request.method, request.path)
-        response = jsonify({"error": {"type": "internal", "message": "internal error; it has been logged"}})
-        response.status_code = 500
-        return response
+        return problem_response(internal())
 
     return app
+
+
+def problem_response(problem: Problem) -> Response:
+    """A refused request's JSON answer, with the problem's status and headers."""
+    response = jsonify(problem.to_json())
+    response.status_code = problem.status
+    response.headers.update(problem.headers)
+    return response
 
 
 def _read_body(limit: int) -> bytes:

@@ -1,20 +1,15 @@
-"""The error tree of the webhook receiver."""
+"""The error tree of the webhook receiver, rooted in the shared :class:`~fulfillment.problems.Problem`."""
 from __future__ import annotations
 
 from typing import Any
 
+from fulfillment.problems import Problem
 
-class WebhookError(Exception):
+
+class WebhookError(Problem):
     """Raised when an incoming webhook is refused; the root of this package's errors."""
 
-    #: HTTP status answered for this error.
-    status = 400
-    #: ``error.type`` in the JSON answer.
-    kind = "invalid_request"
-
-    def to_json(self) -> dict[str, Any]:
-        """The body answered to the sender: what failed, never a secret."""
-        return {"error": {"type": self.kind, "message": str(self)}}
+    status, kind = 400, "invalid_request"
 
 
 class SignatureVerificationError(WebhookError):
@@ -24,12 +19,7 @@ class SignatureVerificationError(WebhookError):
 
     def __init__(self, check: str, message: str) -> None:
         self.check = check  #: which check failed, e.g. "no_match", "too_old"
-        super().__init__(message)
-
-    def to_json(self) -> dict[str, Any]:
-        body = super().to_json()
-        body["error"]["check"] = self.check
-        return body
+        super().__init__(message, check=check)
 
 
 class InvalidPayload(WebhookError):
@@ -38,18 +28,10 @@ class InvalidPayload(WebhookError):
     kind = "invalid_payload"
 
     def __init__(self, message: str, fields: dict[str, Any] | None = None) -> None:
-        self.fields = fields or {}
-        super().__init__(message)
-
-    def to_json(self) -> dict[str, Any]:
-        body = super().to_json()
-        if self.fields:
-            body["error"]["fields"] = self.fields
-        return body
+        super().__init__(message, fields=fields)
 
 
 class PayloadTooLarge(WebhookError):
     """Raised when a body is longer than CROSSFILL_MAX_BODY_BYTES."""
 
-    status = 413
-    kind = "payload_too_large"
+    status, kind = 413, "payload_too_large"

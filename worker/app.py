@@ -6,11 +6,11 @@ from kombu import Exchange, Queue
 
 from fulfillment import defaults
 from fulfillment.settings import Settings
+from messaging.contract import QUEUES, TASK_QUEUES
+from ops.runtime import Runtime
 from worker import schedule, tasks
 from worker.broker import OutageTolerantTask, harden_kombu_redis
-from worker.contract import QUEUES, TASK_QUEUES
 from worker.queueing import QUEUE_ORDER
-from worker.runtime import Runtime
 
 
 class CrossfillCelery(Celery):

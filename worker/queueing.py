@@ -16,7 +16,7 @@ from __future__ import annotations
 
 from kombu.utils.scheduling import priority_cycle
 
-from worker.contract import FULFILLMENT_QUEUE
+from messaging.contract import FULFILLMENT_QUEUE
 
 __all__ = ["QUEUE_ORDER", "FulfillmentFirst"]
 

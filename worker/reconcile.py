@@ -4,9 +4,9 @@ Stripe delivers at least once, retries for three days, and still loses what an e
 down longer, a wrong secret or a dropped delivery never got; Redis with ``appendfsync everysec`` can
 lose the last second of acknowledged writes when its machine dies. Reconciliation lists the
 ``checkout.session.*`` events of the window (Events API) and records every one the inbox does not
-hold through the receiver's own atomic path (``Inbox.record`` + the ``process_event`` message); then
+hold through the receiver's own atomic path (``messaging.dispatch.enqueue_event``); then
 lists the completed Checkout Sessions of the window and fulfils every paid one that has no order yet,
-as if its event had arrived (``decide`` + ``dispatch``, the webhook's idempotent path). Running it
+as if its event had arrived (``ops.service.fulfill_session``, the webhook's idempotent path). Running it
 twice, or alongside a late webhook, fulfils nothing twice: the inbox dedupes events, the ledger items.
 """
 from __future__ import annotations
@@ -18,39 +18,22 @@ from collections.abc import Iterator
 
 from fulfillment import defaults
 from fulfillment.errors import PermanentError, StoreUnavailable, TransientError
-from fulfillment.events import COMPLETED, HANDLED_TYPES
+from fulfillment.events import HANDLED_TYPES
 from fulfillment.inbox import DUPLICATE
 from fulfillment.liveness import RECONCILE_LAST_SUCCESS
 from fulfillment.locks import Lock
-from fulfillment.pipeline import Decision, decide
 from fulfillment.recovery import ReconcileReport, session_needs_fulfillment
 from fulfillment.stats import RECONCILE_RECOVERED, RECONCILE_RUNS, Stats
 from fulfillment.store import batches, reachable
-from worker.contract import EVENTS_QUEUE, PROCESS_EVENT, task_message
+from messaging.dispatch import enqueue_event
+from ops.runtime import Runtime
+from ops.service import fulfill_session
 from worker.retries import describe
-from worker.runtime import Runtime
-from worker.tasks import dispatch
 
 log = logging.getLogger(__name__)
 
 LOCK_NAME = "reconcile"  #: one run at a time across hosts (crossfill:lock:reconcile)
 _BATCH = 100  #: objects checked against Redis per round trip
-
-
-def fulfill_session(runtime: Runtime, session_id: str, *, account: str | None = None) -> Decision:
-    """Fulfil a session as if its ``checkout.session.completed`` had arrived: read it, gate on payment,
-    record the order, queue ``fulfill_item`` for the items still open (under their deterministic ids).
-
-    A connected account's session is read as that account: *account*, or the one its order recorded.
-
-    Raises:
-        TransientError, PermanentError, StoreUnavailable: as ``decide`` does.
-    """
-    if account is None:
-        account = (runtime.ledger.order_summary(session_id) or {}).get("account") or None
-    decision = decide(COMPLETED, session_id, runtime.stripe, runtime.ledger, runtime.catalog, account=account)
-    dispatch(runtime, session_id, decision.dispatch)
-    return decision
 
 
 def reconcile(runtime: Runtime, *, since: float | None = None, undelivered: bool = False,
@@ -118,9 +101,8 @@ def _recover_events(runtime: Runtime, report: ReconcileReport, lock: Lock, *, un
                 continue
             session_id = event["data"]["object"]["id"]
             if not report.dry_run:
-                outcome, _ = runtime.inbox.record(
-                    event["id"], event["type"], session_id, json.dumps(event), queue=EVENTS_QUEUE,
-                    message=task_message(PROCESS_EVENT, [event["id"]]), account=event.get("account") or account)
+                outcome, _ = enqueue_event(runtime.inbox, event["id"], event["type"], session_id, json.dumps(event),
+                                           account=event.get("account") or account)
                 if outcome == DUPLICATE:  # its webhook arrived meanwhile
                     report.events_known += 1
                     continue

@@ -22,8 +22,8 @@ from fulfillment import backoff
 from fulfillment.errors import PermanentError, StoreUnavailable, TransientError
 from fulfillment.settings import RetrySettings
 from fulfillment.waiting_retries import WaitingRetry
-from worker.contract import dead_letter_id
-from worker.runtime import Runtime
+from messaging.contract import dead_letter_id
+from ops.runtime import Runtime
 
 log = logging.getLogger(__name__)
 

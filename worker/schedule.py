@@ -16,9 +16,9 @@ from celery import Celery, Task
 from celery.signals import beat_init
 
 from fulfillment.settings import Settings
-from worker.contract import EVENTS_QUEUE, RECONCILE, SWEEP
+from messaging.contract import EVENTS_QUEUE, RECONCILE, SWEEP
+from ops.runtime import Runtime
 from worker.reconcile import reconcile
-from worker.runtime import Runtime
 from worker.sweeper import sweep
 
 SCHEDULE_FILE = "celerybeat-schedule"  #: beat's record of its last runs, in the data dir

@@ -34,10 +34,10 @@ from fulfillment.locks import Lock
 from fulfillment.recovery import SweepReport, unheld
 from fulfillment.stats import SWEEPER_RUNS, SWEPT, Stats
 from fulfillment.store import reachable
-from worker.contract import EVENTS_QUEUE, FULFILL_ITEM, PROCESS_EVENT, QUEUES, fulfill_task_id, task_message
-from worker.reconcile import fulfill_session
-from worker.runtime import Runtime
-from worker.tasks import dispatch
+from messaging.contract import FULFILL_ITEM, PROCESS_EVENT, QUEUES, fulfill_task_id
+from messaging.dispatch import dispatch_items, requeue_stuck_event
+from ops.runtime import Runtime
+from ops.service import fulfill_session
 
 log = logging.getLogger(__name__)
 
@@ -140,8 +140,7 @@ def sweep(runtime: Runtime, *, now: float | None = None) -> SweepReport:
 def _requeue_events(runtime: Runtime, report: SweepReport, events: list[str], held: set[Task],
                     stuck_after: float, now: float) -> None:
     for (_, event_id) in unheld(((PROCESS_EVENT, event_id) for event_id in events), held):
-        was = runtime.inbox.requeue_if_stuck(event_id, queue=EVENTS_QUEUE, message=task_message(PROCESS_EVENT, [event_id]),
-                                             stuck_after_s=stuck_after, now=now)
+        was = requeue_stuck_event(runtime.inbox, event_id, stuck_after_s=stuck_after, now=now)
         if was is not None:
             log.warning("sweep: event %s was %s with no message for it (lost); enqueued again", event_id, was)
             report.events_requeued += 1
@@ -153,7 +152,7 @@ def _redispatch_items(runtime: Runtime, report: SweepReport, open_items: dict[st
     for sid, item_ids in open_items.items():
         lost = [line_item_id for (_, _, line_item_id) in unheld(((FULFILL_ITEM, sid, li) for li in item_ids), held)]
         if lost:
-            dispatch(runtime, sid, tuple(lost))
+            dispatch_items(runtime.redis, sid, lost)
             for line_item_id in lost:
                 log.warning("sweep: item %s was open with no message for it (lost); dispatched again",
                             fulfill_task_id(sid, line_item_id))

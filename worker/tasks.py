@@ -12,11 +12,11 @@ from fulfillment.handlers import FulfillmentRequest
 from fulfillment.ledger import BUSY, CLAIMED, DONE, FAILED
 from fulfillment.pipeline import decide, ignore_other_mode
 from fulfillment.report import CrossSellReport
-from fulfillment.store import reachable
+from messaging.contract import FULFILL_ITEM, PROCESS_EVENT
+from messaging.dispatch import dispatch_items
+from ops.runtime import Runtime
 from worker import heartbeat
-from worker.contract import FULFILL_ITEM, FULFILLMENT_QUEUE, PROCESS_EVENT, fulfill_task_id, task_message
 from worker.retries import Attempt, retry_or_dead_letter
-from worker.runtime import Runtime
 
 log = logging.getLogger(__name__)
 
@@ -40,7 +40,7 @@ def process_event(task: Task, event_id: str, first_attempt_at: float | None = No
     try:
         decision = decide(event.type, event.session_id, runtime.stripe, runtime.ledger, runtime.catalog,
                           account=event.account)
-        dispatch(runtime, event.session_id, decision.dispatch)
+        dispatch_items(runtime.redis, event.session_id, decision.dispatch)
     except Exception as error:  # noqa: BLE001 - every failure takes the one retry-or-dead-letter path
         result = retry_or_dead_letter(task, runtime, attempt, error,
                                       on_dead=lambda message, reason: runtime.inbox.move(event_id, "failed"))
@@ -52,18 +52,6 @@ def process_event(task: Task, event_id: str, first_attempt_at: float | None = No
              decision.order_status, len(decision.dispatch))
     return {"event_id": event_id, "outcome": "processed", "order_status": decision.order_status,
             "dispatched": len(decision.dispatch)}
-
-
-def dispatch(runtime: Runtime, session_id: str, line_item_ids: tuple[str, ...]) -> None:
-    """Queue one fulfill_item per item in one LPUSH (a 120-item order is one round trip, not 120
-    publishes through Celery's producer); the messages are Celery's own (worker.contract.task_message)."""
-    if not line_item_ids:
-        return
-    messages = [task_message(FULFILL_ITEM, [session_id, line_item_id], ignore_result=False,
-                             task_id=fulfill_task_id(session_id, line_item_id))
-                for line_item_id in line_item_ids]
-    with reachable():
-        runtime.redis.lpush(FULFILLMENT_QUEUE, *messages)
 
 
 def fulfill_item(task: Task, session_id: str, line_item_id: str,

@@ -41,7 +41,7 @@ from simulator.client import SimClient
 from tests.support.processes import ROOT, Proc, RedisServer, crossfill, port_open, wait_until
 from tests.support.shop import DEPLOY, PRO, Shop, catalog_toml
 from tests.support.target import FulfillmentTarget
-from worker.devstack.embedded import free_port
+from crossfill.embedded import free_port
 
 pytestmark = [pytest.mark.integration, pytest.mark.chaos]
 
@@ -321,7 +321,7 @@ def test_every_order_survives_every_fault_at_once(chaos: Chaos) -> None:
 
 
 def run_cli(chaos: Chaos, *args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([sys.executable, "-m", "worker.cli", *args], env=chaos.env, cwd=ROOT,
+    return subprocess.run([sys.executable, "-m", "crossfill.cli", *args], env=chaos.env, cwd=ROOT,
                           capture_output=True, text=True, timeout=60, check=True)
 
 

@@ -78,7 +78,7 @@ def app(settings: Settings, console_settings: ConsoleSettings) -> Iterator[Flask
     application = create_console_app(settings, console_settings)
     application.config["TESTING"] = True
     yield application
-    application.extensions["crossfill_console"].service.celery.close()
+    application.extensions["crossfill_console"].service.runtime.close()
 
 
 @pytest.fixture

@@ -20,7 +20,7 @@ from fulfillment.deadletters import DeadLetters
 from tests.console.conftest import TOKENS
 from tests.pipeline.conftest import Stack, stack  # noqa: F401 - the module's real pipeline
 from tests.support.processes import ROOT, crossfill, port_open, wait_until
-from worker.devstack.embedded import free_port
+from crossfill.embedded import free_port
 
 webdriver = pytest.importorskip("selenium.webdriver", reason="selenium is not installed: pip install -e '.[dev]'")
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")

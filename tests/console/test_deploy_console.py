@@ -21,7 +21,7 @@ from fulfillment.ledger import Ledger
 from tests.console.conftest import CATALOG, TOKENS, paid_order
 from tests.support.processes import ROOT, RedisServer
 from tests.unit.test_deploy_files import interpolate, sh_argv
-from worker.cli.console import console_argv
+from crossfill.cli.console import console_argv
 
 TOKEN_ENV = {"CROSSFILL_CONSOLE_TOKENS": f"ana:operator:{TOKENS['operator']}"}
 
@@ -65,7 +65,7 @@ def test_compose_console_without_tokens_refuses_to_listen(compose_console: dict[
 
 def crossfill(args: list[str], env: dict[str, str], timeout: float = 60) -> subprocess.CompletedProcess[str]:
     clean = {k: v for k, v in os.environ.items() if not k.startswith(("CROSSFILL_", "STRIPE_"))}
-    return subprocess.run([sys.executable, "-m", "worker.cli", *args], env={**clean, **env}, cwd=ROOT,
+    return subprocess.run([sys.executable, "-m", "crossfill.cli", *args], env={**clean, **env}, cwd=ROOT,
                           capture_output=True, text=True, timeout=timeout, check=False)
 
 

@@ -27,7 +27,7 @@ from fulfillment.report import CrossSellReport
 from fulfillment.stats import STRIPE_API_CALLS, STRIPE_RATE_LIMITED, Stats
 from tests.console.conftest import paid_order
 from webhooks.metrics import ReceiverMetrics, StateCollector
-from worker.contract import dead_letter_id
+from messaging.contract import dead_letter_id
 
 DEPLOY = Path(__file__).resolve().parents[2] / "deploy"
 ALERTS = DEPLOY / "prometheus" / "alerts.yml"

@@ -29,7 +29,7 @@ def console(fresh: Stack) -> Iterator[FlaskClient]:  # noqa: F811 - the imported
     tokens = ",".join(f"{role}-person:{role}:{token}" for role, token in TOKENS.items())
     app = create_console_app(load_settings(fresh.env), load_console_settings({"CROSSFILL_CONSOLE_TOKENS": tokens}))
     yield app.test_client()
-    app.extensions["crossfill_console"].service.celery.close()
+    app.extensions["crossfill_console"].service.runtime.close()
 
 
 def test_the_success_page_fulfils_when_the_webhook_is_lost(fresh: Stack, console: FlaskClient) -> None:  # noqa: F811

@@ -13,7 +13,7 @@ from fulfillment.deadletters import DeadLetters
 from fulfillment.inbox import Inbox
 from fulfillment.ledger import Ledger
 from tests.console.conftest import TOKENS, csrf_of, paid_order
-from worker.contract import FULFILLMENT_QUEUE, dead_letter_id
+from messaging.contract import FULFILLMENT_QUEUE, dead_letter_id
 
 Browser = Callable[[str], FlaskClient]
 PAGES = ["/", "/orders", "/dead-letters", "/report", "/audit"]
@@ -222,7 +222,7 @@ def test_a_session_ends_when_its_token_is_removed(app: Flask, settings: object, 
     other.set_cookie("crossfill_console", cookie.value)
 
     assert other.get("/").status_code == 302
-    restarted.extensions["crossfill_console"].service.celery.close()
+    restarted.extensions["crossfill_console"].service.runtime.close()
 
 
 def test_the_audit_page_rejects_a_malformed_cursor(browser: Browser) -> None:

@@ -90,7 +90,7 @@ def test_a_replayed_order_is_counted_when_it_becomes_fulfilled(ledger: Ledger, r
     paid_order(ledger, "cs_test_late", fail=True)
     assert report.drain() == 0
 
-    ledger.reopen_item("cs_test_late", "li_1")
+    ledger.reopen_item("cs_test_late", "li_1", queue="fulfillment", message="m")
     claim = ledger.claim_item("cs_test_late", "li_1", lease_s=60)
     ledger.record_result("cs_test_late", "li_1", claim.token, {"ok": True})
 

@@ -25,8 +25,8 @@ from tests.contract.stripe_double import LINE_ITEMS_ENDPOINT, SESSION_ENDPOINT, 
 from tests.contract.variants import MUG, TSHIRT, mug_item, no_price_item, paid_session, tshirt_item
 from tests.fixtures.stripe import fixture
 from tests.support.processes import Proc, RedisServer, crossfill, port_open, wait_until
-from worker.contract import EVENTS_QUEUE, PROCESS_EVENT, task_message
-from worker.devstack.embedded import free_port
+from messaging.contract import EVENTS_QUEUE, PROCESS_EVENT, task_message
+from crossfill.embedded import free_port
 
 pytestmark = pytest.mark.integration
 

@@ -8,9 +8,9 @@ import pytest
 import redis
 
 from tests.support.processes import wait_until
-from worker.devstack.embedded import PORT_FILE, recorded_port, start_embedded
-from worker.devstack.errors import EmbeddedRedisError
-from worker.devstack.supervisor import stop
+from crossfill.embedded import PORT_FILE, recorded_port, start_embedded
+from crossfill.errors import EmbeddedRedisError
+from crossfill.supervisor import stop
 
 pytestmark = pytest.mark.integration
 

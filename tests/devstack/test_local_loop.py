@@ -12,7 +12,7 @@ import pytest
 import requests
 
 from tests.support.processes import ROOT, Proc, port_open, wait_until
-from worker.devstack.embedded import PORT_FILE, free_port
+from crossfill.embedded import PORT_FILE, free_port
 
 pytestmark = pytest.mark.integration
 
@@ -55,7 +55,7 @@ def _holds(cmdline: list[str], argv: list[str]) -> bool:
 
 
 def _worker_child(run_pid: int) -> int | None:
-    return _child(run_pid, "-m", "worker.cli", "worker")
+    return _child(run_pid, "-m", "crossfill.cli", "worker")
 
 
 def _redis_child(run_pid: int) -> int | None:
@@ -71,18 +71,18 @@ def test_run_fulfills_purchases_through_a_worker_and_a_redis_kill_and_ctrl_c_lea
     # Given `crossfill run` on a fresh data dir, with no Redis and no Stripe key configured
     port, sim_port = free_port(), free_port()
     env = _env(tmp_path, port)
-    run = Proc("run", [sys.executable, "-m", "worker.cli", "run", "--sim-port", str(sim_port)], env, tmp_path)
+    run = Proc("run", [sys.executable, "-m", "crossfill.cli", "run", "--sim-port", str(sim_port)], env, tmp_path)
 
     def buy(*options: str) -> str:
         trigger = subprocess.run(
-            [sys.executable, "-m", "worker.cli", "trigger", "checkout.session.completed", "--cross-sell",
+            [sys.executable, "-m", "crossfill.cli", "trigger", "checkout.session.completed", "--cross-sell",
              "--api-base", f"http://127.0.0.1:{sim_port}", "--json", *options],
             env=env, cwd=ROOT, capture_output=True, text=True, timeout=60)
         assert trigger.returncode == 0, trigger.stderr
         return str(json.loads(trigger.stdout)["session"])
 
     def order(session_id: str) -> dict:
-        done = subprocess.run([sys.executable, "-m", "worker.cli", "order", session_id, "--json"], env=env,
+        done = subprocess.run([sys.executable, "-m", "crossfill.cli", "order", session_id, "--json"], env=env,
                               cwd=ROOT, capture_output=True, text=True, timeout=30)
         return json.loads(done.stdout) if done.returncode == 0 else {}
 
@@ -167,7 +167,7 @@ def test_run_fulfills_purchases_through_a_worker_and_a_redis_kill_and_ctrl_c_lea
 
 def test_demo_exits_0_with_every_outcome_as_expected(tmp_path: Path) -> None:
     env = _env(tmp_path, free_port())
-    done = subprocess.run([sys.executable, "-m", "worker.cli", "demo", "--data-dir", str(tmp_path / "demo")],
+    done = subprocess.run([sys.executable, "-m", "crossfill.cli", "demo", "--data-dir", str(tmp_path / "demo")],
                           env=env, cwd=ROOT, capture_output=True, text=True, timeout=240)
     assert done.returncode == 0, done.stdout + done.stderr
     assert "all outcomes as expected" in done.stdout
@@ -183,7 +183,7 @@ def test_worker_processes_split_the_threads_and_stop_together(tmp_path: Path) ->
     redis = RedisServer(tmp_path / "redis")
     env = _env(tmp_path, free_port())
     env["CROSSFILL_REDIS_URL"] = redis.url
-    workers = Proc("workers", [sys.executable, "-m", "worker.cli", "worker", "--processes", "2", "-c", "4"], env,
+    workers = Proc("workers", [sys.executable, "-m", "crossfill.cli", "worker", "--processes", "2", "-c", "4"], env,
                    tmp_path)
     try:
         # Then two Celery workers answer, with 2 threads each

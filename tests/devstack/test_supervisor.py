@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from tests.support.processes import wait_until
-from worker.devstack.supervisor import Supervisor, restart_delay
+from crossfill.supervisor import Supervisor, restart_delay
 
 #: A child that exits with code 0 the first time it runs (leaving a mark), and then runs until stopped.
 DIES_ONCE = ("import pathlib, sys, time\n"
@@ -40,7 +40,7 @@ def test_a_child_that_dies_is_restarted_and_stopped_with_the_rest(tmp_path: Path
     watcher.start()
 
     # When the supervisor runs
-    with caplog.at_level(logging.WARNING, logger="worker.devstack.supervisor"):
+    with caplog.at_level(logging.WARNING, logger="crossfill.supervisor"):
         return_code = supervisor.wait()
     watcher.join()
 
@@ -60,7 +60,7 @@ def test_a_child_that_keeps_dying_is_reported_and_everything_stops(caplog: pytes
     supervisor.start("broken", [sys.executable, "-c", "import sys; sys.exit(3)"])
 
     # When the supervisor runs
-    with caplog.at_level(logging.WARNING, logger="worker.devstack.supervisor"):
+    with caplog.at_level(logging.WARNING, logger="crossfill.supervisor"):
         return_code = supervisor.wait()
 
     # Then it restarted it 3 times with backoff, then gave up: exit code 1, the child named, nothing left running
@@ -83,7 +83,7 @@ def test_a_child_that_ran_stably_before_dying_starts_its_backoff_afresh(caplog: 
         supervisor.request_stop()
 
     watcher = threading.Thread(target=stop_after_three_restarts)
-    with caplog.at_level(logging.WARNING, logger="worker.devstack.supervisor"):
+    with caplog.at_level(logging.WARNING, logger="crossfill.supervisor"):
         watcher.start()
         return_code = supervisor.wait()
     watcher.join()
@@ -100,7 +100,7 @@ def test_a_child_that_exits_2_for_bad_configuration_is_not_restarted(caplog: pyt
     supervisor.start("misconfigured", [sys.executable, "-c", "import sys; sys.exit(2)"])
 
     # When the supervisor runs
-    with caplog.at_level(logging.WARNING, logger="worker.devstack.supervisor"):
+    with caplog.at_level(logging.WARNING, logger="crossfill.supervisor"):
         return_code = supervisor.wait()
 
     # Then it stops at once, saying why, with no restart

@@ -23,8 +23,8 @@ from werkzeug.test import TestResponse
 from fulfillment.settings import Settings, load_settings
 from webhooks.app import create_app
 from webhooks.settings import ReceiverSettings, load_receiver_settings
-from worker.devstack.embedded import free_port, redis_argv
-from worker.devstack.supervisor import spawn, stop
+from crossfill.embedded import free_port, redis_argv
+from crossfill.supervisor import spawn, stop
 
 EVENTS_KEY = "events"  #: kombu's Redis transport LPUSHes the queue's messages onto a list of its name
 REDIS_START_TIMEOUT_S = 10.0

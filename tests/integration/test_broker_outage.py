@@ -93,7 +93,7 @@ WORKER_SCRIPT = textwrap.dedent("""
     from fulfillment.settings import load_settings
     from worker.app import make_celery
     from worker.broker import run_worker
-    from worker.cli.service import worker_argv
+    from crossfill.cli.service import worker_argv
 
     app = make_celery(load_settings())
     app.conf.broker_connection_retry = False  # a lost broker is then unrecoverable: Celery stops the worker
@@ -128,7 +128,7 @@ def test_a_worker_that_must_stop_exits_non_zero(own_redis: RedisServer, tmp_path
 
 
 def test_a_worker_stopped_on_purpose_exits_zero(own_redis: RedisServer, tmp_path: Path) -> None:
-    proc, log = start_worker(["-m", "worker.cli", "worker", "--concurrency", "2"], own_redis.url, tmp_path)
+    proc, log = start_worker(["-m", "crossfill.cli", "worker", "--concurrency", "2"], own_redis.url, tmp_path)
     try:
         os.killpg(proc.pid, signal.SIGTERM)  # a warm shutdown, as a supervisor or `docker stop` sends
         assert proc.wait(60) == 0, log.read_text(errors="replace")[-3000:]

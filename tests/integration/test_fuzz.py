@@ -35,7 +35,7 @@ from fulfillment.signing import compute_signature, sign
 from fulfillment.store import KEY_PREFIX
 from tests.support.processes import Proc, RedisServer, crossfill, wait_until
 from webhooks.metrics import OUTCOMES, TYPE_LABELS
-from worker.devstack.embedded import free_port
+from crossfill.embedded import free_port
 
 pytestmark = pytest.mark.integration
 

@@ -26,7 +26,7 @@ from fulfillment.signing import sign
 from simulator.client import SimClient
 from simulator.scenario import purchase
 from simulator.server import SimServer
-from worker.devstack.embedded import free_port
+from crossfill.embedded import free_port
 
 pytestmark = pytest.mark.integration
 
@@ -163,7 +163,7 @@ def start_web(argv: list[str], env: dict[str, str], tmp: Path, port: int, *, gro
 def web(redis_server: Any, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Web]:
     """`crossfill web` with two gunicorn workers on the session's Redis."""
     tmp, port = tmp_path_factory.mktemp("web"), free_port()
-    started = start_web([sys.executable, "-m", "worker.cli", "web"], base_env(redis_server.url, tmp, port), tmp, port)
+    started = start_web([sys.executable, "-m", "crossfill.cli", "web"], base_env(redis_server.url, tmp, port), tmp, port)
     yield started
     started.service.stop()
     assert started.service.proc.returncode == 0, started.service.log_tail()
@@ -192,7 +192,7 @@ def expired_session_event(stripe_api: SimClient) -> dict[str, Any]:
 @pytest.fixture
 def crossfill_worker(redis_server: Any, tmp_path: Path, stripe_api: SimClient) -> Iterator[Service]:
     """`crossfill worker` consuming the session's Redis (stopped, warm, after the test)."""
-    service = start("worker", [sys.executable, "-m", "worker.cli", "worker", "--concurrency", "2"],
+    service = start("worker", [sys.executable, "-m", "crossfill.cli", "worker", "--concurrency", "2"],
                     worker_env(redis_server.url, tmp_path, stripe_api), tmp_path)
     yield service
     service.stop()

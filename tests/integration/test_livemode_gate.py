@@ -18,7 +18,7 @@ from fulfillment.inbox import Inbox
 from fulfillment.livemode import MISMATCH
 from fulfillment.stats import LIVEMODE_MISMATCH, Stats
 from webhooks.settings import ReceiverSettings, load_receiver_settings
-from worker.contract import EVENTS_QUEUE
+from messaging.contract import EVENTS_QUEUE
 
 SignedPost = Callable[..., TestResponse]
 

@@ -7,7 +7,7 @@ import pytest
 from kombu import Connection, Exchange, Message, Queue
 
 from worker.app import make_celery
-from worker.contract import EVENTS_QUEUE, FULFILLMENT_QUEUE
+from messaging.contract import EVENTS_QUEUE, FULFILLMENT_QUEUE
 from worker.queueing import QUEUE_ORDER
 
 pytestmark = pytest.mark.integration

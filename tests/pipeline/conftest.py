@@ -22,7 +22,7 @@ from simulator.client import SimClient
 from tests.support.processes import ROOT, Proc, RedisServer, crossfill, port_open, wait_until
 from tests.support.shop import Shop, catalog_toml
 from tests.support.target import FulfillmentTarget
-from worker.devstack.embedded import free_port
+from crossfill.embedded import free_port
 
 WEBHOOK_SECRET = "whsec_pipeline_tests_secret_0123456789"
 HANDLER_SECRET = "crossfill_handler_test_secret"
@@ -79,7 +79,7 @@ class Stack:
 
     def cli(self, *args: str) -> subprocess.CompletedProcess[str]:
         """Run a ``crossfill`` ops command against this stack."""
-        return subprocess.run([sys.executable, "-m", "worker.cli", *args], env=self.env, cwd=ROOT,
+        return subprocess.run([sys.executable, "-m", "crossfill.cli", *args], env=self.env, cwd=ROOT,
                               capture_output=True, text=True, timeout=60)
 
     def post_event(self, event: dict[str, Any]) -> requests.Response:

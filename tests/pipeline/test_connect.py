@@ -32,7 +32,7 @@ cross_sell = "{DEPLOY}"
 
 
 def trigger(stack: Stack, *args: str) -> dict[str, object]:
-    done = subprocess.run([sys.executable, "-m", "worker.cli", "trigger", "--cross-sell", "--json",
+    done = subprocess.run([sys.executable, "-m", "crossfill.cli", "trigger", "--cross-sell", "--json",
                            "--api-base", stack.env["STRIPE_API_BASE"], "--api-key", stack.env["STRIPE_API_KEY"], *args],
                           env=stack.env, cwd=ROOT, capture_output=True, text=True, timeout=60)
     assert done.returncode == 0, done.stderr

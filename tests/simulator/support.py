@@ -120,7 +120,7 @@ class Catalog:
 @contextlib.contextmanager
 def sim_process(*args: str) -> Iterator[tuple[subprocess.Popen[str], str]]:
     """``crossfill sim --port 0 *args`` as a real process; yields it and its URL, stops it after."""
-    proc = subprocess.Popen([sys.executable, "-m", "worker.cli", "sim", "--port", "0", *args], cwd=ROOT,
+    proc = subprocess.Popen([sys.executable, "-m", "crossfill.cli", "sim", "--port", "0", *args], cwd=ROOT,
                             stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, start_new_session=True)
     try:
         assert proc.stdout is not None

@@ -8,7 +8,7 @@ import pytest
 
 ROOT = Path(__file__).resolve().parents[2]
 #: Development code that may import the simulator (to start and drive it); never the reverse.
-DEV_STACK = ROOT / "worker" / "devstack"
+DEV_STACK = ROOT / "crossfill"
 
 
 @pytest.mark.parametrize("package", ["webhooks", "worker", "fulfillment"])

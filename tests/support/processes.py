@@ -12,7 +12,7 @@ from pathlib import Path
 
 import redis as redis_client
 
-from worker.devstack.embedded import free_port, redis_argv
+from crossfill.embedded import free_port, redis_argv
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -77,7 +77,7 @@ class Proc:
 
 def crossfill(name: str, args: list[str], env: Mapping[str, str], log_dir: Path) -> Proc:
     """Run ``crossfill <args>`` as a child process."""
-    return Proc(name, [sys.executable, "-m", "worker.cli", *args], env, log_dir)
+    return Proc(name, [sys.executable, "-m", "crossfill.cli", *args], env, log_dir)
 
 
 class RedisServer:

@@ -9,7 +9,7 @@ import click
 import pytest
 from click.testing import CliRunner
 
-from worker.cli import COMMANDS, main
+from crossfill.cli import COMMANDS, main
 
 REPO = Path(__file__).resolve().parents[2]
 #: ARCHITECTURE.md's stable command names: scripts and deployments depend on them.
@@ -61,5 +61,5 @@ def test_the_maps_example_registration_line_has_the_shape_of_commands() -> None:
 
     assert example is not None
     name, target = (part.strip(' "') for part in example[1].split('": "'))
-    assert re.fullmatch(r"worker\.cli\.\w+:\w+", target) and re.fullmatch(r"[a-z-]+", name)
+    assert re.fullmatch(r"crossfill\.cli\.\w+:\w+", target) and re.fullmatch(r"[a-z-]+", name)
     assert all(re.fullmatch(r"[\w.]+:\w+", path) for path in COMMANDS.values())

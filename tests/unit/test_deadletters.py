@@ -11,7 +11,7 @@ from fulfillment_fixtures import fake_redis
 from fulfillment import deadletters
 from fulfillment.deadletters import DeadLetter, DeadLetters
 from fulfillment.errors import StoreUnavailable
-from worker.contract import dead_letter_id
+from messaging.contract import dead_letter_id
 
 
 class Clock:

@@ -25,8 +25,8 @@ from fulfillment.errors import ConfigError
 from fulfillment.settings import Settings, load_settings
 from webhooks import defaults
 from webhooks.settings import load_receiver_settings
-from worker.cli.service import GUNICORN_APP, GUNICORN_CONFIG, WORKER_QUEUES, gunicorn_argv, worker_argv
-from worker.contract import EVENTS_QUEUE, FULFILLMENT_QUEUE, PROCESS_EVENT
+from crossfill.cli.service import GUNICORN_APP, GUNICORN_CONFIG, WORKER_QUEUES, gunicorn_argv, worker_argv
+from messaging.contract import EVENTS_QUEUE, FULFILLMENT_QUEUE, PROCESS_EVENT
 
 REPO = Path(__file__).resolve().parents[2]
 APP_SERVICES = ("web", "worker", "beat", "flower")

@@ -12,7 +12,17 @@ from collections.abc import Iterator
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[2]
-PACKAGES = ("webhooks", "worker", "fulfillment", "simulator", "console")
+#: Each package's layer, top to bottom: an import may only point to a lower layer (or stay inside its
+#: own package). The root wires processes; the apps are peers that never import each other; the ops
+#: service sits over the message path; the domain imports none of ours.
+LAYERS: dict[str, int] = {
+    "crossfill": 5,
+    "webhooks": 4, "worker": 4, "console": 4, "simulator": 4,
+    "ops": 3,
+    "messaging": 2,
+    "fulfillment": 1,
+}
+PACKAGES = tuple(LAYERS)
 
 
 def source_modules() -> dict[str, Path]:
@@ -84,12 +94,25 @@ def find_cycle(graph: dict[str, set[str]]) -> list[str] | None:
     return None
 
 
+def upward_imports(graph: dict[str, set[str]]) -> list[tuple[str, str]]:
+    """Every import of *graph* that does not point to a lower layer (or inside its own package)."""
+    found = []
+    for module, targets in graph.items():
+        home = module.split(".")[0]
+        for target in targets:
+            there = target.split(".")[0]
+            if there != home and LAYERS[there] >= LAYERS[home]:
+                found.append((module, target))
+    return sorted(found)
+
+
 def test_the_graph_sees_known_edges() -> None:
     # If this fails, the graph builder is broken and the tests below prove nothing.
     graph = import_graph()
-    assert "worker.contract" in graph["webhooks.app"]
+    assert "messaging.dispatch" in graph["webhooks.app"]
     assert "fulfillment.settings" in graph["fulfillment.stripe_api"]
     assert "worker.tasks" in graph["worker.app"]
+    assert "ops.service" in graph["console.service"]
 
 
 def test_find_cycle_finds_one() -> None:
@@ -101,6 +124,19 @@ def test_no_import_cycles() -> None:
     assert find_cycle(import_graph()) is None
 
 
+def test_upward_imports_are_seen() -> None:
+    # The rule below proves nothing if the check cannot see an import that runs up, or across, a layer.
+    assert upward_imports({"fulfillment.ledger": {"worker.tasks"}, "console.service": {"worker.app"},
+                           "worker.tasks": {"messaging.dispatch", "worker.retries"}}) == [
+        ("console.service", "worker.app"), ("fulfillment.ledger", "worker.tasks")]
+
+
+def test_every_import_points_down_a_layer() -> None:
+    # root -> {webhooks, worker, console, simulator} -> ops -> messaging -> fulfillment; apps never import
+    # each other (the receiver no longer reaches into worker/, the CLI lives above the console).
+    assert upward_imports(import_graph()) == []
+
+
 def _external_imports(package: str) -> set[str]:
     found = set()
     for module, path in source_modules().items():
@@ -110,29 +146,37 @@ def _external_imports(package: str) -> set[str]:
 
 
 def test_the_domain_imports_neither_flask_nor_celery_nor_another_package_of_ours() -> None:
-    assert _external_imports("fulfillment") & {"flask", "celery", "kombu", "webhooks", "worker", "simulator",
-                                               "console"} == set()
+    assert _external_imports("fulfillment") & {"flask", "celery", "kombu", *LAYERS} - {"fulfillment"} == set()
+
+
+def test_the_services_build_no_celery_app_and_serve_no_http() -> None:
+    # messaging builds Celery's wire format with a bare app (messaging.contract), never a configured one.
+    assert _external_imports("ops") & {"flask", "celery", "kombu"} == set()
+    assert _external_imports("messaging") & {"flask"} == set()
 
 
 def test_the_simulator_depends_on_the_domain_only() -> None:
-    assert _external_imports("simulator") & {"webhooks", "worker", "console"} == set()
-
-
-def test_the_receiver_imports_only_the_message_contract_of_the_worker() -> None:
-    graph = import_graph()
-    reached = {target for module, targets in graph.items() if module.startswith("webhooks")
-               for target in targets if target.startswith("worker")}
-    assert reached <= {"worker.contract", "worker"}
+    assert _external_imports("simulator") & set(LAYERS) - {"simulator", "fulfillment"} == set()
 
 
 def test_importing_the_receiver_loads_no_task_pipeline_handler_or_stripe_client() -> None:
     # Given a fresh interpreter, when the receiver's package is imported (as gunicorn does)
     probe = ("import sys, webhooks; print('\\n'.join(sorted(m for m in sys.modules "
-             "if m.split('.')[0] in ('worker', 'fulfillment', 'webhooks'))))")
+             "if m.split('.')[0] in ('worker', 'fulfillment', 'webhooks', 'messaging', 'ops'))))")
     loaded = set(subprocess.run([sys.executable, "-c", probe], cwd=ROOT, capture_output=True, text=True,
                                 check=True, timeout=60).stdout.split())
 
-    # Then the contract is there, and nothing of the worker's or the domain's machinery is
-    assert {"webhooks.app", "worker.contract"} <= loaded
-    assert loaded.isdisjoint({"worker.app", "worker.tasks", "worker.runtime", "fulfillment.pipeline",
+    # Then the message path is there, and nothing of the worker's or the domain's machinery is
+    assert {"webhooks.app", "messaging.dispatch", "messaging.contract"} <= loaded
+    assert loaded.isdisjoint({"worker.app", "worker.tasks", "ops.runtime", "ops.service", "fulfillment.pipeline",
                               "fulfillment.handlers", "fulfillment.stripe_api", "celery.worker"})
+
+
+def test_the_console_builds_no_celery_app() -> None:
+    # Given a fresh interpreter, when the console's app module is imported (as gunicorn does)
+    probe = "import sys, console.app; print('\\n'.join(sorted(m for m in sys.modules if m.split('.')[0] == 'worker')))"
+    loaded = subprocess.run([sys.executable, "-c", probe], cwd=ROOT, capture_output=True, text=True,
+                            check=True, timeout=60).stdout.split()
+
+    # Then nothing of the worker is loaded
+    assert loaded == []

@@ -220,7 +220,10 @@ def test_reopening_a_failed_item_makes_it_pending_and_the_order_fulfilling(opene
     finish(opened, "li_2")
 
     # When its failed item is reopened (a dead-letter replay)
-    assert opened.reopen_item(SID, "li_1") is True
+    assert opened.reopen_item(SID, "li_1", queue="fulfillment", message="m1") is True
+
+    # Then its message is queued in the same call
+    assert opened._redis.lrange("fulfillment", 0, -1) == ["m1"]
 
     # Then the item is pending from scratch and the order is fulfilling again
     item = opened.item(SID, "li_1")
@@ -234,13 +237,15 @@ def test_reopening_a_failed_item_makes_it_pending_and_the_order_fulfilling(opene
     assert opened.order(SID)["status"] == "fulfilled"  # type: ignore[index]
 
 
-def test_only_a_failed_item_can_be_reopened(opened: Ledger) -> None:
+def test_a_done_item_is_never_reopened_nor_queued(opened: Ledger) -> None:
     finish(opened, "li_1")
     opened.claim_item(SID, "li_2", lease_s=LEASE_S)
 
-    assert opened.reopen_item(SID, "li_1") is False  # done
-    assert opened.reopen_item(SID, "li_2") is False  # in progress
-    assert opened.reopen_item(SID, "li_unknown") is False
+    assert opened.reopen_item(SID, "li_1", queue="fulfillment", message="m1") is False  # done: nothing queued
+    assert opened._redis.lrange("fulfillment", 0, -1) == []
+    # In progress: left as it is, and a message queued (its run ends in the ledger's claim, once).
+    assert opened.reopen_item(SID, "li_2", queue="fulfillment", message="m2") is True
+    assert opened._redis.lrange("fulfillment", 0, -1) == ["m2"]
     assert statuses(opened) == {"li_1": "done", "li_2": "in_progress"}
 
 
@@ -328,7 +333,7 @@ def test_twenty_concurrent_claims_give_exactly_one_lease(server: fakeredis.FakeS
     lambda ledger: ledger.mark_order(SID, "expired", ORDER),
     lambda ledger: ledger.claim_item(SID, "li_1", lease_s=LEASE_S),
     lambda ledger: ledger.record_result(SID, "li_1", "token", {}),
-    lambda ledger: ledger.reopen_item(SID, "li_1"),
+    lambda ledger: ledger.reopen_item(SID, "li_1", queue="fulfillment", message="m"),
     lambda ledger: ledger.order(SID),
     lambda ledger: ledger.order_summary(SID),
     lambda ledger: ledger.item(SID, "li_1"),

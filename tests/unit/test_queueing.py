@@ -3,7 +3,7 @@ from __future__ import annotations
 
 from kombu.utils.scheduling import cycle_by_name
 
-from worker.contract import EVENTS_QUEUE, FULFILLMENT_QUEUE
+from messaging.contract import EVENTS_QUEUE, FULFILLMENT_QUEUE
 from worker.queueing import QUEUE_ORDER, FulfillmentFirst
 
 

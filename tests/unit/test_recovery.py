@@ -18,7 +18,7 @@ from fulfillment.recovery import session_needs_fulfillment, unheld
 from fulfillment.schemas import parse_session
 from fulfillment.settings import RecoverySettings, load_settings
 from tests.support.processes import wait_until
-from worker.contract import FULFILL_ITEM, PROCESS_EVENT, fulfill_task_id, task_message
+from messaging.contract import FULFILL_ITEM, PROCESS_EVENT, fulfill_task_id, task_message
 from worker.schedule import beat_schedule
 from worker.sweeper import UNACKED, held_tasks
 

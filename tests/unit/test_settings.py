@@ -237,7 +237,7 @@ def run_cli(command: str, env_overrides: dict[str, str], cwd: Path) -> subproces
     env = {key: value for key, value in os.environ.items()
            if not key.startswith(("CROSSFILL_", "STRIPE_", "PROMETHEUS_"))}
     env.update({"CROSSFILL_DATA_DIR": str(cwd / "var")}, **env_overrides)
-    return subprocess.run([sys.executable, "-m", "worker.cli", command], env=env, cwd=cwd,
+    return subprocess.run([sys.executable, "-m", "crossfill.cli", command], env=env, cwd=cwd,
                           capture_output=True, text=True, timeout=60, check=False)
 
 

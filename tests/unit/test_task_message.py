@@ -1,6 +1,6 @@
 """The receiver's task message equals what Celery's send_task writes to Redis (a contract with kombu).
 
-The receiver pushes ``worker.contract.task_message`` inside the inbox's Lua script instead of calling
+The receiver pushes ``messaging.contract.task_message`` inside the inbox's Lua script instead of calling
 ``send_task``. If a Celery or kombu upgrade changes the wire format, this test fails first.
 """
 from __future__ import annotations
@@ -15,7 +15,7 @@ import pytest
 from fulfillment.settings import Settings
 from tests.support.processes import RedisServer
 from worker.app import CrossfillCelery, make_celery
-from worker.contract import EVENTS_QUEUE, FULFILL_ITEM, FULFILLMENT_QUEUE, PROCESS_EVENT, task_message
+from messaging.contract import EVENTS_QUEUE, FULFILL_ITEM, FULFILLMENT_QUEUE, PROCESS_EVENT, task_message
 
 #: Fields that differ from message to message by design.
 VARYING_HEADERS = ("id", "root_id", "ignore_result")

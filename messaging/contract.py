@@ -1,4 +1,4 @@
-"""The message contract between the receiver, the workers and ops tools: a leaf module.
+"""The message contract between the receiver, the workers and ops tools: names and the wire format.
 
 Queue names, task names, task ids, dead-letter ids and the wire format of a task message live
 here and nowhere else. It imports no task, no pipeline, no handler and no Stripe client, so the

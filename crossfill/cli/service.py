@@ -9,10 +9,7 @@ from typing import TYPE_CHECKING
 
 import click
 
-from fulfillment.credentials import redact, redact_url
-from fulfillment.errors import ConfigError
-from fulfillment.settings import Settings
-from worker.cli.common import (
+from crossfill.cli.common import (
     fail_config,
     receiver_or_exit,
     settings_or_exit,
@@ -20,8 +17,11 @@ from worker.cli.common import (
     start_embedded,
     with_redis,
 )
-from worker.devstack.errors import DevStackError
-from worker.devstack.local import child_env
+from crossfill.errors import SupervisorError
+from crossfill.local import child_env
+from fulfillment.credentials import redact, redact_url
+from fulfillment.errors import ConfigError
+from fulfillment.settings import Settings
 
 if TYPE_CHECKING:
     from webhooks.settings import ReceiverSettings  # the webhooks package loads Flask: not for every command
@@ -46,7 +46,7 @@ def worker_argv(concurrency: int, pool: str = "threads", loglevel: str = "INFO")
 @click.command()
 def redis() -> None:
     """Run the embedded Redis of the data dir in the foreground (Ctrl-C stops it)."""
-    from worker.devstack.supervisor import Supervisor
+    from crossfill.supervisor import Supervisor
 
     setup_logging()
     settings = settings_or_exit()
@@ -62,7 +62,7 @@ def redis() -> None:
 @click.command()
 def web() -> None:
     """Serve the webhook receiver with gunicorn on CROSSFILL_PORT."""
-    from worker.devstack.supervisor import Supervisor
+    from crossfill.supervisor import Supervisor
 
     setup_logging()
     settings, receiver = settings_or_exit(), receiver_or_exit()
@@ -92,10 +92,10 @@ def _fresh_metrics_dir(settings: Settings, receiver: ReceiverSettings) -> Path:
               type=click.Choice(["DEBUG", "INFO", "WARNING", "ERROR"], case_sensitive=False))
 def worker(concurrency: int, processes: int, loglevel: str) -> None:
     """Run a Celery worker on the queues events and fulfillment."""
+    from crossfill.local import CROSSFILL
+    from crossfill.supervisor import Supervisor, stop
     from worker.app import make_celery
     from worker.broker import run_worker
-    from worker.devstack.local import CROSSFILL
-    from worker.devstack.supervisor import Supervisor, stop
 
     settings, redis_proc = with_redis(settings_or_exit())
     try:
@@ -128,8 +128,8 @@ def worker(concurrency: int, processes: int, loglevel: str) -> None:
 def run(concurrency: int, sim_port: int) -> None:
     """Run everything locally: embedded Redis (unless configured), the receiver, a worker, and the
     Stripe simulator when STRIPE_API_KEY is unset. Ctrl-C stops all of it."""
-    from worker.devstack.local import secret_file, start_local
-    from worker.devstack.supervisor import Supervisor
+    from crossfill.local import secret_file, start_local
+    from crossfill.supervisor import Supervisor
 
     setup_logging()
     settings, receiver = settings_or_exit(), receiver_or_exit()
@@ -141,10 +141,10 @@ def run(concurrency: int, sim_port: int) -> None:
         supervisor.adopt("redis", redis_proc)
     try:
         stack = start_local(settings, receiver, concurrency=concurrency, sim_port=sim_port, supervisor=supervisor)
-        from worker.cli.console import start_console
+        from crossfill.cli.console import start_console
 
         console_url, console_token = start_console(stack.settings, supervisor)
-    except DevStackError as error:
+    except SupervisorError as error:
         supervisor.stop_all()
         click.echo(f"crossfill: {error}", err=True)
         sys.exit(1)
@@ -161,7 +161,7 @@ def run(concurrency: int, sim_port: int) -> None:
 
 
 def _secrets(settings: Settings, receiver: ReceiverSettings, *, generate: bool) -> ReceiverSettings:
-    from worker.devstack.local import resolve_secrets
+    from crossfill.local import resolve_secrets
 
     try:
         return resolve_secrets(settings, receiver, generate=generate)

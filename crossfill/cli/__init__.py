@@ -3,12 +3,12 @@
 Each command lives in the module of its concern and is imported only when it runs (or when
 ``--help`` lists it), so ``crossfill --help`` stays fast:
 
-- :mod:`worker.cli.service`: the processes of the service (``web``, ``worker``, ``redis``, ``run``);
-- :mod:`worker.cli.ops`: what an operator asks of a running service (``status``, ``order``, ``dlq``,
+- :mod:`crossfill.cli.service`: the processes of the service (``web``, ``worker``, ``redis``, ``run``);
+- :mod:`crossfill.cli.ops`: what an operator asks of a running service (``status``, ``order``, ``dlq``,
   ``replay-event``);
-- :mod:`worker.cli.console`: the ops console and the cross-sell report (``console``, ``report``);
-- :mod:`worker.cli.recovery`: reconciliation and its schedule (``reconcile``, ``beat``);
-- :mod:`worker.cli.dev`: the local loop (``demo``; ``sim`` and ``trigger`` are the simulator's own).
+- :mod:`crossfill.cli.console`: the ops console and the cross-sell report (``console``, ``report``);
+- :mod:`crossfill.cli.recovery`: reconciliation and its schedule (``reconcile``, ``beat``);
+- :mod:`crossfill.cli.dev`: the local loop (``demo``; ``sim`` and ``trigger`` are the simulator's own).
 
 A new command is a function in one of those modules (or a new one) and one line in :data:`COMMANDS`.
 """
@@ -21,23 +21,23 @@ import click
 #: Every ``crossfill`` command: its name → ``"module:attribute"`` of its click command.
 COMMANDS: dict[str, str] = {
     # service
-    "web": "worker.cli.service:web",
-    "worker": "worker.cli.service:worker",
-    "redis": "worker.cli.service:redis",
-    "run": "worker.cli.service:run",
+    "web": "crossfill.cli.service:web",
+    "worker": "crossfill.cli.service:worker",
+    "redis": "crossfill.cli.service:redis",
+    "run": "crossfill.cli.service:run",
     # ops
-    "status": "worker.cli.ops:status",
-    "order": "worker.cli.ops:order",
-    "dlq": "worker.cli.ops:dlq",
-    "replay-event": "worker.cli.ops:replay_event",
+    "status": "crossfill.cli.ops:status",
+    "order": "crossfill.cli.ops:order",
+    "dlq": "crossfill.cli.ops:dlq",
+    "replay-event": "crossfill.cli.ops:replay_event",
     # console
-    "console": "worker.cli.console:console",
-    "report": "worker.cli.console:report",
+    "console": "crossfill.cli.console:console",
+    "report": "crossfill.cli.console:report",
     # recovery
-    "reconcile": "worker.cli.recovery:reconcile",
-    "beat": "worker.cli.recovery:beat",
+    "reconcile": "crossfill.cli.recovery:reconcile",
+    "beat": "crossfill.cli.recovery:beat",
     # dev
-    "demo": "worker.cli.dev:demo",
+    "demo": "crossfill.cli.dev:demo",
     "sim": "simulator.cli:sim",
     "trigger": "simulator.cli:trigger",
 }

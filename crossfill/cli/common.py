@@ -9,11 +9,12 @@ from typing import TYPE_CHECKING, Any, NoReturn
 
 import click
 
+from crossfill.errors import SupervisorError
 from fulfillment.errors import ConfigError
 from fulfillment.settings import Settings, load_settings
-from worker.devstack.errors import DevStackError
 
 if TYPE_CHECKING:
+    from ops.runtime import Runtime
     from webhooks.settings import ReceiverSettings
 
 
@@ -52,11 +53,11 @@ def echo_json(value: Any) -> None:
 
 def start_embedded(data_dir: Path) -> tuple[str, Any]:
     """The data dir's embedded Redis (started when not running): its URL, and its process when started here."""
-    from worker.devstack.embedded import start_embedded as start
+    from crossfill.embedded import start_embedded as start
 
     try:
         return start(data_dir)
-    except DevStackError as error:
+    except SupervisorError as error:
         click.echo(f"crossfill: {error}", err=True)
         sys.exit(1)
 
@@ -69,10 +70,9 @@ def with_redis(settings: Settings) -> tuple[Settings, Any]:
     return settings.with_redis(url), proc
 
 
-def ops_app() -> Any:
-    """A Celery app for ops commands: configured Redis, else the running embedded one (never started)."""
-    from worker.app import make_celery
-    from worker.devstack.embedded import recorded_port, url_for
+def ops_settings() -> Settings:
+    """Settings for ops commands: the configured Redis, else the running embedded one (never started)."""
+    from crossfill.embedded import recorded_port, url_for
 
     settings = settings_or_exit()
     if settings.redis_url is None:
@@ -81,4 +81,11 @@ def ops_app() -> Any:
             fail_config(ConfigError("CROSSFILL_REDIS_URL", None, "set it, or start `crossfill run` first "
                                     f"(no embedded Redis in {settings.data_dir})"))
         settings = settings.with_redis(url_for(port))
-    return make_celery(settings)
+    return settings
+
+
+def ops_runtime() -> Runtime:
+    """The stores and clients ops commands read through (:func:`ops_settings`); no Celery app."""
+    from ops.runtime import Runtime
+
+    return Runtime(ops_settings())

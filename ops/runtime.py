@@ -1,4 +1,8 @@
-"""What a task needs besides its arguments: the settings and the stores, opened lazily per process."""
+"""A process's stores and clients (inbox, ledger, dead letters, Stripe client…), opened lazily from its settings.
+
+What a task needs besides its arguments, and what the CLI and the console read through: one place
+that turns :class:`~fulfillment.settings.Settings` into connected objects, without a Celery app.
+"""
 from __future__ import annotations
 
 from functools import cached_property
@@ -19,10 +23,15 @@ from fulfillment.waiting_retries import WaitingRetries
 
 
 class Runtime:
-    """The worker's stores and clients for one process, built from its settings on first use."""
+    """The stores and clients of one process, built from its settings on first use."""
 
     def __init__(self, settings: Settings) -> None:
         self.settings = settings
+
+    def close(self) -> None:
+        """Close the Redis connections this process opened (tests, and a console shutting down)."""
+        if "redis" in self.__dict__:
+            self.redis.close()
 
     @cached_property
     def redis(self) -> redis.Redis:

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import click
 
-from worker.cli.common import settings_or_exit
+from crossfill.cli.common import settings_or_exit
 
 
 @click.command()
@@ -14,6 +14,6 @@ from worker.cli.common import settings_or_exit
               show_default=True, help="Scratch data dir (emptied first).")
 def demo(data_dir: Path) -> None:
     """Run scripted purchases through simulator → receiver → worker and check every outcome."""
-    from worker.devstack.demo import run_demo
+    from crossfill.demo import run_demo
 
     sys.exit(0 if run_demo(settings_or_exit(), data_dir, click.echo) else 1)

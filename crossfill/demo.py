@@ -14,15 +14,15 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
+from crossfill.embedded import free_port, start_embedded
+from crossfill.local import resolve_secrets, start_local
+from crossfill.supervisor import Supervisor
 from fulfillment.ledger import Ledger
 from fulfillment.settings import Settings
 from fulfillment.store import connect
 from simulator.client import SimClient
 from simulator.scenario import DEPLOY, purchase
 from webhooks.settings import ReceiverSettings
-from worker.devstack.embedded import free_port, start_embedded
-from worker.devstack.local import resolve_secrets, start_local
-from worker.devstack.supervisor import Supervisor
 
 WAIT_S = 120.0  #: longest wait for every order to settle, seconds
 Echo = Callable[[str], None]

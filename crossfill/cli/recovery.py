@@ -7,10 +7,10 @@ import time
 
 import click
 
+from crossfill.cli.common import echo_json, ops_runtime, settings_or_exit, setup_logging, with_redis
 from fulfillment import defaults
-from fulfillment.errors import CrossfillError
 from fulfillment.env import parse_duration
-from worker.cli.common import echo_json, ops_app, settings_or_exit, setup_logging, with_redis
+from fulfillment.errors import CrossfillError
 
 
 def _since(raw: str | None, retention: float) -> float | None:
@@ -44,12 +44,12 @@ def reconcile(since_raw: str | None, undelivered: bool, dry_run: bool, as_json: 
     from worker.reconcile import reconcile as run
 
     setup_logging("WARNING")
-    app = ops_app()
-    recovery = app.runtime.settings.recovery
+    runtime = ops_runtime()
+    recovery = runtime.settings.recovery
     seconds = _since(since_raw, recovery.retention)
     now = time.time()
     try:
-        report = run(app.runtime, since=None if seconds is None else now - seconds, undelivered=undelivered,
+        report = run(runtime, since=None if seconds is None else now - seconds, undelivered=undelivered,
                      dry_run=dry_run, now=now)
     except CrossfillError as error:
         click.echo(f"crossfill: reconcile did not complete: {error}", err=True)
@@ -82,8 +82,8 @@ def beat(loglevel: str) -> None:
     Run exactly one (each run also takes a Redis lock, so a second beat does no harm but no good).
     Its schedule file is kept in the data dir.
     """
+    from crossfill.supervisor import stop
     from worker.app import make_celery
-    from worker.devstack.supervisor import stop
 
     settings, redis_proc = with_redis(settings_or_exit())
     try:

@@ -17,19 +17,19 @@ from typing import TYPE_CHECKING
 
 import requests
 
+from crossfill.errors import ChildExited, StartTimeout
+from crossfill.supervisor import Supervisor
 from fulfillment.credentials import kept_secret
 from fulfillment.errors import ConfigError
 from fulfillment.events import HANDLED_TYPES
 from fulfillment.settings import Settings
-from worker.devstack.errors import ChildExited, StartTimeout
-from worker.devstack.supervisor import Supervisor
 
 if TYPE_CHECKING:
     from webhooks.settings import ReceiverSettings  # the webhooks package loads Flask: not for `crossfill worker`
 
 SIM_API_KEY = "sk_test_crossfill_local"  #: the key the worker uses against the local simulator
 START_TIMEOUT_S = 30.0  #: wait for a child to listen, seconds
-CROSSFILL = [sys.executable, "-m", "worker.cli"]  #: the ``crossfill`` command, as a child process
+CROSSFILL = [sys.executable, "-m", "crossfill.cli"]  #: the ``crossfill`` command, as a child process
 
 
 @dataclass

@@ -8,7 +8,7 @@ from typing import Any
 
 import click
 
-from worker.cli.common import echo_json, ops_app
+from crossfill.cli.common import echo_json, ops_runtime, ops_settings
 
 
 def _when(stamp: float | None) -> str:
@@ -19,9 +19,14 @@ def _when(stamp: float | None) -> str:
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON object.")
 def status(as_json: bool) -> None:
     """Queues, dead letters, inbox and orders by status, live workers: the first screen for ops."""
-    from worker import ops
+    from ops import service as ops
+    from ops.runtime import Runtime
+    from worker.app import make_celery
 
-    report = ops.status(ops_app())
+    settings = ops_settings()
+    # Live workers are those that answer a ping now (heartbeats would still list one killed seconds ago).
+    replies = make_celery(settings).control.ping(timeout=1.0) or []
+    report = ops.status(Runtime(settings), workers=[name for reply in replies for name in reply])
     if as_json:
         echo_json(report)
         return
@@ -42,9 +47,9 @@ def status(as_json: bool) -> None:
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON object.")
 def order(session_id: str, as_json: bool) -> None:
     """One order: its status and every line item (product, amount, cross-sell, status, attempts)."""
-    from worker.contract import PROCESS_EVENT
+    from messaging.contract import PROCESS_EVENT
 
-    runtime = ops_app().runtime
+    runtime = ops_runtime()
     record = runtime.ledger.order(session_id)
     if record is None:
         click.echo(f"crossfill: no order for {session_id!r} (is the session id right? has its event arrived?)",
@@ -85,7 +90,7 @@ def dlq() -> None:
 @click.option("--json", "as_json", is_flag=True)
 def dlq_list(as_json: bool) -> None:
     """List dead letters, oldest first."""
-    letters = ops_app().runtime.dead_letters.list()
+    letters = ops_runtime().dead_letters.list()
     if as_json:
         echo_json([dataclasses.asdict(letter) for letter in letters])
         return
@@ -99,7 +104,7 @@ def dlq_list(as_json: bool) -> None:
 @click.argument("letter_id")
 def dlq_show(letter_id: str) -> None:
     """Show one dead letter in full."""
-    letter = ops_app().runtime.dead_letters.get(letter_id)
+    letter = ops_runtime().dead_letters.get(letter_id)
     if letter is None:
         click.echo(f"crossfill: no dead letter {letter_id!r}; `crossfill dlq list` shows them", err=True)
         sys.exit(1)
@@ -111,28 +116,33 @@ def dlq_show(letter_id: str) -> None:
 @click.option("--all", "replay_all", is_flag=True, help="Replay every dead letter.")
 def dlq_replay(letter_id: str | None, replay_all: bool) -> None:
     """Run a dead-lettered task again (an item already fulfilled is not fulfilled twice)."""
-    from worker import ops
+    from ops import service as ops
 
     if bool(letter_id) == replay_all:
         raise click.UsageError("give a dead letter id, or --all")
-    app = ops_app()
-    letters = app.runtime.dead_letters
+    runtime = ops_runtime()
+    letters = runtime.dead_letters
     targets = letters.list() if replay_all else [letters.get(str(letter_id))]
     if targets == [None]:
         click.echo(f"crossfill: no dead letter {letter_id!r}; `crossfill dlq list` shows them", err=True)
         sys.exit(1)
     for letter in targets:
         assert letter is not None
-        click.echo(f"{letter.id}: {ops.replay_dead_letter(app, letter)}")
+        click.echo(f"{letter.id}: {ops.replay_dead_letter(runtime, letter)}")
 
 
 @click.command("replay-event")
 @click.argument("event_id")
 def replay_event(event_id: str) -> None:
     """Process a received event again, from the inbox."""
-    from worker import ops
+    from ops import service as ops
 
-    if not ops.replay_event(ops_app(), event_id):
+    was = ops.replay_event(ops_runtime(), event_id)
+    if was is None:
         click.echo(f"crossfill: event {event_id!r} is not in the inbox", err=True)
+        sys.exit(1)
+    if was == "ignored":
+        click.echo(f"crossfill: event {event_id!r} was recorded as ignored (`crossfill` never acts on it); "
+                   "not replayed", err=True)
         sys.exit(1)
     click.echo(f"{event_id}: enqueued again")
