@@ -11,6 +11,9 @@ from hypothesis import HealthCheck, settings
 
 from fulfillment.signing import sign
 
+#: Shared fixtures that live with their helpers (one way to import test helpers: tests.support).
+pytest_plugins = ("tests.support.stack",)
+
 # Property tests must not depend on how busy the machine is (CI shares 2 cores): no per-example
 # deadline and no "too slow" health check; the example counts alone bound their work.
 settings.register_profile("crossfill", deadline=None,

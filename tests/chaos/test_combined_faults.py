@@ -33,6 +33,7 @@ from typing import Any
 import pytest
 import requests
 
+from crossfill.embedded import free_port
 from fulfillment.deadletters import DeadLetters
 from fulfillment.events import HANDLED_TYPES
 from fulfillment.ledger import Ledger
@@ -41,7 +42,6 @@ from simulator.client import SimClient
 from tests.support.processes import ROOT, Proc, RedisServer, crossfill, port_open, wait_until
 from tests.support.shop import DEPLOY, PRO, Shop, catalog_toml
 from tests.support.target import FulfillmentTarget
-from crossfill.embedded import free_port
 
 pytestmark = [pytest.mark.integration, pytest.mark.chaos]
 

@@ -13,8 +13,8 @@ from fulfillment.deadletters import DeadLetters
 from fulfillment.inbox import Inbox
 from fulfillment.ledger import Ledger
 from fulfillment.liveness import RECONCILE_LAST_SUCCESS, beat
-from tests.console.conftest import TOKENS, paid_order
 from messaging.contract import FULFILLMENT_QUEUE, dead_letter_id
+from tests.console.conftest import TOKENS, paid_order
 
 Headers = Callable[[str], dict[str, str]]
 

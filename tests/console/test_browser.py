@@ -16,11 +16,11 @@ from typing import Any
 
 import pytest
 
+from crossfill.embedded import free_port
 from fulfillment.deadletters import DeadLetters
 from tests.console.conftest import TOKENS
-from tests.pipeline.conftest import Stack, stack  # noqa: F401 - the module's real pipeline
 from tests.support.processes import ROOT, crossfill, port_open, wait_until
-from crossfill.embedded import free_port
+from tests.support.stack import Stack
 
 webdriver = pytest.importorskip("selenium.webdriver", reason="selenium is not installed: pip install -e '.[dev]'")
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")

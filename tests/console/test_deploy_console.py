@@ -16,12 +16,12 @@ import redis
 import yaml
 
 from console.settings import load_console_settings
+from crossfill.cli.console import console_argv
 from fulfillment.errors import ConfigError
 from fulfillment.ledger import Ledger
 from tests.console.conftest import CATALOG, TOKENS, paid_order
+from tests.support.deploy import interpolate, sh_argv
 from tests.support.processes import ROOT, RedisServer
-from tests.unit.test_deploy_files import interpolate, sh_argv
-from crossfill.cli.console import console_argv
 
 TOKEN_ENV = {"CROSSFILL_CONSOLE_TOKENS": f"ana:operator:{TOKENS['operator']}"}
 

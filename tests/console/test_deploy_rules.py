@@ -25,9 +25,9 @@ from fulfillment.ledger import Ledger
 from fulfillment.liveness import RECONCILE_LAST_SUCCESS, beat
 from fulfillment.report import CrossSellReport
 from fulfillment.stats import STRIPE_API_CALLS, STRIPE_RATE_LIMITED, Stats
+from messaging.contract import dead_letter_id
 from tests.console.conftest import paid_order
 from webhooks.metrics import ReceiverMetrics, StateCollector
-from messaging.contract import dead_letter_id
 
 DEPLOY = Path(__file__).resolve().parents[2] / "deploy"
 ALERTS = DEPLOY / "prometheus" / "alerts.yml"

@@ -17,8 +17,8 @@ from fulfillment.ledger import TO_REPORT
 from fulfillment.liveness import alive_workers
 from fulfillment.settings import load_settings
 from tests.console.conftest import TOKENS
-from tests.pipeline.conftest import Stack, fresh, stack  # noqa: F401 - fixtures used by name
 from tests.support.processes import wait_until
+from tests.support.stack import Stack
 
 pytestmark = pytest.mark.integration
 MERCHANT = {"Authorization": f"Bearer {TOKENS['merchant']}"}

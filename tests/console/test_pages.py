@@ -12,8 +12,8 @@ from console.audit import STREAM
 from fulfillment.deadletters import DeadLetters
 from fulfillment.inbox import Inbox
 from fulfillment.ledger import Ledger
-from tests.console.conftest import TOKENS, csrf_of, paid_order
 from messaging.contract import FULFILLMENT_QUEUE, dead_letter_id
+from tests.console.conftest import TOKENS, csrf_of, paid_order
 
 Browser = Callable[[str], FlaskClient]
 PAGES = ["/", "/orders", "/dead-letters", "/report", "/audit"]

@@ -13,7 +13,7 @@ import threading
 from collections import Counter
 from typing import Any
 
-from tests.unit.fulfillment_fixtures import Reply, ScriptedServer, Seen
+from tests.support.fulfillment_fixtures import Reply, ScriptedServer, Seen
 
 SESSION_ENDPOINT = "GET /v1/checkout/sessions/{id}"
 LINE_ITEMS_ENDPOINT = "GET /v1/checkout/sessions/{id}/line_items"

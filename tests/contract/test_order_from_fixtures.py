@@ -26,7 +26,7 @@ from fulfillment.stripe_api import StripeClient
 from tests.contract.stripe_double import LINE_ITEMS_ENDPOINT, SESSION_ENDPOINT, StripeDouble
 from tests.contract.variants import MUG, TSHIRT, mug_item, no_price_item, paid_session, tshirt_item
 from tests.fixtures.stripe import fixture, problems
-from tests.unit.fulfillment_fixtures import API_KEY, fake_redis
+from tests.support.fulfillment_fixtures import API_KEY, fake_redis
 
 SESSION_ID = fixture("checkout.session")["id"]
 CATALOG = parse_catalog({"products": {TSHIRT: {"name": "T-shirt", "cross_sell": MUG},

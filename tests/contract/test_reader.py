@@ -28,7 +28,7 @@ from tests.contract.variants import (
     with_unknown_fields,
 )
 from tests.fixtures.stripe import fixture, problems
-from tests.unit.fulfillment_fixtures import line_item_page, only_item
+from tests.support.fulfillment_fixtures import line_item_page, only_item
 from webhooks.envelope import parse_event
 
 

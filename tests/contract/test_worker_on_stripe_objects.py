@@ -16,17 +16,17 @@ from typing import Any
 import pytest
 import requests
 
+from crossfill.embedded import free_port
 from fulfillment.deadletters import DeadLetters
 from fulfillment.inbox import Inbox
 from fulfillment.ledger import Ledger
 from fulfillment.signing import sign
 from fulfillment.stats import LIVEMODE_MISMATCH, STRIPE_API_CALLS, STRIPE_ORDERS_READ, Stats
+from messaging.contract import EVENTS_QUEUE, PROCESS_EVENT, task_message
 from tests.contract.stripe_double import LINE_ITEMS_ENDPOINT, SESSION_ENDPOINT, StripeDouble
 from tests.contract.variants import MUG, TSHIRT, mug_item, no_price_item, paid_session, tshirt_item
 from tests.fixtures.stripe import fixture
 from tests.support.processes import Proc, RedisServer, crossfill, port_open, wait_until
-from messaging.contract import EVENTS_QUEUE, PROCESS_EVENT, task_message
-from crossfill.embedded import free_port
 
 pytestmark = pytest.mark.integration
 

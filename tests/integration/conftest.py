@@ -20,11 +20,11 @@ from flask import Flask
 from flask.testing import FlaskClient
 from werkzeug.test import TestResponse
 
+from crossfill.embedded import free_port, redis_argv
+from crossfill.supervisor import spawn, stop
 from fulfillment.settings import Settings, load_settings
 from webhooks.app import create_app
 from webhooks.settings import ReceiverSettings, load_receiver_settings
-from crossfill.embedded import free_port, redis_argv
-from crossfill.supervisor import spawn, stop
 
 EVENTS_KEY = "events"  #: kombu's Redis transport LPUSHes the queue's messages onto a list of its name
 REDIS_START_TIMEOUT_S = 10.0

@@ -29,13 +29,13 @@ import redis
 import requests
 from prometheus_client.parser import text_string_to_metric_families
 
+from crossfill.embedded import free_port
 from fulfillment.events import HANDLED_TYPES
 from fulfillment.inbox import Inbox
 from fulfillment.signing import compute_signature, sign
 from fulfillment.store import KEY_PREFIX
 from tests.support.processes import Proc, RedisServer, crossfill, wait_until
 from webhooks.metrics import OUTCOMES, TYPE_LABELS
-from crossfill.embedded import free_port
 
 pytestmark = pytest.mark.integration
 

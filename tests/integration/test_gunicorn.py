@@ -21,12 +21,12 @@ import redis
 import requests
 from prometheus_client.parser import text_string_to_metric_families
 
+from crossfill.embedded import free_port
 from fulfillment.inbox import Inbox
 from fulfillment.signing import sign
 from simulator.client import SimClient
 from simulator.scenario import purchase
 from simulator.server import SimServer
-from crossfill.embedded import free_port
 
 pytestmark = pytest.mark.integration
 

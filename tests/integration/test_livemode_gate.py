@@ -17,8 +17,8 @@ from fulfillment.errors import ConfigError
 from fulfillment.inbox import Inbox
 from fulfillment.livemode import MISMATCH
 from fulfillment.stats import LIVEMODE_MISMATCH, Stats
-from webhooks.settings import ReceiverSettings, load_receiver_settings
 from messaging.contract import EVENTS_QUEUE
+from webhooks.settings import ReceiverSettings, load_receiver_settings
 
 SignedPost = Callable[..., TestResponse]
 

@@ -6,8 +6,8 @@ from typing import Any
 import pytest
 from kombu import Connection, Exchange, Message, Queue
 
-from worker.app import make_celery
 from messaging.contract import EVENTS_QUEUE, FULFILLMENT_QUEUE
+from worker.app import make_celery
 from worker.queueing import QUEUE_ORDER
 
 pytestmark = pytest.mark.integration

@@ -12,7 +12,7 @@ import redis
 from fulfillment.ratelimit import RateLimiter, RateLimits
 from fulfillment.store import connect
 from tests.integration.conftest import RedisServer
-from tests.unit.ratelimit_contract import SESSION, LimiterContract
+from tests.support.ratelimit_contract import SESSION, LimiterContract
 
 pytestmark = pytest.mark.integration
 

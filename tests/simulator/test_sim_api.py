@@ -9,7 +9,7 @@ import requests
 import stripe
 
 from simulator import SimServer
-from tests.simulator.support import API_KEY, Catalog
+from tests.support.simulator import API_KEY, Catalog
 
 
 def _session(client: stripe.StripeClient, prices: list[str], **extra: object) -> stripe.checkout.Session:

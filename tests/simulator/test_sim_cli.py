@@ -17,7 +17,7 @@ from fulfillment.catalog import load_catalog
 from simulator import SimServer
 from simulator.cli import trigger
 from simulator.scenario import DEMO_CATALOG_PATH, DEPLOY, PRO
-from tests.simulator.support import API_KEY, WebhookEndpoint, sim_process
+from tests.support.simulator import API_KEY, WebhookEndpoint, sim_process
 
 
 def _trigger(server: SimServer, *args: str) -> dict[str, object]:

@@ -19,7 +19,7 @@ from simulator.errors import RemoteError
 from simulator.ratelimit import RateLimits
 from simulator.scenario import DEPLOY, PRO
 from tests.fixtures.stripe import problems
-from tests.simulator.support import API_KEY, WebhookEndpoint, sim_process
+from tests.support.simulator import API_KEY, WebhookEndpoint, sim_process
 
 COMPLETED = "checkout.session.completed"
 

@@ -11,7 +11,7 @@ from fulfillment.crosssell import CURRENCY, RECURRING_INTERVAL, SINGLE_PRICE, TA
 from simulator import SimConfig, SimServer
 from simulator.client import SimClient
 from simulator.errors import RemoteError
-from tests.simulator.support import API_KEY, Catalog
+from tests.support.simulator import API_KEY, Catalog
 
 
 def _checkout(client: stripe.StripeClient, sim: SimClient, prices: list[str], *, mode: str = "payment",

@@ -12,7 +12,7 @@ from simulator.client import SimClient
 from simulator.errors import InjectedFailure, InvalidRequest, RateLimited, RemoteError
 from simulator.faults import FaultInjector, FaultPlan, plan_faults
 from simulator.params import Params
-from tests.simulator.support import API_KEY
+from tests.support.simulator import API_KEY
 
 
 def test_error_rate_one_fails_every_api_call_but_not_sim_calls(client: stripe.StripeClient, sim: SimClient) -> None:

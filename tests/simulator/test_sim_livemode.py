@@ -15,7 +15,7 @@ from simulator import SimConfig, SimServer
 from simulator.cli import trigger
 from simulator.client import SimClient
 from tests.fixtures.stripe import problems
-from tests.simulator.support import WebhookEndpoint
+from tests.support.simulator import WebhookEndpoint
 
 LIVE_KEY = "sk_live_crossfill_simulator_tests"
 TEST_KEY = "sk_test_crossfill_simulator_tests"

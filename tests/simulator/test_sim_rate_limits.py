@@ -16,7 +16,7 @@ from flask.testing import FlaskClient
 
 from simulator import SimConfig, SimServer, Simulator, create_sim_app
 from simulator.ratelimit import MODES, RateLimiter, RateLimits
-from tests.simulator.support import API_KEY, sim_process
+from tests.support.simulator import API_KEY, sim_process
 
 AUTH = {"Authorization": f"Bearer {API_KEY}"}
 

@@ -11,7 +11,7 @@ import stripe
 
 from simulator import SimConfig, SimServer
 from simulator.client import SimClient
-from tests.simulator.support import API_KEY, Catalog, WebhookEndpoint
+from tests.support.simulator import API_KEY, Catalog, WebhookEndpoint
 
 COMPLETED = "checkout.session.completed"
 #: One retry, 3 s after a failure: time enough, on a busy machine, to look at (or change) what is

@@ -11,7 +11,7 @@ import stripe
 from simulator import SimConfig, SimServer
 from simulator.client import SimClient
 from tests.fixtures.stripe import api_version, problems
-from tests.simulator.support import API_KEY, Catalog, WebhookEndpoint
+from tests.support.simulator import API_KEY, Catalog, WebhookEndpoint
 
 
 def _get(server: SimServer, path: str, **params: Any) -> requests.Response:

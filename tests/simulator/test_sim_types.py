@@ -4,7 +4,7 @@ from __future__ import annotations
 import subprocess
 import sys
 
-from tests.simulator.support import ROOT
+from tests.support.simulator import ROOT
 
 
 def test_the_simulator_is_mypy_strict_clean() -> None:

@@ -1,0 +1,205 @@
+"""Redis killed (SIGKILL) under load and restarted on its data dir, twice: the same workers carry on.
+
+With celery/kombu 5.7 a worker holding unacknowledged tasks while it waited in BRPOP crashed on such a
+kill (``Unrecoverable error: AttributeError(... 'hostname')``) and exited 0, and a task that Redis left
+mid-run dropped its message (worker/broker.py). What remains is kombu's own window: a message popped
+with BRPOP at the instant of the kill, before kombu recorded it as unacked, is lost (about one message
+every two or three kills in this test); the test tolerates exactly that case, and reports it.
+"""
+from __future__ import annotations
+
+import json
+import threading
+import time
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+
+from fulfillment.inbox import Inbox
+from tests.support.processes import Proc, wait_until
+from tests.support.stack import Stack
+
+pytestmark = pytest.mark.integration
+
+BUYERS = 3  #: concurrent buyers on the simulator
+PACE_S = 0.4  #: each buyer's pause between purchases (a few orders a second: a busy 2-core machine)
+KILLS = 2
+OUTAGE_S = 1.5  #: how long Redis stays dead each time
+HANDLER_DELAY_S = 0.3  #: each fulfillment call takes this long, so tasks are in flight at every kill
+DRAIN_TIMEOUT_S = 60.0  #: generous: redelivery waits for the stack's 10 s visibility timeout
+
+
+class Load:
+    """Buyers paying for orders (some with the cross-sell, some with extra items) until stopped."""
+
+    def __init__(self, stack: Stack) -> None:
+        self.stack = stack
+        self.sessions: list[str] = []
+        self.errors: list[str] = []
+        self._stop = threading.Event()
+        self._threads = [threading.Thread(target=self._buy, args=(n,), daemon=True) for n in range(BUYERS)]
+
+    def _buy(self, buyer: int) -> None:
+        n = 0
+        while not self._stop.is_set():
+            n += 1
+            try:  # the simulator never depends on Redis: only deliveries to the receiver fail meanwhile
+                self.sessions.append(self.stack.shop.buy(cross_sell=n % 2 == 0, extra_items=(n + buyer) % 3))
+            except Exception as error:  # noqa: BLE001 - reported by the test
+                self.errors.append(repr(error))
+            self._stop.wait(PACE_S)
+
+    def __enter__(self) -> Load:
+        self.stack.shop.open_session(extra_items=2)  # creates every product and price once (not thread-safe)
+        for thread in self._threads:
+            thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._stop.set()
+        for thread in self._threads:
+            thread.join(30)
+
+
+@pytest.fixture
+def workers(fresh: Stack) -> Iterator[list[Proc]]:
+    """The stack's worker and a second one, both running."""
+    second = fresh.start_worker("worker-2", concurrency=4)
+    yield [fresh.procs["worker"], second]
+    second.stop()
+    del fresh.procs["worker-2"]
+
+
+def durable(stack: Stack) -> None:
+    # The embedded Redis fsyncs its append-only file every second, so a crash may lose the last second
+    # of acknowledged writes (README: reconciliation recovers those). This test is about the workers
+    # and the queues: it makes every write durable so that only they are under test.
+    stack.redis.client().config_set("appendfsync", "always")
+
+
+def wait_for_fulfillments(stack: Stack, count: int, what: str) -> None:
+    """Wait until the fulfillment system has taken *count* more items."""
+    start = len(stack.target.effects)
+    wait_until(lambda: len(stack.target.effects) >= start + count, timeout=60, what=what, interval=0.1)
+
+
+def full_log(proc: Proc) -> str:
+    return proc.log_path.read_text(errors="replace")
+
+
+def logs(procs: list[Proc]) -> str:
+    return "\n".join(f"--- {proc.name}\n{proc.output()}" for proc in procs)
+
+
+def diagnose(stack: Stack, session_id: str) -> dict[str, Any]:
+    """Where an unfinished order's work is: its events' deliveries and inbox status, and its messages."""
+    client = stack.redis.client()
+    queued = client.lrange("events", 0, -1) + client.lrange("fulfillment", 0, -1)
+    unacked = list(client.hvals("unacked"))
+    events = []
+    for event in stack.shop.events_of(session_id):
+        deliveries = stack.sim.get(f"/sim/events/{event['id']}/deliveries")["data"]
+        inbox = Inbox(client).get(event["id"])
+        events.append({
+            "type": event["type"],
+            "codes": [attempt["status_code"] for d in deliveries for attempt in d["attempts"]],
+            "inbox": inbox.status if inbox else None,
+            "queued": any(event["id"] in message for message in queued),
+            "unacked": any(event["id"] in message for message in unacked),
+        })
+    order = stack.order(session_id) or {}
+    items = [{"status": item["status"], "attempts": item["attempts"], "queued": any(item["id"] in m for m in queued),
+              "unacked": any(item["id"] in m for m in unacked)} for item in order.get("items", [])]
+    return {"session": session_id, "order": order.get("status"), "events": events, "items": items}
+
+
+def messages_in_flight(stack: Stack) -> int:
+    """Messages queued or taken and not yet acknowledged (a running task's message is in ``unacked``)."""
+    client = stack.redis.client()
+    return int(client.llen("events") + client.llen("fulfillment") + client.hlen("unacked"))
+
+
+def lost_between_brpop_and_unacked(diagnosis: dict[str, Any]) -> bool:
+    """Whether an unfinished order only waits for a message kombu took with BRPOP and never recorded.
+
+    kombu's Redis transport pops a message, then records it in its ``unacked`` hash: a Redis killed in
+    between loses it (ARCHITECTURE.md). What is left is work accepted and never started: an event
+    ``enqueued`` in the inbox, or an item ``pending`` and never tried, with no message anywhere.
+    """
+    def gone(entry: dict[str, Any]) -> bool:
+        return not entry["queued"] and not entry["unacked"]
+
+    if diagnosis["order"] is None:
+        events = diagnosis["events"]
+        return bool(events) and all(event["inbox"] == "enqueued" and gone(event) for event in events)
+    waiting = [item for item in diagnosis["items"] if item["status"] != "done"]
+    return bool(waiting) and all(item["status"] == "pending" and item["attempts"] == 0 and gone(item)
+                                 for item in waiting)
+
+
+def drain(stack: Stack, sessions: list[str]) -> list[dict[str, Any]]:
+    """Wait until every order is fulfilled, or only lost messages hold some back; return those orders."""
+    ledger, pending = stack.ledger, set(sessions)
+    deadline = time.monotonic() + DRAIN_TIMEOUT_S
+    while True:
+        pending = {session for session in pending if (ledger.order(session) or {}).get("status") != "fulfilled"}
+        if not pending:
+            return []
+        if messages_in_flight(stack) == 0:
+            stuck = [diagnose(stack, session) for session in sorted(pending)]
+            if all(lost_between_brpop_and_unacked(diagnosis) for diagnosis in stuck):
+                return stuck
+        if time.monotonic() > deadline:
+            stuck = [diagnose(stack, session) for session in sorted(pending)]
+            pytest.fail(f"{len(stuck)} of {len(sessions)} orders not fulfilled: {json.dumps(stuck[:5])}")
+        time.sleep(0.5)
+
+
+@pytest.mark.timeout(300)  # ~30 s here; each wait has its own generous deadline on a busy machine
+def test_workers_survive_redis_killed_twice_under_load(fresh: Stack, workers: list[Proc]) -> None:
+    # Given two workers and a fulfillment system slow enough that tasks are in flight at any moment
+    pids = [worker.pid for worker in workers]
+    fresh.target.delay_s = HANDLER_DELAY_S
+    durable(fresh)
+
+    with Load(fresh) as load:
+        for _ in range(KILLS):
+            # When Redis is killed while fulfillment calls are under way, then restarted on its data dir
+            wait_for_fulfillments(fresh, 5, "items being fulfilled before the kill")
+            fresh.target.entered.clear()
+            wait_until(fresh.target.entered.is_set, timeout=30, what="a fulfillment call in flight")
+            fresh.redis.proc.kill9()
+            time.sleep(OUTAGE_S)
+            fresh.redis.restart()
+            durable(fresh)
+        # And the load goes on until the workers have fulfilled items again after the last restart
+        wait_for_fulfillments(fresh, 5, "items fulfilled after the last restart")
+    assert not load.errors, load.errors[:3]
+    assert [worker.alive() for worker in workers] == [True, True], logs(workers)
+
+    # Then every order paid is fulfilled (but those kombu lost at a kill), by the same two worker processes
+    lost = drain(fresh, load.sessions)
+    assert [worker.alive() for worker in workers] == [True, True], logs(workers)
+    assert [worker.pid for worker in workers] == pids
+    for worker in workers:  # each saw both kills, and reconnected
+        assert "Unrecoverable error" not in full_log(worker), worker.output()
+        assert full_log(worker).count("Connection to broker lost") >= KILLS, worker.output()
+
+    # And each item was fulfilled once in effect: one idempotency key per item, nothing else called
+    lost_sessions = {diagnosis["session"] for diagnosis in lost}
+    done = {key for session in load.sessions if session not in lost_sessions for key in fresh.keys_of(session)}
+    known = {key for session in load.sessions for key in fresh.keys_of(session)}
+    assert done <= set(fresh.target.effects) <= known
+    assert set(fresh.target.calls) <= known
+    assert fresh.target.bad_signatures == 0
+    report(fresh, load.sessions, lost)
+
+
+def report(stack: Stack, sessions: list[str], lost: list[dict[str, Any]]) -> None:
+    """Print what the run did (``pytest -s``): orders, items, repeated calls the ledger absorbed, losses."""
+    calls = sum(stack.target.calls.values())
+    figures: dict[str, Any] = {"orders": len(sessions), "items": len(stack.target.effects),
+                               "handler_calls": calls, "repeated_calls": calls - len(stack.target.effects),
+                               "lost_between_brpop_and_unacked": lost}
+    print(json.dumps(figures))

@@ -1,0 +1,154 @@
+"""The stack the pipeline tests run (Redis, the simulator, the receiver, workers, a fulfillment target),
+and its fixtures ``stack`` (one per module) and ``fresh`` (emptied per test): a plugin of tests/conftest.py."""
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import pytest
+import requests
+
+from crossfill.embedded import free_port
+from fulfillment.events import HANDLED_TYPES
+from fulfillment.ledger import Ledger
+from simulator.client import SimClient
+from tests.support.processes import ROOT, Proc, RedisServer, crossfill, port_open, wait_until
+from tests.support.shop import Shop, catalog_toml
+from tests.support.target import FulfillmentTarget
+
+WEBHOOK_SECRET = "whsec_pipeline_tests_secret_0123456789"
+HANDLER_SECRET = "crossfill_handler_test_secret"
+
+#: Settings for the stack: a short visibility timeout and lease so crash recovery takes seconds.
+STACK_ENV = {
+    "CROSSFILL_VISIBILITY_TIMEOUT": "10",
+    "CROSSFILL_ITEM_LEASE": "4",
+    "CROSSFILL_RETRY_BASE": "0.2",
+    "CROSSFILL_RETRY_CAP": "1",
+    "CROSSFILL_MAX_ATTEMPTS": "6",
+    "CROSSFILL_WEB_WORKERS": "2",
+}
+
+
+@dataclass
+class Stack:
+    """Handles on every running part, and the helpers tests use."""
+
+    tmp: Path
+    redis: RedisServer
+    target: FulfillmentTarget
+    env: dict[str, str]
+    sim: SimClient
+    shop: Shop
+    receiver_url: str
+    procs: dict[str, Proc] = field(default_factory=dict)
+
+    @property
+    def ledger(self) -> Ledger:
+        return Ledger(self.redis.client())
+
+    def start_worker(self, name: str = "worker", concurrency: int = 8) -> Proc:
+        proc = crossfill(name, ["worker", "--concurrency", str(concurrency)], self.env, self.tmp)
+        self.procs[name] = proc
+        return proc
+
+    def order(self, session_id: str) -> dict[str, Any] | None:
+        return self.ledger.order(session_id)
+
+    def wait_order(self, session_id: str, status: str, timeout: float = 30) -> dict[str, Any]:
+        """Wait until the order reaches *status*; fail with the processes' logs otherwise."""
+        try:
+            wait_until(lambda: (self.order(session_id) or {}).get("status") == status, timeout=timeout,
+                       what=f"order {session_id} to become {status}", interval=0.1)
+        except AssertionError as error:
+            logs = "\n".join(f"--- {name}\n{proc.output()}" for name, proc in self.procs.items())
+            order = self.order(session_id) or {}
+            items = [(item["status"], item.get("error")) for item in order.get("items", [])][:5]
+            raise AssertionError(f"{error}; order is {order.get('status')}, items (first 5) {items}\n{logs}") from None
+        order = self.order(session_id)
+        assert order is not None
+        return order
+
+    def cli(self, *args: str) -> subprocess.CompletedProcess[str]:
+        """Run a ``crossfill`` ops command against this stack."""
+        return subprocess.run([sys.executable, "-m", "crossfill.cli", *args], env=self.env, cwd=ROOT,
+                              capture_output=True, text=True, timeout=60)
+
+    def post_event(self, event: dict[str, Any]) -> requests.Response:
+        """Deliver an event straight to the receiver, signed as Stripe would."""
+        import time
+
+        from fulfillment.signing import sign
+
+        body = json.dumps(event).encode()
+        header = sign(body, [WEBHOOK_SECRET], timestamp=int(time.time()))
+        return requests.post(self.receiver_url, data=body, headers={"Stripe-Signature": header}, timeout=10)
+
+    def keys_of(self, session_id: str) -> list[str]:
+        """The idempotency keys of an order's items."""
+        order = self.order(session_id) or {"items": []}
+        return [f"{session_id}:{item['id']}" for item in order["items"]]
+
+
+@pytest.fixture(scope="module")
+def stack(tmp_path_factory: pytest.TempPathFactory, request: pytest.FixtureRequest) -> Iterator[Stack]:
+    tmp = tmp_path_factory.mktemp("stack")
+    redis = RedisServer(tmp / "redis")
+    target = FulfillmentTarget(HANDLER_SECRET)
+    catalog = tmp / "catalog.toml"
+    # A module may bring its own catalog: STACK_CATALOG(target_url) -> TOML.
+    catalog.write_text(getattr(request.module, "STACK_CATALOG", catalog_toml)(target.url))
+    sim_port, web_port = free_port(), free_port()
+    env = {
+        **os.environ,
+        **STACK_ENV,
+        "CROSSFILL_REDIS_URL": redis.url,
+        "CROSSFILL_DATA_DIR": str(tmp / "data"),
+        "CROSSFILL_PORT": str(web_port),
+        "CROSSFILL_CATALOG": str(catalog),
+        "CROSSFILL_HANDLER_SECRET": HANDLER_SECRET,
+        "STRIPE_WEBHOOK_SECRET": WEBHOOK_SECRET,
+        "STRIPE_API_KEY": "sk_test_crossfill_pipeline",
+        "STRIPE_API_BASE": f"http://127.0.0.1:{sim_port}",
+    }
+    env.update(getattr(request.module, "STACK_EXTRA_ENV", {}))  # a module's own settings (e.g. short intervals)
+    env.pop("PROMETHEUS_MULTIPROC_DIR", None)
+    procs = {
+        "sim": crossfill("sim", ["sim", "--port", str(sim_port), "--catalog", str(catalog),
+                                 "--retry-base-ms", "200"], env, tmp),
+        "web": crossfill("web", ["web"], env, tmp),
+    }
+    try:
+        wait_until(lambda: port_open(sim_port), timeout=20, what="the simulator")
+        wait_until(lambda: port_open(web_port), timeout=20, what="the receiver")
+        sim = SimClient(f"http://127.0.0.1:{sim_port}", "sk_test_crossfill_pipeline")
+        receiver_url = f"http://127.0.0.1:{web_port}/webhooks/stripe"
+        sim.post("/v1/webhook_endpoints", {"url": receiver_url, "enabled_events": list(HANDLED_TYPES),
+                                           "secret": WEBHOOK_SECRET})
+        stack = Stack(tmp=tmp, redis=redis, target=target, env=env, sim=sim, shop=Shop(sim),
+                      receiver_url=receiver_url, procs=procs)
+        stack.start_worker()
+        yield stack
+    finally:
+        for proc in procs.values():
+            proc.stop()
+        target.stop()
+        redis.stop()
+
+
+@pytest.fixture
+def fresh(stack: Stack) -> Iterator[Stack]:
+    """The module's stack with the target reset and no faults; a worker running."""
+    stack.target.status, stack.target.delay_s = 200, 0.0
+    stack.target.entered.clear()
+    stack.sim.delete("/sim/faults")
+    if not stack.procs["worker"].alive():
+        stack.start_worker()
+    yield stack
+    stack.sim.delete("/sim/faults")
