@@ -1,6 +1,6 @@
 """Console fixtures, chained as Flask's are: ``redis → settings → console settings → app → client``.
 
-The console runs against a real redis-server (replays publish through Celery's producer); every
+The console runs against a real redis-server (replays queue through messaging.dispatch); every
 test starts from an empty Redis. ``as_role(role)`` gives the Bearer headers of a configured token,
 ``browser(role)`` a test client signed in through the real sign-in form.
 """
