@@ -151,14 +151,14 @@ class ConsoleService:
         if event is None:
             raise NotFound(f"event {event_id!r} is not in the inbox (never received, or expired)")
         view = asdict(event)
+        # The body holds the buyer's details: it never leaves the inbox.
         body = view.pop("body")
-        try:
-            parsed = json.loads(body) if body else {}
-        except ValueError:
-            parsed = {}
-        # The body holds the buyer's details: only these two facts leave the inbox.
-        view["account"] = event.account or (parsed.get("account") if isinstance(parsed, dict) else None)
-        view["livemode"] = parsed.get("livemode") if isinstance(parsed, dict) else None
+        if event.account is None:  # recorded before the inbox kept the account: the body says
+            try:
+                parsed = json.loads(body) if body else {}
+            except ValueError:
+                parsed = {}
+            view["account"] = parsed.get("account") if isinstance(parsed, dict) else None
         return view
 
     def replay_event(self, event_id: str) -> str:

@@ -10,10 +10,11 @@ from dataclasses import dataclass
 
 from fulfillment.catalog import Catalog
 from fulfillment.events import ASYNC_FAILED, EXPIRED
-from fulfillment.inbox import Inbox, InboxEvent
+from fulfillment.inbox import Inbox
 from fulfillment.ledger import Ledger
 from fulfillment.livemode import MISMATCH, is_mismatch
 from fulfillment.orders import classify_items, order_summary
+from fulfillment.records import InboxEvent
 from fulfillment.stats import LIVEMODE_MISMATCH, Stats
 from fulfillment.stripe_api import StripeClient
 

@@ -1,6 +1,6 @@
-"""crossfill's records: an order and its line items, each defined once.
+"""crossfill's records: an order, its line items and a received event, each defined once.
 
-They are frozen dataclasses. The ledger returns them, handlers receive them, and every
+They are frozen dataclasses. The ledger and the inbox return them, handlers receive them, and every
 shape derived from them — what the ledger stores in Redis, the JSON of ``crossfill order --json``,
 the body of the ``http`` handler, the console's API schemas — comes from these fields and the
 conversions below, so a field is added here and nowhere else.
@@ -12,6 +12,7 @@ imports nothing from crossfill.
 from __future__ import annotations
 
 import dataclasses
+import json
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from typing import Any, TypeVar
@@ -179,3 +180,32 @@ class Order(_Record):
         """The order as JSON shows it (``crossfill order --json``, the order API): state, summary, items."""
         return {**dict(self._pairs(("session_id", "status", "created_at", "updated_at"))), **self.stored(),
                 "items": [item.to_dict() for item in self.items]}
+
+
+@dataclass(frozen=True)
+class InboxEvent(_Record):
+    """One event as the inbox holds it."""
+
+    id: str
+    type: str
+    session_id: str
+    status: str
+    body: str
+    received_at: float
+    deliveries: int
+    #: The connected account (``acct_...``) a Connect event came from; None for the platform's own.
+    account: str | None = None
+    #: Why an ``ignored`` event was ignored (``unhandled_type``, ``livemode_mismatch``), else "".
+    reason: str = ""
+    #: The event's ``livemode`` as Stripe sent it; None when it did not say.
+    livemode: bool | None = None
+
+
+def livemode_of(body: str) -> bool | None:
+    """An event body's ``livemode`` (None when the body does not say); how events stored before the
+    inbox kept it as a field are read."""
+    try:
+        value = json.loads(body).get("livemode") if body else None
+    except (ValueError, AttributeError):
+        return None
+    return value if isinstance(value, bool) else None
