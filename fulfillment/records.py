@@ -18,7 +18,6 @@ from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
 ORDER_STATUSES = ("awaiting_payment", "payment_failed", "expired", "fulfilling", "fulfilled", "partially_failed")
-ITEM_STATUSES = ("pending", "in_progress", "done", "failed")
 
 #: Field metadata key: keyword arguments of the field in the console's API schema (``required``,
 #: ``allow_none``, ``metadata``), or None to keep the field out of the API.
@@ -183,7 +182,7 @@ class Order(_Record):
 
 
 @dataclass(frozen=True)
-class InboxEvent(_Record):
+class InboxEvent:
     """One event as the inbox holds it."""
 
     id: str
