@@ -78,7 +78,7 @@ def fulfill_session(runtime: Runtime, session_id: str, *, account: str | None = 
         TransientError, PermanentError, StoreUnavailable: as ``decide`` does.
     """
     if account is None:
-        account = (runtime.ledger.order_summary(session_id) or {}).get("account") or None
+        account = runtime.ledger.order_summary(session_id).account
     decision = decide(COMPLETED, session_id, runtime.stripe, runtime.ledger, runtime.catalog, account=account)
     dispatch.dispatch_items(runtime.redis, session_id, decision.dispatch)
     return decision
