@@ -16,6 +16,7 @@ import pytest
 from fulfillment.errors import StoreUnavailable
 from fulfillment.inbox import DUPLICATE, ENQUEUED, Inbox
 from fulfillment.ledger import Ledger
+from fulfillment.records import Order, OrderItem
 from messaging import dispatch
 from messaging.contract import EVENTS_QUEUE, FULFILLMENT_QUEUE
 from tests.support.fulfillment_fixtures import fake_redis
@@ -97,7 +98,8 @@ def test_items_are_dispatched_under_their_stable_task_ids(client: fakeredis.Fake
 
 
 def _failed_item(ledger: Ledger, status: str) -> None:
-    ledger.open_order(SID, {"mode": "payment", "payment_status": "paid"}, [{"id": "li_1", "product": "prod_pro"}])
+    ledger.open_order(SID, Order(session_id=SID, mode="payment", payment_status="paid"),
+                     [OrderItem(id="li_1", product="prod_pro", quantity=1, handler="log")])
     claim = ledger.claim_item(SID, "li_1", lease_s=60)
     if status == "failed":
         ledger.record_failure(SID, "li_1", claim.token, "PermanentError: 400")

@@ -4,6 +4,7 @@ from __future__ import annotations
 import fakeredis
 import pytest
 
+from fulfillment.records import Order, OrderItem
 from fulfillment.settings import Settings
 from messaging import dispatch
 from messaging.contract import EVENTS_QUEUE, FULFILLMENT_QUEUE, event_dead_letter_id, fulfill_task_id
@@ -50,7 +51,8 @@ def test_replaying_a_dead_event_queues_it_and_files_the_letter_away(runtime: Run
 
 
 def test_replaying_a_done_item_queues_nothing(runtime: Runtime, client: fakeredis.FakeRedis) -> None:
-    runtime.ledger.open_order(SID, {"mode": "payment"}, [{"id": "li_1", "product": "prod_pro"}])
+    runtime.ledger.open_order(SID, Order(session_id=SID, mode="payment", payment_status="paid"),
+                             [OrderItem(id="li_1", product="prod_pro", quantity=1, handler="log")])
     claim = runtime.ledger.claim_item(SID, "li_1", lease_s=60)
     runtime.ledger.record_result(SID, "li_1", claim.token, {"ok": True})
     letter = runtime.dead_letters.add(fulfill_task_id(SID, "li_1"), "fulfill_item", [SID, "li_1"], "late",
