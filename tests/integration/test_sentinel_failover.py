@@ -14,8 +14,6 @@ without that, an event acknowledged in the last instant before a kill would be g
 from __future__ import annotations
 
 import json
-import os
-import threading
 import time
 from collections import Counter
 from collections.abc import Iterator
@@ -32,7 +30,8 @@ from fulfillment.store import connect
 from simulator.client import SimClient
 from tests.support.processes import Proc, crossfill, port_open, wait_until
 from tests.support.sentinel import SentinelCluster
-from tests.support.shop import Shop, catalog_toml
+from tests.support.shop import Buyers, Shop, catalog_toml
+from tests.support.stack import process_env
 from tests.support.target import FulfillmentTarget
 
 pytestmark = pytest.mark.integration
@@ -85,18 +84,9 @@ def ha(tmp_path: Path) -> Iterator[HA]:
     catalog = tmp_path / "catalog.toml"
     catalog.write_text(catalog_toml(target.url))
     sim_port, web_port = free_port(), free_port()
-    env = {
-        **os.environ, **ENV,
-        "CROSSFILL_REDIS_URL": cluster.url,
-        "CROSSFILL_DATA_DIR": str(tmp_path / "data"),
-        "CROSSFILL_PORT": str(web_port),
-        "CROSSFILL_CATALOG": str(catalog),
-        "CROSSFILL_HANDLER_SECRET": HANDLER_SECRET,
-        "STRIPE_WEBHOOK_SECRET": WEBHOOK_SECRET,
-        "STRIPE_API_KEY": API_KEY,
-        "STRIPE_API_BASE": f"http://127.0.0.1:{sim_port}",
-    }
-    env.pop("PROMETHEUS_MULTIPROC_DIR", None)
+    env = process_env(ENV, redis_url=cluster.url, data_dir=tmp_path / "data", web_port=web_port, sim_port=sim_port,
+                      catalog=catalog, webhook_secret=WEBHOOK_SECRET, handler_secret=HANDLER_SECRET,
+                      api_key=API_KEY)
     # The simulator retries a refused delivery after 0.2, 0.4, 0.8 … s, 12 times (Stripe: for 3 days).
     procs = {"sim": crossfill("sim", ["sim", "--port", str(sim_port), "--catalog", str(catalog),
                                       "--retry-base-ms", "200", "--retry-max-attempts", "12"], env, tmp_path)}
@@ -115,37 +105,6 @@ def ha(tmp_path: Path) -> Iterator[HA]:
             proc.stop()
         target.stop()
         cluster.stop()
-
-
-class Load:
-    """Buyers paying for orders (some with the cross-sell, some with extra items) until stopped."""
-
-    def __init__(self, ha: HA) -> None:
-        self.ha = ha
-        self.errors: list[str] = []
-        self._stop = threading.Event()
-        self._threads = [threading.Thread(target=self._buy, args=(n,), daemon=True) for n in range(BUYERS)]
-
-    def _buy(self, buyer: int) -> None:
-        n = 0
-        while not self._stop.is_set():
-            n += 1
-            try:  # the simulator never depends on Redis: only deliveries to the receiver fail meanwhile
-                self.ha.sessions.append(self.ha.shop.buy(cross_sell=n % 2 == 0, extra_items=(n + buyer) % 3))
-            except Exception as error:  # noqa: BLE001 - reported by the test
-                self.errors.append(repr(error))
-            self._stop.wait(PACE_S)
-
-    def __enter__(self) -> Load:
-        self.ha.shop.open_session(extra_items=2)  # creates every product and price once (not thread-safe)
-        for thread in self._threads:
-            thread.start()
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self._stop.set()
-        for thread in self._threads:
-            thread.join(30)
 
 
 def wait_for_fulfillments(ha: HA, count: int, what: str) -> None:
@@ -193,7 +152,7 @@ def test_two_master_kills_lose_nothing_and_fulfil_everything_within_a_minute(ha:
     figures: list[dict[str, float]] = []
 
     for round_number in range(1, FAILOVERS + 1):
-        with Load(ha) as load:
+        with Buyers(ha.shop, buyers=BUYERS, pace_s=PACE_S) as load:
             # Given purchases flowing, and fulfillment calls in flight
             wait_for_fulfillments(ha, 5, f"items fulfilled before kill {round_number}")
             ha.target.entered.clear()
@@ -208,6 +167,7 @@ def test_two_master_kills_lose_nothing_and_fulfil_everything_within_a_minute(ha:
             rejoined_s = time.monotonic() - killed_at
             time.sleep(LOAD_AFTER_REJOIN_S)
         assert not load.errors, load.errors[:3]
+        ha.sessions += load.sessions
 
         # Then every order bought so far is fulfilled within a minute of the kill
         sessions = list(ha.sessions)
