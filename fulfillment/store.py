@@ -1,8 +1,8 @@
 """The Redis connection crossfill's domain uses (inbox, ledger, dead letters), direct or through Sentinel.
 
 With Sentinel (``sentinel://host:port;sentinel://host2:port``, Celery's form) the client asks the
-sentinels for the current master and asks again whenever a connection fails, so a process follows a
-failover by itself. Replication is asynchronous: a write the master acknowledged can still be lost
+sentinels for the current master on every new connection, and a connection that fails is replaced, so
+a process follows a failover by itself. Replication is asynchronous: a write the master acknowledged can still be lost
 with it. A write crossfill answers for (an event acknowledged to Stripe, an item marked done) is
 therefore followed by ``WAIT numreplicas timeout`` on the same connection, and counts only when
 enough replicas hold it (:func:`run_replicated`).
@@ -70,6 +70,8 @@ def parse_sentinel_url(url: str) -> SentinelURL:
         if password is None and parts.password:
             password = unquote(parts.password)
         path = parts.path.strip("/")
+        if path and not path.isdigit():
+            raise ValueError(f"the database must be a number, got {path!r}")
         if db is None and path:
             db = int(path)
     return SentinelURL(tuple(sentinels), password, db or 0)

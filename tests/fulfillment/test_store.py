@@ -24,7 +24,7 @@ def test_a_server_url_is_not_a_sentinel_url(url: str) -> None:
 
 
 @pytest.mark.parametrize("url", ["sentinel://", "sentinel://s1;redis://s2", "sentinel://s1:port",
-                                 "sentinel://s1/zero", "sentinel://s1;;sentinel://s2"])
+                                 "sentinel://s1/zero", "sentinel://s1/-1", "sentinel://s1;;sentinel://s2"])
 def test_a_malformed_sentinel_url_is_a_value_error(url: str) -> None:
     with pytest.raises(ValueError):
         parse_sentinel_url(url)
