@@ -74,11 +74,13 @@ def fulfill_item(task: Task, session_id: str, line_item_id: str,
         return {"status": "failed", "error": letter.error}
 
     item, order = claim.item or {}, claim.order or {}
+    # A connected account's product is fulfilled as that account's catalog says, signed with its secret.
+    catalog = runtime.catalog.for_account(order.get("account"))
     request = FulfillmentRequest(session_id=session_id, line_item_id=line_item_id, item=item, order=order,
-                                 attempt=claim.attempt, signing_secret=runtime.settings.handler_secret)
+                                 attempt=claim.attempt,
+                                 signing_secret=catalog.handler_secret or runtime.settings.handler_secret)
     try:
-        # A connected account's product is fulfilled as that account's catalog says.
-        config = runtime.catalog.for_account(order.get("account")).product(str(item.get("product", "")))
+        config = catalog.product(str(item.get("product", "")))
         handler = runtime.handlers.get(str(item.get("handler") or config.handler))
         result = handler(request, config.options)
     except Exception as error:  # noqa: BLE001 - every failure takes the one retry-or-dead-letter path

@@ -100,7 +100,8 @@ class Stack:
 def stack(tmp_path_factory: pytest.TempPathFactory, request: pytest.FixtureRequest) -> Iterator[Stack]:
     tmp = tmp_path_factory.mktemp("stack")
     redis = RedisServer(tmp / "redis")
-    target = FulfillmentTarget(HANDLER_SECRET)
+    # A module may sign its connected accounts' calls with their own secrets: STACK_HANDLER_SECRETS.
+    target = FulfillmentTarget(HANDLER_SECRET, getattr(request.module, "STACK_HANDLER_SECRETS", {}))
     catalog = tmp / "catalog.toml"
     # A module may bring its own catalog: STACK_CATALOG(target_url) -> TOML.
     catalog.write_text(getattr(request.module, "STACK_CATALOG", catalog_toml)(target.url))
