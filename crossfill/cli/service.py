@@ -46,12 +46,13 @@ def worker_argv(concurrency: int, pool: str = "threads", loglevel: str = "INFO")
 @click.command()
 def redis() -> None:
     """Run the embedded Redis of the data dir in the foreground (Ctrl-C stops it)."""
+    from crossfill.embedded import PASSWORD_FILE
     from crossfill.supervisor import Supervisor
 
     setup_logging()
     settings = settings_or_exit()
     url, proc = start_embedded(settings.data_dir)
-    click.echo(f"Redis: {url}")
+    click.echo(f"Redis: {redact_url(url)}  (password in {settings.data_dir / PASSWORD_FILE})")
     if proc is None:
         click.echo("(already running for this data dir; nothing to do)")
         return

@@ -347,6 +347,12 @@ def test_the_readme_has_systemd_units_for_web_worker_and_beat_that_always_restar
         assert unit["Install"]["WantedBy"] == "multi-user.target", name
 
 
+def test_the_systemd_units_create_private_files() -> None:
+    # The data dir holds the append-only file (customer emails), secrets and beat's schedule.
+    for name, unit in systemd_units().items():
+        assert unit["Service"].get("UMask") == "0077", f"{name}: files it creates are readable by others"
+
+
 @pytest.mark.parametrize("env", [{}, {"CROSSFILL_PORT": "9100", "CROSSFILL_WEB_WORKERS": "5"}])
 def test_the_systemd_units_run_the_procfiles_commands(procfile: dict[str, str], env: dict[str, str]) -> None:
     units = systemd_units()
