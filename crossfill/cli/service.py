@@ -157,8 +157,15 @@ def run(concurrency: int, sim_port: int) -> None:
         click.echo(f"  Stripe simulator: {stack.sim_url}  (STRIPE_API_BASE; webhooks go to the receiver)")
         click.echo("  try: crossfill trigger checkout.session.completed --cross-sell")
     click.echo(f"  ops console:     {console_url}" + (f"  (operator token: {console_token})" if console_token else ""))
+    click.echo(f"  metrics:         {metrics_url(receiver)}  (Prometheus; never on the receiver's port)")
     click.echo("  Ctrl-C stops everything.")
     sys.exit(supervisor.wait())
+
+
+def metrics_url(receiver: ReceiverSettings) -> str:
+    """Where Prometheus scrapes crossfill: the receiver's gunicorn master serves it, inside."""
+    host = f"[{receiver.metrics_bind}]" if ":" in receiver.metrics_bind else receiver.metrics_bind
+    return f"http://{host}:{receiver.metrics_port}/metrics"
 
 
 def _secrets(settings: Settings, receiver: ReceiverSettings, *, generate: bool) -> ReceiverSettings:

@@ -132,6 +132,7 @@ def chaos(tmp_path: Path) -> Iterator[Chaos]:
         "CROSSFILL_REDIS_URL": redis.url,
         "CROSSFILL_DATA_DIR": str(tmp_path / "data"),
         "CROSSFILL_PORT": str(web_port),
+        "CROSSFILL_METRICS_PORT": str(free_port()),
         "CROSSFILL_CATALOG": str(catalog),
         "CROSSFILL_HANDLER_SECRET": HANDLER_SECRET,
         "STRIPE_WEBHOOK_SECRET": WEBHOOK_SECRET,

@@ -48,6 +48,14 @@ class Stack:
     shop: Shop
     receiver_url: str
     procs: dict[str, Proc] = field(default_factory=dict)
+    #: GET /metrics, served inside on CROSSFILL_METRICS_PORT (the receiver's public port answers 404).
+    metrics_url: str = ""
+
+    def metrics(self) -> str:
+        """The text of one scrape of the internal metrics endpoint."""
+        response = requests.get(self.metrics_url, timeout=10)
+        response.raise_for_status()
+        return response.text
 
     @property
     def ledger(self) -> Ledger:
@@ -105,13 +113,14 @@ def stack(tmp_path_factory: pytest.TempPathFactory, request: pytest.FixtureReque
     catalog = tmp / "catalog.toml"
     # A module may bring its own catalog: STACK_CATALOG(target_url) -> TOML.
     catalog.write_text(getattr(request.module, "STACK_CATALOG", catalog_toml)(target.url))
-    sim_port, web_port = free_port(), free_port()
+    sim_port, web_port, metrics_port = free_port(), free_port(), free_port()
     env = {
         **os.environ,
         **STACK_ENV,
         "CROSSFILL_REDIS_URL": redis.url,
         "CROSSFILL_DATA_DIR": str(tmp / "data"),
         "CROSSFILL_PORT": str(web_port),
+        "CROSSFILL_METRICS_PORT": str(metrics_port),
         "CROSSFILL_CATALOG": str(catalog),
         "CROSSFILL_HANDLER_SECRET": HANDLER_SECRET,
         "STRIPE_WEBHOOK_SECRET": WEBHOOK_SECRET,
@@ -133,7 +142,8 @@ def stack(tmp_path_factory: pytest.TempPathFactory, request: pytest.FixtureReque
         sim.post("/v1/webhook_endpoints", {"url": receiver_url, "enabled_events": list(HANDLED_TYPES),
                                            "secret": WEBHOOK_SECRET})
         stack = Stack(tmp=tmp, redis=redis, target=target, env=env, sim=sim, shop=Shop(sim),
-                      receiver_url=receiver_url, procs=procs)
+                      receiver_url=receiver_url, procs=procs,
+                      metrics_url=f"http://127.0.0.1:{metrics_port}/metrics")
         stack.start_worker()
         yield stack
     finally:
