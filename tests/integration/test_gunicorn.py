@@ -451,3 +451,20 @@ def test_procfile_web_and_worker_serve_count_and_process(redis_server: Any, redi
         worker.stop()
         web_app.service.stop()
 
+
+
+@pytest.mark.parametrize("how", ["crossfill web", "gunicorn"])
+def test_a_bad_metrics_address_stops_the_receiver_with_exit_2_naming_it(how: str, redis_server: Any,
+                                                                        tmp_path: Path) -> None:
+    # Given CROSSFILL_METRICS_BIND that is no address, for `crossfill web` or a plain gunicorn (Procfile)
+    port = free_port()
+    env = base_env(redis_server.url, tmp_path, port) | {"CROSSFILL_METRICS_BIND": "everywhere"}
+    argv = ([sys.executable, "-m", "crossfill.cli", "web"] if how == "crossfill web" else
+            [sys.executable, "-m", "gunicorn", "--config", "python:webhooks.gunicorn_conf", "--bind",
+             f"127.0.0.1:{port}", "--workers", "1", "webhooks:create_app()"])
+
+    # When it starts, then it exits 2 with one line naming the variable and the value
+    done = subprocess.run(argv, env=env, cwd=tmp_path, capture_output=True, text=True, timeout=60)
+    assert done.returncode == 2, done.stderr
+    [line] = [line for line in done.stderr.splitlines() if "CROSSFILL_METRICS_BIND" in line]
+    assert line.startswith("crossfill: CROSSFILL_METRICS_BIND='everywhere' is invalid")
