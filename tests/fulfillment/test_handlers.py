@@ -261,7 +261,7 @@ def installed(*entries: EntryPoint) -> Any:
 def test_entry_point_handlers_are_loaded_on_first_use(monkeypatch: pytest.MonkeyPatch) -> None:
     # Given a plugin that registers "echo", and a broken one that cannot be imported
     monkeypatch.setattr(handlers, "entry_points", installed(
-        EntryPoint(name="echo", value="fulfillment_fixtures:echo_handler", group=ENTRY_POINT_GROUP),
+        EntryPoint(name="echo", value="tests.support.fulfillment_fixtures:echo_handler", group=ENTRY_POINT_GROUP),
         EntryPoint(name="broken", value="no_such_module_anywhere:handler", group=ENTRY_POINT_GROUP),
     ))
 
@@ -277,7 +277,7 @@ def test_entry_point_handlers_are_loaded_on_first_use(monkeypatch: pytest.Monkey
 
 def test_an_entry_point_cannot_replace_a_built_in(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(handlers, "entry_points", installed(
-        EntryPoint(name="log", value="fulfillment_fixtures:echo_handler", group=ENTRY_POINT_GROUP),
+        EntryPoint(name="log", value="tests.support.fulfillment_fixtures:echo_handler", group=ENTRY_POINT_GROUP),
     ))
 
     assert HandlerRegistry().get("log") is log_handler
