@@ -161,6 +161,12 @@ def start_embedded(data_dir: Path) -> tuple[str, subprocess.Popen[bytes] | None]
         password = kept_secret(data_dir / PASSWORD_FILE, lambda: secrets.token_urlsafe(32))
         port = recorded_port(data_dir)
         if port is not None:
+            if _serves(port, data_dir, None):  # it answers anyone: an older crossfill's, with no password
+                raise EmbeddedRedisError(
+                    f"this data dir's Redis on port {port} was started without a password (by an older "
+                    f"crossfill); stop it (the crossfill that started it, or `redis-cli -p {port} shutdown`) "
+                    f"and start again: it comes back on the same port, its data kept, with the password in "
+                    f"{data_dir / PASSWORD_FILE}")
             if _serves(port, data_dir, password):
                 return url_for(port, password), None
             if _listening(port):
