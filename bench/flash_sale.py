@@ -239,8 +239,11 @@ def start_stack(args: argparse.Namespace, purchases: int, *, web_argv: Callable[
         supervisor.start("sim", [sys.executable, str(REPO / "bench" / "flash_sim.py"), "--port", str(sim_port),
                                  "--catalog", str(catalog), "--purchases", str(purchases),
                                  "--rate-limits", args.rate_limits, "--out", str(events_file)], env, tmp / "logs")
-        supervisor.start("web", web_argv(web_port) if web_argv else [*CROSSFILL, "web"], env, tmp / "logs")
-        supervisor.start("base", gunicorn_command(BASELINE_APP, base_port), env, tmp / "logs")
+        # each gunicorn's master serves /metrics on a port of its own (webhooks/gunicorn_conf.py)
+        supervisor.start("web", web_argv(web_port) if web_argv else [*CROSSFILL, "web"],
+                         {**env, "CROSSFILL_METRICS_PORT": str(free_port())}, tmp / "logs")
+        supervisor.start("base", gunicorn_command(BASELINE_APP, base_port),
+                         {**env, "CROSSFILL_METRICS_PORT": str(free_port())}, tmp / "logs")
         if workers:
             nice = ["nice", "-n", str(args.worker_nice)] if getattr(args, "worker_nice", 0) else []
             supervisor.start("workers", [*nice, *CROSSFILL, "worker", "-p", str(args.worker_procs), "-c",

@@ -104,11 +104,14 @@ class Bench:
                                       "--catalog", str(catalog), "--purchases", str(args.rounds * per_round),
                                       "--items", "2", "--cross-sell-every", "1", "--rate-limits", "off",
                                       "--out", str(self.events_file)], env, self.tmp / "logs")
-        self.supervisor.start("crossfill-web", [*CROSSFILL, "web"], env, self.tmp / "logs")
+        # each gunicorn's master serves /metrics on a port of its own (webhooks/gunicorn_conf.py)
+        self.supervisor.start("crossfill-web", [*CROSSFILL, "web"], {**env, "CROSSFILL_METRICS_PORT": str(free_port())},
+                              self.tmp / "logs")
         self.supervisor.start("crossfill-workers", [*CROSSFILL, "worker", "-p", str(args.worker_procs), "-c",
                                                     str(args.concurrency), "--loglevel", "WARNING"],
                               env, self.tmp / "logs")
-        self.supervisor.start("floor-web", gunicorn_command("floor_app:create_web()", self.ports["floor"]), env,
+        self.supervisor.start("floor-web", gunicorn_command("floor_app:create_web()", self.ports["floor"]),
+                              {**env, "CROSSFILL_METRICS_PORT": str(free_port())},
                               self.tmp / "logs")
         for n in range(args.worker_procs):
             self.supervisor.start(f"floor-worker{n}", [sys.executable, str(REPO / "bench" / "floor_app.py"), "worker",

@@ -133,7 +133,7 @@ def drain(*, orders: int, worker_procs: int, threads: int, timeout: float, tmp: 
     try:
         supervisor.start("sim", [*CROSSFILL, "sim", "-v", "--rate-limits", "test", "--port", str(sim_port),
                                  "--catalog", str(DEMO_CATALOG_PATH), "--delivery-workers", "32"], env, logs)
-        supervisor.start("web", [*CROSSFILL, "web"], env, logs)
+        supervisor.start("web", [*CROSSFILL, "web"], {**env, "CROSSFILL_METRICS_PORT": str(free_port())}, logs)
         _wait_port(sim_port)
         _wait_port(web_port)
         register_endpoint(f"http://127.0.0.1:{sim_port}", f"http://127.0.0.1:{web_port}/webhooks/stripe", SECRET)

@@ -153,6 +153,7 @@ def _die_with_parent() -> None:  # pragma: no cover - runs in the child between 
 def gunicorn(config: ServerConfig, app: str, env: dict[str, str], log: Path) -> Iterator[tuple[int, subprocess.Popen[bytes]]]:
     """Serve *app* with *config*; yield its port and the master process."""
     port = free_port()
+    env = {**env, "CROSSFILL_METRICS_PORT": str(free_port())}  # its master serves /metrics there
     with open(log, "ab") as out:
         proc = subprocess.Popen(config.argv(app, port), env=env, cwd=REPO, stdout=out, stderr=out,
                                 preexec_fn=_die_with_parent)

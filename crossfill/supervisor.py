@@ -36,11 +36,11 @@ def _die_with_parent() -> None:  # pragma: no cover - runs in the child between 
 
 
 def spawn(argv: Sequence[str], *, env: Mapping[str, str] | None = None,
-          stdout: int | None = None) -> subprocess.Popen[bytes]:
-    """Start a child that dies with this process and ignores the terminal's Ctrl-C."""
+          stdout: int | None = None, umask: int = -1) -> subprocess.Popen[bytes]:
+    """Start a child that dies with this process and ignores the terminal's Ctrl-C (with *umask*, when given)."""
     return subprocess.Popen(list(argv), env=dict(env) if env is not None else None,
                             preexec_fn=_die_with_parent, stdout=stdout,
-                            stderr=subprocess.STDOUT if stdout is not None else None)
+                            stderr=subprocess.STDOUT if stdout is not None else None, umask=umask)
 
 
 def stop(proc: subprocess.Popen[bytes], timeout: float = STOP_TIMEOUT_S) -> int | None:

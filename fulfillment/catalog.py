@@ -30,21 +30,28 @@ What an account does not say is taken from the tables above (the default catalog
     cross_sell = "prod_Spoon"
     handler = "http"
     options = { url = "https://shop.example/fulfil" }
+
+An account's ``[accounts.acct_....handler]`` table may name the secret its ``http`` calls are signed
+with (``secret = "whsec_..."``), so that one merchant's endpoint, which knows its own secret, cannot
+forge calls to another's; a product's ``options.secret`` still wins, and CROSSFILL_HANDLER_SECRET
+signs what neither names.
 """
 from __future__ import annotations
 
 import tomllib
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from types import MappingProxyType
 from typing import Any
 
+from fulfillment.credentials import redact
 from fulfillment.errors import ConfigError
 from fulfillment.ids import ACCOUNT_ID
 
 DEFAULT_HANDLER = "log"
 TAX_BEHAVIORS = ("inclusive", "exclusive", "unspecified")
+MIN_HANDLER_SECRET_CHARS = 24  #: shortest secret an account's [handler] table may name, characters
 
 
 @dataclass(frozen=True)
@@ -68,6 +75,8 @@ class Catalog:
     default_options: Mapping[str, Any] = field(default_factory=lambda: MappingProxyType({}))
     #: Connected account id → that account's catalog (its own tables over the default catalog's).
     accounts: Mapping[str, Catalog] = field(default_factory=lambda: MappingProxyType({}))
+    #: The secret an account's ``http`` calls are signed with (``[accounts.acct_....handler].secret``).
+    handler_secret: str | None = field(default=None, repr=False)
 
     def for_account(self, account: str | None) -> Catalog:
         """The catalog of a connected account (``acct_...``); the default one for the platform's own
@@ -102,11 +111,31 @@ def parse_catalog(document: Mapping[str, Any], *, source: str = "CROSSFILL_CATAL
             raise ConfigError(where, account, "name a connected account by its id, e.g. [accounts.acct_1Abc]")
         if not isinstance(tables, dict):
             raise ConfigError(where, tables, "make it a table")
-        _known_keys(tables, ("account", "defaults", "products"), where)
-        accounts[account] = _parse_tables(tables, source, f"accounts.{account}.", base=catalog)
+        _known_keys(tables, ("account", "defaults", "products", "handler"), where)
+        own = _parse_tables(tables, source, f"accounts.{account}.", base=catalog)
+        accounts[account] = replace(own, handler_secret=_handler_secret(tables, f"{where[:-1]}.handler]"))
     return Catalog(products=catalog.products, default_handler=catalog.default_handler,
                    default_tax_behavior=catalog.default_tax_behavior, default_options=catalog.default_options,
                    accounts=MappingProxyType(accounts))
+
+
+def _handler_secret(tables: Mapping[str, Any], where: str) -> str | None:
+    """The ``secret`` of an account's ``[handler]`` table, or None when it names none."""
+    # A secret is never shown, not even a misplaced or a wrong one: only its shape.
+    handler = tables.get("handler", {})
+    if not isinstance(handler, dict):
+        raise ConfigError(where, type(handler).__name__, "make it a table with a secret")
+    for key in handler:
+        if key != "secret":
+            raise ConfigError(f"{where}.{key}", "<not shown>", "unknown key; the known one is secret")
+    secret = handler.get("secret")
+    if secret is None:
+        return None
+    if not isinstance(secret, str) or len(secret) < MIN_HANDLER_SECRET_CHARS:
+        shown = redact(secret) if isinstance(secret, str) else type(secret).__name__
+        raise ConfigError(f"{where}.secret", shown, f"use a random secret of at least {MIN_HANDLER_SECRET_CHARS} "
+                          "characters, e.g. whsec_ + the base64 of 24 random bytes")
+    return secret
 
 
 def _parse_tables(document: Mapping[str, Any], source: str, prefix: str, *, base: Catalog) -> Catalog:

@@ -13,7 +13,7 @@ import logging
 import math
 import time
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from importlib.metadata import entry_points
 from typing import Any
 
@@ -24,7 +24,7 @@ from fulfillment.errors import ConfigError, PermanentError, UnknownHandler
 from fulfillment.http import error_for, pooled_session, send
 from fulfillment.orders import UNFULFILLABLE
 from fulfillment.records import Order, OrderItem
-from fulfillment.signing import sign
+from fulfillment.signing import sign, standard_headers
 
 log = logging.getLogger(__name__)
 
@@ -40,7 +40,8 @@ class FulfillmentRequest:
     item: OrderItem
     order: Order  #: the order's summary (:meth:`Order.summary`): no items
     attempt: int
-    signing_secret: str | None = None
+    #: The order's account's secret, else CROSSFILL_HANDLER_SECRET; a product's ``options.secret`` wins over it.
+    signing_secret: str | None = field(default=None, repr=False)
 
     @property
     def idempotency_key(self) -> str:
@@ -93,16 +94,20 @@ class HttpHandler:
         except ConfigError as error:
             # The catalog is checked when it loads; this guards handlers given options some other way.
             raise PermanentError(f"the http handler needs options.{error}") from None
+        # The product's own secret, else its account's ([accounts.acct_….handler]), else CROSSFILL_HANDLER_SECRET.
         secret = options.get("secret") or request.signing_secret
         if not secret:
             raise PermanentError("the http handler needs a signing secret: set CROSSFILL_HANDLER_SECRET")
         body = json.dumps({"idempotency_key": request.idempotency_key, "attempt": request.attempt,
                            "item": request.item.to_dict(), "order": request.order.summary()},
                           separators=(",", ":")).encode()
+        now = int(time.time())
         headers = {
             "Content-Type": "application/json",
             "Idempotency-Key": request.idempotency_key,
-            "Crossfill-Signature": sign(body, [str(secret)], timestamp=int(time.time())),
+            "Crossfill-Signature": sign(body, [str(secret)], timestamp=now),
+            # Standard Webhooks: its webhook-id is the idempotency key, the same on every retry.
+            **standard_headers(body, str(secret), message_id=request.idempotency_key, timestamp=now),
         }
         response = send(self._http.post, f"POST {url}", url, data=body, headers=headers,
                         timeout=(defaults.HANDLER_CONNECT_TIMEOUT_S, timeout), allow_redirects=False)

@@ -17,12 +17,11 @@ from fulfillment.problems import Problem, from_http_exception, internal
 from fulfillment.settings import Settings, load_settings
 from fulfillment.stats import LIVEMODE_MISMATCH, Stats
 from fulfillment.store import connect
-from messaging.contract import QUEUES
 from messaging.dispatch import enqueue_event
 from webhooks import defaults
 from webhooks.envelope import parse_event
 from webhooks.errors import InvalidPayload, PayloadTooLarge, SignatureVerificationError, WebhookError
-from webhooks.metrics import ReceiverMetrics, StateCollector
+from webhooks.metrics import ReceiverMetrics
 from webhooks.settings import ReceiverSettings, load_receiver_settings
 from webhooks.signature import verify
 
@@ -46,8 +45,9 @@ def create_app(settings: Settings | None = None, receiver: ReceiverSettings | No
                   replication=settings.redis.replication)
     stats = Stats(client)
     # The receiver queues through messaging.dispatch (the message pushed inside the inbox's script);
-    # it never publishes through Celery's producer nor reads a result.
-    metrics = ReceiverMetrics(StateCollector(client, QUEUES))
+    # it never publishes through Celery's producer nor reads a result. It counts; /metrics is served
+    # inside, on its own port (webhooks/metrics_server.py), never here.
+    metrics = ReceiverMetrics()
 
     app = Flask(__name__)
     app.config["MAX_CONTENT_LENGTH"] = None  # the view enforces the limit itself, with a JSON answer
@@ -118,10 +118,6 @@ def create_app(settings: Settings | None = None, receiver: ReceiverSettings | No
             return (jsonify({"status": "unavailable", "redis": type(error).__name__}), 503,
                     {"Retry-After": str(defaults.RETRY_AFTER_S)})
         return jsonify({"status": "ready", "redis": "ok"})
-
-    @app.get("/metrics")
-    def metrics_view() -> Response:
-        return Response(metrics.render(), mimetype="text/plain; version=0.0.4; charset=utf-8")
 
     @app.errorhandler(HTTPException)
     def http_error(error: HTTPException) -> Response:

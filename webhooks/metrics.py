@@ -1,7 +1,8 @@
 """Prometheus metrics of the receiver, correct across gunicorn's worker processes.
 
 Under gunicorn, ``crossfill web`` sets ``PROMETHEUS_MULTIPROC_DIR`` so that each worker writes its
-samples to files there and ``/metrics`` adds them up (prometheus-client's multiprocess mode).
+samples to files there and ``/metrics`` adds them up (prometheus-client's multiprocess mode). The
+public receiver only counts; ``/metrics`` is served inside, on its own port (``webhooks/metrics_server.py``).
 
 ``/metrics`` always answers 200: label values come from fixed sets (never from a sender), a metrics
 file that cannot be read is left out, and pipeline state that cannot be read shows as
@@ -57,7 +58,7 @@ LATENCY_BUCKETS_S = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25,
 class StateCollector(Collector):
     """The pipeline's state, read from Redis at scrape time: queues, dead letters, inbox, orders, anomalies.
 
-    Workers write all of it to Redis, so the receiver's /metrics shows the whole service.
+    Workers write all of it to Redis, so the one /metrics shows the whole service.
     """
 
     def __init__(self, client: redis.Redis, queues: tuple[str, ...]) -> None:
@@ -193,18 +194,18 @@ class ReceiverMetrics:
         except Exception:  # noqa: BLE001 - /metrics must answer; the log keeps what went wrong
             log.exception("the receiver's counters could not be rendered; /metrics shows the rest")
             body = b""
-        return body + self._render_state()
+        return body + (render_state(self._state) if self._state is not None else b"")
 
-    def _render_state(self) -> bytes:
-        if self._state is None:
-            return b""
-        state = CollectorRegistry()
-        state.register(self._state)
-        try:
-            return generate_latest(state)
-        except Exception:  # noqa: BLE001 - a value in Redis that crossfill does not write (not a number, not text)
-            log.exception("pipeline state could not be read for /metrics; crossfill_state_up 0")
-            return _exposition(_state_up(0.0))
+
+def render_state(collector: Collector) -> bytes:
+    """The exposition of the pipeline's state (a :class:`StateCollector`); never raises."""
+    state = CollectorRegistry()
+    state.register(collector)
+    try:
+        return generate_latest(state)
+    except Exception:  # noqa: BLE001 - a value in Redis that crossfill does not write (not a number, not text)
+        log.exception("pipeline state could not be read for /metrics; crossfill_state_up 0")
+        return _exposition(_state_up(0.0))
 
 
 def type_label(event_type: str | None) -> str:

@@ -1,6 +1,7 @@
 """The receiver's settings section: where it listens, what it accepts, which secrets sign webhooks."""
 from __future__ import annotations
 
+import ipaddress
 import os
 from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
@@ -17,6 +18,9 @@ class ReceiverSettings:
     """What the public receiver is configured with. Build it with :func:`load_receiver_settings`."""
 
     port: int = defaults.PORT
+    #: Where GET /metrics is served, inside: the public port never serves it.
+    metrics_bind: str = defaults.METRICS_BIND
+    metrics_port: int = defaults.METRICS_PORT
     web_workers: int = field(default_factory=lambda: defaults.web_workers(os.cpu_count() or 1))
     signature_tolerance: int = defaults.SIGNATURE_TOLERANCE_S
     max_body_bytes: int = defaults.MAX_BODY_BYTES
@@ -39,6 +43,8 @@ def load_receiver_settings(environ: Mapping[str, str] | None = None) -> Receiver
     env = os.environ if environ is None else environ
     return ReceiverSettings(
         port=env_int(env, "CROSSFILL_PORT", defaults.PORT, low=1, high=65535),
+        metrics_bind=_bind_address(env.get("CROSSFILL_METRICS_BIND")),
+        metrics_port=env_int(env, "CROSSFILL_METRICS_PORT", defaults.METRICS_PORT, low=1, high=65535),
         web_workers=env_int(env, "CROSSFILL_WEB_WORKERS", defaults.web_workers(os.cpu_count() or 1),
                             low=1, high=256),
         signature_tolerance=env_int(env, "CROSSFILL_SIGNATURE_TOLERANCE", defaults.SIGNATURE_TOLERANCE_S,
@@ -47,6 +53,20 @@ def load_receiver_settings(environ: Mapping[str, str] | None = None) -> Receiver
         webhook_secrets=_secrets(env.get("STRIPE_WEBHOOK_SECRET")),
         livemode=configured_livemode(env.get("STRIPE_API_KEY"), env.get("CROSSFILL_LIVEMODE")),
     )
+
+
+def _bind_address(raw: str | None) -> str:
+    """CROSSFILL_METRICS_BIND: an IP address (``127.0.0.1``, ``0.0.0.0`` in a container, ``::1``) or ``localhost``."""
+    if raw is None or raw.strip() == "":
+        return defaults.METRICS_BIND
+    value = raw.strip()
+    if value == "localhost":
+        return value
+    try:
+        return str(ipaddress.ip_address(value))
+    except ValueError:
+        raise ConfigError("CROSSFILL_METRICS_BIND", raw, "use an IP address of this host, e.g. 127.0.0.1 (the "
+                          "default), or 0.0.0.0 inside a container whose port is not published") from None
 
 
 def _secrets(raw: str | None) -> tuple[str, ...]:

@@ -75,11 +75,13 @@ def fulfill_item(task: Task, session_id: str, line_item_id: str,
 
     item, order = claim.item, claim.order
     assert item is not None and order is not None, "a claimed item comes with its record and its order's"
+    # A connected account's product is fulfilled as that account's catalog says, signed with its secret.
+    catalog = runtime.catalog.for_account(order.account)
     request = FulfillmentRequest(session_id=session_id, line_item_id=line_item_id, item=item, order=order,
-                                 attempt=claim.attempt, signing_secret=runtime.settings.handler_secret)
+                                 attempt=claim.attempt,
+                                 signing_secret=catalog.handler_secret or runtime.settings.handler_secret)
     try:
-        # A connected account's product is fulfilled as that account's catalog says.
-        config = runtime.catalog.for_account(order.account).product(str(item.product))
+        config = catalog.product(str(item.product))
         handler = runtime.handlers.get(item.handler or config.handler)
         result = handler(request, config.options)
     except Exception as error:  # noqa: BLE001 - every failure takes the one retry-or-dead-letter path

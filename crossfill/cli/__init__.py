@@ -15,8 +15,11 @@ A new command is a function in one of those modules (or a new one) and one line 
 from __future__ import annotations
 
 import importlib
+import os
 
 import click
+
+from crossfill.datadir import PRIVATE_UMASK
 
 #: Every ``crossfill`` command: its name → ``"module:attribute"`` of its click command.
 COMMANDS: dict[str, str] = {
@@ -75,3 +78,6 @@ class LazyGroup(click.Group):
 @click.group(cls=LazyGroup, commands_by_path=COMMANDS)
 def main() -> None:
     """crossfill: Stripe Checkout webhooks in, one reliable fulfillment per line item out."""
+    # What a command and the processes it starts write (the data dir: Redis's AOF, secrets, metrics)
+    # is its owner's alone.
+    os.umask(PRIVATE_UMASK)

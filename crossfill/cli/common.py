@@ -9,6 +9,7 @@ from typing import TYPE_CHECKING, Any, NoReturn
 
 import click
 
+from crossfill.datadir import keep_private
 from crossfill.errors import SupervisorError
 from fulfillment.errors import ConfigError
 from fulfillment.settings import Settings, load_settings
@@ -65,22 +66,24 @@ def start_embedded(data_dir: Path) -> tuple[str, Any]:
 def with_redis(settings: Settings) -> tuple[Settings, Any]:
     """*settings* with their Redis resolved: the configured one, else the embedded one (and its process)."""
     if settings.redis_url is not None:
+        if settings.data_dir.exists():
+            keep_private(settings.data_dir)
         return settings, None
-    url, proc = start_embedded(settings.data_dir)
+    url, proc = start_embedded(settings.data_dir)  # which keeps its data dir private too
     return settings.with_redis(url), proc
 
 
 def ops_settings() -> Settings:
     """Settings for ops commands: the configured Redis, else the running embedded one (never started)."""
-    from crossfill.embedded import recorded_port, url_for
+    from crossfill.embedded import recorded_url
 
     settings = settings_or_exit()
     if settings.redis_url is None:
-        port = recorded_port(settings.data_dir)
-        if port is None:
+        url = recorded_url(settings.data_dir)  # its port and password, kept in the data dir
+        if url is None:
             fail_config(ConfigError("CROSSFILL_REDIS_URL", None, "set it, or start `crossfill run` first "
                                     f"(no embedded Redis in {settings.data_dir})"))
-        settings = settings.with_redis(url_for(port))
+        settings = settings.with_redis(url)
     return settings
 
 

@@ -46,12 +46,13 @@ def worker_argv(concurrency: int, pool: str = "threads", loglevel: str = "INFO")
 @click.command()
 def redis() -> None:
     """Run the embedded Redis of the data dir in the foreground (Ctrl-C stops it)."""
+    from crossfill.embedded import PASSWORD_FILE
     from crossfill.supervisor import Supervisor
 
     setup_logging()
     settings = settings_or_exit()
     url, proc = start_embedded(settings.data_dir)
-    click.echo(f"Redis: {url}")
+    click.echo(f"Redis: {redact_url(url)}  (password in {settings.data_dir / PASSWORD_FILE})")
     if proc is None:
         click.echo("(already running for this data dir; nothing to do)")
         return
@@ -156,8 +157,15 @@ def run(concurrency: int, sim_port: int) -> None:
         click.echo(f"  Stripe simulator: {stack.sim_url}  (STRIPE_API_BASE; webhooks go to the receiver)")
         click.echo("  try: crossfill trigger checkout.session.completed --cross-sell")
     click.echo(f"  ops console:     {console_url}" + (f"  (operator token: {console_token})" if console_token else ""))
+    click.echo(f"  metrics:         {metrics_url(receiver)}  (Prometheus; never on the receiver's port)")
     click.echo("  Ctrl-C stops everything.")
     sys.exit(supervisor.wait())
+
+
+def metrics_url(receiver: ReceiverSettings) -> str:
+    """Where Prometheus scrapes crossfill: the receiver's gunicorn master serves it, inside."""
+    host = f"[{receiver.metrics_bind}]" if ":" in receiver.metrics_bind else receiver.metrics_bind
+    return f"http://{host}:{receiver.metrics_port}/metrics"
 
 
 def _secrets(settings: Settings, receiver: ReceiverSettings, *, generate: bool) -> ReceiverSettings:

@@ -28,6 +28,7 @@ from fulfillment.stats import STRIPE_API_CALLS, STRIPE_RATE_LIMITED, Stats
 from messaging.contract import dead_letter_id
 from tests.console.conftest import paid_order
 from webhooks.metrics import ReceiverMetrics, StateCollector
+from webhooks.metrics_server import metrics_app
 
 DEPLOY = Path(__file__).resolve().parents[2] / "deploy"
 ALERTS = DEPLOY / "prometheus" / "alerts.yml"
@@ -53,9 +54,12 @@ def exported() -> set[str]:
     Stats(client).incr(STRIPE_API_CALLS, "GET /v1/checkout/sessions/{id}")
     Stats(client).incr(STRIPE_RATE_LIMITED, "GET /v1/checkout/sessions/{id}")
     client.set(RECONCILE_LAST_SUCCESS, str(time.time()))
-    metrics = ReceiverMetrics(StateCollector(client, ("events", "fulfillment")))
-    metrics.observe("checkout.session.completed", "accepted", 0.002)
-    text = metrics.render().decode()
+    counters = ReceiverMetrics()
+    counters.observe("checkout.session.completed", "accepted", 0.002)
+    # Scraped as Prometheus does: GET /metrics of the internal metrics app (CROSSFILL_METRICS_PORT)
+    scrape = metrics_app(counters, StateCollector(client, ("events", "fulfillment"))).test_client().get("/metrics")
+    assert scrape.status_code == 200
+    text = scrape.get_data(as_text=True)
     return {sample.name for family in text_string_to_metric_families(text) for sample in family.samples}
 
 

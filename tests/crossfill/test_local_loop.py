@@ -4,6 +4,7 @@ from __future__ import annotations
 import json
 import os
 import signal
+import stat
 import subprocess
 import sys
 from pathlib import Path
@@ -21,7 +22,8 @@ def _env(tmp_path: Path, port: int) -> dict[str, str]:
     env = {key: value for key, value in os.environ.items()
            if not key.startswith(("CROSSFILL_", "STRIPE_", "PROMETHEUS_"))}
     env.update({"CROSSFILL_DATA_DIR": str(tmp_path / "var"), "CROSSFILL_PORT": str(port),
-                "CROSSFILL_WEB_WORKERS": "2", "CROSSFILL_CONSOLE_PORT": str(free_port())})
+                "CROSSFILL_WEB_WORKERS": "2", "CROSSFILL_CONSOLE_PORT": str(free_port()),
+                "CROSSFILL_METRICS_PORT": str(free_port())})
     return env
 
 
@@ -101,6 +103,16 @@ def test_run_fulfills_purchases_through_a_worker_and_a_redis_kill_and_ctrl_c_lea
         status = requests.get(f"http://127.0.0.1:{console_port}/api/v1/status",
                               headers={"Authorization": f"Bearer {token}"}, timeout=10)
         assert status.status_code == 200 and "queues" in status.json()
+        # and metrics are served inside, on the metrics port, never on the receiver's
+        metrics_url = f"http://127.0.0.1:{env['CROSSFILL_METRICS_PORT']}/metrics"
+        assert f"metrics:         {metrics_url}" in run.output()
+        assert "crossfill_state_up 1.0" in requests.get(metrics_url, timeout=10).text
+        assert requests.get(f"http://127.0.0.1:{port}/metrics", timeout=10).status_code == 404
+        # and the data dir is its owner's alone: itself and its directories 0700, every file 0600
+        data_dir = tmp_path / "var"
+        modes = {path: stat.S_IMODE(path.stat().st_mode) for path in [data_dir, *data_dir.rglob("*")]
+                 if not path.is_symlink()}
+        assert {path: mode for path, mode in modes.items() if mode != (0o700 if path.is_dir() else 0o600)} == {}
 
         # When a buyer purchases with the cross-sell on the simulator
         first_session = session_id = buy()

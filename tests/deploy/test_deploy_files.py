@@ -192,6 +192,29 @@ def test_compose_web_port_is_crossfill_port(compose: dict[str, Any]) -> None:
     assert f"127.0.0.1:{port}/readyz" in " ".join(web["healthcheck"]["test"])
 
 
+def test_compose_keeps_the_metrics_port_inside_and_prometheus_scrapes_it(compose: dict[str, Any]) -> None:
+    web = compose["services"]["web"]
+    receiver = load_receiver_settings(service_env(compose, "web", {"STRIPE_WEBHOOK_SECRET": SECRET}))
+    scrape = yaml.safe_load((REPO / "deploy" / "prometheus" / "prometheus.yml").read_text())
+
+    # The metrics port is reachable on the compose network (bound to all interfaces of the container),
+    # never published on the host; the receiver's port is the only one published
+    assert (receiver.metrics_bind, receiver.metrics_port) == ("0.0.0.0", defaults.METRICS_PORT)
+    assert [str(port) for port in web["expose"]] == [str(receiver.metrics_port)]
+    assert not any(str(mapping).split(":")[-1] == str(receiver.metrics_port) for mapping in web["ports"])
+    # and Prometheus scrapes that port, not the receiver's, with the shipped alert rules
+    [job] = scrape["scrape_configs"]
+    assert job.get("metrics_path", "/metrics") == "/metrics"
+    assert job["static_configs"] == [{"targets": [f"web:{receiver.metrics_port}"]}]
+    assert scrape["rule_files"] == ["alerts.yml"]
+
+
+def test_the_metrics_endpoint_listens_on_loopback_by_default() -> None:
+    receiver = load_receiver_settings({})
+
+    assert (receiver.metrics_bind, receiver.metrics_port) == ("127.0.0.1", 9464)
+
+
 def celery_worker_options(argv: list[str]) -> dict[str, str]:
     assert argv[:4] == ["celery", "--app", "worker.main", "worker"], argv
     return options(argv[4:])
@@ -369,6 +392,12 @@ def test_the_readme_has_systemd_units_for_web_worker_and_beat_that_always_restar
         assert unit["Service"]["Restart"] == "always", name
         assert unit["Unit"]["StartLimitIntervalSec"] == "0", f"{name}: systemd would stop restarting it"
         assert unit["Install"]["WantedBy"] == "multi-user.target", name
+
+
+def test_the_systemd_units_create_private_files() -> None:
+    # The data dir holds the append-only file (customer emails), secrets and beat's schedule.
+    for name, unit in systemd_units().items():
+        assert unit["Service"].get("UMask") == "0077", f"{name}: files it creates are readable by others"
 
 
 @pytest.mark.parametrize("env", [{}, {"CROSSFILL_PORT": "9100", "CROSSFILL_WEB_WORKERS": "5"}])

@@ -304,3 +304,33 @@ def test_accounts_not_listed_and_the_platform_use_the_default_catalog() -> None:
 ])
 def test_a_wrong_account_table_is_refused_by_name(text: str, name: str) -> None:
     assert config_error(text).name == name
+
+
+# --- an account's own handler secret ----------------------------------------------------------------------
+
+SHOP_SECRET = "whsec_c2hvcCdzIG93biBoYW5kbGVyIHNlY3JldCEhIQ=="
+
+
+def test_an_account_names_the_secret_its_calls_are_signed_with() -> None:
+    catalog = parse_catalog(tomllib.loads(f'[accounts.acct_1Shop.handler]\nsecret = "{SHOP_SECRET}"\n'
+                                          '[accounts.acct_1Other.defaults]\nhandler = "log"\n'))
+
+    assert catalog.for_account("acct_1Shop").handler_secret == SHOP_SECRET
+    # An account that names none, an unlisted one and the platform's own sign with CROSSFILL_HANDLER_SECRET
+    assert catalog.for_account("acct_1Other").handler_secret is None
+    assert catalog.for_account("acct_1Unlisted").handler_secret is None
+    assert catalog.handler_secret is None
+    assert SHOP_SECRET not in repr(catalog.for_account("acct_1Shop"))
+
+
+@pytest.mark.parametrize(("text", "key"), [
+    ('[accounts.acct_1Shop.handler]\nsecret = "whsec_short"', "[accounts.acct_1Shop.handler].secret"),
+    ("[accounts.acct_1Shop.handler]\nsecret = 12345678901234567890123456", "[accounts.acct_1Shop.handler].secret"),
+    (f'[accounts.acct_1Shop.handler]\nsecert = "{SHOP_SECRET}"', "[accounts.acct_1Shop.handler].secert"),
+    (f'[accounts.acct_1Shop]\nhandler = "{SHOP_SECRET}"', "[accounts.acct_1Shop.handler]"),
+])
+def test_a_wrong_handler_secret_is_named_and_never_shown(text: str, key: str) -> None:
+    error = config_error(text)
+
+    assert error.name == f"CROSSFILL_CATALOG {key}"
+    assert "whsec_short" not in str(error) and SHOP_SECRET not in str(error)

@@ -1,6 +1,7 @@
 """Fulfillment handlers: the http handler against a real local server, the log handler, the registry."""
 from __future__ import annotations
 
+import base64
 import json
 import time
 from collections.abc import Iterator
@@ -9,6 +10,8 @@ from typing import Any
 
 import pytest
 import requests
+from standardwebhooks import Webhook
+from standardwebhooks.webhooks import WebhookVerificationError
 
 from fulfillment import handlers
 from fulfillment.errors import PermanentError, TransientError, UnknownHandler
@@ -72,6 +75,58 @@ def test_options_secret_overrides_the_default_secret(http: requests.Session) -> 
     fields = dict(part.split("=", 1) for part in seen.headers["crossfill-signature"].split(","))
     assert fields["v1"] == compute_signature(seen.body, "whsec_per_product", int(fields["t"]))
     assert fields["v1"] != compute_signature(seen.body, HANDLER_SECRET, int(fields["t"]))
+
+
+def standard_secret(seed: bytes) -> str:
+    """A secret in the Standard Webhooks form: whsec_ + base64 of its bytes."""
+    return "whsec_" + base64.b64encode(seed.ljust(32, b"!")).decode()
+
+
+def test_calls_verify_with_the_standard_webhooks_library(http: requests.Session) -> None:
+    # Given a secret in Standard Webhooks' form, when the http handler calls
+    secret = standard_secret(b"the fulfillment system's secret")
+    _, server = post(Reply(200), http, secret=secret)
+
+    # then the library verifies the call as it came, and its webhook-id is the idempotency key
+    [seen] = server.seen
+    assert Webhook(secret).verify(seen.body, seen.headers) == json.loads(seen.body)
+    assert seen.headers["webhook-id"] == seen.headers["idempotency-key"] == "cs_test_1:li_2"
+    fields = dict(part.split("=", 1) for part in seen.headers["crossfill-signature"].split(","))
+    assert seen.headers["webhook-timestamp"] == fields["t"]
+    assert fields["v1"] == compute_signature(seen.body, secret, int(fields["t"]))  # beside it, as before
+
+
+def test_a_secret_of_another_form_signs_with_its_bytes(http: requests.Session) -> None:
+    _, server = post(Reply(200), http)
+
+    [seen] = server.seen
+    Webhook(HANDLER_SECRET.encode()).verify(seen.body, seen.headers)
+
+
+def test_every_retry_of_an_item_carries_the_same_webhook_id(http: requests.Session) -> None:
+    with ScriptedServer(always(Reply(200))) as server:
+        for attempt in (1, 2):
+            retry = FulfillmentRequest(REQUEST.session_id, REQUEST.line_item_id, REQUEST.item, REQUEST.order,
+                                       attempt=attempt, signing_secret=HANDLER_SECRET)
+            HttpHandler(http)(retry, {"url": server.url})
+    assert [seen.headers["webhook-id"] for seen in server.seen] == ["cs_test_1:li_2"] * 2
+
+
+def test_one_accounts_secret_does_not_verify_anothers_calls(http: requests.Session) -> None:
+    # Given two merchants' secrets, when an item of the first one's is sent
+    first, second = standard_secret(b"merchant one"), standard_secret(b"merchant two")
+    with ScriptedServer(always(Reply(200))) as server:
+        HttpHandler(http)(FulfillmentRequest("cs_1", "li_1", {}, {"account": "acct_1One"}, attempt=1,
+                                             signing_secret=first), {"url": server.url})
+    [seen] = server.seen
+    # then only its own secret verifies it: the second merchant, knowing its own, cannot forge it
+    Webhook(first).verify(seen.body, seen.headers)
+    with pytest.raises(WebhookVerificationError):
+        Webhook(second).verify(seen.body, seen.headers)
+
+
+def test_the_signing_secret_is_not_in_the_requests_repr() -> None:
+    assert HANDLER_SECRET not in repr(REQUEST)
 
 
 # --- how answers are typed ---------------------------------------------------------------------------------

@@ -20,6 +20,7 @@ from werkzeug.test import TestResponse
 from fulfillment.settings import Settings, load_settings
 from tests.support.receiver import SignedPost, StoppableRedis
 from webhooks.app import create_app
+from webhooks.metrics_server import create_metrics_app
 from webhooks.settings import ReceiverSettings, load_receiver_settings
 
 EVENTS_KEY = "events"  #: kombu's Redis transport LPUSHes the queue's messages onto a list of its name
@@ -96,6 +97,30 @@ def app(settings: Settings, make_app: Callable[[Settings], Flask]) -> Flask:
 @pytest.fixture
 def client(app: Flask) -> FlaskClient:
     return app.test_client()
+
+
+@pytest.fixture
+def metrics_of() -> Iterator[Callable[[Flask], FlaskClient]]:
+    """``metrics_of(app)``: a client of the internal metrics app over the receiver *app*'s counters
+    (counted in this process) and its Redis: GET /metrics as the metrics port serves it."""
+    built: list[Flask] = []
+
+    def build(app: Flask) -> FlaskClient:
+        parts = app.extensions["crossfill"]
+        metrics_app = create_metrics_app(parts["settings"], counters=parts["metrics"])
+        metrics_app.config["TESTING"] = True
+        built.append(metrics_app)
+        return metrics_app.test_client()
+
+    yield build
+    for metrics_app in built:
+        metrics_app.extensions["crossfill_metrics"]["state"]._redis.close()
+
+
+@pytest.fixture
+def metrics_client(app: Flask, metrics_of: Callable[[Flask], FlaskClient]) -> FlaskClient:
+    """GET /metrics of the receiver under test, as the internal metrics port serves it."""
+    return metrics_of(app)
 
 
 @pytest.fixture

@@ -7,7 +7,8 @@ bodies, absurd Content-Lengths and malformed HTTP on raw sockets. Mixed in, vali
 accepted. Halfway, Redis is ``kill -9``ed and later restarted on its data dir.
 
 Whatever arrives, the receiver answers below 500, except 503 with ``Retry-After`` to an event it
-cannot record while Redis is down; ``/metrics`` answers 200 throughout; no gunicorn worker dies.
+cannot record while Redis is down, and 404 to ``/metrics``, which the internal metrics port answers
+with 200 throughout; no gunicorn worker dies.
 """
 from __future__ import annotations
 
@@ -355,8 +356,9 @@ class Fuzzer:
         return Sent("malformed HTTP", raw=raw, expect="any")
 
     def scrape_in_stream(self) -> Sent:
-        """A scrape among the requests (each phase also scrapes every SCRAPE_EVERY requests)."""
-        return Sent("scrape", method="GET", path="/metrics", expect="any")
+        """A scrape of the public port among the requests: refused, metrics are served inside (each phase
+        also scrapes the internal port every SCRAPE_EVERY requests)."""
+        return Sent("scrape", method="GET", path="/metrics", expect="refused")
 
 
 KINDS: list[tuple[Callable[[Fuzzer], Sent], int]] = [
@@ -373,9 +375,10 @@ KINDS: list[tuple[Callable[[Fuzzer], Sent], int]] = [
 class Client:
     """Sends generated requests to the receiver: a keep-alive session, raw sockets for malformed HTTP."""
 
-    def __init__(self, port: int) -> None:
+    def __init__(self, port: int, metrics_port: int) -> None:
         self.port = port
         self.url = f"http://127.0.0.1:{port}"
+        self.metrics_url = f"http://127.0.0.1:{metrics_port}/metrics"
         self.session = requests.Session()
 
     def send(self, sent: Sent) -> Answer:
@@ -391,7 +394,7 @@ class Client:
         return Answer(response.status_code, dict(response.headers), response.content)
 
     def metrics(self) -> str:
-        response = self.session.get(f"{self.url}/metrics", timeout=TIMEOUT_S)
+        response = self.session.get(self.metrics_url, timeout=TIMEOUT_S)
         assert response.status_code == 200, (response.status_code, response.text[:500])
         return response.text
 
@@ -529,13 +532,13 @@ def fuzz_redis(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RedisServer
 
 
 @pytest.fixture(scope="module")
-def web(fuzz_redis: RedisServer, tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Proc, int]]:
-    """`crossfill web`: gunicorn with two workers, on the module's Redis."""
-    tmp_path, port = tmp_path_factory.mktemp("fuzz-web"), free_port()
+def web(fuzz_redis: RedisServer, tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Proc, int, int]]:
+    """`crossfill web`: gunicorn with two workers, on the module's Redis; its port and metrics port."""
+    tmp_path, port, metrics_port = tmp_path_factory.mktemp("fuzz-web"), free_port(), free_port()
     env = {key: value for key, value in os.environ.items()
            if not key.startswith(("CROSSFILL_", "STRIPE_", "PROMETHEUS_"))}
     env.update({"CROSSFILL_REDIS_URL": fuzz_redis.url, "STRIPE_WEBHOOK_SECRET": SECRET, "CROSSFILL_PORT": str(port),
-                "CROSSFILL_DATA_DIR": str(tmp_path / "data"), "CROSSFILL_WEB_WORKERS": "2",
+                "CROSSFILL_METRICS_PORT": str(metrics_port), "CROSSFILL_DATA_DIR": str(tmp_path / "data"), "CROSSFILL_WEB_WORKERS": "2",
                 "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ.get('PATH', '')}"})
     proc = crossfill("web", ["web"], env, tmp_path)
 
@@ -548,7 +551,7 @@ def web(fuzz_redis: RedisServer, tmp_path_factory: pytest.TempPathFactory) -> It
 
     wait_until(ready, timeout=30, what="crossfill web to answer /readyz")
     wait_until(lambda: len(worker_pids(proc)) == 2, timeout=30, what="both gunicorn workers to boot")
-    yield proc, port
+    yield proc, port, metrics_port
     proc.stop(timeout=20)
 
 
@@ -573,9 +576,9 @@ def worker_pids(proc: Proc) -> list[str]:
 
 # --- the test ---------------------------------------------------------------------------------------
 
-def test_a_body_shorter_than_its_content_length_is_refused(web: tuple[Proc, int], fuzz_redis: RedisServer) -> None:
+def test_a_body_shorter_than_its_content_length_is_refused(web: tuple[Proc, int, int], fuzz_redis: RedisServer) -> None:
     # Given a signed event whose request announces more bytes than it sends, then ends
-    _, port = web
+    _, port, _ = web
     body = json.dumps(Fuzzer(SEED).event()).encode()
     signature = sign(body, [SECRET], timestamp=int(time.time())).encode()
     request = (b"POST /webhooks/stripe HTTP/1.1\r\nHost: x\r\nConnection: close\r\nContent-Length: "
@@ -590,14 +593,14 @@ def test_a_body_shorter_than_its_content_length_is_refused(web: tuple[Proc, int]
 
 
 @pytest.mark.parametrize(("field", "value"), [(b"price_mismatch", b"not-a-number"), (b"\xff\xfe", b"1")])
-def test_metrics_answer_when_the_state_holds_a_bad_value(web: tuple[Proc, int], fuzz_redis: RedisServer,
+def test_metrics_answer_when_the_state_holds_a_bad_value(web: tuple[Proc, int, int], fuzz_redis: RedisServer,
                                                          field: bytes, value: bytes) -> None:
     # Given a value in Redis that crossfill does not write (a count that is not a number, a name not UTF-8)
-    client, raw = Client(web[1]), redis.Redis(port=fuzz_redis.port)
+    client, raw = Client(web[1], web[2]), redis.Redis(port=fuzz_redis.port)
     try:
         raw.hset(f"{KEY_PREFIX}anomalies", field, value)
 
-        # Then /metrics still answers 200 from every gunicorn worker, with crossfill_state_up 0
+        # Then /metrics still answers 200, with crossfill_state_up 0
         tally = Tally()
         assert [scrape(client, tally) for _ in range(4)] == [0.0] * 4
 
@@ -609,9 +612,10 @@ def test_metrics_answer_when_the_state_holds_a_bad_value(web: tuple[Proc, int], 
         client.close()
 
 
-def test_no_5xx_for_hostile_input_and_metrics_always_answer(fuzz_redis: RedisServer, web: tuple[Proc, int]) -> None:
-    proc, port = web
-    fuzzer, client, tally = Fuzzer(SEED), Client(port), Tally()
+def test_no_5xx_for_hostile_input_and_metrics_always_answer(fuzz_redis: RedisServer,
+                                                           web: tuple[Proc, int, int]) -> None:
+    proc, port, metrics_port = web
+    fuzzer, client, tally = Fuzzer(SEED), Client(port, metrics_port), Tally()
     started = time.monotonic()
     try:
         booted, log_start = worker_pids(proc), len(full_log(proc))

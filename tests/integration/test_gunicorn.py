@@ -115,6 +115,7 @@ def base_env(redis_url: str, data_dir: Path, port: int) -> dict[str, str]:
         "CROSSFILL_REDIS_URL": redis_url,
         "STRIPE_WEBHOOK_SECRET": SECRET,
         "CROSSFILL_PORT": str(port),
+        "CROSSFILL_METRICS_PORT": str(free_port()),
         "CROSSFILL_DATA_DIR": str(data_dir),
         "CROSSFILL_WEB_WORKERS": "2",
         "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ.get('PATH', '')}",
@@ -150,11 +151,17 @@ class Web:
     url: str
     data_dir: Path
     port: int
+    metrics_port: int
+
+    @property
+    def metrics_url(self) -> str:
+        """GET /metrics, served inside on CROSSFILL_METRICS_PORT."""
+        return f"http://127.0.0.1:{self.metrics_port}/metrics"
 
 
 def start_web(argv: list[str], env: dict[str, str], tmp: Path, port: int, *, group: bool = False) -> Web:
     service = start("web", argv, env, tmp, group=group)
-    web = Web(service, f"http://127.0.0.1:{port}", tmp, port)
+    web = Web(service, f"http://127.0.0.1:{port}", tmp, port, int(env["CROSSFILL_METRICS_PORT"]))
     wait_until(lambda: requests.get(f"{web.url}/readyz", timeout=2).status_code == 200, service, "ready receiver")
     return web
 
@@ -214,8 +221,10 @@ def deliver(url: str, payload: dict[str, Any] | bytes, *, session: requests.Sess
     return (session or requests).post(f"{url}/webhooks/stripe", data=body, headers=headers, timeout=10)
 
 
-def webhook_counts(url: str) -> dict[tuple[str, str], float]:
-    text = requests.get(f"{url}/metrics", timeout=5).text
+def webhook_counts(web: Web) -> dict[tuple[str, str], float]:
+    response = requests.get(web.metrics_url, timeout=5)
+    assert response.status_code == 200
+    text = response.text
     return {(sample.labels["type"], sample.labels["outcome"]): sample.value
             for family in text_string_to_metric_families(text) for sample in family.samples
             if sample.name == "crossfill_webhooks_total"}
@@ -271,7 +280,7 @@ def test_concurrent_duplicates_across_workers_enqueue_once(web: Web, redis_clien
 
 def test_metrics_are_summed_across_gunicorn_workers(web: Web) -> None:
     # Given the counts so far
-    before = webhook_counts(web.url).get(("checkout.session.completed", "accepted"), 0)
+    before = webhook_counts(web).get(("checkout.session.completed", "accepted"), 0)
     metrics_dir = web.data_dir / "metrics" / str(web.port)
 
     # When events are sent concurrently, 20 at a time on fresh connections, until both gunicorn
@@ -285,9 +294,66 @@ def test_metrics_are_summed_across_gunicorn_workers(web: Web) -> None:
             break
     assert len(list(metrics_dir.glob("counter_*.db"))) == 2, "expected one metrics file per gunicorn worker"
 
-    # Then /metrics, whichever worker serves the scrape, counts every event
+    # Then /metrics, on the internal port, counts every event of both workers
     for _ in range(4):
-        assert webhook_counts(web.url)[("checkout.session.completed", "accepted")] - before == sent
+        assert webhook_counts(web)[("checkout.session.completed", "accepted")] - before == sent
+
+
+# --- metrics stay inside ------------------------------------------------------------------------------
+
+def listeners(port: int) -> set[int]:
+    """The pids holding a socket that listens on TCP *port* (from /proc)."""
+    inodes = set()
+    for table in ("/proc/net/tcp", "/proc/net/tcp6"):
+        for line in Path(table).read_text().splitlines()[1:]:
+            fields = line.split()
+            if int(fields[1].rsplit(":", 1)[1], 16) == port and fields[3] == "0A":  # 0A: LISTEN
+                inodes.add(f"socket:[{fields[9]}]")
+    holders = set()
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            try:
+                if any(os.readlink(fd) in inodes for fd in (entry / "fd").iterdir()):
+                    holders.add(int(entry.name))
+            except OSError:
+                continue
+    return holders
+
+
+def test_the_public_port_serves_no_metrics_and_the_internal_one_does(web: Web) -> None:
+    # Given a delivery counted
+    deliver(web.url, event())
+
+    # Then the receiver's public port answers only the webhook and health: /metrics is 404
+    assert requests.get(f"{web.url}/metrics", timeout=5).status_code == 404
+    # and the metrics port, on loopback by default, shows the receiver's counters and the pipeline's
+    # state (the workers' counters, read from Redis)
+    text = requests.get(web.metrics_url, timeout=5).text
+    assert "crossfill_webhooks_total" in text and "crossfill_state_up 1.0" in text
+    assert "crossfill_stripe_api_calls" in text and "crossfill_queue_depth" in text
+    assert requests.get(f"http://127.0.0.1:{web.metrics_port}/webhooks/stripe", timeout=5).status_code == 404
+    # and one process listens on it, gunicorn's master, whose workers let go of the socket
+    master = web.service.proc.pid
+    holders = listeners(web.metrics_port)
+    assert holders and holders <= {master, *descendants(master)}
+    assert len(holders) == 1, f"{len(holders)} processes hold the metrics port"
+
+
+def test_a_second_receiver_on_a_taken_metrics_port_stops_naming_it(web: Web, redis_server: Any,
+                                                                    tmp_path: Path) -> None:
+    # Given a receiver serving metrics on its port, when another is started with the same metrics port
+    port = free_port()
+    env = base_env(redis_server.url, tmp_path, port) | {"CROSSFILL_METRICS_PORT": str(web.metrics_port)}
+    second = start("second-web", [sys.executable, "-m", "crossfill.cli", "web"], env, tmp_path)
+    try:
+        second.proc.wait(START_TIMEOUT_S)
+    finally:
+        second.stop()
+    # Then it stops at once (exit 2: no restart can help), saying which setting to change; the first
+    # still serves its metrics
+    assert second.proc.returncode != 0
+    assert f"CROSSFILL_METRICS_PORT={web.metrics_port}" in second.log_tail()
+    assert requests.get(web.metrics_url, timeout=5).status_code == 200
 
 
 def test_oversized_bodies_over_http(web: Web, redis_client: redis.Redis) -> None:
@@ -376,7 +442,7 @@ def test_procfile_web_and_worker_serve_count_and_process(redis_server: Any, redi
         assert [response.status_code for response in responses] == [200] * 12
         assert duplicate.json() == {"received": True, "duplicate": True}
         for _ in range(4):
-            counts = webhook_counts(web_app.url)
+            counts = webhook_counts(web_app)
             assert counts.get(("checkout.session.expired", "accepted")) == 12, counts
             assert counts[("checkout.session.expired", "duplicate")] == 1
         inbox = Inbox(redis_client)
@@ -385,3 +451,20 @@ def test_procfile_web_and_worker_serve_count_and_process(redis_server: Any, redi
         worker.stop()
         web_app.service.stop()
 
+
+
+@pytest.mark.parametrize("how", ["crossfill web", "gunicorn"])
+def test_a_bad_metrics_address_stops_the_receiver_with_exit_2_naming_it(how: str, redis_server: Any,
+                                                                        tmp_path: Path) -> None:
+    # Given CROSSFILL_METRICS_BIND that is no address, for `crossfill web` or a plain gunicorn (Procfile)
+    port = free_port()
+    env = base_env(redis_server.url, tmp_path, port) | {"CROSSFILL_METRICS_BIND": "everywhere"}
+    argv = ([sys.executable, "-m", "crossfill.cli", "web"] if how == "crossfill web" else
+            [sys.executable, "-m", "gunicorn", "--config", "python:webhooks.gunicorn_conf", "--bind",
+             f"127.0.0.1:{port}", "--workers", "1", "webhooks:create_app()"])
+
+    # When it starts, then it exits 2 with one line naming the variable and the value
+    done = subprocess.run(argv, env=env, cwd=tmp_path, capture_output=True, text=True, timeout=60)
+    assert done.returncode == 2, done.stderr
+    [line] = [line for line in done.stderr.splitlines() if "CROSSFILL_METRICS_BIND" in line]
+    assert line.startswith("crossfill: CROSSFILL_METRICS_BIND='everywhere' is invalid")

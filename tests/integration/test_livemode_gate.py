@@ -41,7 +41,7 @@ def receiver(secret: str, mode: str) -> ReceiverSettings:
 @pytest.mark.parametrize("event_type", ["checkout.session.completed", "plan.created"])
 def test_an_event_is_acted_on_only_in_crossfills_mode(mode: str, event_livemode: bool, event_type: str,
                                                       signed_post: SignedPost, make_event: Callable[..., Any],
-                                                      redis_client: redis.Redis, client: FlaskClient) -> None:
+                                                      redis_client: redis.Redis, metrics_client: FlaskClient) -> None:
     # Given a receiver in MODES[mode], and an event of one mode or the other
     event = make_event(type=event_type, livemode=event_livemode)
 
@@ -63,7 +63,7 @@ def test_an_event_is_acted_on_only_in_crossfills_mode(mode: str, event_livemode:
         handled = event_type == "checkout.session.completed"
         assert (recorded.status, recorded.reason, queued, counted) == (
             ("enqueued", "", 1, {}) if handled else ("ignored", "unhandled_type", 0, {}))
-    metrics = client.get("/metrics").get_data(as_text=True)
+    metrics = metrics_client.get("/metrics").get_data(as_text=True)
     assert ('crossfill_livemode_mismatch_total{where="receiver"} 1.0' in metrics) is other_mode
 
 

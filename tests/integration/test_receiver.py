@@ -34,9 +34,9 @@ def inbox(redis_client: redis.Redis) -> Inbox:
     return Inbox(redis_client)
 
 
-def webhook_counts(client: FlaskClient) -> dict[tuple[str, str], float]:
-    """crossfill_webhooks_total from /metrics, by (type, outcome)."""
-    response = client.get("/metrics")
+def webhook_counts(metrics: FlaskClient) -> dict[tuple[str, str], float]:
+    """crossfill_webhooks_total from the internal /metrics (a ``metrics_client``), by (type, outcome)."""
+    response = metrics.get("/metrics")
     assert response.status_code == 200
     counts: dict[tuple[str, str], float] = {}
     for family in text_string_to_metric_families(response.get_data(as_text=True)):
@@ -195,7 +195,7 @@ def broker_refuses_lpush(redis_client: redis.Redis) -> Iterator[Callable[[bool],
 def test_redelivery_after_a_failed_enqueue_is_enqueued(signed_post: SignedPost, make_event: EventFactory,
                                                        inbox: Inbox, queued: Queued,
                                                        broker_refuses_lpush: Callable[[bool], None],
-                                                       client: FlaskClient) -> None:
+                                                       metrics_client: FlaskClient) -> None:
     # Given a delivery whose enqueue failed: the sender got a 503 and nothing was recorded
     # (recording and enqueueing are one script, which stops at the refused push)
     event = make_event()
@@ -216,7 +216,7 @@ def test_redelivery_after_a_failed_enqueue_is_enqueued(signed_post: SignedPost, 
     assert [m["args"] for m in queued()] == [f"[{event['id']!r}]"]
     record = inbox.get(event["id"])
     assert record is not None and record.status == "enqueued" and record.deliveries == 1
-    assert webhook_counts(client)[("checkout.session.completed", "unavailable")] == 1
+    assert webhook_counts(metrics_client)[("checkout.session.completed", "unavailable")] == 1
 
 
 # --- Redis down, then back -------------------------------------------------------------------------
@@ -228,8 +228,9 @@ def app_on_own_redis(own_redis: Any, secret: str, tmp_path: Path, make_app: Call
 
 
 def test_redis_down_is_503_then_200_once_it_is_back(own_redis: Any, app_on_own_redis: Flask,
-                                                    signed_post: SignedPost, make_event: EventFactory) -> None:
-    client = app_on_own_redis.test_client()
+                                                    signed_post: SignedPost, make_event: EventFactory,
+                                                    metrics_of: Callable[[Flask], FlaskClient]) -> None:
+    client, metrics = app_on_own_redis.test_client(), metrics_of(app_on_own_redis)
     before, during = make_event(), make_event()
     assert signed_post(event=before, via=client).status_code == 200
     assert client.get("/readyz").status_code == 200
@@ -247,7 +248,7 @@ def test_redis_down_is_503_then_200_once_it_is_back(own_redis: Any, app_on_own_r
     not_ready = client.get("/readyz")
     assert not_ready.status_code == 503 and not_ready.headers["Retry-After"]
     assert client.get("/healthz").status_code == 200
-    scrape = client.get("/metrics")
+    scrape = metrics.get("/metrics")
     assert scrape.status_code == 200 and "crossfill_state_up 0.0" in scrape.get_data(as_text=True)
 
     # When Redis is back on the same port and Stripe retries
@@ -259,7 +260,7 @@ def test_redis_down_is_503_then_200_once_it_is_back(own_redis: Any, app_on_own_r
     assert retried.status_code == 200
     assert retried.get_json() == {"received": True}
     assert client.get("/readyz").status_code == 200
-    assert "crossfill_state_up 1.0" in client.get("/metrics").get_data(as_text=True)
+    assert "crossfill_state_up 1.0" in metrics.get("/metrics").get_data(as_text=True)
     check = own_redis.client()
     try:
         kept = Inbox(check)
@@ -268,7 +269,7 @@ def test_redis_down_is_503_then_200_once_it_is_back(own_redis: Any, app_on_own_r
         assert check.llen("events") == 2
     finally:
         check.close()
-    assert webhook_counts(client)[("checkout.session.completed", "unavailable")] == 1
+    assert webhook_counts(metrics)[("checkout.session.completed", "unavailable")] == 1
 
 
 # --- sizes ------------------------------------------------------------------------------------------
@@ -428,6 +429,17 @@ def test_garbage_never_gets_a_500_nor_a_stack_trace(signed_post: SignedPost, mak
 
 # --- health and metrics -----------------------------------------------------------------------------
 
+def test_the_public_receiver_serves_no_metrics(signed_post: SignedPost, client: FlaskClient,
+                                               metrics_client: FlaskClient) -> None:
+    # Given a delivery counted
+    assert signed_post().status_code == 200
+
+    # Then the receiver answers 404 to /metrics (they carry account ids and revenue), while the
+    # internal metrics app shows the count
+    assert client.get("/metrics").status_code == 404
+    assert webhook_counts(metrics_client) == {("checkout.session.completed", "accepted"): 1}
+
+
 def test_health_and_readiness(client: FlaskClient) -> None:
     assert client.get("/healthz").get_json() == {"status": "ok"}
     ready = client.get("/readyz")
@@ -435,7 +447,7 @@ def test_health_and_readiness(client: FlaskClient) -> None:
     assert ready.get_json() == {"status": "ready", "redis": "ok"}
 
 
-def test_metrics_count_every_outcome(signed_post: SignedPost, make_event: EventFactory, client: FlaskClient,
+def test_metrics_count_every_outcome(signed_post: SignedPost, make_event: EventFactory, metrics_client: FlaskClient,
                                      receiver: ReceiverSettings) -> None:
     # Given one delivery of each outcome (two accepted)
     event = make_event()
@@ -448,7 +460,7 @@ def test_metrics_count_every_outcome(signed_post: SignedPost, make_event: EventF
     signed_post(body=padded_event(make_event, receiver.max_body_bytes + 1))
 
     # When /metrics is scraped
-    counts = webhook_counts(client)
+    counts = webhook_counts(metrics_client)
 
     # Then crossfill_webhooks_total counts each by type and outcome
     assert counts == {
@@ -460,7 +472,7 @@ def test_metrics_count_every_outcome(signed_post: SignedPost, make_event: EventF
         ("other", "bad_request"): 1,
         ("other", "too_large"): 1,
     }
-    text = client.get("/metrics").get_data(as_text=True)
+    text = metrics_client.get("/metrics").get_data(as_text=True)
     assert 'crossfill_webhook_ack_seconds_count{outcome="accepted"} 2.0' in text
     assert 'crossfill_webhook_ack_seconds_bucket{le="+Inf",outcome="too_large"} 1.0' in text
 
@@ -470,7 +482,7 @@ def test_metrics_count_every_outcome(signed_post: SignedPost, make_event: EventF
     ("checkout.session.completed", "id"),
 ])
 def test_a_signed_lone_surrogate_is_400_and_metrics_keep_answering(
-        signed_post: SignedPost, make_event: EventFactory, client: FlaskClient, redis_client: redis.Redis,
+        signed_post: SignedPost, make_event: EventFactory, metrics_client: FlaskClient, redis_client: redis.Redis,
         event_type: str, where: str) -> None:
     # Given a validly signed event holding a JSON lone surrogate escape (once a 500 from Redis's encoder)
     event = make_event(type=event_type)
@@ -491,13 +503,13 @@ def test_a_signed_lone_surrogate_is_400_and_metrics_keep_answering(
     assert response.get_json()["error"]["type"] == "invalid_payload"
     assert "surrogate" in response.get_json()["error"]["message"]
     assert redis_client.dbsize() == 0
-    assert webhook_counts(client) == {("other", "bad_request"): 1}
+    assert webhook_counts(metrics_client) == {("other", "bad_request"): 1}
 
 
 def test_types_are_counted_from_a_bounded_set(signed_post: SignedPost, make_event: EventFactory,
-                                              client: FlaskClient) -> None:
+                                              metrics_client: FlaskClient) -> None:
     for number in range(30):
         signed_post(type=f"made_up.type_{number}", data={"object": {"id": "x_1"}})
     signed_post(type="checkout.session.expired")
 
-    assert webhook_counts(client) == {("other", "ignored"): 30, ("checkout.session.expired", "accepted"): 1}
+    assert webhook_counts(metrics_client) == {("other", "ignored"): 30, ("checkout.session.expired", "accepted"): 1}

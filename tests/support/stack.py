@@ -46,6 +46,8 @@ def process_env(settings: dict[str, str], *, redis_url: str, data_dir: Path, web
         "CROSSFILL_REDIS_URL": redis_url,
         "CROSSFILL_DATA_DIR": str(data_dir),
         "CROSSFILL_PORT": str(web_port),
+        # Each stack's receiver serves its metrics on a port of its own (two stacks may run at once).
+        "CROSSFILL_METRICS_PORT": str(free_port()),
         "CROSSFILL_CATALOG": str(catalog),
         "CROSSFILL_HANDLER_SECRET": handler_secret,
         "STRIPE_WEBHOOK_SECRET": webhook_secret,
@@ -68,6 +70,14 @@ class Stack:
     shop: Shop
     receiver_url: str
     procs: dict[str, Proc] = field(default_factory=dict)
+    #: GET /metrics, served inside on CROSSFILL_METRICS_PORT (the receiver's public port answers 404).
+    metrics_url: str = ""
+
+    def metrics(self) -> str:
+        """The text of one scrape of the internal metrics endpoint."""
+        response = requests.get(self.metrics_url, timeout=10)
+        response.raise_for_status()
+        return response.text
 
     @property
     def ledger(self) -> Ledger:
@@ -122,7 +132,8 @@ class Stack:
 def stack(tmp_path_factory: pytest.TempPathFactory, request: pytest.FixtureRequest) -> Iterator[Stack]:
     tmp = tmp_path_factory.mktemp("stack")
     redis = RedisServer(tmp / "redis")
-    target = FulfillmentTarget(HANDLER_SECRET)
+    # A module may sign its connected accounts' calls with their own secrets: STACK_HANDLER_SECRETS.
+    target = FulfillmentTarget(HANDLER_SECRET, getattr(request.module, "STACK_HANDLER_SECRETS", {}))
     catalog = tmp / "catalog.toml"
     # A module may bring its own catalog: STACK_CATALOG(target_url) -> TOML.
     catalog.write_text(getattr(request.module, "STACK_CATALOG", catalog_toml)(target.url))
@@ -144,7 +155,8 @@ def stack(tmp_path_factory: pytest.TempPathFactory, request: pytest.FixtureReque
         sim.post("/v1/webhook_endpoints", {"url": receiver_url, "enabled_events": list(HANDLED_TYPES),
                                            "secret": WEBHOOK_SECRET})
         stack = Stack(tmp=tmp, redis=redis, target=target, env=env, sim=sim, shop=Shop(sim),
-                      receiver_url=receiver_url, procs=procs)
+                      receiver_url=receiver_url, procs=procs,
+                      metrics_url=f"http://127.0.0.1:{env['CROSSFILL_METRICS_PORT']}/metrics")
         stack.start_worker()
         yield stack
     finally:

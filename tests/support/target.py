@@ -6,7 +6,10 @@ import threading
 import time
 from collections import Counter
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from collections.abc import Mapping
 from typing import Any
+
+from standardwebhooks.webhooks import Webhook, WebhookVerificationError
 
 from fulfillment.signing import compute_signature
 
@@ -15,11 +18,14 @@ class FulfillmentTarget:
     """Answers POSTs with a scripted status; records every call and the unique effects.
 
     ``calls`` counts requests per idempotency key (retries included); ``effects`` is what a
-    well-behaved fulfillment system would do: one effect per key, however often it is called.
+    well-behaved fulfillment system would do: one effect per key, however often it is called. A call
+    must carry both signatures (``Crossfill-Signature``, and Standard Webhooks' checked by its own
+    library) under *secret*, or under its order's account's secret in *account_secrets*: else 401.
     """
 
-    def __init__(self, secret: str) -> None:
+    def __init__(self, secret: str, account_secrets: Mapping[str, str] | None = None) -> None:
         self.secret = secret
+        self.account_secrets = dict(account_secrets or {})
         self.status = 200
         self.delay_s = 0.0
         self.calls: Counter[str] = Counter()
@@ -36,7 +42,7 @@ class FulfillmentTarget:
                 target.entered.set()
                 if target.delay_s:
                     time.sleep(target.delay_s)
-                status = target.record(key, body, self.headers.get("Crossfill-Signature", ""))
+                status = target.record(key, body, dict(self.headers.items()))
                 payload = json.dumps({"ok": 200 <= status < 300, "key": key}).encode()
                 try:
                     self.send_response(status)
@@ -56,9 +62,8 @@ class FulfillmentTarget:
         self._thread = threading.Thread(target=self.server.serve_forever, daemon=True)
         self._thread.start()
 
-    def record(self, key: str, body: bytes, signature: str) -> int:
-        parts = dict(part.split("=", 1) for part in signature.split(",") if "=" in part)
-        valid = parts.get("v1") == compute_signature(body, self.secret, int(parts.get("t", "0") or 0))
+    def record(self, key: str, body: bytes, headers: Mapping[str, str]) -> int:
+        valid = self.is_signed(body, headers)
         with self._lock:
             self.calls[key] += 1
             if not valid:
@@ -67,6 +72,23 @@ class FulfillmentTarget:
             if 200 <= self.status < 300:
                 self.effects.setdefault(key, json.loads(body))
             return self.status
+
+    def is_signed(self, body: bytes, headers: Mapping[str, str]) -> bool:
+        """Whether both signatures of a call hold under the secret of its order's account."""
+        try:
+            account = json.loads(body).get("order", {}).get("account")
+        except (ValueError, AttributeError):
+            return False
+        secret = self.account_secrets.get(account, self.secret)
+        lowered = {name.lower(): value for name, value in headers.items()}
+        parts = dict(part.split("=", 1) for part in lowered.get("crossfill-signature", "").split(",") if "=" in part)
+        if parts.get("v1") != compute_signature(body, secret, int(parts.get("t", "0") or 0)):
+            return False
+        try:  # the library's own key rule: whsec_ + base64 decoded, anything else as its bytes
+            Webhook(secret if secret.startswith("whsec_") else secret.encode()).verify(body, lowered)
+        except (WebhookVerificationError, ValueError):
+            return False
+        return lowered.get("webhook-id") == lowered.get("idempotency-key")
 
     def stop(self) -> None:
         self.server.shutdown()

@@ -5,7 +5,6 @@ A module of its own, so that its stack has served nothing else when the requests
 from __future__ import annotations
 
 import pytest
-import requests
 
 from fulfillment.stats import STRIPE_API_CALLS, STRIPE_ORDERS_READ, Stats
 from tests.support.stack import Stack
@@ -31,6 +30,6 @@ def test_an_order_is_read_with_one_request(fresh: Stack) -> None:
     assert served == {SESSION: 11, LINE_ITEMS: 1}
     stats = Stats(fresh.redis.client())
     assert stats.read(STRIPE_API_CALLS) == served and stats.total(STRIPE_ORDERS_READ) == 11
-    metrics = requests.get(fresh.receiver_url.replace("/webhooks/stripe", "/metrics"), timeout=10).text
+    metrics = fresh.metrics()
     assert f'crossfill_stripe_api_calls_total{{endpoint="{SESSION}"}} 11.0' in metrics
     print(f"\nAPI calls per order on the simulator: {sum(served.values()) / len(sessions):.3f} ({served})")

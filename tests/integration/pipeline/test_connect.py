@@ -3,6 +3,7 @@ the platform's Connect endpoint, the worker reads the session as that account, c
 it by that account's catalog, and the order records the account."""
 from __future__ import annotations
 
+import base64
 import json
 import subprocess
 import sys
@@ -13,6 +14,9 @@ from tests.support.processes import ROOT
 from tests.support.stack import WEBHOOK_SECRET, Stack
 
 SHOP = "acct_1PipelineShop"
+#: The shop's own handler secret (Standard Webhooks' form): the target refuses the shop's calls under any other.
+SHOP_SECRET = "whsec_" + base64.b64encode(b"the shop's own 32-byte secret!!!").decode()
+STACK_HANDLER_SECRETS = {SHOP: SHOP_SECRET}
 
 
 def STACK_CATALOG(target_url: str) -> str:  # noqa: N802 - the name conftest looks for
@@ -21,6 +25,9 @@ def STACK_CATALOG(target_url: str) -> str:  # noqa: N802 - the name conftest loo
     return f"""
 [defaults]
 handler = "log"
+
+[accounts.{SHOP}.handler]
+secret = "{SHOP_SECRET}"
 
 [accounts.{SHOP}.defaults]
 handler = "http"
@@ -53,9 +60,12 @@ def test_a_connected_accounts_purchase_is_fulfilled_as_that_account(stack: Stack
     # then the order is the shop's, classified by the shop's catalog,
     assert order["account"] == SHOP
     assert [(item["product"], item["cross_sell"]) for item in order["items"]] == [(PRO, False), (DEPLOY, True)]
-    # fulfilled by the shop's handler (the fulfillment system is told the account),
+    # fulfilled by the shop's handler (the fulfillment system is told the account), each call signed
+    # with the shop's own secret (the target answers 401 to any other, and checks Standard Webhooks'
+    # signature with its library),
     effects = [stack.target.effects[key] for key in stack.keys_of(session_id)]
     assert [effect["order"]["account"] for effect in effects] == [SHOP, SHOP]
+    assert stack.target.bad_signatures == 0
     # and the session was read under the shop's own rate limits.
     assert stack.redis.client().exists("crossfill:ratelimit:{test:" + SHOP + "}:global")
 

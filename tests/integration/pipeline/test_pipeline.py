@@ -5,7 +5,6 @@ import json
 from concurrent.futures import ThreadPoolExecutor
 
 import pytest
-import requests
 from celery.result import AsyncResult
 
 from fulfillment.settings import load_settings
@@ -214,7 +213,7 @@ def test_a_cross_sell_bought_twice_is_fulfilled_and_flagged_as_an_anomaly(fresh:
     flagged = [item for item in order["items"] if item["anomalies"]]
     assert [(item["product"], item["anomalies"]) for item in flagged] == [(DEPLOY, ["quantity"])]
     assert order["anomalies"] == [{"item": flagged[0]["id"], "anomalies": ["quantity"]}]
-    metrics = requests.get(fresh.receiver_url.replace("/webhooks/stripe", "/metrics"), timeout=10).text
+    metrics = fresh.metrics()
     counted = [line for line in metrics.splitlines()
                if line.startswith('crossfill_cross_sell_anomalies_total{anomaly="quantity"}')]
     assert counted and float(counted[0].split()[-1]) >= 1
