@@ -116,7 +116,8 @@ def test_one_accounts_secret_does_not_verify_anothers_calls(http: requests.Sessi
     # Given two merchants' secrets, when an item of the first one's is sent
     first, second = standard_secret(b"merchant one"), standard_secret(b"merchant two")
     with ScriptedServer(always(Reply(200))) as server:
-        HttpHandler(http)(FulfillmentRequest("cs_1", "li_1", {}, {"account": "acct_1One"}, attempt=1,
+        HttpHandler(http)(FulfillmentRequest("cs_1", "li_1", OrderItem(id="li_1"),
+                                             Order(session_id="cs_1", account="acct_1One"), attempt=1,
                                              signing_secret=first), {"url": server.url})
     [seen] = server.seen
     # then only its own secret verifies it: the second merchant, knowing its own, cannot forge it
