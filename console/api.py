@@ -15,7 +15,7 @@ from flask import Blueprint, Response, current_app, g, jsonify, request
 
 from console import schemas
 from console.auth import PERMISSIONS, Principal, bearer_token
-from console.errors import BadRequest, Forbidden, Unauthorized
+from console.errors import BadRequest, Forbidden, TooManyAttempts, Unauthorized
 from console.service import OrderFilter
 from console.state import console_state, record_action
 from fulfillment.ids import ACCOUNT_ID, SESSION_ID
@@ -61,15 +61,28 @@ def route(rule: str, method: str, permission: str, summary: str, *, response: ty
 
 
 def authenticate(permission: str) -> Principal:
-    """The caller's identity from its Bearer token, allowed *permission*; else 401/403."""
+    """The caller's identity from its Bearer token, allowed *permission*; else 401/403, or 429 for a
+    client that sent bad tokens (throttled and audited as failed sign-ins are) or a merchant past its rate."""
     state = console_state()
     token = bearer_token(request.headers.get("Authorization"))
     if token is None:
         raise Unauthorized("send Authorization: Bearer <token> (CROSSFILL_CONSOLE_TOKENS)",
                            headers={"WWW-Authenticate": 'Bearer realm="crossfill"'})
+    client = request.remote_addr or "unknown"
+    wait = state.throttle.wait_s(client)
+    if wait > 0:
+        raise TooManyAttempts(f"too many bad tokens from this client; try again in {int(wait) + 1} s",
+                              headers={"Retry-After": str(int(wait) + 1)})
     principal = state.tokens.authenticate(token)
     if principal is None:
+        state.throttle.failed(client)
+        state.audit.record("?", "-", "api-auth", f"client {client}", "refused: unknown token")
         raise Unauthorized("the token is not valid", headers={"WWW-Authenticate": 'Bearer error="invalid_token"'})
+    if principal.role == "merchant":
+        wait = state.merchant_rate.wait_s(principal.name)
+        if wait > 0:
+            raise TooManyAttempts(f"this token made too many calls this minute; try again in {int(wait) + 1} s",
+                                  headers={"Retry-After": str(int(wait) + 1)})
     if not principal.may(permission):
         if request.method == "POST":
             state.audit.record(principal.name, principal.role, request.path, "-", f"refused: role {principal.role}")
@@ -110,7 +123,7 @@ def orders() -> Response:
 @route("/orders/<session_id>", "GET", "order", "One order: its status and items (as crossfill order --json)",
        response=schemas.OrderSchema, errors=(400, 401, 403, 404, 503))
 def order(session_id: str) -> Response:
-    return _dump(schemas.OrderSchema, console_state().service.order(_session_id(session_id)))
+    return _dump(schemas.OrderSchema, console_state().service.order(_session_id(session_id), g.principal.scope))
 
 
 @route("/orders/<session_id>/fulfill", "POST", "fulfil",
@@ -122,7 +135,7 @@ def fulfil(session_id: str) -> Response:
     if account is not None and not ACCOUNT_ID.match(account):
         raise BadRequest(f"not a connected account id: {account[:80]!r} (they look like acct_1A2b...)",
                          fields={"account": ["invalid"]})
-    outcome = console_state().service.fulfil(_session_id(session_id), account=account)
+    outcome = console_state().service.fulfil(_session_id(session_id), g.principal.scope, account=account)
     record_action("fulfil", session_id, f"{outcome['status']}, {outcome['dispatched']} item(s) queued")
     return _dump(schemas.FulfilSchema, outcome, 202 if outcome["status"] == "fulfilling" else 200)
 

@@ -11,7 +11,7 @@ from marshmallow import ValidationError
 from werkzeug.exceptions import HTTPException
 
 from console.audit import AuditLog
-from console.auth import SignInThrottle, TokenTable
+from console.auth import CallRate, SignInThrottle, TokenTable
 from console.errors import BadRequest, ConsoleError, Unavailable
 from console.service import ConsoleService
 from console.settings import ConsoleSettings, load_console_settings, resolve_secret
@@ -51,7 +51,8 @@ def create_console_app(settings: Settings | None = None, console_settings: Conso
     state = Console(settings=settings, console=console_settings, service=ConsoleService(runtime),
                     tokens=TokenTable(console_settings.tokens, console_settings.secret_key),
                     audit=AuditLog(client), throttle=SignInThrottle(client),
-                    report=CrossSellReport(client, runtime.catalog))
+                    report=CrossSellReport(client, runtime.catalog),
+                    merchant_rate=CallRate(client, console_settings.merchant_rate))
 
     try:
         # Orders recorded before the creation-time index existed are added to it once.

@@ -43,7 +43,7 @@ class Conflict(ConsoleError):
 
 
 class TooManyAttempts(ConsoleError):
-    """Raised when a client failed to sign in too often and must wait before trying again."""
+    """Raised when a client sent bad tokens too often, or a merchant token too many calls, and must wait."""
 
     status, kind = 429, "too_many_attempts"
 

@@ -199,7 +199,7 @@ def orders() -> str:
 @blueprint.get("/orders/<session_id>")
 @page()
 def order(session_id: str) -> str:
-    record = console_state().service.order(session_id)
+    record = console_state().service.order(session_id, g.principal.scope)
     timeline = sorted(
         [(record.get("created_at"), "order recorded", "")] +
         [(stamp, f"{item['id']}: {label}", item.get("error") or "" if label == "failed" else "")

@@ -6,7 +6,7 @@ from dataclasses import dataclass
 from flask import current_app, g
 
 from console.audit import AuditLog
-from console.auth import Principal, SignInThrottle, TokenTable
+from console.auth import CallRate, Principal, SignInThrottle, TokenTable
 from console.service import ConsoleService
 from console.settings import ConsoleSettings
 from fulfillment.report import CrossSellReport
@@ -26,6 +26,7 @@ class Console:
     audit: AuditLog
     throttle: SignInThrottle
     report: CrossSellReport
+    merchant_rate: CallRate
 
 
 def console_state() -> Console:

@@ -78,7 +78,17 @@ def fulfill_session(runtime: Runtime, session_id: str, *, account: str | None = 
         TransientError, PermanentError, StoreUnavailable: as ``decide`` does.
     """
     if account is None:
-        account = (runtime.ledger.order_summary(session_id) or {}).get("account") or None
+        account = recorded_account(runtime, session_id)
+    return fulfill_session_as(runtime, session_id, account)
+
+
+def recorded_account(runtime: Runtime, session_id: str) -> str | None:
+    """The connected account an order recorded; None for the platform's own order, or no order."""
+    return (runtime.ledger.order_summary(session_id) or {}).get("account") or None
+
+
+def fulfill_session_as(runtime: Runtime, session_id: str, account: str | None) -> Decision:
+    """:func:`fulfill_session`, reading the session as exactly *account* (None: the platform itself)."""
     decision = decide(COMPLETED, session_id, runtime.stripe, runtime.ledger, runtime.catalog, account=account)
     dispatch.dispatch_items(runtime.redis, session_id, decision.dispatch)
     return decision

@@ -41,7 +41,7 @@ def prepare(settings: Settings) -> tuple[ConsoleSettings, dict[str, str], str | 
     env = child_env(settings)
     env.pop("PROMETHEUS_MULTIPROC_DIR", None)
     env["CROSSFILL_CONSOLE_SECRET"] = console.secret_key or ""
-    env["CROSSFILL_CONSOLE_TOKENS"] = ",".join(f"{t.name}:{t.role}:{t.token}" for t in console.tokens)
+    env["CROSSFILL_CONSOLE_TOKENS"] = ",".join(t.entry() for t in console.tokens)
     return console, env, local_token
 
 

@@ -27,6 +27,14 @@ TOKENS = {
     "operator": "o" * 8 + "-operator-token-0123456789abcdefgh",
     "merchant": "m" * 8 + "-merchant-token-0123456789abcdefgh",
 }
+#: The accounts each role's token holds (a merchant names its own; the others see every account).
+ACCOUNTS = {"merchant": "platform"}
+
+
+def token_entries(tokens: dict[str, str] | None = None) -> str:
+    """``CROSSFILL_CONSOLE_TOKENS`` for *tokens* (default: :data:`TOKENS`), one ``<role>-person`` each."""
+    return ",".join(f"{role}-person:{role}:{token}" + (f":{ACCOUNTS[role]}" if role in ACCOUNTS else "")
+                    for role, token in (TOKENS if tokens is None else tokens).items())
 CATALOG = """
 [account]
 default_tax_behavior = "exclusive"
@@ -69,8 +77,7 @@ def settings(redis_server: RedisServer, redis_client: redis.Redis, tmp_path: Pat
 
 @pytest.fixture
 def console_settings() -> ConsoleSettings:
-    return load_console_settings({"CROSSFILL_CONSOLE_TOKENS": ",".join(f"{role}-person:{role}:{token}"
-                                                                       for role, token in TOKENS.items())})
+    return load_console_settings({"CROSSFILL_CONSOLE_TOKENS": token_entries()})
 
 
 @pytest.fixture
@@ -127,15 +134,16 @@ def item(item_id: str, product: str, *, cross_sell: bool = False, amount: int = 
 
 
 def paid_order(ledger: Ledger, session_id: str, *, cross_sell: bool = False, fulfil: bool = True,
-               fail: bool = False) -> dict[str, Any]:
-    """Record an order as the pipeline would, and run its items to done (or one to failed)."""
+               fail: bool = False, account: str | None = None) -> dict[str, Any]:
+    """Record an order as the pipeline would (of connected *account*, or the platform's own), and run its
+    items to done (or one to failed)."""
     items = [item("li_1", "prod_pro")]
     if cross_sell:
         items.append(item("li_2", "prod_deploy", cross_sell=True, amount=1500, by="prod_pro"))
     total = sum(entry["amount_total"] for entry in items)
     summary = {"mode": "payment", "payment_status": "paid", "currency": "usd", "amount_total": total,
                "customer": "j***@example.com", "item_count": len(items),
-               "cross_sell_count": int(cross_sell), "anomalies": []}
+               "cross_sell_count": int(cross_sell), "anomalies": [], **({"account": account} if account else {})}
     ledger.open_order(session_id, summary, items)
     if fulfil:
         for entry in items:
