@@ -17,7 +17,7 @@ from console import schemas
 from console.auth import PERMISSIONS, Principal, bearer_token
 from console.errors import BadRequest, Forbidden, TooManyAttempts, Unauthorized
 from console.service import OrderFilter
-from console.state import console_state, record_action
+from console.state import console_state, record_action, refusals_audited
 from fulfillment.ids import ACCOUNT_ID, SESSION_ID
 from fulfillment.report import DEFAULT_DAYS, day_of
 
@@ -135,8 +135,10 @@ def fulfil(session_id: str) -> Response:
     if account is not None and not ACCOUNT_ID.match(account):
         raise BadRequest(f"not a connected account id: {account[:80]!r} (they look like acct_1A2b...)",
                          fields={"account": ["invalid"]})
-    outcome = console_state().service.fulfil(_session_id(session_id), g.principal.scope, account=account)
-    record_action("fulfil", session_id, f"{outcome['status']}, {outcome['dispatched']} item(s) queued")
+    with refusals_audited("fulfil", _session_id(session_id), account=account or ""):
+        outcome = console_state().service.fulfil(session_id, g.principal.scope, account=account)
+    record_action("fulfil", session_id, f"{outcome['status']}, {outcome['dispatched']} item(s) queued",
+                  account=(outcome["order"] or {}).get("account") or "platform")
     return _dump(schemas.FulfilSchema, outcome, 202 if outcome["status"] == "fulfilling" else 200)
 
 
@@ -178,7 +180,8 @@ def event(event_id: str) -> Response:
 @route("/events/<event_id>/replay", "POST", "operate", "Process an event from the inbox again",
        response=schemas.ReplaySchema, errors=(401, 403, 404, 503))
 def replay_event(event_id: str) -> Response:
-    outcome = console_state().service.replay_event(event_id)
+    with refusals_audited("replay-event", event_id):
+        outcome = console_state().service.replay_event(event_id)
     record_action("replay-event", event_id, outcome)
     return _dump(schemas.ReplaySchema, {"id": event_id, "outcome": outcome})
 

@@ -10,7 +10,7 @@ from kombu.exceptions import OperationalError
 from marshmallow import ValidationError
 from werkzeug.exceptions import HTTPException
 
-from console.audit import AuditLog
+from console.audit import AuditLog, log_to_stderr
 from console.auth import CallRate, SignInThrottle, TokenTable
 from console.errors import BadRequest, ConsoleError, Unavailable
 from console.service import ConsoleService
@@ -46,6 +46,7 @@ def create_console_app(settings: Settings | None = None, console_settings: Conso
     assert console_settings.secret_key is not None
     if not console_settings.tokens and not console_settings.is_loopback:
         raise ConfigError("CROSSFILL_CONSOLE_TOKENS", "", "set name:role:token entries before binding beyond 127.0.0.1")
+    log_to_stderr()
     runtime = Runtime(settings)
     client = runtime.redis
     state = Console(settings=settings, console=console_settings, service=ConsoleService(runtime),

@@ -21,7 +21,7 @@ from console.auth import Principal, csrf_matches, new_csrf_token
 from console.chart import DayPoint, attach_chart
 from console.errors import Forbidden, TooManyAttempts
 from console.service import OrderFilter
-from console.state import console_state, record_action
+from console.state import console_state, record_action, refusals_audited
 from fulfillment.ledger import ORDER_STATUSES
 from fulfillment.report import DEFAULT_DAYS, ZERO_DECIMAL, account_label, day_of, major
 
@@ -246,7 +246,8 @@ def event(event_id: str) -> str:
 @blueprint.post("/events/<event_id>/replay")
 @page("operate")
 def replay_event(event_id: str) -> Response:
-    outcome = console_state().service.replay_event(event_id)
+    with refusals_audited("replay-event", event_id):
+        outcome = console_state().service.replay_event(event_id)
     record_action("replay-event", event_id, outcome)
     return redirect(url_for("pages.event", event_id=event_id, replayed=outcome))  # type: ignore[return-value]
 

@@ -218,6 +218,7 @@ class AuditEntrySchema(Schema):
     action = fields.String(required=True)
     target = fields.String(required=True)
     result = fields.String(required=True)
+    account = fields.String(metadata={"description": "the order's account, for an action on an order"})
 
 
 class AuditListSchema(Schema):

@@ -123,6 +123,10 @@ def test_a_merchant_fulfils_only_sessions_of_its_own_accounts(fresh: Stack) -> N
         assert own.status_code in (200, 202), own.json
         order = fresh.wait_order(session_id, "fulfilled")
         assert order["account"] == shop_b
+        audited = [fields for _, fields in fresh.redis.client().xrange("crossfill:audit")
+                   if fields["target"] == session_id]
+        assert [(e["who"], e["account"], e["result"][:8]) for e in audited] == [
+            ("a", "", "refused:"), ("a", shop_b, "refused:"), ("b", shop_b, own.json["status"][:8])]
         assert console.get(f"/api/v1/orders/{session_id}",
                            headers={"Authorization": f"Bearer {token_a}"}).status_code == 404
         again = console.post(f"/api/v1/orders/{session_id}/fulfill", headers={"Authorization": f"Bearer {token_a}"})
