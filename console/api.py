@@ -31,7 +31,8 @@ MAX_REPORT_DAYS = 3660
 
 def _error_responses(*codes: int) -> dict[str, Any]:
     text = {400: "invalid parameters", 401: "no valid Bearer token", 403: "the token's role may not do this",
-            404: "not found", 503: "Redis, the broker or the Stripe API is unreachable; retry later"}
+            404: "not found", 409: "the event was recorded as ignored (other mode, or a type not handled)",
+            503: "Redis, the broker or the Stripe API is unreachable; retry later"}
     return {str(code): {"description": text[code], "content": {"application/json": {"schema": schemas.ErrorSchema}}}
             for code in codes}
 
@@ -177,8 +178,9 @@ def event(event_id: str) -> Response:
     return _dump(schemas.EventSchema, console_state().service.event(event_id))
 
 
-@route("/events/<event_id>/replay", "POST", "operate", "Process an event from the inbox again",
-       response=schemas.ReplaySchema, errors=(401, 403, 404, 503))
+@route("/events/<event_id>/replay", "POST", "operate",
+       "Process an event from the inbox again (409: it was recorded as ignored, and is never acted on)",
+       response=schemas.ReplaySchema, errors=(401, 403, 404, 409, 503))
 def replay_event(event_id: str) -> Response:
     with refusals_audited("replay-event", event_id):
         outcome = console_state().service.replay_event(event_id)
