@@ -9,6 +9,7 @@ from flask.sessions import SecureCookieSessionInterface
 from kombu.exceptions import OperationalError
 from marshmallow import ValidationError
 from werkzeug.exceptions import HTTPException
+from werkzeug.middleware.proxy_fix import ProxyFix
 
 from console.audit import AuditLog, log_to_stderr
 from console.auth import CallRate, SignInThrottle, TokenTable
@@ -28,10 +29,14 @@ SESSION_HOURS = 12  #: a browser session lasts this long, hours
 
 
 class _SessionInterface(SecureCookieSessionInterface):
-    """Flask's signed-cookie session, marked Secure exactly when the request came over https."""
+    """Flask's signed-cookie session, marked Secure when the request came over https (to the first
+    trusted proxy, when there are some) or when CROSSFILL_CONSOLE_SECURE_COOKIE says so."""
+
+    def __init__(self, always_secure: bool) -> None:
+        self._always_secure = always_secure
 
     def get_cookie_secure(self, app: Flask) -> bool:
-        return bool(request) and request.is_secure
+        return self._always_secure or (bool(request) and request.is_secure)
 
 
 def create_console_app(settings: Settings | None = None, console_settings: ConsoleSettings | None = None) -> Flask:
@@ -71,7 +76,12 @@ def create_console_app(settings: Settings | None = None, console_settings: Conso
         MAX_CONTENT_LENGTH=64 * 1024,
         JSON_SORT_KEYS=False,
     )
-    app.session_interface = _SessionInterface()
+    app.session_interface = _SessionInterface(console_settings.secure_cookie)
+    if console_settings.trusted_proxies:
+        # Believe X-Forwarded-For/-Proto only as far as the proxies we were told of: the client's address
+        # (the sign-in throttle's key) and the scheme are what the outermost trusted proxy saw.
+        hops = console_settings.trusted_proxies
+        app.wsgi_app = ProxyFix(app.wsgi_app, x_for=hops, x_proto=hops)  # type: ignore[method-assign]
     app.extensions[EXTENSION] = state
 
     from console import api, pages

@@ -1,0 +1,78 @@
+"""Behind a proxy: CROSSFILL_TRUSTED_PROXIES decides whether X-Forwarded-For/-Proto are believed; the
+sign-in throttle keys on the client's address after that, and the cookie is Secure over https."""
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+import pytest
+from flask import Flask
+from flask.testing import FlaskClient
+
+from console.app import create_console_app
+from console.settings import load_console_settings
+from fulfillment.settings import Settings
+from tests.console.conftest import csrf_of, token_entries
+
+WRONG = "nope-not-a-token-at-all-0123456789abcdef"
+
+
+def console(settings: Settings, **env: str) -> Flask:
+    return create_console_app(settings, load_console_settings({"CROSSFILL_CONSOLE_TOKENS": token_entries(), **env}))
+
+
+@pytest.fixture
+def behind_one_proxy(settings: Settings) -> Iterator[Flask]:
+    app = console(settings, CROSSFILL_TRUSTED_PROXIES="1")
+    yield app
+    app.extensions["crossfill_console"].service.runtime.close()
+
+
+@pytest.fixture
+def direct(settings: Settings) -> Iterator[Flask]:
+    app = console(settings)
+    yield app
+    app.extensions["crossfill_console"].service.runtime.close()
+
+
+def sign_in(client: FlaskClient, token: str, **headers: str) -> int:
+    form = client.get("/signin", headers=headers)
+    return client.post("/signin", data={"token": token, "csrf": csrf_of(form.text)}, headers=headers).status_code
+
+
+def test_one_attacker_behind_the_proxy_cannot_lock_everyone_out(behind_one_proxy: Flask) -> None:
+    from tests.console.conftest import TOKENS
+
+    attacker, someone = behind_one_proxy.test_client(), behind_one_proxy.test_client()
+    tries = [sign_in(attacker, WRONG, **{"X-Forwarded-For": "203.0.113.7"}) for _ in range(6)]
+
+    assert tries[:4] == [401] * 4 and 429 in tries[4:]
+    assert sign_in(someone, TOKENS["viewer"], **{"X-Forwarded-For": "198.51.100.2"}) == 302
+
+
+def test_without_trusted_proxies_a_forged_x_forwarded_for_does_not_escape_the_throttle(direct: Flask) -> None:
+    attacker = direct.test_client()
+    tries = [sign_in(attacker, WRONG, **{"X-Forwarded-For": f"203.0.113.{n}"}) for n in range(6)]
+
+    assert 429 in tries[4:]  # every try counted against the one real address
+
+
+def test_the_cookie_is_secure_when_the_proxy_was_reached_over_https(behind_one_proxy: Flask, direct: Flask,
+                                                                     settings: Settings) -> None:
+    from tests.console.conftest import TOKENS
+
+    def cookie(app: Flask, **headers: str) -> str:
+        client = app.test_client()
+        form = client.get("/signin", headers=headers)
+        answer = client.post("/signin", data={"token": TOKENS["viewer"], "csrf": csrf_of(form.text)},
+                             headers=headers)
+        assert answer.status_code == 302
+        return answer.headers["Set-Cookie"]
+
+    assert "Secure" in cookie(behind_one_proxy, **{"X-Forwarded-Proto": "https"})
+    assert "Secure" not in cookie(behind_one_proxy, **{"X-Forwarded-Proto": "http"})
+    assert "Secure" not in cookie(direct, **{"X-Forwarded-Proto": "https"})  # not believed without a proxy
+    forced = console(settings, CROSSFILL_CONSOLE_SECURE_COOKIE="true")
+    try:
+        assert "Secure" in cookie(forced)
+    finally:
+        forced.extensions["crossfill_console"].service.runtime.close()
