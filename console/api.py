@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import dataclasses
 import functools
+import re
 import time
 from collections.abc import Callable
 from datetime import timedelta
@@ -26,6 +27,7 @@ blueprint = Blueprint("api", __name__)
 #: (view, operations) of every documented route, for the OpenAPI document.
 _DOCUMENTED: list[tuple[Callable[..., Any], dict[str, Any]]] = []
 API_VERSION = "1.0.0"
+TOKEN_NAME = re.compile(r"[^:,\s]{1,200}\Z")  #: a name in CROSSFILL_CONSOLE_TOKENS
 MAX_REPORT_DAYS = 3660
 
 
@@ -195,6 +197,17 @@ def reconcile() -> Response:
     return _dump(schemas.ReconcileSchema, {"task_id": task_id, "outcome": "queued"}, 202)
 
 
+@route("/sessions/<name>/end", "POST", "operate",
+       "End every console session of a token's name (browsers signed in with it must sign in again)",
+       response=schemas.EndSessionsSchema, errors=(400, 401, 403, 503))
+def end_sessions(name: str) -> Response:
+    if not TOKEN_NAME.match(name):
+        raise BadRequest(f"not a token name: {name[:80]!r}", fields={"name": ["invalid"]})
+    ended = console_state().sessions.end_all(name)
+    record_action("end-sessions", name, f"{ended} session(s) ended")
+    return _dump(schemas.EndSessionsSchema, {"name": name, "ended": ended})
+
+
 @route("/report/cross-sells", "GET", "read",
        "Per primary product with a cross-sell: paid orders, attach rate, cross-sell revenue, order values",
        response=schemas.ReportSchema, query=schemas.ReportQuery, errors=(400, 401, 403, 503))
@@ -239,7 +252,7 @@ def build_spec() -> APISpec:
                          ("Replay", schemas.ReplaySchema), ("ReplayAll", schemas.ReplayAllSchema),
                          ("Event", schemas.EventSchema), ("Reconcile", schemas.ReconcileSchema),
                          ("ReportQuery", schemas.ReportQuery), ("Report", schemas.ReportSchema),
-                         ("AuditList", schemas.AuditListSchema)):
+                         ("AuditList", schemas.AuditListSchema), ("EndSessions", schemas.EndSessionsSchema)):
         spec.components.schema(name, schema=schema)
     with current_app.test_request_context():
         for view, operations in _DOCUMENTED:

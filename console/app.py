@@ -15,6 +15,7 @@ from console.audit import AuditLog, log_to_stderr
 from console.auth import CallRate, SignInThrottle, TokenTable
 from console.errors import BadRequest, ConsoleError, Unavailable
 from console.service import ConsoleService
+from console.sessions import SessionStore
 from console.settings import ConsoleSettings, load_console_settings, resolve_secret
 from console.state import EXTENSION, Console
 from fulfillment.errors import ConfigError, StoreUnavailable
@@ -24,9 +25,6 @@ from fulfillment.settings import Settings, load_settings
 from ops.runtime import Runtime
 
 log = logging.getLogger(__name__)
-
-SESSION_HOURS = 12  #: a browser session lasts this long, hours
-
 
 class _SessionInterface(SecureCookieSessionInterface):
     """Flask's signed-cookie session, marked Secure when the request came over https (to the first
@@ -58,7 +56,8 @@ def create_console_app(settings: Settings | None = None, console_settings: Conso
                     tokens=TokenTable(console_settings.tokens, console_settings.secret_key),
                     audit=AuditLog(client), throttle=SignInThrottle(client),
                     report=CrossSellReport(client, runtime.catalog),
-                    merchant_rate=CallRate(client, console_settings.merchant_rate))
+                    merchant_rate=CallRate(client, console_settings.merchant_rate),
+                    sessions=SessionStore(client, console_settings.session_lifetime_s))
 
     try:
         # Orders recorded before the creation-time index existed are added to it once.
@@ -72,7 +71,7 @@ def create_console_app(settings: Settings | None = None, console_settings: Conso
         SESSION_COOKIE_NAME="crossfill_console",
         SESSION_COOKIE_HTTPONLY=True,
         SESSION_COOKIE_SAMESITE="Strict",
-        PERMANENT_SESSION_LIFETIME=timedelta(hours=SESSION_HOURS),
+        PERMANENT_SESSION_LIFETIME=timedelta(seconds=console_settings.session_lifetime_s),
         MAX_CONTENT_LENGTH=64 * 1024,
         JSON_SORT_KEYS=False,
     )

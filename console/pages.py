@@ -67,10 +67,15 @@ def globals_() -> dict[str, Any]:
 
 
 def current_principal() -> Principal | None:
-    name, fingerprint = session.get("user"), session.get("fp")
-    if not name or not fingerprint:
+    """Who this browser's session names, while Redis still records the session (not signed out,
+    ended by an operator, nor past its lifetime) and their token is still configured."""
+    name, fingerprint, session_id = session.get("user"), session.get("fp"), session.get("sid")
+    if not name or not fingerprint or not session_id:
         return None
-    return console_state().tokens.from_session(str(name), str(fingerprint))
+    state = console_state()
+    if state.sessions.holder(str(session_id)) != name:
+        return None
+    return state.tokens.from_session(str(name), str(fingerprint))
 
 
 def page(permission: str = "read") -> Callable[[F], F]:
@@ -135,7 +140,8 @@ def signin() -> Any:
     state.throttle.succeeded(client)
     session.clear()
     session.permanent = True
-    session.update(user=principal.name, fp=state.tokens.fingerprint(principal.name), csrf=new_csrf_token())
+    session.update(user=principal.name, fp=state.tokens.fingerprint(principal.name), csrf=new_csrf_token(),
+                   sid=state.sessions.start(principal.name))
     state.audit.record(principal.name, principal.role, "sign-in", f"client {client}", "ok")
     return redirect(_safe_next(target))
 
@@ -143,6 +149,7 @@ def signin() -> Any:
 @blueprint.post("/signout")
 @page("order")
 def signout() -> Response:
+    console_state().sessions.end(str(session.get("sid")))
     record_action("sign-out", "-", "ok")
     session.clear()
     return redirect(url_for("pages.signin"))  # type: ignore[return-value]

@@ -223,3 +223,8 @@ class AuditEntrySchema(Schema):
 
 class AuditListSchema(Schema):
     data = fields.List(fields.Nested(AuditEntrySchema), required=True)
+
+
+class EndSessionsSchema(Schema):
+    name = fields.String(required=True, metadata={"description": "the token's name"})
+    ended = fields.Integer(required=True, metadata={"description": "sessions that were live and are now ended"})

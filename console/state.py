@@ -11,6 +11,7 @@ from console.audit import AuditLog
 from console.auth import CallRate, Principal, SignInThrottle, TokenTable
 from console.errors import ConsoleError
 from console.service import ConsoleService
+from console.sessions import SessionStore
 from console.settings import ConsoleSettings
 from fulfillment.report import CrossSellReport
 from fulfillment.settings import Settings
@@ -30,6 +31,7 @@ class Console:
     throttle: SignInThrottle
     report: CrossSellReport
     merchant_rate: CallRate
+    sessions: SessionStore
 
 
 def console_state() -> Console:

@@ -78,6 +78,18 @@ def console() -> None:
     sys.exit(supervisor.wait())
 
 
+@click.command("end-sessions")
+@click.argument("name")
+def end_sessions(name: str) -> None:
+    """End every console session of the token named NAME (in CROSSFILL_CONSOLE_TOKENS): browsers signed
+    in with it must sign in again. The token itself stays valid; remove it from the setting to revoke it."""
+    from console.sessions import SessionStore
+
+    runtime = ops_runtime()
+    ended = SessionStore(runtime.redis).end_all(name)
+    click.echo(f"{name}: {ended} console session(s) ended")
+
+
 @click.command()
 @click.option("--since", default=f"{DEFAULT_DAYS}d", show_default=True,
               help="First day: 30d, 12h, 2026-11-01 or an ISO date-time (UTC).")
