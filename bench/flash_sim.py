@@ -32,7 +32,7 @@ from fulfillment.catalog import load_catalog  # noqa: E402
 from simulator.config import SimConfig  # noqa: E402
 from simulator.ratelimit import MODES  # noqa: E402
 from simulator.server import SimServer  # noqa: E402
-from simulator.state import LineItemSpec  # noqa: E402
+from simulator.store import LineItemSpec  # noqa: E402
 
 PRO = "prod_flash_pro"  #: every buyer's first item; it offers DEPLOY as its cross-sell
 DEPLOY = "prod_flash_deploy"  #: the cross-sell

@@ -178,8 +178,9 @@ def fulfil(session_id: str) -> Response:
                          fields={"account": ["invalid"]})
     with refusals_audited("fulfil", _session_id(session_id), account=account or ""):
         outcome = console_state().service.fulfil(session_id, g.principal.scope, account=account)
+    order = outcome["order"]
     record_action("fulfil", session_id, f"{outcome['status']}, {outcome['dispatched']} item(s) queued",
-                  account=(outcome["order"] or {}).get("account") or "platform")
+                  account=(order.account if order is not None else None) or "platform")
     return _dump(schemas.FulfilSchema, outcome, 202 if outcome["status"] == "fulfilling" else 200)
 
 

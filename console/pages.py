@@ -208,13 +208,12 @@ def orders() -> str:
 def order(session_id: str) -> str:
     record = console_state().service.order(session_id, g.principal.scope)
     timeline = sorted(
-        [(record.get("created_at"), "order recorded", "")] +
-        [(stamp, f"{item['id']}: {label}", item.get("error") or "" if label == "failed" else "")
-         for item in record["items"]
-         for stamp, label in ((item.get("started_at"), "last attempt started"),
-                              (item.get("finished_at"), item["status"]))
+        [(record.created_at, "order recorded", "")] +
+        [(stamp, f"{item.id}: {label}", item.error or "" if label == "failed" else "")
+         for item in record.items
+         for stamp, label in ((item.started_at, "last attempt started"), (item.finished_at, item.status))
          if stamp] +
-        [(record.get("updated_at"), f"order {record['status']}", "")],
+        [(record.updated_at, f"order {record.status}", "")],
         key=lambda entry: entry[0] or 0)
     return render_template("order.html", order=record, timeline=timeline)
 

@@ -1,16 +1,22 @@
-"""The JSON API's shapes (marshmallow): what it accepts and what it answers, and its OpenAPI document."""
+"""The JSON API's shapes (marshmallow): what it accepts and what it answers, and its OpenAPI document.
+
+An order's and an item's schemas are derived from their records (fulfillment/records.py), field by
+field: a field added there is in the API, and documented, without a line here.
+"""
 from __future__ import annotations
 
+import dataclasses
 import re
 import time
+from collections.abc import Callable, Collection, Mapping
 from datetime import UTC, date, datetime
 from typing import Any
 
-from marshmallow import Schema, ValidationError, fields, validate
+from marshmallow import Schema, ValidationError, fields, pre_dump, validate
 
 from fulfillment.ids import ACCOUNT_ID, SESSION_ID
-from fulfillment.ledger import ORDER_STATUSES
 from fulfillment.liveness import ALIVE_WITHIN_S
+from fulfillment.records import API, ORDER_STATUSES, Order, OrderItem
 
 
 
@@ -76,49 +82,57 @@ class ErrorSchema(Schema):
     error = fields.Nested(ErrorBody, required=True)
 
 
-class ItemSchema(Schema):
-    id = fields.String(required=True)
-    position = fields.Integer()
-    product = fields.String(allow_none=True)
-    product_name = fields.String(allow_none=True)
-    price = fields.String(allow_none=True)
-    description = fields.String(allow_none=True)
-    quantity = fields.Integer(allow_none=True)
-    currency = fields.String(allow_none=True)
-    amount_total = fields.Integer(allow_none=True)
-    cross_sell = fields.Boolean(required=True)
-    cross_sold_by = fields.String(allow_none=True)
-    anomalies = fields.List(fields.String())
-    handler = fields.String(allow_none=True)
-    status = fields.String(required=True, metadata={"description": "pending, in_progress, done or failed"})
-    attempts = fields.Integer()
-    result = fields.Raw(allow_none=True)
-    error = fields.String(allow_none=True)
-    created_at = fields.Float(allow_none=True)
-    started_at = fields.Float(allow_none=True)
-    finished_at = fields.Float(allow_none=True)
+#: The API field of each record field's annotation (``X | None`` also allows null), given its keywords.
+_FIELD_TYPES: dict[str, Callable[..., fields.Field]] = {
+    "str": fields.String,
+    "int": fields.Integer,
+    "float": fields.Float,
+    "bool": fields.Boolean,
+    "Any": fields.Raw,
+    "tuple[str, ...]": lambda **keywords: fields.List(fields.String(), **keywords),
+    "tuple[dict[str, Any], ...]": lambda **keywords: fields.List(fields.Dict(), **keywords),
+}
 
 
-class OrderSummarySchema(Schema):
-    session_id = fields.String(required=True)
-    status = fields.String(required=True, metadata={"description": " | ".join(ORDER_STATUSES)})
-    created_at = fields.Float(allow_none=True)
-    updated_at = fields.Float(allow_none=True)
-    mode = fields.String(allow_none=True)
-    payment_status = fields.String(allow_none=True)
-    currency = fields.String(allow_none=True)
-    amount_total = fields.Integer(allow_none=True)
-    customer = fields.String(allow_none=True, metadata={"description": "masked: j***@example.com"})
-    client_reference_id = fields.String(allow_none=True)
-    account = fields.String(allow_none=True, metadata={"description": "connected account, for platforms"})
-    livemode = fields.Boolean(allow_none=True)
-    item_count = fields.Integer()
-    cross_sell_count = fields.Integer()
-    anomalies = fields.List(fields.Dict())
+class RecordSchema(Schema):
+    """A schema of a record: dumps the record as its ``to_dict()`` shows it (optional facts it does
+    not have stay out of the answer, as they are out of ``crossfill order --json``)."""
+
+    @pre_dump
+    def _as_shown(self, value: Any, **kwargs: Any) -> Any:
+        return value.to_dict() if isinstance(value, (Order, OrderItem)) else value
 
 
-class OrderSchema(OrderSummarySchema):
-    items = fields.List(fields.Nested(ItemSchema), required=True)
+def record_schema(record: type, name: str, *, nested: Mapping[str, type[Schema]] | None = None,
+                  exclude: Collection[str] = ()) -> type[Schema]:
+    """A schema called *name* with a field per field of the dataclass *record*.
+
+    Each field's kind comes from its annotation (:data:`_FIELD_TYPES`; *nested* maps an annotation
+    such as ``tuple[OrderItem, ...]`` to the schema of its elements), ``allow_none`` from ``| None``
+    (and ``Any``), and the rest from the field's ``api`` metadata; a field whose ``api`` is None is
+    left out, as are those in *exclude*.
+    """
+    declared: dict[str, fields.Field] = {}
+    for one in dataclasses.fields(record):
+        options = one.metadata.get(API, {})
+        if options is None or one.name in exclude:
+            continue
+        annotation = str(one.type)
+        kind = annotation.removesuffix(" | None")
+        keywords: dict[str, Any] = {"allow_none": True} if kind != annotation or kind == "Any" else {}
+        keywords.update(options)
+        if nested and kind in nested:
+            declared[one.name] = fields.List(fields.Nested(nested[kind]), **keywords)
+        elif kind in _FIELD_TYPES:
+            declared[one.name] = _FIELD_TYPES[kind](**keywords)
+        else:
+            raise TypeError(f"{record.__name__}.{one.name}: no API field for {annotation!r}; add it to _FIELD_TYPES")
+    return RecordSchema.from_dict(declared, name=name)
+
+
+ItemSchema = record_schema(OrderItem, "ItemSchema")
+OrderSummarySchema = record_schema(Order, "OrderSummarySchema", exclude=("items",))
+OrderSchema = record_schema(Order, "OrderSchema", nested={"tuple[OrderItem, ...]": ItemSchema})
 
 
 class OrderListQuery(Schema):

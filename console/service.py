@@ -20,7 +20,7 @@ from fulfillment.deadletters import DeadLetter
 from fulfillment.errors import PermanentError, StoreUnavailable, TransientError
 from fulfillment.liveness import alive_workers, last_reconcile
 from fulfillment.pipeline import Decision
-from fulfillment.store import reachable
+from fulfillment.records import Order
 from messaging.dispatch import request_reconcile
 from ops import service as ops
 from ops.runtime import Runtime
@@ -40,15 +40,14 @@ class OrderFilter:
     cross_sell: bool | None = None
     account: str | None = None
 
-    def accepts(self, order: dict[str, Any]) -> bool:
-        items = order.get("items") or []
-        if self.status and order.get("status") != self.status:
+    def accepts(self, order: Order) -> bool:
+        if self.status and order.status != self.status:
             return False
-        if self.product and not any(item.get("product") == self.product for item in items):
+        if self.product and not any(item.product == self.product for item in order.items):
             return False
-        if self.cross_sell is not None and any(item.get("cross_sell") for item in items) != self.cross_sell:
+        if self.cross_sell is not None and any(item.cross_sell for item in order.items) != self.cross_sell:
             return False
-        return not (self.account and (order.get("account") or "") != self.account)
+        return not (self.account and (order.account or "") != self.account)
 
 
 def encode_cursor(created_at: float, session_id: str) -> str:
@@ -87,11 +86,11 @@ class ConsoleService:
         return {**report, "reconcile_last_success": last_reconcile(client)}
 
     def orders(self, where: OrderFilter, *, cursor: str | None = None,
-               limit: int = 25) -> tuple[list[dict[str, Any]], str | None]:
+               limit: int = 25) -> tuple[list[Order], str | None]:
         """A page of orders, newest first, and the cursor of the next page (None at the end)."""
         ledger = self.runtime.ledger
         position = decode_cursor(cursor) if cursor else None
-        page: list[dict[str, Any]] = []
+        page: list[Order] = []
         examined = 0
         while examined < SCAN_LIMIT:
             rows = ledger.recent(before=position, since=where.since, until=where.until, limit=SCAN_BATCH)
@@ -111,11 +110,11 @@ class ConsoleService:
         assert position is not None
         return page, encode_cursor(*position)
 
-    def order(self, session_id: str, scope: AccountScope) -> dict[str, Any]:
+    def order(self, session_id: str, scope: AccountScope) -> Order:
         """One order, if its account is in *scope*; else NotFound, as for an order that does not exist
         (a merchant learns nothing of another account's orders)."""
         order = self.runtime.ledger.order(session_id)
-        if order is None or not scope.holds(order.get("account")):
+        if order is None or not scope.holds(order.account):
             raise _no_order(session_id)
         return order
 
@@ -143,7 +142,7 @@ class ConsoleService:
                           account: str | None) -> tuple[str | None, ...]:
         order = self.runtime.ledger.order(session_id)
         if order is not None:
-            recorded = order.get("account") or None
+            recorded = order.account or None
             if not scope.holds(recorded) or (account is not None and account != recorded):
                 raise _no_order(session_id)
             return (recorded,)
@@ -186,14 +185,14 @@ class ConsoleService:
         if event is None:
             raise NotFound(f"event {event_id!r} is not in the inbox (never received, or expired)")
         view = asdict(event)
+        # The body holds the buyer's details: it never leaves the inbox.
         body = view.pop("body")
-        try:
-            parsed = json.loads(body) if body else {}
-        except ValueError:
-            parsed = {}
-        # The body holds the buyer's details: only these two facts leave the inbox.
-        view["account"] = event.account or (parsed.get("account") if isinstance(parsed, dict) else None)
-        view["livemode"] = parsed.get("livemode") if isinstance(parsed, dict) else None
+        if event.account is None:  # recorded before the inbox kept the account: the body says
+            try:
+                parsed = json.loads(body) if body else {}
+            except ValueError:
+                parsed = {}
+            view["account"] = parsed.get("account") if isinstance(parsed, dict) else None
         return view
 
     def replay_event(self, event_id: str) -> str:

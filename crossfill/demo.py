@@ -18,6 +18,7 @@ from crossfill.embedded import free_port, start_embedded
 from crossfill.local import resolve_secrets, start_local
 from crossfill.supervisor import Supervisor
 from fulfillment.ledger import Ledger
+from fulfillment.records import Order
 from fulfillment.settings import Settings
 from fulfillment.store import connect
 from simulator.client import SimClient
@@ -109,34 +110,34 @@ def _cross_sells(url: str, settings: Settings) -> list[str]:
     return text_lines(rollups.report(since=day_of(time.time())))
 
 
-def _wait(ledger: Ledger, sessions: list[tuple[Scenario, str]]) -> dict[str, dict[str, Any]]:
+def _wait(ledger: Ledger, sessions: list[tuple[Scenario, str]]) -> dict[str, Order | None]:
     deadline = time.monotonic() + WAIT_S
-    orders: dict[str, dict[str, Any]] = {}
+    orders: dict[str, Order | None] = {}
     while time.monotonic() < deadline:
-        orders = {sid: ledger.order(sid) or {"status": "missing", "items": []} for _, sid in sessions}
-        if all(orders[sid]["status"] == scenario.status for scenario, sid in sessions):
+        orders = {sid: ledger.order(sid) for _, sid in sessions}
+        if all((found := orders[sid]) is not None and found.status == scenario.status for scenario, sid in sessions):
             break
         time.sleep(0.5)
     return orders
 
 
-def _report(sessions: list[tuple[Scenario, str]], orders: dict[str, dict[str, Any]], echo: Echo) -> bool:
+def _report(sessions: list[tuple[Scenario, str]], orders: dict[str, Order | None], echo: Echo) -> bool:
     echo(f"\n{'purchase':<32} {'session':<22} {'items':>5} {'cross-sell':>10}  {'status':<16} check")
     all_ok = True
     for scenario, sid in sessions:
         order = orders[sid]
-        items = order["items"]
-        cross = [item for item in items if item.get("cross_sell")]
-        ok = (order["status"] == scenario.status and len(items) == scenario.items
-              and len(cross) == scenario.cross_sells and all(item["product"] == DEPLOY for item in cross)
-              and all(item["status"] == "done" for item in items))
+        status, items = (order.status, order.items) if order is not None else ("missing", ())
+        cross = [item for item in items if item.cross_sell]
+        ok = (status == scenario.status and len(items) == scenario.items
+              and len(cross) == scenario.cross_sells and all(item.product == DEPLOY for item in cross)
+              and all(item.status == "done" for item in items))
         all_ok &= ok
         echo(f"{scenario.label:<32} {sid[:20] + '…':<22} {len(items):>5} {len(cross):>10}  "
-             f"{order['status']:<16} {'ok' if ok else 'FAILED: expected ' + scenario.status}")
+             f"{status:<16} {'ok' if ok else 'FAILED: expected ' + scenario.status}")
         for item in items[:3] if len(items) <= 3 else items[:2]:
-            echo(f"    {item['id']:<30} {item['product']:<26} x{item['quantity']} "
-                 f"{'cross-sell' if item.get('cross_sell') else '':<10} {item['status']}")
+            echo(f"    {item.id:<30} {item.product or '':<26} x{item.quantity} "
+                 f"{'cross-sell' if item.cross_sell else '':<10} {item.status}")
         if len(items) > 3:
-            echo(f"    ... {len(items) - 2} more, {sum(i['status'] == 'done' for i in items)} done in all")
+            echo(f"    ... {len(items) - 2} more, {sum(item.status == 'done' for item in items)} done in all")
     echo("\nall outcomes as expected" if all_ok else "\nSOME OUTCOMES ARE WRONG")
     return all_ok

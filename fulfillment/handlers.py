@@ -3,7 +3,8 @@
 Built in: ``log`` records the item as delivered (the dev default) and ``http`` posts it to a
 fulfillment system. Third-party handlers register through the ``crossfill.handlers`` entry-point
 group: a callable ``(request: FulfillmentRequest, options: Mapping) -> dict`` that raises
-:class:`~fulfillment.errors.TransientError` or :class:`~fulfillment.errors.PermanentError`.
+:class:`~fulfillment.errors.TransientError` or :class:`~fulfillment.errors.PermanentError`. The request
+carries the item and its order as records (:mod:`fulfillment.records`).
 """
 from __future__ import annotations
 
@@ -22,6 +23,7 @@ from fulfillment import defaults
 from fulfillment.errors import ConfigError, PermanentError, UnknownHandler
 from fulfillment.http import error_for, pooled_session, send
 from fulfillment.orders import UNFULFILLABLE
+from fulfillment.records import Order, OrderItem
 from fulfillment.signing import sign
 
 log = logging.getLogger(__name__)
@@ -35,8 +37,8 @@ class FulfillmentRequest:
 
     session_id: str
     line_item_id: str
-    item: Mapping[str, Any]
-    order: Mapping[str, Any]
+    item: OrderItem
+    order: Order  #: the order's summary (:meth:`Order.summary`): no items
     attempt: int
     signing_secret: str | None = None
 
@@ -50,14 +52,14 @@ Handler = Callable[[FulfillmentRequest, Mapping[str, Any]], dict[str, Any]]
 
 def log_handler(request: FulfillmentRequest, options: Mapping[str, Any]) -> dict[str, Any]:
     """Record the item as delivered, in the log and the ledger; for development and demos."""
-    log.info("fulfilled %s (%s x%s)", request.idempotency_key, request.item.get("product"),
-             request.item.get("quantity"))
+    log.info("fulfilled %s (%s x%s)", request.idempotency_key, request.item.product,
+             request.item.quantity)
     return {"handler": "log", "delivered": True, "idempotency_key": request.idempotency_key}
 
 
 def unfulfillable_handler(request: FulfillmentRequest, options: Mapping[str, Any]) -> dict[str, Any]:
     """Fail an item crossfill could not classify (no price, no product), with the reason recorded for it."""
-    raise PermanentError(str(request.item.get("problem") or "the line item cannot be classified"))
+    raise PermanentError(request.item.problem or "the line item cannot be classified")
 
 
 class HttpHandler:
@@ -95,7 +97,7 @@ class HttpHandler:
         if not secret:
             raise PermanentError("the http handler needs a signing secret: set CROSSFILL_HANDLER_SECRET")
         body = json.dumps({"idempotency_key": request.idempotency_key, "attempt": request.attempt,
-                           "item": dict(request.item), "order": dict(request.order)},
+                           "item": request.item.to_dict(), "order": request.order.summary()},
                           separators=(",", ":")).encode()
         headers = {
             "Content-Type": "application/json",

@@ -13,15 +13,14 @@ same script, instead of answering ``duplicate``; the sweeper does the same for e
 """
 from __future__ import annotations
 
-import json
 import time
 from collections.abc import Iterable
-from dataclasses import dataclass
 from typing import Any
 
 import redis
 
 from fulfillment import defaults
+from fulfillment.records import InboxEvent, livemode_of
 from fulfillment.store import KEY_PREFIX, reachable
 
 STATUSES = ("enqueued", "processing", "processed", "failed", "ignored")
@@ -53,8 +52,8 @@ end
 
 # KEYS: event hash, status-set prefix, queue list. ARGV: now, ttl, type, session_id, body, event_id,
 # message, account ("" for the platform's own; a Connect event's acct_... otherwise, kept only then),
-# stuck_after seconds (0: never requeue). The push comes first: if Redis refuses it, the script stops
-# before recording anything.
+# stuck_after seconds (0: never requeue), livemode ("true", "false", or "" when the event does not say).
+# The push comes first: if Redis refuses it, the script stops before recording anything.
 _RECORD = _LUA_REQUEUE + """
 local status = redis.call('HGET', KEYS[1], 'status')
 if status then
@@ -73,6 +72,7 @@ redis.call('LPUSH', KEYS[3], ARGV[7])
 redis.call('HSET', KEYS[1], 'status', 'enqueued', 'type', ARGV[3], 'session_id', ARGV[4], 'body', ARGV[5],
            'received_at', ARGV[1], 'enqueued_at', ARGV[1], 'deliveries', 1)
 if ARGV[8] and ARGV[8] ~= '' then redis.call('HSET', KEYS[1], 'account', ARGV[8]) end
+if ARGV[10] and ARGV[10] ~= '' then redis.call('HSET', KEYS[1], 'livemode', ARGV[10]) end
 redis.call('EXPIRE', KEYS[1], tonumber(ARGV[2]))
 redis.call('ZADD', KEYS[2] .. 'enqueued', ARGV[1], ARGV[6])
 -- The status index is scored by receipt time: drop what has expired from the inbox itself.
@@ -118,37 +118,13 @@ return status
 """
 
 
-@dataclass(frozen=True)
-class InboxEvent:
-    """One event as the inbox holds it."""
-
-    id: str
-    type: str
-    session_id: str
-    status: str
-    body: str
-    received_at: float
-    deliveries: int
-    #: The connected account (``acct_...``) a Connect event came from; None for the platform's own.
-    account: str | None = None
-    #: Why an ``ignored`` event was ignored (``unhandled_type``, ``livemode_mismatch``), else "".
-    reason: str = ""
-
-    @property
-    def livemode(self) -> bool | None:
-        """The event's ``livemode`` as Stripe sent it, or None when the body does not say."""
-        try:
-            value = json.loads(self.body).get("livemode") if self.body else None
-        except (ValueError, AttributeError):
-            return None
-        return value if isinstance(value, bool) else None
-
-
 def _event_key(event_id: str) -> str:
     return f"{KEY_PREFIX}event:{event_id}"
 
 
 _STATUS_PREFIX = f"{KEY_PREFIX}inbox:"  #: sorted sets per status: event id scored by receipt time
+_FLAGS = {True: "true", False: "false"}  #: how the ``livemode`` field is stored
+_MODES = {"true": True, "false": False}
 
 
 class Inbox:
@@ -166,11 +142,13 @@ class Inbox:
         self._replay = client.register_script(_REPLAY)
 
     def record(self, event_id: str, event_type: str, session_id: str, body: str, *, queue: str, message: str,
-               account: str | None = None, now: float | None = None) -> tuple[str, str]:
+               account: str | None = None, livemode: bool | None = None,
+               now: float | None = None) -> tuple[str, str]:
         """Record a delivery of an event; when the event is new, push *message* onto the list *queue*.
 
         *account* is the connected account of a Connect event (its ``account`` field): the worker
-        reads the session as that account (``Stripe-Account``).
+        reads the session as that account (``Stripe-Account``). *livemode* is the event's ``livemode``;
+        when not given, it is read from *body* here, once, and kept as a field of the record.
 
         Both happen in one atomic Redis call, so concurrent deliveries of one event enqueue it once.
 
@@ -183,8 +161,9 @@ class Inbox:
             StoreUnavailable: when Redis cannot be reached or refuses; nothing was recorded then.
         """
         stamp = time.time() if now is None else now
+        mode = livemode_of(body) if livemode is None else livemode
         args: list[Any] = [stamp, self._ttl_s, event_type, session_id, body, event_id, message, account or "",
-                           self._stuck_after_s]
+                           self._stuck_after_s, "" if mode is None else _FLAGS[mode]]
         with reachable():
             outcome, detail = self._record(keys=[_event_key(event_id), _STATUS_PREFIX, queue], args=args)
         return str(outcome), str(detail)
@@ -235,6 +214,8 @@ class Inbox:
             deliveries=int(fields.get("deliveries", 0)),
             account=fields.get("account") or None,
             reason=fields.get("reason", ""),
+            # Events recorded before the inbox kept livemode as a field: read it from the body.
+            livemode=_MODES.get(fields["livemode"]) if "livemode" in fields else livemode_of(fields.get("body", "")),
         )
 
     def requeue_if_stuck(self, event_id: str, *, queue: str, message: str, stuck_after_s: float,

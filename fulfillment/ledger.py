@@ -8,6 +8,7 @@ order becomes ``fulfilled`` (all done) or ``partially_failed``.
 """
 from __future__ import annotations
 
+import dataclasses
 import json
 import time
 import uuid
@@ -18,9 +19,9 @@ from typing import Any
 import redis
 
 from fulfillment import defaults
+from fulfillment.records import ORDER_STATUSES, Order, OrderItem
 from fulfillment.store import KEY_PREFIX, batches, reachable
 
-ORDER_STATUSES = ("awaiting_payment", "payment_failed", "expired", "fulfilling", "fulfilled", "partially_failed")
 #: Claim outcomes.
 CLAIMED, DONE, FAILED, BUSY, MISSING = "claimed", "done", "failed", "busy", "missing"
 
@@ -174,8 +175,8 @@ class Claim:
     result: Any = None  #: the recorded result, when done
     error: str = ""  #: the recorded error, when failed
     wait_s: float = 0.0  #: time left on another run's lease, when busy
-    item: dict[str, Any] | None = None  #: the item as :meth:`Ledger.item` shows it, when claimed
-    order: dict[str, Any] | None = None  #: the order as :meth:`Ledger.order_summary` shows it, when claimed
+    item: OrderItem | None = None  #: the item as :meth:`Ledger.item` reads it, when claimed
+    order: Order | None = None  #: the order as :meth:`Ledger.order_summary` reads it, when claimed
 
 
 def order_key(sid: str) -> str:
@@ -213,27 +214,26 @@ class Ledger:
         self._finish = client.register_script(_FINISH)
         self._reopen = client.register_script(_REOPEN)
 
-    def open_order(self, session_id: str, order: dict[str, Any],
-                   items: Sequence[dict[str, Any]]) -> tuple[str, list[str]]:
-        """Record an order to fulfill and its items (each dict needs an ``id``); idempotent.
+    def open_order(self, session_id: str, order: Order, items: Sequence[OrderItem]) -> tuple[str, list[str]]:
+        """Record an order to fulfill and its items; idempotent.
 
         Items already known keep their state. Returns the order's status and the ids of the items
         not yet ended, to dispatch.
         """
         keys = [order_key(session_id), _items_key(session_id), _item_prefix(session_id), _ORDER_SETS, _ANOMALIES]
-        args: list[Any] = [session_id, time.time(), json.dumps(order), self._ttl_s]
+        args: list[Any] = [session_id, time.time(), json.dumps(order.stored()), self._ttl_s]
         for item in items:
-            args += [item["id"], json.dumps(item), ",".join(item.get("anomalies") or ())]
+            args += [item.id, json.dumps(item.stored()), ",".join(item.anomalies)]
         status, *open_ids = self._call(self._open, keys, args)
         return str(status), [str(item_id) for item_id in open_ids]
 
-    def mark_order(self, session_id: str, status: str, order: dict[str, Any], *,
+    def mark_order(self, session_id: str, status: str, order: Order, *,
                    allowed_from: Iterable[str] = ()) -> str | None:
         """Set an order's status when it is new or in one of *allowed_from*; returns the status it has now."""
         if status not in ORDER_STATUSES:
             raise ValueError(f"status must be one of {ORDER_STATUSES}, got {status!r}")
         keys = [order_key(session_id), _ORDER_SETS, _items_key(session_id)]
-        result = self._call(self._mark, keys, [session_id, status, time.time(), json.dumps(order), self._ttl_s,
+        result = self._call(self._mark, keys, [session_id, status, time.time(), json.dumps(order.stored()), self._ttl_s,
                                                *allowed_from])
         return None if result is None else str(result)
 
@@ -246,7 +246,7 @@ class Ledger:
             fields, order = claimed
             row = dict(zip(fields[::2], fields[1::2], strict=True))
             return Claim(CLAIMED, token=token, attempt=int(detail), item=_item_view(row),
-                         order={"session_id": session_id, **json.loads(order)})
+                         order=_summary_view(session_id, order))
         if outcome == DONE:
             return Claim(DONE, result=json.loads(detail) if detail else None)
         if outcome == FAILED:
@@ -274,8 +274,8 @@ class Ledger:
         keys = [_item_prefix(session_id) + line_item_id, order_key(session_id), _ORDER_SETS, queue]
         return int(self._call(self._reopen, keys, [session_id, time.time(), message])) >= 0
 
-    def order(self, session_id: str) -> dict[str, Any] | None:
-        """The order and its items as plain data, or None when unknown."""
+    def order(self, session_id: str) -> Order | None:
+        """The order and its items, or None when unknown."""
         with reachable():
             fields: dict[str, str] = self._redis.hgetall(order_key(session_id))  # type: ignore[assignment]
             ids: list[str] = self._redis.zrange(_items_key(session_id), 0, -1)  # type: ignore[assignment]
@@ -287,14 +287,14 @@ class Ledger:
             return None
         return _order_view(session_id, fields, [_item_view(row) for row in rows])
 
-    def order_summary(self, session_id: str) -> dict[str, Any]:
-        """The order's fields without its items (what a handler is told about the order)."""
+    def order_summary(self, session_id: str) -> Order:
+        """The order's summary without its items or state (what a handler is told about the order)."""
         with reachable():
-            raw = self._redis.hget(order_key(session_id), "data")
-        return {"session_id": session_id, **json.loads(raw or "{}")}
+            raw: str | None = self._redis.hget(order_key(session_id), "data")  # type: ignore[assignment]
+        return _summary_view(session_id, raw)
 
-    def item(self, session_id: str, line_item_id: str) -> dict[str, Any] | None:
-        """One item as plain data, or None when unknown."""
+    def item(self, session_id: str, line_item_id: str) -> OrderItem | None:
+        """One item, or None when unknown."""
         key = _item_prefix(session_id) + line_item_id
         with reachable():
             row: dict[str, str] = self._redis.hgetall(key)  # type: ignore[assignment]
@@ -349,7 +349,7 @@ class Ledger:
             self._redis.set(flag, str(time.time()))
         return added
 
-    def orders(self, session_ids: Sequence[str]) -> list[dict[str, Any] | None]:
+    def orders(self, session_ids: Sequence[str]) -> list[Order | None]:
         """Several orders with their items, in two round trips (:meth:`order`'s shape, None when unknown)."""
         with reachable():
             with self._redis.pipeline(transaction=False) as pipe:
@@ -362,7 +362,7 @@ class Ledger:
                     for item_id in heads[2 * position + 1]:
                         pipe.hgetall(_item_prefix(sid) + item_id)
                 rows = iter(pipe.execute())
-        found: list[dict[str, Any] | None] = []
+        found: list[Order | None] = []
         for position, sid in enumerate(session_ids):
             fields, ids = heads[2 * position], heads[2 * position + 1]
             items = [_item_view(next(rows)) for _ in ids]
@@ -431,23 +431,26 @@ def _float(raw: str | None) -> float | None:
     return float(raw) if raw else None
 
 
-def _order_view(session_id: str, fields: dict[str, str], items: list[dict[str, Any]]) -> dict[str, Any]:
-    order = {"session_id": session_id, "status": fields.get("status", ""),
-             "created_at": _float(fields.get("created_at")), "updated_at": _float(fields.get("updated_at")),
-             **json.loads(fields.get("data") or "{}")}
-    order["items"] = items
-    return order
+def _summary_view(session_id: str, data: str | None) -> Order:
+    """An order from its stored summary (the hash's ``data``), without state or items."""
+    return Order.from_mapping(json.loads(data or "{}"), session_id=session_id)
 
 
-def _item_view(row: dict[str, str]) -> dict[str, Any]:
-    view = json.loads(row.get("data") or "{}")
-    view.update({
-        "status": row.get("status", ""),
-        "attempts": int(row.get("attempts") or 0),
-        "result": json.loads(row["result"]) if row.get("result") else None,
-        "error": row.get("error") or row.get("last_error") or None,
-        "created_at": _float(row.get("created_at")),
-        "started_at": _float(row.get("started_at")),
-        "finished_at": _float(row.get("finished_at")),
-    })
-    return view
+def _order_view(session_id: str, fields: dict[str, str], items: list[OrderItem]) -> Order:
+    return dataclasses.replace(_summary_view(session_id, fields.get("data")), status=fields.get("status", ""),
+                               created_at=_float(fields.get("created_at")),
+                               updated_at=_float(fields.get("updated_at")), items=tuple(items))
+
+
+def _item_view(row: dict[str, str]) -> OrderItem:
+    """An item from its hash: the stored classification (``data``) and the ledger's state fields."""
+    return OrderItem.from_mapping(
+        json.loads(row.get("data") or "{}"),
+        status=row.get("status", ""),
+        attempts=int(row.get("attempts") or 0),
+        result=json.loads(row["result"]) if row.get("result") else None,
+        error=row.get("error") or row.get("last_error") or None,
+        created_at=_float(row.get("created_at")),
+        started_at=_float(row.get("started_at")),
+        finished_at=_float(row.get("finished_at")),
+    )

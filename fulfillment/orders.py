@@ -2,10 +2,10 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import Any
 
 from fulfillment.catalog import Catalog
 from fulfillment.crosssell import SessionContext, item_anomalies
+from fulfillment.records import Order, OrderItem
 from fulfillment.schemas import CheckoutSession, LineItem
 
 
@@ -22,7 +22,7 @@ def mask_email(email: str | None) -> str | None:
 UNFULFILLABLE = "unfulfillable"
 
 
-def classify_items(session: CheckoutSession, items: Sequence[LineItem], catalog: Catalog) -> list[dict[str, Any]]:
+def classify_items(session: CheckoutSession, items: Sequence[LineItem], catalog: Catalog) -> list[OrderItem]:
     """Describe each line item for the ledger: product, amounts, handler, and whether it is a cross-sell.
 
     An item is a cross-sell when another product of the same session offers its product as its
@@ -33,7 +33,7 @@ def classify_items(session: CheckoutSession, items: Sequence[LineItem], catalog:
     """
     priced = [item for item in items if item.price is not None]
     products = [item.price.product for item in priced if item.price is not None]
-    described = []
+    described: list[OrderItem] = []
     for position, item in enumerate(items):
         if item.price is None:
             described.append(_unfulfillable(item, position))
@@ -50,44 +50,48 @@ def classify_items(session: CheckoutSession, items: Sequence[LineItem], catalog:
                 default_tax_behavior=catalog.default_tax_behavior,
             )
             anomalies = item_anomalies(item.price, item.quantity, context)
-        described.append({
-            "id": item.id,
-            "position": position,
-            "product": item.price.product,
-            "product_name": item.price.product_name or config.name,
-            "price": item.price.id,
-            "description": item.description,
-            "quantity": item.quantity,
-            "currency": item.currency,
-            "amount_total": item.amount_total,
-            "cross_sell": bool(sources),
-            "cross_sold_by": sources[0] if sources else None,
-            "anomalies": list(anomalies),
-            "handler": config.handler,
-        })
+        described.append(OrderItem(
+            id=item.id,
+            position=position,
+            product=item.price.product,
+            product_name=item.price.product_name or config.name,
+            price=item.price.id,
+            description=item.description,
+            quantity=item.quantity,
+            currency=item.currency,
+            amount_total=item.amount_total,
+            cross_sell=bool(sources),
+            cross_sold_by=sources[0] if sources else None,
+            anomalies=anomalies,
+            handler=config.handler,
+        ))
     return described
 
 
-def _unfulfillable(item: LineItem, position: int) -> dict[str, Any]:
-    return {
-        "id": item.id, "position": position, "product": None, "product_name": "", "price": None,
-        "description": item.description, "quantity": item.quantity, "currency": item.currency,
-        "amount_total": item.amount_total, "cross_sell": False, "cross_sold_by": None, "anomalies": [],
-        "handler": UNFULFILLABLE, "problem": item.problem or "the line item has no price",
-    }
+def _unfulfillable(item: LineItem, position: int) -> OrderItem:
+    return OrderItem(id=item.id, position=position, product=None, product_name="", price=None,
+                     description=item.description, quantity=item.quantity, currency=item.currency,
+                     amount_total=item.amount_total, handler=UNFULFILLABLE,
+                     problem=item.problem or "the line item has no price")
 
 
-def order_summary(session: CheckoutSession, items: Sequence[dict[str, Any]] = ()) -> dict[str, Any]:
-    """The order record's fields (no full email: the customer is masked)."""
-    return {
-        "mode": session.mode,
-        "payment_status": session.payment_status,
-        "currency": session.currency,
-        "amount_total": session.amount_total,
-        "customer": mask_email(session.customer_email),
-        "client_reference_id": session.client_reference_id,
-        "livemode": session.livemode,
-        "item_count": len(items),
-        "cross_sell_count": sum(1 for item in items if item["cross_sell"]),
-        "anomalies": [{"item": item["id"], "anomalies": item["anomalies"]} for item in items if item["anomalies"]],
-    }
+def order_summary(session: CheckoutSession, items: Sequence[OrderItem] = (), *,
+                  account: str | None = None) -> Order:
+    """The order as recorded before fulfillment starts (no full email: the customer is masked).
+
+    *account* is the connected account the session belongs to (None for the platform's own).
+    """
+    return Order(
+        session_id=session.id,
+        mode=session.mode,
+        payment_status=session.payment_status,
+        currency=session.currency,
+        amount_total=session.amount_total,
+        customer=mask_email(session.customer_email),
+        client_reference_id=session.client_reference_id,
+        livemode=session.livemode,
+        item_count=len(items),
+        cross_sell_count=sum(1 for item in items if item.cross_sell),
+        anomalies=tuple({"item": item.id, "anomalies": list(item.anomalies)} for item in items if item.anomalies),
+        account=account,
+    )

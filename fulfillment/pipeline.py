@@ -6,17 +6,15 @@ items), then gated on payment as Stripe's fulfillment guide says.
 from __future__ import annotations
 
 import logging
-from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any
 
 from fulfillment.catalog import Catalog
 from fulfillment.events import ASYNC_FAILED, EXPIRED
-from fulfillment.inbox import Inbox, InboxEvent
+from fulfillment.inbox import Inbox
 from fulfillment.ledger import Ledger
 from fulfillment.livemode import MISMATCH, is_mismatch
 from fulfillment.orders import classify_items, order_summary
-from fulfillment.schemas import CheckoutSession
+from fulfillment.records import InboxEvent
 from fulfillment.stats import LIVEMODE_MISMATCH, Stats
 from fulfillment.stripe_api import StripeClient
 
@@ -68,7 +66,7 @@ def decide(event_type: str, session_id: str, client: StripeClient, ledger: Ledge
         # (the client counted it: crossfill_unknown_values_total{field="payment_status"}).
         log.warning("session %s has payment_status %r, which this version does not know; not fulfilled",
                     session_id, session.payment_status[:40])
-    summary = _summary(session, (), account)
+    summary = order_summary(session, account=account)
     if event_type == EXPIRED:
         return Decision(ledger.mark_order(session_id, "expired", summary, allowed_from=_BEFORE_PAYMENT) or "")
     if event_type == ASYNC_FAILED and not session.is_fulfillable:
@@ -77,13 +75,6 @@ def decide(event_type: str, session_id: str, client: StripeClient, ledger: Ledge
         return Decision(ledger.mark_order(session_id, "awaiting_payment", summary, allowed_from=_BEFORE_PAYMENT)
                         or "")
     items = classify_items(session, list(client.line_items(session, account=account)), catalog.for_account(account))
-    status, dispatch = ledger.open_order(session_id, _summary(session, items, account), items)
+    status, dispatch = ledger.open_order(session_id, order_summary(session, items, account=account), items)
     return Decision(status, tuple(dispatch))
 
-
-def _summary(session: CheckoutSession, items: Sequence[dict[str, Any]], account: str | None) -> dict[str, Any]:
-    """The order record's fields; a connected account's order names the account (``account``)."""
-    summary = order_summary(session, items)
-    if account:
-        summary["account"] = account
-    return summary

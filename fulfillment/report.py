@@ -24,6 +24,7 @@ import redis
 
 from fulfillment.catalog import Catalog
 from fulfillment.ledger import TO_REPORT, Ledger, order_key
+from fulfillment.records import Order
 from fulfillment.store import KEY_PREFIX, reachable
 
 _DAY = f"{KEY_PREFIX}report:day:"  #: hash per (day, account, product): the day's figures
@@ -121,34 +122,33 @@ def _day_start(day: date) -> float:
     return datetime(day.year, day.month, day.day, tzinfo=UTC).timestamp()
 
 
-def figures(order: dict[str, Any], catalog: Catalog) -> list[tuple[str, str, str | None, dict[str, int]]]:
+def figures(order: Order, catalog: Catalog) -> list[tuple[str, str, str | None, dict[str, int]]]:
     """What one fulfilled order adds: (account, primary product, its cross-sell, {figure: increment}).
 
     Pure. Only primaries whose catalog entry names a cross-sell are counted (the report is about
     offers made); an order with two such primaries counts for each.
     """
-    items = order.get("items") or []
-    account = str(order.get("account") or OWN_ACCOUNT)
-    currency = str(order.get("currency") or "").lower() or "unknown"
-    value = int(order.get("amount_total") or 0)
+    items = order.items
+    account = order.account or OWN_ACCOUNT
+    currency = (order.currency or "").lower() or "unknown"
+    value = order.amount_total or 0
     found: list[tuple[str, str, str | None, dict[str, int]]] = []
-    primaries = sorted({str(item.get("product")) for item in items
-                        if not item.get("cross_sell") and item.get("product")})
-    products = catalog.for_account(order.get("account") or None)
+    primaries = sorted({item.product for item in items if not item.cross_sell and item.product})
+    products = catalog.for_account(order.account or None)
     for product in primaries:
         offered = products.product(product).cross_sell
         if not offered:
             continue
-        taken = [item for item in items if item.get("cross_sell") and
-                 (item.get("cross_sold_by") == product or item.get("product") == offered)]
+        taken = [item for item in items if item.cross_sell and
+                 (item.cross_sold_by == product or item.product == offered)]
         counts: dict[str, int] = {"paid_orders": 1}
         if taken:
             counts["orders_with_cross_sell"] = 1
             for item in taken:
-                item_currency = str(item.get("currency") or currency).lower()
+                item_currency = (item.currency or currency).lower()
                 key = f"cross_sell_revenue:{item_currency}"
-                counts[key] = counts.get(key, 0) + int(item.get("amount_total") or 0)
-                for anomaly in item.get("anomalies") or ():
+                counts[key] = counts.get(key, 0) + (item.amount_total or 0)
+                for anomaly in item.anomalies:
                     counts[f"anomaly:{anomaly}"] = counts.get(f"anomaly:{anomaly}", 0) + 1
             counts[f"value_with:{currency}"], counts[f"count_with:{currency}"] = value, 1
         else:
@@ -166,15 +166,17 @@ class CrossSellReport:
         self._ledger = Ledger(client)
         self._count = client.register_script(_COUNT)
 
-    def count(self, session_id: str, order: dict[str, Any] | None = None) -> bool:
+    def count(self, session_id: str) -> bool:
         """Add a fulfilled order to its day's rollups, once; False when it was counted already, is
         not fulfilled, or is unknown."""
-        order = order if order is not None else self._ledger.order(session_id)
-        if order is None or order.get("status") != "fulfilled":
+        return self._count_order(session_id, self._ledger.order(session_id))
+
+    def _count_order(self, session_id: str, order: Order | None) -> bool:
+        if order is None or order.status != "fulfilled":
             with reachable():
                 self._redis.srem(TO_REPORT, session_id)
             return False
-        day = day_of(float(order.get("created_at") or time.time()))
+        day = day_of(order.created_at or time.time())
         increments: list[Any] = []
         labels: list[Any] = []
         index: list[Any] = []
@@ -205,7 +207,7 @@ class CrossSellReport:
             if not pending:
                 break
             for session_id, order in zip(pending, self._ledger.orders(pending), strict=True):
-                counted += int(self.count(session_id, order if order is not None else {}))
+                counted += int(self._count_order(session_id, order))
         return counted
 
     def report(self, *, since: date, until: date | None = None, account: str | None = None) -> Report:

@@ -58,7 +58,7 @@ def task_message(name: str, args: list[Any], *, ignore_result: bool = True, task
     Celery builds the task itself (protocol 2, ``app.amqp.as_task_v2``); this wraps it in kombu's
     Redis envelope, so that the receiver can push it inside the inbox's own Lua script: recording
     the event and enqueueing it become one atomic Redis call instead of three round trips.
-    ``tests/unit/test_task_message.py`` holds it equal to what ``send_task`` writes, field by field,
+    ``tests/messaging/test_task_message.py`` holds it equal to what ``send_task`` writes, field by field,
     so a Celery or kombu upgrade that changes the format fails the suite instead of the service.
     """
     task_id = task_id or str(uuid.uuid4())

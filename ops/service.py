@@ -78,13 +78,8 @@ def fulfill_session(runtime: Runtime, session_id: str, *, account: str | None = 
         TransientError, PermanentError, StoreUnavailable: as ``decide`` does.
     """
     if account is None:
-        account = recorded_account(runtime, session_id)
+        account = runtime.ledger.order_summary(session_id).account
     return fulfill_session_as(runtime, session_id, account)
-
-
-def recorded_account(runtime: Runtime, session_id: str) -> str | None:
-    """The connected account an order recorded; None for the platform's own order, or no order."""
-    return (runtime.ledger.order_summary(session_id) or {}).get("account") or None
 
 
 def fulfill_session_as(runtime: Runtime, session_id: str, account: str | None) -> Decision:

@@ -94,7 +94,7 @@ def create_app(settings: Settings | None = None, receiver: ReceiverSettings | No
                 return answer(200, {"received": True, "ignored": True}, event_type, "ignored", started)
             # Recorded and enqueued in one atomic Redis call (messaging/dispatch.py): either both or neither.
             outcome, _ = enqueue_event(inbox, event_id, event_type, event["data"]["object"]["id"],
-                                       body.decode("utf-8"), account=event["account"])
+                                       body.decode("utf-8"), account=event["account"], livemode=event["livemode"])
         except StoreUnavailable as error:
             return unavailable(event_type, started, str(error))
         if outcome == DUPLICATE:

@@ -102,7 +102,7 @@ def _recover_events(runtime: Runtime, report: ReconcileReport, lock: Lock, *, un
             session_id = event["data"]["object"]["id"]
             if not report.dry_run:
                 outcome, _ = enqueue_event(runtime.inbox, event["id"], event["type"], session_id, json.dumps(event),
-                                           account=event.get("account") or account)
+                                           account=event.get("account") or account, livemode=event.get("livemode"))
                 if outcome == DUPLICATE:  # its webhook arrived meanwhile
                     report.events_known += 1
                     continue

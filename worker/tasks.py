@@ -73,13 +73,14 @@ def fulfill_item(task: Task, session_id: str, line_item_id: str,
                                           reason="permanent", attempts=0)
         return {"status": "failed", "error": letter.error}
 
-    item, order = claim.item or {}, claim.order or {}
+    item, order = claim.item, claim.order
+    assert item is not None and order is not None, "a claimed item comes with its record and its order's"
     request = FulfillmentRequest(session_id=session_id, line_item_id=line_item_id, item=item, order=order,
                                  attempt=claim.attempt, signing_secret=runtime.settings.handler_secret)
     try:
         # A connected account's product is fulfilled as that account's catalog says.
-        config = runtime.catalog.for_account(order.get("account")).product(str(item.get("product", "")))
-        handler = runtime.handlers.get(str(item.get("handler") or config.handler))
+        config = runtime.catalog.for_account(order.account).product(str(item.product))
+        handler = runtime.handlers.get(item.handler or config.handler)
         result = handler(request, config.options)
     except Exception as error:  # noqa: BLE001 - every failure takes the one retry-or-dead-letter path
         outcome = retry_or_dead_letter(

@@ -50,27 +50,25 @@ def order(session_id: str, as_json: bool) -> None:
     from messaging.contract import PROCESS_EVENT
 
     runtime = ops_runtime()
-    record = runtime.ledger.order(session_id)
-    if record is None:
+    found = runtime.ledger.order(session_id)
+    if found is None:
         click.echo(f"crossfill: no order for {session_id!r} (is the session id right? has its event arrived?)",
                    err=True)
         sys.exit(1)
     # Tasks of this order waiting on a retry (the event's or an item's): why, and when they run next.
     waiting = [retry for retry in runtime.waiting_retries.list() if session_id in retry.args
                or (retry.task == PROCESS_EVENT and _event_of(runtime, retry.args, session_id))]
-    record["retries"] = [dataclasses.asdict(retry) for retry in waiting]
     if as_json:
-        echo_json(record)
+        echo_json({**found.to_dict(), "retries": [dataclasses.asdict(retry) for retry in waiting]})
         return
-    click.echo(f"{session_id}  {record['status']}  {record.get('amount_total')} {record.get('currency') or ''}"
-               f"  customer {record.get('customer') or '-'}")
-    for item in record["items"]:
-        flags = " ".join(filter(None, ["cross-sell" if item.get("cross_sell") else "",
-                                       ",".join(item.get("anomalies") or [])]))
-        click.echo(f"  {item['id']:<28} {item.get('product', ''):<24} x{item.get('quantity')} "
-                   f"{item.get('amount_total')} {item['status']:<11} attempts={item['attempts']} "
-                   f"handler={item.get('handler')} {flags}  finished {_when(item.get('finished_at'))}"
-                   + (f"  error: {item['error']}" if item.get("error") and item["status"] != "done" else ""))
+    click.echo(f"{session_id}  {found.status}  {found.amount_total} {found.currency or ''}"
+               f"  customer {found.customer or '-'}")
+    for item in found.items:
+        flags = " ".join(filter(None, ["cross-sell" if item.cross_sell else "", ",".join(item.anomalies)]))
+        click.echo(f"  {item.id:<28} {item.product!s:<24} x{item.quantity} "
+                   f"{item.amount_total} {item.status:<11} attempts={item.attempts} "
+                   f"handler={item.handler} {flags}  finished {_when(item.finished_at)}"
+                   + (f"  error: {item.error}" if item.error and item.status != "done" else ""))
     for retry in waiting:
         click.echo(f"  waiting on retry: {retry.id} attempt {retry.attempts}, next at {_when(retry.next_attempt_at)}: "
                    f"{retry.error[:160]}")

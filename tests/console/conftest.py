@@ -1,6 +1,6 @@
 """Console fixtures, chained as Flask's are: ``redis → settings → console settings → app → client``.
 
-The console runs against a real redis-server (replays publish through Celery's producer); every
+The console runs against a real redis-server (replays queue through messaging.dispatch); every
 test starts from an empty Redis. ``as_role(role)`` gives the Bearer headers of a configured token,
 ``browser(role)`` a test client signed in through the real sign-in form.
 """
@@ -9,7 +9,6 @@ from __future__ import annotations
 import re
 from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import Any
 
 import pytest
 import redis
@@ -19,6 +18,7 @@ from flask.testing import FlaskClient
 from console.app import create_console_app
 from console.settings import ConsoleSettings, load_console_settings
 from fulfillment.ledger import Ledger
+from fulfillment.records import Order, OrderItem
 from fulfillment.settings import Settings, load_settings
 from tests.support.processes import RedisServer
 
@@ -127,31 +127,30 @@ def ledger(redis_client: redis.Redis) -> Ledger:
 
 
 def item(item_id: str, product: str, *, cross_sell: bool = False, amount: int = 5000,
-         anomalies: tuple[str, ...] = (), by: str | None = None) -> dict[str, Any]:
-    return {"id": item_id, "product": product, "product_name": product, "quantity": 1, "currency": "usd",
-            "amount_total": amount, "cross_sell": cross_sell, "cross_sold_by": by if cross_sell else None,
-            "anomalies": list(anomalies), "handler": "log"}
+         anomalies: tuple[str, ...] = (), by: str | None = None) -> OrderItem:
+    return OrderItem(id=item_id, product=product, product_name=product, quantity=1, currency="usd",
+                     amount_total=amount, cross_sell=cross_sell, cross_sold_by=by if cross_sell else None,
+                     anomalies=anomalies, handler="log")
 
 
 def paid_order(ledger: Ledger, session_id: str, *, cross_sell: bool = False, fulfil: bool = True,
-               fail: bool = False, account: str | None = None) -> dict[str, Any]:
+               fail: bool = False, account: str | None = None) -> Order:
     """Record an order as the pipeline would (of connected *account*, or the platform's own), and run its
     items to done (or one to failed)."""
     items = [item("li_1", "prod_pro")]
     if cross_sell:
         items.append(item("li_2", "prod_deploy", cross_sell=True, amount=1500, by="prod_pro"))
-    total = sum(entry["amount_total"] for entry in items)
-    summary = {"mode": "payment", "payment_status": "paid", "currency": "usd", "amount_total": total,
-               "customer": "j***@example.com", "item_count": len(items),
-               "cross_sell_count": int(cross_sell), "anomalies": [], **({"account": account} if account else {})}
+    summary = Order(session_id=session_id, mode="payment", payment_status="paid", currency="usd",
+                    amount_total=sum(entry.amount_total or 0 for entry in items), customer="j***@example.com",
+                    item_count=len(items), cross_sell_count=int(cross_sell), account=account)
     ledger.open_order(session_id, summary, items)
     if fulfil:
         for entry in items:
-            claim = ledger.claim_item(session_id, entry["id"], lease_s=60)
-            if fail and entry["id"] == "li_1":
-                ledger.record_failure(session_id, entry["id"], claim.token, "PermanentError: 400 from handler")
+            claim = ledger.claim_item(session_id, entry.id, lease_s=60)
+            if fail and entry.id == "li_1":
+                ledger.record_failure(session_id, entry.id, claim.token, "PermanentError: 400 from handler")
             else:
-                ledger.record_result(session_id, entry["id"], claim.token, {"ok": True})
+                ledger.record_result(session_id, entry.id, claim.token, {"ok": True})
     order = ledger.order(session_id)
     assert order is not None
     return order

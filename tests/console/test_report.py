@@ -3,13 +3,13 @@ from __future__ import annotations
 
 import time
 from datetime import timedelta
-from typing import Any
 
 import fakeredis
 import pytest
 
 from fulfillment.catalog import parse_catalog
 from fulfillment.ledger import TO_REPORT, Ledger
+from fulfillment.records import Order, OrderItem
 from fulfillment.report import CrossSellReport, as_csv_rows, day_of, figures
 from tests.console.conftest import item, paid_order
 
@@ -32,9 +32,9 @@ def report(client: fakeredis.FakeRedis) -> CrossSellReport:
     return CrossSellReport(client, CATALOG)
 
 
-def order(*items: dict[str, Any], total: int, currency: str = "usd", account: str | None = None) -> dict[str, Any]:
-    return {"status": "fulfilled", "currency": currency, "amount_total": total, "items": list(items),
-            **({"account": account} if account else {})}
+def order(*items: OrderItem, total: int, currency: str = "usd", account: str | None = None) -> Order:
+    return Order(session_id="cs_test_1", status="fulfilled", currency=currency, amount_total=total, items=items,
+                 account=account)
 
 
 def test_an_order_that_took_the_cross_sell() -> None:

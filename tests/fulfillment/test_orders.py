@@ -8,9 +8,9 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from fulfillment.catalog import parse_catalog
+from fulfillment.catalog import Catalog, parse_catalog
 from fulfillment.orders import UNFULFILLABLE, classify_items, mask_email, order_summary
-from fulfillment.schemas import LineItem
+from fulfillment.schemas import CheckoutSession, LineItem
 from tests.support.fulfillment_fixtures import make_item, make_session
 
 CATALOG = parse_catalog({
@@ -25,12 +25,17 @@ CATALOG = parse_catalog({
 })
 
 
+def described(session: CheckoutSession, items: list[LineItem], catalog: Catalog) -> list[dict[str, Any]]:
+    """The items as classify_items describes them, in the shape the ledger stores."""
+    return [row.stored() for row in classify_items(session, items, catalog)]
+
+
 def by_id(rows: list[dict[str, Any]]) -> dict[str, dict[str, Any]]:
     return {row["id"]: row for row in rows}
 
 
 def test_the_item_another_product_cross_sells_is_marked() -> None:
-    rows = classify_items(make_session(), [make_item("li_1", "prod_pro"), make_item("li_2", "prod_deploy")], CATALOG)
+    rows = described(make_session(), [make_item("li_1", "prod_pro"), make_item("li_2", "prod_deploy")], CATALOG)
 
     assert rows == [
         {"id": "li_1", "position": 0, "product": "prod_pro", "product_name": "Professional", "price": "price_prod_pro",
@@ -44,13 +49,13 @@ def test_the_item_another_product_cross_sells_is_marked() -> None:
 
 def test_a_cross_sell_product_bought_alone_is_not_a_cross_sell() -> None:
     # quantity 2 would be an anomaly for a cross-sell; bought on its own, it is just an order.
-    [row] = classify_items(make_session(), [make_item("li_1", "prod_deploy", quantity=2)], CATALOG)
+    [row] = described(make_session(), [make_item("li_1", "prod_deploy", quantity=2)], CATALOG)
 
     assert (row["cross_sell"], row["cross_sold_by"], row["anomalies"]) == (False, None, [])
 
 
 def test_a_product_that_is_not_this_sessions_cross_sell_is_not_marked() -> None:
-    rows = classify_items(make_session(), [make_item("li_1", "prod_pro"), make_item("li_2", "prod_other")], CATALOG)
+    rows = described(make_session(), [make_item("li_1", "prod_pro"), make_item("li_2", "prod_other")], CATALOG)
 
     assert [row["cross_sell"] for row in rows] == [False, False]
 
@@ -58,7 +63,7 @@ def test_a_product_that_is_not_this_sessions_cross_sell_is_not_marked() -> None:
 def test_the_first_source_in_line_item_order_is_recorded() -> None:
     items = [make_item("li_1", "prod_team"), make_item("li_2", "prod_pro"), make_item("li_3", "prod_deploy")]
 
-    rows = by_id(classify_items(make_session(), items, CATALOG))
+    rows = by_id(described(make_session(), items, CATALOG))
 
     assert rows["li_3"]["cross_sold_by"] == "prod_team"
 
@@ -66,7 +71,7 @@ def test_the_first_source_in_line_item_order_is_recorded() -> None:
 def test_a_cross_sell_with_quantity_two_is_flagged() -> None:
     items = [make_item("li_1", "prod_pro"), make_item("li_2", "prod_deploy", quantity=2)]
 
-    rows = by_id(classify_items(make_session(), items, CATALOG))
+    rows = by_id(described(make_session(), items, CATALOG))
 
     assert rows["li_2"]["cross_sell"] is True
     assert rows["li_2"]["anomalies"] == ["quantity"]
@@ -76,13 +81,13 @@ def test_a_cross_sell_with_quantity_two_is_flagged() -> None:
 def test_a_cross_sell_in_another_currency_is_flagged() -> None:
     items = [make_item("li_1", "prod_pro", currency="usd"), make_item("li_2", "prod_deploy", currency="eur")]
 
-    assert by_id(classify_items(make_session(), items, CATALOG))["li_2"]["anomalies"] == ["currency"]
+    assert by_id(described(make_session(), items, CATALOG))["li_2"]["anomalies"] == ["currency"]
 
 
 def test_a_recurring_cross_sell_on_another_interval_is_flagged() -> None:
     items = [make_item("li_1", "prod_pro", interval="month"), make_item("li_2", "prod_deploy", interval="year")]
 
-    rows = by_id(classify_items(make_session(mode="subscription"), items, CATALOG))
+    rows = by_id(described(make_session(mode="subscription"), items, CATALOG))
 
     assert rows["li_2"]["anomalies"] == ["recurring_interval"]
 
@@ -93,14 +98,14 @@ def test_an_untaxable_cross_sell_under_automatic_tax_is_flagged_unless_the_accou
     with_default = parse_catalog({"account": {"default_tax_behavior": "inclusive"},
                                   "products": {"prod_pro": {"cross_sell": "prod_deploy"}}})
 
-    assert by_id(classify_items(session, items, CATALOG))["li_2"]["anomalies"] == ["tax_behavior"]
-    assert by_id(classify_items(session, items, with_default))["li_2"]["anomalies"] == []
+    assert by_id(described(session, items, CATALOG))["li_2"]["anomalies"] == ["tax_behavior"]
+    assert by_id(described(session, items, with_default))["li_2"]["anomalies"] == []
 
 
 def test_the_handler_comes_from_the_catalog_or_its_default() -> None:
     catalog = parse_catalog({"defaults": {"handler": "crm"}, "products": {"prod_pro": {"handler": "http"}}})
 
-    rows = classify_items(make_session(), [make_item("li_1", "prod_pro"), make_item("li_2", "prod_x")], catalog)
+    rows = described(make_session(), [make_item("li_1", "prod_pro"), make_item("li_2", "prod_x")], catalog)
 
     assert [row["handler"] for row in rows] == ["http", "crm"]
 
@@ -109,7 +114,7 @@ def test_the_name_stripe_gives_wins_over_the_catalogs() -> None:
     item = make_item("li_1", "prod_pro")
     named = replace(item, price=replace(item.price, product_name="Pro (from Stripe)"))
 
-    [row] = classify_items(make_session(), [named], CATALOG)
+    [row] = described(make_session(), [named], CATALOG)
 
     assert row["product_name"] == "Pro (from Stripe)"
 
@@ -121,7 +126,7 @@ def test_the_order_summary_counts_cross_sells_and_anomalies_and_masks_the_custom
     rows = classify_items(session, [make_item("li_1", "prod_pro"), make_item("li_2", "prod_deploy", quantity=3)],
                           CATALOG)
 
-    summary = order_summary(session, rows)
+    summary = order_summary(session, rows).stored()
 
     assert summary == {
         "mode": "payment", "payment_status": "paid", "currency": "usd", "amount_total": 4500,
@@ -132,7 +137,7 @@ def test_the_order_summary_counts_cross_sells_and_anomalies_and_masks_the_custom
 
 
 def test_an_order_summary_before_the_items_are_known() -> None:
-    summary = order_summary(make_session(payment_status="unpaid", email=None))
+    summary = order_summary(make_session(payment_status="unpaid", email=None)).stored()
 
     assert (summary["item_count"], summary["cross_sell_count"], summary["anomalies"]) == (0, 0, [])
     assert summary["customer"] is None
@@ -164,7 +169,7 @@ def test_an_item_without_a_usable_price_gets_the_unfulfillable_handler_and_its_r
                       description="Mystery", problem="the line item has no price")
     items = [make_item("li_1", "prod_pro"), broken, make_item("li_3", "prod_deploy")]
 
-    rows = by_id(classify_items(make_session(), items, CATALOG))
+    rows = by_id(described(make_session(), items, CATALOG))
 
     # Then it alone is unfulfillable, with its reason, and the rest is classified as usual
     assert rows["li_2"] == {
@@ -178,4 +183,4 @@ def test_an_item_without_a_usable_price_gets_the_unfulfillable_handler_and_its_r
 def test_a_cross_sell_with_a_null_quantity_is_flagged() -> None:
     items = [make_item("li_1", "prod_pro"), replace(make_item("li_2", "prod_deploy"), quantity=None)]
 
-    assert by_id(classify_items(make_session(), items, CATALOG))["li_2"]["anomalies"] == ["quantity"]
+    assert by_id(described(make_session(), items, CATALOG))["li_2"]["anomalies"] == ["quantity"]

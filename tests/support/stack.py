@@ -59,7 +59,9 @@ class Stack:
         return proc
 
     def order(self, session_id: str) -> dict[str, Any] | None:
-        return self.ledger.order(session_id)
+        """The order as ``crossfill order --json`` shows it (None when unknown)."""
+        found = self.ledger.order(session_id)
+        return found.to_dict() if found is not None else None
 
     def wait_order(self, session_id: str, status: str, timeout: float = 30) -> dict[str, Any]:
         """Wait until the order reaches *status*; fail with the processes' logs otherwise."""

@@ -14,6 +14,7 @@ from fulfillment.errors import ConfigError
 from fulfillment.inbox import DUPLICATE, ENQUEUED, REQUEUED, Inbox
 from fulfillment.ledger import ACTIVE, Ledger
 from fulfillment.locks import Lock
+from fulfillment.records import Order, OrderItem
 from fulfillment.recovery import session_needs_fulfillment, unheld
 from fulfillment.schemas import parse_session
 from fulfillment.settings import RecoverySettings, load_settings
@@ -169,11 +170,11 @@ def test_known_tells_which_events_the_inbox_holds(fake: redis.Redis) -> None:
 
 # --- the ledger: active orders and open items ---------------------------------------------------------
 
-ORDER = {"currency": "usd"}
+ORDER = Order(session_id="cs_any", currency="usd")  # the ledger keys it by the session id it is given
 
 
-def items(*ids: str) -> list[dict[str, str]]:
-    return [{"id": item_id, "product": "prod_1"} for item_id in ids]
+def items(*ids: str) -> list[OrderItem]:
+    return [OrderItem(id=item_id, product="prod_1") for item_id in ids]
 
 
 def test_orders_waiting_on_items_or_money_are_indexed_until_they_end(fake: redis.Redis) -> None:
