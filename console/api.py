@@ -157,7 +157,8 @@ def orders() -> Response:
     args = schemas.OrderListQuery().load(request.args)
     where = OrderFilter(status=args.get("status"), since=args.get("since"), until=args.get("until"),
                         product=args.get("product"), cross_sell=args.get("cross_sell"), account=args.get("account"))
-    page, cursor = console_state().service.orders(where, cursor=args.get("cursor"), limit=args["limit"])
+    service = console_state().service
+    page, cursor = service.orders(where, g.principal.scope, cursor=args.get("cursor"), limit=args["limit"])
     return _dump(schemas.OrderPageSchema, {"data": page, "next_cursor": cursor})
 
 

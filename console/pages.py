@@ -197,7 +197,8 @@ def orders() -> str:
                                problem=error.messages), 400  # type: ignore[return-value]
     where = OrderFilter(status=args.get("status"), since=args.get("since"), until=args.get("until"),
                         product=args.get("product"), cross_sell=args.get("cross_sell"), account=args.get("account"))
-    found, cursor = console_state().service.orders(where, cursor=args.get("cursor"), limit=args["limit"])
+    service = console_state().service
+    found, cursor = service.orders(where, g.principal.scope, cursor=args.get("cursor"), limit=args["limit"])
     next_url = url_for("pages.orders") + "?" + urlencode({**filters, "cursor": cursor}) if cursor else None
     return render_template("orders.html", orders=found, next_url=next_url, filters=filters, statuses=ORDER_STATUSES,
                            problem=None)

@@ -85,9 +85,9 @@ class ConsoleService:
         report.pop("retries")
         return {**report, "reconcile_last_success": last_reconcile(client)}
 
-    def orders(self, where: OrderFilter, *, cursor: str | None = None,
+    def orders(self, where: OrderFilter, scope: AccountScope, *, cursor: str | None = None,
                limit: int = 25) -> tuple[list[Order], str | None]:
-        """A page of orders, newest first, and the cursor of the next page (None at the end)."""
+        """A page of the orders in *scope*, newest first, and the cursor of the next page (None at the end)."""
         ledger = self.runtime.ledger
         position = decode_cursor(cursor) if cursor else None
         page: list[Order] = []
@@ -99,7 +99,7 @@ class ConsoleService:
             for (session_id, created_at), order in zip(rows, ledger.orders([sid for sid, _ in rows]), strict=True):
                 position = (created_at, session_id)
                 examined += 1
-                if order is not None and where.accepts(order):
+                if order is not None and scope.holds(order.account) and where.accepts(order):
                     page.append(order)
                     if len(page) == limit:
                         more = bool(ledger.recent(before=position, since=where.since, until=where.until, limit=1))
