@@ -83,10 +83,19 @@ def console() -> None:
 def end_sessions(name: str) -> None:
     """End every console session of the token named NAME (in CROSSFILL_CONSOLE_TOKENS): browsers signed
     in with it must sign in again. The token itself stays valid; remove it from the setting to revoke it."""
+    import getpass
+
+    from console.audit import AuditLog, log_to_stderr
     from console.sessions import SessionStore
 
+    log_to_stderr()
     runtime = ops_runtime()
     ended = SessionStore(runtime.redis).end_all(name)
+    try:
+        who = f"cli:{getpass.getuser()}"
+    except (OSError, KeyError):  # no user name for this uid (a container)
+        who = "cli"
+    AuditLog(runtime.redis).record(who, "operator", "end-sessions", name, f"{ended} session(s) ended")
     click.echo(f"{name}: {ended} console session(s) ended")
 
 

@@ -79,6 +79,7 @@ def test_an_operator_ends_every_session_of_a_name_by_api_and_cli(live: LiveConso
                          text=True, timeout=60, check=False)
     assert cli.returncode == 0, cli.stderr
     assert "1 console session(s) ended" in cli.stdout
+    assert '"action": "end-sessions"' in cli.stderr and '"target": "op"' in cli.stderr
     assert not signed_in(operator, live.url)
 
 
