@@ -16,7 +16,7 @@ from flask import Blueprint, Response, current_app, g, jsonify, request
 
 from console import schemas
 from console.auth import PERMISSIONS, Principal, bearer_token
-from console.errors import BadRequest, Forbidden, TooManyAttempts, Unauthorized
+from console.errors import BadRequest, Forbidden, Unauthorized, too_many
 from console.service import OrderFilter
 from console.state import console_state, record_action, refusals_audited
 from fulfillment.ids import ACCOUNT_ID, SESSION_ID
@@ -48,7 +48,8 @@ _PATH_PARAMETER = re.compile(r"<(?:[^<>:]+:)?([^<>]+)>")
 PATH_SCHEMAS: dict[str, dict[str, Any]] = {
     "session_id": {"type": "string", "pattern": schemas.SESSION_PATTERN,
                    "description": "a Checkout Session id (cs_test_a1B2...)"},
-    "name": {"type": "string", "pattern": "^[^:,\\s]{1,200}$", "description": "a name in CROSSFILL_CONSOLE_TOKENS"},
+    "name": {"type": "string", "pattern": schemas.documented_pattern(TOKEN_NAME),
+             "description": "a name in CROSSFILL_CONSOLE_TOKENS"},
 }
 ACCOUNT_PARAMETER = {"in": "query", "name": "account", "required": False,
                      "description": "read the session as this connected account (a merchant: one of its own)",
@@ -112,8 +113,7 @@ def authenticate(permission: str) -> Principal:
     client = request.remote_addr or "unknown"
     wait = state.throttle.wait_s(client)
     if wait > 0:
-        raise TooManyAttempts(f"too many bad tokens from this client; try again in {int(wait) + 1} s",
-                              headers={"Retry-After": str(int(wait) + 1)})
+        raise too_many("too many bad tokens from this client", wait)
     principal = state.tokens.authenticate(token)
     if principal is None:
         state.throttle.failed(client)
@@ -122,8 +122,7 @@ def authenticate(permission: str) -> Principal:
     if principal.role == "merchant":
         wait = state.merchant_rate.wait_s(principal.name)
         if wait > 0:
-            raise TooManyAttempts(f"this token made too many calls this minute; try again in {int(wait) + 1} s",
-                                  headers={"Retry-After": str(int(wait) + 1)})
+            raise too_many("this token made too many calls this minute", wait)
     if not principal.may(permission):
         if request.method == "POST":
             state.audit.record(principal.name, principal.role, request.path, "-", f"refused: role {principal.role}")

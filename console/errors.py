@@ -52,3 +52,9 @@ class Unavailable(ConsoleError):
     """Raised when Redis or the Stripe API cannot be reached; the client may retry later."""
 
     status, kind = 503, "unavailable"
+
+
+def too_many(reason: str, wait_s: float) -> TooManyAttempts:
+    """A 429 telling the client why, and to retry in *wait_s* seconds (rounded up, in ``Retry-After``)."""
+    seconds = int(wait_s) + 1
+    return TooManyAttempts(f"{reason}; try again in {seconds} s", headers={"Retry-After": str(seconds)})

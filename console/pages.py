@@ -19,7 +19,7 @@ from console import schemas
 from console.api import report_view
 from console.auth import Principal, csrf_matches, new_csrf_token
 from console.chart import DayPoint, attach_chart
-from console.errors import Forbidden, TooManyAttempts
+from console.errors import Forbidden, too_many
 from console.service import OrderFilter
 from console.state import console_state, record_action, refusals_audited
 from fulfillment.ledger import ORDER_STATUSES
@@ -130,14 +130,15 @@ def signin() -> Any:
         raise Forbidden("the sign-in form is out of date (CSRF token); reload the page and try again")
     wait = state.throttle.wait_s(client)
     if wait > 0:
-        raise TooManyAttempts(f"too many failed sign-ins; try again in {int(wait) + 1} s",
-                              headers={"Retry-After": str(int(wait) + 1)})
+        raise too_many("too many failed sign-ins", wait)
     principal = state.tokens.authenticate(request.form.get("token", "").strip())
     if principal is None:
         state.throttle.failed(client)
         state.audit.record("?", "-", "sign-in", f"client {client}", "refused: unknown token")
         return render_template("signin.html", next=target, message="That token is not valid."), 401
     state.throttle.succeeded(client)
+    if session.get("sid"):  # signing in again ends the session this browser had
+        state.sessions.end(str(session["sid"]))
     session.clear()
     session.permanent = True
     session.update(user=principal.name, fp=state.tokens.fingerprint(principal.name), csrf=new_csrf_token(),
