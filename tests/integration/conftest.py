@@ -7,10 +7,7 @@ a temporary directory, flushed before every test. The receiver fixtures chain as
 from __future__ import annotations
 
 import json
-import subprocess
-import time
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -20,71 +17,22 @@ from flask import Flask
 from flask.testing import FlaskClient
 from werkzeug.test import TestResponse
 
-from crossfill.embedded import free_port, redis_argv
-from crossfill.supervisor import spawn, stop
 from fulfillment.settings import Settings, load_settings
+from tests.support.receiver import SignedPost, StoppableRedis
 from webhooks.app import create_app
 from webhooks.settings import ReceiverSettings, load_receiver_settings
 
 EVENTS_KEY = "events"  #: kombu's Redis transport LPUSHes the queue's messages onto a list of its name
-REDIS_START_TIMEOUT_S = 10.0
-
-SignedPost = Callable[..., TestResponse]
-
-
-@dataclass
-class RedisServer:
-    """A redis-server process of our own, on a fixed port, that a test may stop and start again."""
-
-    data_dir: Path
-    port: int = field(default_factory=free_port)
-    proc: subprocess.Popen[bytes] | None = None
-
-    @property
-    def url(self) -> str:
-        return f"redis://127.0.0.1:{self.port}/0"
-
-    def start(self) -> RedisServer:
-        """Start it (again: same port, same directory, so the append-only file is replayed)."""
-        self.data_dir.mkdir(parents=True, exist_ok=True)
-        self.proc = spawn(redis_argv(self.data_dir, self.port))
-        deadline = time.monotonic() + REDIS_START_TIMEOUT_S
-        probe = redis.Redis(port=self.port, socket_connect_timeout=0.5, socket_timeout=0.5)
-        try:
-            while True:
-                try:
-                    if probe.ping():
-                        return self
-                except redis.RedisError:
-                    pass
-                if self.proc.poll() is not None or time.monotonic() > deadline:
-                    log = (self.data_dir / "redis.log").read_text(errors="replace")[-2000:]
-                    self.stop()
-                    raise RuntimeError(f"redis-server did not start on port {self.port}:\n{log}")
-                time.sleep(0.02)
-        finally:
-            probe.close()
-
-    def stop(self) -> None:
-        """SIGTERM it and wait: Redis flushes its append-only file on the way out."""
-        if self.proc is not None:
-            stop(self.proc)
-            self.proc = None
-
-    def client(self) -> redis.Redis:
-        return redis.Redis.from_url(self.url, decode_responses=True, socket_timeout=5)
-
-
 @pytest.fixture(scope="session")
-def redis_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RedisServer]:
+def redis_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[StoppableRedis]:
     """The session's real Redis."""
-    server = RedisServer(tmp_path_factory.mktemp("redis")).start()
+    server = StoppableRedis(tmp_path_factory.mktemp("redis")).start()
     yield server
     server.stop()
 
 
 @pytest.fixture
-def redis_client(redis_server: RedisServer) -> Iterator[redis.Redis]:
+def redis_client(redis_server: StoppableRedis) -> Iterator[redis.Redis]:
     """A plain client of the session's Redis, for looking at what the code under test left there."""
     client = redis_server.client()
     yield client
@@ -92,7 +40,7 @@ def redis_client(redis_server: RedisServer) -> Iterator[redis.Redis]:
 
 
 @pytest.fixture(autouse=True)
-def _empty_redis(redis_server: RedisServer) -> None:
+def _empty_redis(redis_server: StoppableRedis) -> None:
     client = redis_server.client()
     try:
         client.flushall()
@@ -101,7 +49,7 @@ def _empty_redis(redis_server: RedisServer) -> None:
 
 
 @pytest.fixture
-def settings(redis_server: RedisServer, secret: str, tmp_path: Path) -> Settings:
+def settings(redis_server: StoppableRedis, secret: str, tmp_path: Path) -> Settings:
     """Settings as the edge reads them, pointing at the session's Redis."""
     return load_settings({
         "CROSSFILL_REDIS_URL": redis_server.url,
@@ -116,9 +64,9 @@ def receiver(secret: str) -> ReceiverSettings:
 
 
 @pytest.fixture
-def own_redis(tmp_path: Path) -> Iterator[RedisServer]:
+def own_redis(tmp_path: Path) -> Iterator[StoppableRedis]:
     """A started Redis of the test's own, which it may stop and start again; the session's is untouched."""
-    server = RedisServer(tmp_path / "own-redis").start()
+    server = StoppableRedis(tmp_path / "own-redis").start()
     yield server
     server.stop()
 

@@ -20,8 +20,8 @@ from kombu import Connection, Consumer, Exchange, Producer, Queue
 from kombu.common import ignore_errors
 from kombu.transport import redis as kombu_redis
 
-from tests.integration.conftest import RedisServer
 from tests.support.processes import ROOT, wait_until
+from tests.support.receiver import StoppableRedis
 from worker import broker
 
 pytestmark = pytest.mark.integration
@@ -29,7 +29,7 @@ pytestmark = pytest.mark.integration
 QUEUE = Queue("broker-test", Exchange("broker-test"), routing_key="broker-test")
 
 
-def kill9(server: RedisServer) -> None:
+def kill9(server: StoppableRedis) -> None:
     assert server.proc is not None
     server.proc.kill()
     server.proc.wait(10)
@@ -37,7 +37,7 @@ def kill9(server: RedisServer) -> None:
 
 
 @pytest.fixture
-def busy_connection(own_redis: RedisServer) -> Iterator[Connection]:
+def busy_connection(own_redis: StoppableRedis) -> Iterator[Connection]:
     """A kombu connection holding one unacknowledged delivery and waiting in BRPOP; its Redis is then killed."""
     connection = Connection(own_redis.url, transport_options={"socket_timeout": 2, "socket_connect_timeout": 1})
     channel = connection.default_channel
@@ -77,7 +77,7 @@ def test_kombus_own_channel_still_crashes_there(busy_connection: Connection,
         celery_reconnect_cleanup(busy_connection)
 
 
-def test_a_hardened_channel_still_connects_while_its_transport_is_open(own_redis: RedisServer) -> None:
+def test_a_hardened_channel_still_connects_while_its_transport_is_open(own_redis: StoppableRedis) -> None:
     broker.harden_kombu_redis()
     with Connection(own_redis.url) as connection:
         channel = connection.default_channel
@@ -114,7 +114,7 @@ def start_worker(argv: list[str], redis_url: str, tmp_path: Path) -> tuple[subpr
     return proc, log
 
 
-def test_a_worker_that_must_stop_exits_non_zero(own_redis: RedisServer, tmp_path: Path) -> None:
+def test_a_worker_that_must_stop_exits_non_zero(own_redis: StoppableRedis, tmp_path: Path) -> None:
     # Given a worker for which losing Redis is unrecoverable
     proc, log = start_worker(["-c", WORKER_SCRIPT], own_redis.url, tmp_path)
     try:
@@ -127,7 +127,7 @@ def test_a_worker_that_must_stop_exits_non_zero(own_redis: RedisServer, tmp_path
             proc.wait(10)
 
 
-def test_a_worker_stopped_on_purpose_exits_zero(own_redis: RedisServer, tmp_path: Path) -> None:
+def test_a_worker_stopped_on_purpose_exits_zero(own_redis: StoppableRedis, tmp_path: Path) -> None:
     proc, log = start_worker(["-m", "crossfill.cli", "worker", "--concurrency", "2"], own_redis.url, tmp_path)
     try:
         os.killpg(proc.pid, signal.SIGTERM)  # a warm shutdown, as a supervisor or `docker stop` sends

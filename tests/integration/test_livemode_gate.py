@@ -11,16 +11,14 @@ from typing import Any
 import pytest
 import redis
 from flask.testing import FlaskClient
-from werkzeug.test import TestResponse
 
 from fulfillment.errors import ConfigError
 from fulfillment.inbox import Inbox
 from fulfillment.livemode import MISMATCH
 from fulfillment.stats import LIVEMODE_MISMATCH, Stats
 from messaging.contract import EVENTS_QUEUE
+from tests.support.receiver import SignedPost
 from webhooks.settings import ReceiverSettings, load_receiver_settings
-
-SignedPost = Callable[..., TestResponse]
 
 #: what each test's receiver is configured with (its STRIPE_API_KEY / CROSSFILL_LIVEMODE)
 MODES = {"live key": {"STRIPE_API_KEY": "rk_live_51CrossfillRestrictedKey"},

@@ -11,8 +11,8 @@ import redis
 
 from fulfillment.ratelimit import RateLimiter, RateLimits
 from fulfillment.store import connect
-from tests.integration.conftest import RedisServer
 from tests.support.ratelimit_contract import SESSION, LimiterContract
+from tests.support.receiver import StoppableRedis
 
 pytestmark = pytest.mark.integration
 
@@ -23,7 +23,7 @@ class TestOnRedisServer(LimiterContract):
         yield redis_client
 
 
-def test_threads_of_two_clients_share_one_limit(redis_server: RedisServer) -> None:
+def test_threads_of_two_clients_share_one_limit(redis_server: StoppableRedis) -> None:
     # Given two clients (as two worker processes would hold), 8 threads each, and 50 calls/s allowed,
     rate, calls_per_thread = 50.0, 6
     limits = RateLimits(global_per_s=rate, endpoint_per_s=rate, max_wait_s=30, headroom=0)

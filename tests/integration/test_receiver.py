@@ -19,13 +19,13 @@ from werkzeug.test import TestResponse
 
 from fulfillment.inbox import Inbox
 from fulfillment.settings import Settings, load_settings
+from tests.support.receiver import SignedPost
 from webhooks import defaults
 from webhooks.settings import ReceiverSettings
 
 pytestmark = pytest.mark.integration
 
 EventFactory = Callable[..., dict[str, Any]]
-SignedPost = Callable[..., TestResponse]
 Queued = Callable[[], list[dict[str, Any]]]
 
 

@@ -8,7 +8,7 @@ import redis
 from flask import Flask
 
 from fulfillment.inbox import Inbox
-from tests.integration.conftest import SignedPost
+from tests.support.receiver import SignedPost
 
 
 def test_a_connect_events_account_is_recorded_with_it(signed_post: SignedPost, app: Flask,
