@@ -6,7 +6,6 @@ test starts from an empty Redis. ``as_role(role)`` gives the Bearer headers of a
 """
 from __future__ import annotations
 
-import re
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
@@ -20,6 +19,7 @@ from console.settings import ConsoleSettings, load_console_settings
 from fulfillment.ledger import Ledger
 from fulfillment.records import Order, OrderItem
 from fulfillment.settings import Settings, load_settings
+from tests.support.console import csrf_of
 from tests.support.processes import RedisServer
 
 TOKENS = {
@@ -89,6 +89,21 @@ def app(settings: Settings, console_settings: ConsoleSettings) -> Iterator[Flask
 
 
 @pytest.fixture
+def make_app(settings: Settings) -> Iterator[Callable[..., Flask]]:
+    """Build consoles on this test's Redis with their own console environment (closed at teardown)."""
+    made: list[Flask] = []
+
+    def build(**env: str) -> Flask:
+        made.append(create_console_app(settings, load_console_settings(
+            {"CROSSFILL_CONSOLE_TOKENS": token_entries(), **env})))
+        return made[-1]
+
+    yield build
+    for application in made:
+        application.extensions["crossfill_console"].service.runtime.close()
+
+
+@pytest.fixture
 def client(app: Flask) -> FlaskClient:
     return app.test_client()
 
@@ -99,12 +114,6 @@ def as_role() -> Callable[[str], dict[str, str]]:
         return {"Authorization": f"Bearer {TOKENS[role]}"}
 
     return headers
-
-
-def csrf_of(html: str) -> str:
-    match = re.search(r'name="csrf" value="([^"]+)"', html)
-    assert match, "no CSRF field in the page"
-    return match[1]
 
 
 @pytest.fixture

@@ -11,7 +11,7 @@ import requests
 
 from fulfillment.ledger import Ledger
 from tests.console.conftest import TOKENS, paid_order
-from tests.support.console import LiveConsole, csrf_in, sign_in, start_console
+from tests.support.console import LiveConsole, csrf_of, running_console, sign_in
 from tests.support.processes import wait_until
 
 pytestmark = pytest.mark.integration
@@ -20,11 +20,8 @@ MERCHANT = "Mx7-merchant-token-0123456789abcdefghij"
 
 @pytest.fixture
 def live(tmp_path: Path) -> Iterator[LiveConsole]:
-    tokens = f"op:operator:{TOKENS['operator']},shop:merchant:{MERCHANT}:acct_Shop1"
-    console = start_console(tmp_path, tokens)
-    yield console
-    console.stop()
-    console.redis.stop()
+    with running_console(tmp_path, f"op:operator:{TOKENS['operator']},shop:merchant:{MERCHANT}:acct_Shop1") as console:
+        yield console
 
 
 def audit_lines(output: str) -> list[dict[str, str]]:
@@ -39,7 +36,7 @@ def test_sign_in_sign_out_reconcile_replay_and_fulfil_are_log_lines(live: LiveCo
     # When an operator signs in and out, reconciles and replays, and a merchant fulfils through the API
     browser = sign_in(live.url, TOKENS["operator"])
     page = browser.get(f"{live.url}/", timeout=10)
-    browser.post(f"{live.url}/signout", data={"csrf": csrf_in(page.text)}, timeout=10)
+    browser.post(f"{live.url}/signout", data={"csrf": csrf_of(page.text)}, timeout=10)
     assert requests.post(f"{live.url}/api/v1/reconcile", headers=operator, timeout=10).status_code == 202
     assert requests.post(f"{live.url}/api/v1/dead-letters/fulfill:cs_test_x:li_1/replay", headers=operator,
                          timeout=10).status_code == 404

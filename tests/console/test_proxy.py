@@ -2,36 +2,26 @@
 sign-in throttle keys on the client's address after that, and the cookie is Secure over https."""
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Callable
 
 import pytest
 from flask import Flask
 from flask.testing import FlaskClient
 
-from console.app import create_console_app
-from console.settings import load_console_settings
-from fulfillment.settings import Settings
-from tests.console.conftest import csrf_of, token_entries
+from tests.console.conftest import TOKENS
+from tests.support.console import csrf_of
 
 WRONG = "nope-not-a-token-at-all-0123456789abcdef"
 
 
-def console(settings: Settings, **env: str) -> Flask:
-    return create_console_app(settings, load_console_settings({"CROSSFILL_CONSOLE_TOKENS": token_entries(), **env}))
+@pytest.fixture
+def behind_one_proxy(make_app: Callable[..., Flask]) -> Flask:
+    return make_app(CROSSFILL_TRUSTED_PROXIES="1")
 
 
 @pytest.fixture
-def behind_one_proxy(settings: Settings) -> Iterator[Flask]:
-    app = console(settings, CROSSFILL_TRUSTED_PROXIES="1")
-    yield app
-    app.extensions["crossfill_console"].service.runtime.close()
-
-
-@pytest.fixture
-def direct(settings: Settings) -> Iterator[Flask]:
-    app = console(settings)
-    yield app
-    app.extensions["crossfill_console"].service.runtime.close()
+def direct(make_app: Callable[..., Flask]) -> Flask:
+    return make_app()
 
 
 def sign_in(client: FlaskClient, token: str, **headers: str) -> int:
@@ -40,8 +30,6 @@ def sign_in(client: FlaskClient, token: str, **headers: str) -> int:
 
 
 def test_one_attacker_behind_the_proxy_cannot_lock_everyone_out(behind_one_proxy: Flask, direct: Flask) -> None:
-    from tests.console.conftest import TOKENS
-
     # Given one proxy in front, an attacker failing to sign in again and again
     attacker, someone = behind_one_proxy.test_client(), behind_one_proxy.test_client()
     tries = [sign_in(attacker, WRONG, **{"X-Forwarded-For": "203.0.113.7"}) for _ in range(6)]
@@ -58,9 +46,7 @@ def test_one_attacker_behind_the_proxy_cannot_lock_everyone_out(behind_one_proxy
 
 
 def test_the_cookie_is_secure_when_the_proxy_was_reached_over_https(behind_one_proxy: Flask, direct: Flask,
-                                                                     settings: Settings) -> None:
-    from tests.console.conftest import TOKENS
-
+                                                                     make_app: Callable[..., Flask]) -> None:
     def cookie(app: Flask, **headers: str) -> str:
         client = app.test_client()
         form = client.get("/signin", headers=headers)
@@ -72,8 +58,4 @@ def test_the_cookie_is_secure_when_the_proxy_was_reached_over_https(behind_one_p
     assert "Secure" in cookie(behind_one_proxy, **{"X-Forwarded-Proto": "https"})
     assert "Secure" not in cookie(behind_one_proxy, **{"X-Forwarded-Proto": "http"})
     assert "Secure" not in cookie(direct, **{"X-Forwarded-Proto": "https"})  # not believed without a proxy
-    forced = console(settings, CROSSFILL_CONSOLE_SECURE_COOKIE="true")
-    try:
-        assert "Secure" in cookie(forced)
-    finally:
-        forced.extensions["crossfill_console"].service.runtime.close()
+    assert "Secure" in cookie(make_app(CROSSFILL_CONSOLE_SECURE_COOKIE="true"))

@@ -13,7 +13,7 @@ import pytest
 import requests
 
 from tests.console.conftest import TOKENS
-from tests.support.console import LiveConsole, csrf_in, sign_in, start_console
+from tests.support.console import LiveConsole, csrf_of, running_console, sign_in
 from tests.support.processes import ROOT, wait_until
 
 pytestmark = pytest.mark.integration
@@ -22,10 +22,8 @@ TOKEN_ENTRIES = f"op:operator:{TOKENS['operator']},ana:viewer:{TOKENS['viewer']}
 
 @pytest.fixture
 def live(tmp_path: Path) -> Iterator[LiveConsole]:
-    console = start_console(tmp_path, TOKEN_ENTRIES)
-    yield console
-    console.stop()
-    console.redis.stop()
+    with running_console(tmp_path, TOKEN_ENTRIES) as console:
+        yield console
 
 
 def replay_of(cookies: requests.cookies.RequestsCookieJar) -> requests.Session:
@@ -42,7 +40,7 @@ def signed_in(browser: requests.Session, url: str) -> bool:
 def test_a_cookie_saved_before_sign_out_is_refused_with_its_csrf_token(live: LiveConsole) -> None:
     # Given an operator signed in, whose cookie and CSRF token someone saved
     browser = sign_in(live.url, TOKENS["operator"])
-    csrf = csrf_in(browser.get(f"{live.url}/", timeout=10).text)
+    csrf = csrf_of(browser.get(f"{live.url}/", timeout=10).text)
     saved = replay_of(browser.cookies)
     assert signed_in(saved, live.url)
 
@@ -84,14 +82,10 @@ def test_an_operator_ends_every_session_of_a_name_by_api_and_cli(live: LiveConso
 
 
 def test_a_session_ends_after_its_absolute_lifetime(tmp_path: Path) -> None:
-    console = start_console(tmp_path, TOKEN_ENTRIES, {"CROSSFILL_CONSOLE_SESSION_LIFETIME": "5"})
-    try:
+    with running_console(tmp_path, TOKEN_ENTRIES, {"CROSSFILL_CONSOLE_SESSION_LIFETIME": "5"}) as console:
         browser = sign_in(console.url, TOKENS["viewer"])
         assert signed_in(browser, console.url)  # used at once: within its lifetime
 
         # Activity does not extend it: it ends a fixed time after sign-in
         wait_until(lambda: not signed_in(browser, console.url), timeout=30, interval=0.5,
                    what="the session to end after its lifetime")
-    finally:
-        console.stop()
-        console.redis.stop()

@@ -3,18 +3,15 @@
 rate-limited; bad Bearer tokens are throttled and audited as bad sign-ins are."""
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 
 import pytest
 import redis
 from flask import Flask
 from flask.testing import FlaskClient
 
-from console.app import create_console_app
 from console.audit import STREAM
-from console.settings import load_console_settings
 from fulfillment.ledger import Ledger
-from fulfillment.settings import Settings
 from messaging.contract import FULFILLMENT_QUEUE
 from tests.console.conftest import TOKENS, paid_order
 
@@ -27,16 +24,8 @@ ENTRIES = (f"shop-a:merchant:{SHOP_A}:acct_A,shop-b:merchant:{SHOP_B}:acct_B,"
 
 
 @pytest.fixture
-def shops(settings: Settings) -> Iterator[Flask]:
-    application = create_console_app(settings, load_console_settings(
-        {"CROSSFILL_CONSOLE_TOKENS": ENTRIES, "CROSSFILL_CONSOLE_MERCHANT_RATE": "5"}))
-    yield application
-    application.extensions["crossfill_console"].service.runtime.close()
-
-
-@pytest.fixture
-def shop_client(shops: Flask) -> FlaskClient:
-    return shops.test_client()
+def shop_client(make_app: Callable[..., Flask]) -> FlaskClient:
+    return make_app(CROSSFILL_CONSOLE_TOKENS=ENTRIES, CROSSFILL_CONSOLE_MERCHANT_RATE="5").test_client()
 
 
 def bearer(token: str) -> dict[str, str]:

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import os
 import re
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -48,7 +49,19 @@ def start_console(tmp: Path, tokens: str, extra_env: Mapping[str, str] | None = 
     return LiveConsole(url=f"http://127.0.0.1:{port}", proc=proc, redis=server)
 
 
-def csrf_in(html: str) -> str:
+@contextmanager
+def running_console(tmp: Path, tokens: str, extra_env: Mapping[str, str] | None = None) -> Iterator[LiveConsole]:
+    """:func:`start_console` on its own redis-server, both stopped afterwards."""
+    console = start_console(tmp, tokens, extra_env)
+    try:
+        yield console
+    finally:
+        console.stop()
+        console.redis.stop()
+
+
+def csrf_of(html: str) -> str:
+    """The CSRF token of the form in a page."""
     match = re.search(r'name="csrf" value="([^"]+)"', html)
     assert match, "no CSRF field in the page"
     return match[1]
@@ -59,7 +72,7 @@ def sign_in(url: str, token: str, headers: Mapping[str, str] | None = None) -> r
     browser = requests.Session()
     browser.headers.update(headers or {})
     form = browser.get(f"{url}/signin", timeout=10)
-    answer = browser.post(f"{url}/signin", data={"token": token, "csrf": csrf_in(form.text)},
+    answer = browser.post(f"{url}/signin", data={"token": token, "csrf": csrf_of(form.text)},
                           allow_redirects=False, timeout=10)
     assert answer.status_code == 302, answer.text
     return browser
