@@ -41,7 +41,9 @@ def redact(secret: str) -> str:
 
 def redact_url(url: str) -> str:
     """A URL with its credentials hidden (``redis://***@cache:6379/0``, ``...?password=***``); one
-    without any is shown as given."""
+    without any is shown as given. Sentinel's form (``sentinel://…;sentinel://…``) is redacted part by part."""
+    if ";" in url:
+        return ";".join(redact_url(part) for part in url.split(";"))
     try:
         parts = urlsplit(url)
     except ValueError:

@@ -9,6 +9,13 @@ STRIPE_API_BASE = "https://api.stripe.com"  #: Stripe's API root
 
 REDIS_CONNECT_TIMEOUT_S = 1.0  #: connecting to Redis, seconds (the receiver answers 503 after it)
 REDIS_SOCKET_TIMEOUT_S = 2.0  #: one Redis command, seconds
+REDIS_SENTINEL_MASTER = "mymaster"  #: the master's name the sentinels monitor (CROSSFILL_REDIS_SENTINEL_MASTER)
+#: replicas that must hold an acknowledged event or a done mark under Sentinel (CROSSFILL_REDIS_MIN_REPLICAS);
+#: a single Redis has none to wait for (0)
+REDIS_MIN_REPLICAS_SENTINEL = 1
+#: longest WAIT for those replicas, milliseconds (CROSSFILL_REDIS_WAIT_TIMEOUT_MS); below the socket timeout,
+#: and short: the receiver answers 503 after it, and Stripe retries
+REDIS_WAIT_TIMEOUT_MS = 500
 
 #: orders and their items expire this long after the order's creation, inbox events after their last
 #: delivery, seconds (CROSSFILL_RETENTION)

@@ -29,6 +29,11 @@ class StoreUnavailable(TransientError):
     """Raised when Redis (the inbox, the ledger or the broker) cannot be reached; transient, like an outage."""
 
 
+class NotReplicated(StoreUnavailable):
+    """Raised when the Redis master took a write but too few replicas acknowledged it in time: a
+    failover could still lose it, so it is not acted on yet (transient, like an outage)."""
+
+
 class PermanentError(CrossfillError):
     """Raised when a call failed and retrying it cannot help (a 4xx other than 408/409/425/429)."""
 

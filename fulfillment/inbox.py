@@ -21,7 +21,7 @@ import redis
 
 from fulfillment import defaults
 from fulfillment.records import InboxEvent, livemode_of
-from fulfillment.store import KEY_PREFIX, reachable
+from fulfillment.store import KEY_PREFIX, Replication, reachable, run_replicated
 
 STATUSES = ("enqueued", "processing", "processed", "failed", "ignored")
 #: Why an event is ignored when nothing else is said: crossfill does not handle its type.
@@ -130,10 +130,13 @@ _MODES = {"true": True, "false": False}
 class Inbox:
     """Durable record of received events, deduplicated on the event id."""
 
-    def __init__(self, client: redis.Redis, *, ttl_s: float = defaults.RETENTION_S, stuck_after_s: float = 0) -> None:
+    def __init__(self, client: redis.Redis, *, ttl_s: float = defaults.RETENTION_S, stuck_after_s: float = 0,
+                 replication: Replication = Replication()) -> None:
         """*ttl_s*: how long an event is kept after its last delivery (the retention); *stuck_after_s*:
-        a delivery of an event in flight that long pushes its message again (0: never)."""
+        a delivery of an event in flight that long pushes its message again (0: never); *replication*:
+        the replicas a recorded delivery must reach before :meth:`record` returns (under Sentinel)."""
         self._redis = client
+        self._replication = replication
         self._ttl_s = int(ttl_s)
         self._stuck_after_s = stuck_after_s
         self._record = client.register_script(_RECORD)
@@ -157,15 +160,20 @@ class Inbox:
             recorded (its delivery count goes up); ``("requeued", status)`` for one recorded but stuck
             in flight past the stuck threshold, whose *message* was pushed again.
 
+        Every outcome writes (a duplicate counts its delivery), so with replicas required it returns
+        only once they hold the event and its message: the sender's 200 never outlives a failover.
+
         Raises:
+            NotReplicated: recorded on the master, but not yet on enough replicas; answer so that the
+                sender retries (its retry is a duplicate, returned once the replicas hold it).
             StoreUnavailable: when Redis cannot be reached or refuses; nothing was recorded then.
         """
         stamp = time.time() if now is None else now
         mode = livemode_of(body) if livemode is None else livemode
         args: list[Any] = [stamp, self._ttl_s, event_type, session_id, body, event_id, message, account or "",
                            self._stuck_after_s, "" if mode is None else _FLAGS[mode]]
-        with reachable():
-            outcome, detail = self._record(keys=[_event_key(event_id), _STATUS_PREFIX, queue], args=args)
+        outcome, detail = run_replicated(self._redis, self._record, [_event_key(event_id), _STATUS_PREFIX, queue],
+                                         args, self._replication)
         return str(outcome), str(detail)
 
     def record_ignored(self, event_id: str, event_type: str, *, reason: str = UNHANDLED_TYPE,

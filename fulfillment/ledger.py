@@ -20,7 +20,7 @@ import redis
 
 from fulfillment import defaults
 from fulfillment.records import ORDER_STATUSES, Order, OrderItem
-from fulfillment.store import KEY_PREFIX, batches, reachable
+from fulfillment.store import KEY_PREFIX, Replication, batches, reachable, run_replicated
 
 #: Claim outcomes.
 CLAIMED, DONE, FAILED, BUSY, MISSING = "claimed", "done", "failed", "busy", "missing"
@@ -149,7 +149,13 @@ end
 return 1
 """
 
-# KEYS: item, order, status-set prefix. ARGV: sid, now.
+# KEYS: item. ARGV: now. A write after the item's done mark, for WAIT to vouch for the mark (a claim
+# that finds the item done writes nothing itself).
+_CONFIRM = """
+if redis.call('EXISTS', KEYS[1]) == 0 then return 0 end
+return redis.call('HSET', KEYS[1], 'confirmed_at', ARGV[1])
+"""
+
 # A dead-letter replay. KEYS: item hash, order hash, order sets, queue list. ARGV: session_id, now,
 # message. An item already done is left alone (-1, nothing pushed); a failed one becomes pending
 # again (1); either way but done, the message is pushed in the same call (0 when it was not failed).
@@ -204,10 +210,14 @@ _ANOMALIES = f"{KEY_PREFIX}anomalies"  #: hash: anomaly name → cross-sell item
 class Ledger:
     """Orders and their items, in Redis."""
 
-    def __init__(self, client: redis.Redis, *, ttl_s: float = defaults.RETENTION_S) -> None:
-        """*ttl_s*: an order and its items expire this long after the order's creation (the retention)."""
+    def __init__(self, client: redis.Redis, *, ttl_s: float = defaults.RETENTION_S,
+                 replication: Replication = Replication()) -> None:
+        """*ttl_s*: an order and its items expire this long after the order's creation (the retention);
+        *replication*: the replicas an item's end (done, failed, given back) must reach before it counts."""
         self._redis = client
         self._ttl_s = int(ttl_s)
+        self._replication = replication
+        self._confirm = client.register_script(_CONFIRM)
         self._open = client.register_script(_OPEN)
         self._mark = client.register_script(_MARK)
         self._claim = client.register_script(_CLAIM)
@@ -238,10 +248,18 @@ class Ledger:
         return None if result is None else str(result)
 
     def claim_item(self, session_id: str, line_item_id: str, *, lease_s: float) -> Claim:
-        """Take the lease on an item, or learn why not (done, failed, busy elsewhere, unknown)."""
+        """Take the lease on an item, or learn why not (done, failed, busy elsewhere, unknown).
+
+        Raises:
+            NotReplicated: the item is done on the master but not yet on enough replicas (a run before
+                ours marked it and lost its WAIT): not a result to hand out yet; retry.
+        """
         token = uuid.uuid4().hex
-        outcome, detail, *claimed = self._call(self._claim, [_item_prefix(session_id) + line_item_id,
-                                                             order_key(session_id)], [time.time(), lease_s, token])
+        item_key = _item_prefix(session_id) + line_item_id
+        outcome, detail, *claimed = self._call(self._claim, [item_key, order_key(session_id)],
+                                               [time.time(), lease_s, token])
+        if outcome == DONE and self._replication.replicas:
+            run_replicated(self._redis, self._confirm, [item_key], [time.time()], self._replication)
         if outcome == CLAIMED:
             fields, order = claimed
             row = dict(zip(fields[::2], fields[1::2], strict=True))
@@ -256,7 +274,13 @@ class Ledger:
         return Claim(MISSING)
 
     def record_result(self, session_id: str, line_item_id: str, token: str, result: Any) -> bool:
-        """Mark a claimed item done with its result; False when the lease was lost meanwhile."""
+        """Mark a claimed item done with its result; False when the lease was lost meanwhile.
+
+        Raises:
+            NotReplicated: marked on the master, not yet on enough replicas: not durable, so the
+                task is retried (its next claim finds the item done once the replicas hold it, or
+                claims it again after a failover lost the mark; the idempotency key keeps it one effect).
+        """
         return self._end(session_id, line_item_id, token, "done", "result", json.dumps(result))
 
     def record_failure(self, session_id: str, line_item_id: str, token: str, error: str) -> bool:
@@ -419,7 +443,8 @@ class Ledger:
 
     def _end(self, sid: str, item_id: str, token: str, status: str, field: str, value: str) -> bool:
         keys = [_item_prefix(sid) + item_id, order_key(sid), _items_key(sid), _item_prefix(sid), _ORDER_SETS]
-        return bool(self._call(self._finish, keys, [token, status, time.time(), field, value, sid]))
+        return bool(run_replicated(self._redis, self._finish, keys, [token, status, time.time(), field, value, sid],
+                                   self._replication))
 
     def _call(self, script: Any, keys: list[str], args: list[Any]) -> Any:
         with reachable():

@@ -9,6 +9,7 @@ the variable, the value and the fix; secrets are shown only through ``fulfillmen
 from __future__ import annotations
 
 import os
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
 from pathlib import Path
@@ -20,8 +21,24 @@ from fulfillment.credentials import redact_url
 from fulfillment.env import env_duration, env_float, env_int, env_number, plain_number
 from fulfillment.errors import ConfigError
 from fulfillment.livemode import configured_livemode
+from fulfillment.store import Replication, is_sentinel, parse_sentinel_url
 
 REDIS_SCHEMES = ("redis", "rediss", "unix")
+_MASTER_NAME = re.compile(r"^[A-Za-z0-9._-]{1,128}$")
+
+
+@dataclass(frozen=True)
+class RedisSettings:
+    """Which master to ask the sentinels for, and how many replicas must hold a write crossfill answers for."""
+
+    sentinel_master: str = defaults.REDIS_SENTINEL_MASTER
+    #: replicas that must acknowledge an event before the receiver's 200, and a done mark before it counts
+    min_replicas: int = 0
+    wait_timeout_ms: int = defaults.REDIS_WAIT_TIMEOUT_MS
+
+    @property
+    def replication(self) -> Replication:
+        return Replication(self.min_replicas, self.wait_timeout_ms)
 
 
 @dataclass(frozen=True)
@@ -99,6 +116,7 @@ class Settings:
     stripe: StripeSettings = StripeSettings()
     retry: RetrySettings = RetrySettings()
     recovery: RecoverySettings = RecoverySettings()
+    redis: RedisSettings = RedisSettings()
 
     def with_redis(self, url: str) -> Settings:
         """Return a copy that uses the Redis at *url* (the embedded one, once started)."""
@@ -135,7 +153,23 @@ def load_settings(environ: Mapping[str, str] | None = None) -> Settings:
         stripe=_stripe(env),
         retry=retry,
         recovery=_recovery(env, retry),
+        redis=_redis(env, redis_url),
     )
+
+
+def _redis(env: Mapping[str, str], url: str | None) -> RedisSettings:
+    master = (env.get("CROSSFILL_REDIS_SENTINEL_MASTER") or "").strip() or defaults.REDIS_SENTINEL_MASTER
+    if not _MASTER_NAME.match(master):
+        raise ConfigError("CROSSFILL_REDIS_SENTINEL_MASTER", env.get("CROSSFILL_REDIS_SENTINEL_MASTER"),
+                          "use the name of the master the sentinels monitor (letters, digits, '.', '_', '-')")
+    sentinel = url is not None and is_sentinel(url)
+    # An acknowledged event or a done mark must survive a failover: under Sentinel one replica holds it
+    # first. A single Redis has no replica to wait for.
+    replicas = env_int(env, "CROSSFILL_REDIS_MIN_REPLICAS", defaults.REDIS_MIN_REPLICAS_SENTINEL if sentinel else 0,
+                       low=0, high=16)
+    wait_ms = env_int(env, "CROSSFILL_REDIS_WAIT_TIMEOUT_MS", defaults.REDIS_WAIT_TIMEOUT_MS, low=1,
+                      high=int(defaults.REDIS_SOCKET_TIMEOUT_S * 1000) - 500)
+    return RedisSettings(sentinel_master=master, min_replicas=replicas, wait_timeout_ms=wait_ms)
 
 
 def _stripe(env: Mapping[str, str]) -> StripeSettings:
@@ -201,7 +235,14 @@ def _recovery(env: Mapping[str, str], retry: RetrySettings) -> RecoverySettings:
 def _redis_url(raw: str | None) -> str | None:
     if raw is None or raw.strip() == "":
         return None
-    fix = "use redis://host:port/db, rediss://... or unix:///path/to/redis.sock, or unset it for the embedded Redis"
+    fix = ("use redis://host:port/db, rediss://..., unix:///path/to/redis.sock or Sentinel's "
+           "sentinel://host:port;sentinel://host2:port, or unset it for the embedded Redis")
+    if is_sentinel(raw):
+        try:
+            parse_sentinel_url(raw)
+        except ValueError:
+            raise ConfigError("CROSSFILL_REDIS_URL", redact_url(raw), fix) from None
+        return raw.strip()
     try:
         parts = urlsplit(raw.strip())
         parts.port  # noqa: B018 - raises ValueError on a port that is not a number

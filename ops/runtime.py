@@ -35,16 +35,17 @@ class Runtime:
 
     @cached_property
     def redis(self) -> redis.Redis:
-        return connect(self.settings.resolved_redis_url)
+        return connect(self.settings.resolved_redis_url, master_name=self.settings.redis.sentinel_master)
 
     @cached_property
     def inbox(self) -> Inbox:
         recovery = self.settings.recovery
-        return Inbox(self.redis, ttl_s=recovery.retention, stuck_after_s=recovery.stuck_after)
+        return Inbox(self.redis, ttl_s=recovery.retention, stuck_after_s=recovery.stuck_after,
+                     replication=self.settings.redis.replication)
 
     @cached_property
     def ledger(self) -> Ledger:
-        return Ledger(self.redis, ttl_s=self.settings.recovery.retention)
+        return Ledger(self.redis, ttl_s=self.settings.recovery.retention, replication=self.settings.redis.replication)
 
     @cached_property
     def dead_letters(self) -> DeadLetters:

@@ -39,9 +39,11 @@ def create_app(settings: Settings | None = None, receiver: ReceiverSettings | No
     receiver = load_receiver_settings() if receiver is None else receiver
     if not receiver.webhook_secrets:
         raise ConfigError("STRIPE_WEBHOOK_SECRET", "", "set the endpoint's signing secret (whsec_...)")
-    client = connect(settings.resolved_redis_url)
-    # A redelivery of an event stuck in flight past the threshold pushes its message again (lost by a worker).
-    inbox = Inbox(client, ttl_s=settings.recovery.retention, stuck_after_s=settings.recovery.stuck_after)
+    client = connect(settings.resolved_redis_url, master_name=settings.redis.sentinel_master)
+    # A redelivery of an event stuck in flight past the threshold pushes its message again (lost by a worker);
+    # under Sentinel a delivery is answered 200 only once a replica holds it (else 503: Stripe retries).
+    inbox = Inbox(client, ttl_s=settings.recovery.retention, stuck_after_s=settings.recovery.stuck_after,
+                  replication=settings.redis.replication)
     stats = Stats(client)
     # The receiver queues through messaging.dispatch (the message pushed inside the inbox's script);
     # it never publishes through Celery's producer nor reads a result.

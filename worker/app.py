@@ -6,6 +6,7 @@ from kombu import Exchange, Queue
 
 from fulfillment import defaults
 from fulfillment.settings import Settings
+from fulfillment.store import is_sentinel
 from messaging.contract import QUEUES, TASK_QUEUES
 from ops.runtime import Runtime
 from worker import schedule, tasks
@@ -22,12 +23,16 @@ class CrossfillCelery(Celery):
 def make_celery(settings: Settings) -> CrossfillCelery:
     """Build the Celery app for *settings*: broker and results on Redis, late acks, JSON only."""
     url = settings.resolved_redis_url
+    # Under Sentinel (sentinel://…;sentinel://…) kombu's and the result backend's pools ask the sentinels
+    # for this master on every new connection, so a worker follows a failover by itself.
+    sentinel = {"master_name": settings.redis.sentinel_master} if is_sentinel(url) else {}
     harden_kombu_redis()  # a worker survives its Redis being killed under load (worker/broker.py)
     app = CrossfillCelery("crossfill", set_as_current=False, task_cls=OutageTolerantTask)
     app.runtime = Runtime(settings)
     app.conf.update(
         broker_url=url,
         result_backend=url,
+        result_backend_transport_options=dict(sentinel),
         broker_connection_retry_on_startup=True,
         # Reconnect for as long as Redis is away (Celery gives up after 100 attempts, ~50 min, by default):
         # Stripe retries for days, and a worker that gave up is one more thing to restart.
@@ -42,6 +47,7 @@ def make_celery(settings: Settings) -> CrossfillCelery:
             "unacked_restore_throttle": 1,
             # Items of orders already read before new events (worker/queueing.py: measured under a flash sale).
             "queue_order_strategy": QUEUE_ORDER,
+            **sentinel,
         },
         task_serializer="json",
         result_serializer="json",

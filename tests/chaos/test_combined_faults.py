@@ -41,6 +41,7 @@ from fulfillment.signing import sign
 from simulator.client import SimClient
 from tests.support.processes import ROOT, Proc, RedisServer, crossfill, port_open, wait_until
 from tests.support.shop import DEPLOY, PRO, Shop, catalog_toml
+from tests.support.stack import process_env
 from tests.support.target import FulfillmentTarget
 
 pytestmark = [pytest.mark.integration, pytest.mark.chaos]
@@ -127,18 +128,9 @@ def chaos(tmp_path: Path) -> Iterator[Chaos]:
     catalog = tmp_path / "catalog.toml"
     catalog.write_text(catalog_toml(sink.url))
     sim_port, web_port = free_port(), free_port()
-    env = {
-        **os.environ, **STACK_ENV,
-        "CROSSFILL_REDIS_URL": redis.url,
-        "CROSSFILL_DATA_DIR": str(tmp_path / "data"),
-        "CROSSFILL_PORT": str(web_port),
-        "CROSSFILL_CATALOG": str(catalog),
-        "CROSSFILL_HANDLER_SECRET": HANDLER_SECRET,
-        "STRIPE_WEBHOOK_SECRET": WEBHOOK_SECRET,
-        "STRIPE_API_KEY": API_KEY,
-        "STRIPE_API_BASE": f"http://127.0.0.1:{sim_port}",
-    }
-    env.pop("PROMETHEUS_MULTIPROC_DIR", None)
+    env = process_env(STACK_ENV, redis_url=redis.url, data_dir=tmp_path / "data", web_port=web_port,
+                      sim_port=sim_port, catalog=catalog, webhook_secret=WEBHOOK_SECRET,
+                      handler_secret=HANDLER_SECRET, api_key=API_KEY)
     procs = {"sim": crossfill("sim", ["sim", "--port", str(sim_port), "--catalog", str(catalog),
                                       "--retry-base-ms", "300"], env, tmp_path)}
     try:

@@ -31,6 +31,7 @@ from webhooks.settings import load_receiver_settings
 
 REPO = Path(__file__).resolve().parents[2]
 APP_SERVICES = ("web", "worker", "beat", "flower")
+HA_SERVICES = ("redis-ha-a", "redis-ha-b", "sentinel-1", "sentinel-2", "sentinel-3")  #: the profile ha
 SECRET = "whsec_deploy_files_test"
 #: What a .env beside docker-compose.yml must hold: every ${NAME:?...} of the file.
 REQUIRED_HOST_ENV = {"STRIPE_WEBHOOK_SECRET": SECRET, "FLOWER_BASIC_AUTH": "ops:correct-horse"}
@@ -101,7 +102,30 @@ def options(argv: list[str]) -> dict[str, str]:
 
 
 def test_compose_has_redis_web_worker_and_flower(compose: dict[str, Any]) -> None:
-    assert set(compose["services"]) == {"redis", *APP_SERVICES, "console"}  # console: tests/console
+    assert set(compose["services"]) == {"redis", *APP_SERVICES, "console", *HA_SERVICES}  # console: tests/console
+
+
+def test_compose_profile_ha_is_a_master_a_replica_and_three_sentinels(compose: dict[str, Any]) -> None:
+    services = compose["services"]
+    assert {name for name, service in services.items() if "ha" in service.get("profiles", ())} == set(HA_SERVICES)
+    for name in ("redis-ha-a", "redis-ha-b"):  # each may become master: both keep an append-only file
+        argv = services[name]["command"]
+        assert argv[argv.index("--appendonly") + 1] == "yes"
+        assert argv[argv.index("--replica-announce-ip") + 1] == name
+    replica = services["redis-ha-b"]["command"]
+    assert replica[replica.index("--replicaof") + 1:][:2] == ["redis-ha-a", "6379"]
+    for number in (1, 2, 3):
+        script = " ".join(services[f"sentinel-{number}"]["command"])
+        assert "sentinel monitor mymaster redis-ha-a 6379 2" in script and "--sentinel" in script
+        assert services[f"sentinel-{number}"]["volumes"] == [f"sentinel-{number}-data:/data"]
+
+
+def test_compose_points_crossfill_at_the_sentinels_when_told(compose: dict[str, Any]) -> None:
+    url = ";".join(f"sentinel://sentinel-{number}:26379" for number in (1, 2, 3))
+    for service in APP_SERVICES:
+        settings = load_settings(service_env(compose, service, REQUIRED_HOST_ENV | {"CROSSFILL_REDIS_URL": url}))
+        assert settings.redis_url == url
+        assert (settings.redis.sentinel_master, settings.redis.min_replicas) == ("mymaster", 1)
 
 
 def test_compose_redis_is_7_with_an_append_only_file_on_a_named_volume(compose: dict[str, Any]) -> None:

@@ -13,8 +13,10 @@ from fulfillment import defaults
 from fulfillment.credentials import kept_secret, redact, redact_url
 from fulfillment.env import parse_duration
 from fulfillment.errors import ConfigError
+from fulfillment.store import Replication
 from fulfillment.settings import (
     RecoverySettings,
+    RedisSettings,
     RetrySettings,
     Settings,
     StripeSettings,
@@ -113,6 +115,49 @@ def test_every_variable_is_read(tmp_path: Path) -> None:
                                  "unix:///var/run/redis.sock"])
 def test_redis_url_schemes(url: str) -> None:
     assert load_settings({"CROSSFILL_REDIS_URL": url}).redis_url == url
+
+
+def test_a_sentinel_url_waits_for_one_replica_by_default() -> None:
+    # Given Celery's Sentinel form: every sentinel, ';' between them
+    url = "sentinel://:pw@s1:26379/2;sentinel://s2:26380;sentinel://s3"
+
+    settings = load_settings({"CROSSFILL_REDIS_URL": url})
+
+    # Then it is kept as written, the master is mymaster, and a write counts once one replica holds it
+    assert settings.redis_url == url
+    assert settings.redis == RedisSettings(sentinel_master="mymaster", min_replicas=1,
+                                           wait_timeout_ms=defaults.REDIS_WAIT_TIMEOUT_MS)
+    assert settings.redis.replication == Replication(1, defaults.REDIS_WAIT_TIMEOUT_MS)
+
+
+def test_a_single_redis_waits_for_no_replica_unless_told() -> None:
+    assert load_settings({"CROSSFILL_REDIS_URL": "redis://cache:6379/0"}).redis.min_replicas == 0
+    assert load_settings({}).redis.min_replicas == 0
+    told = load_settings({"CROSSFILL_REDIS_URL": "redis://cache:6379/0", "CROSSFILL_REDIS_MIN_REPLICAS": "2",
+                          "CROSSFILL_REDIS_WAIT_TIMEOUT_MS": "250", "CROSSFILL_REDIS_SENTINEL_MASTER": "orders-1"})
+    assert told.redis == RedisSettings(sentinel_master="orders-1", min_replicas=2, wait_timeout_ms=250)
+
+
+@pytest.mark.parametrize(("name", "value"), [
+    ("CROSSFILL_REDIS_URL", "sentinel://s1:26379;sentinel://s2:port"),
+    ("CROSSFILL_REDIS_URL", "sentinel://s1:26379;redis://s2:6379"),
+    ("CROSSFILL_REDIS_URL", "sentinel://"),
+    ("CROSSFILL_REDIS_URL", "sentinel://s1/zero"),
+    ("CROSSFILL_REDIS_MIN_REPLICAS", "-1"),
+    ("CROSSFILL_REDIS_MIN_REPLICAS", "one"),
+    ("CROSSFILL_REDIS_WAIT_TIMEOUT_MS", "0"),
+    ("CROSSFILL_REDIS_WAIT_TIMEOUT_MS", "5000"),  # at or over the socket timeout: the WAIT's reply would time out
+    ("CROSSFILL_REDIS_SENTINEL_MASTER", "my master"),
+])
+def test_bad_sentinel_settings_name_their_variable(name: str, value: str) -> None:
+    env = {"CROSSFILL_REDIS_URL": "sentinel://s1:26379", name: value}
+
+    assert config_error(env).name == name
+
+
+def test_a_sentinel_url_is_redacted_part_by_part() -> None:
+    assert redact_url("sentinel://:s3cretpw@s1:26379;sentinel://:s3cretpw@s2:26379") == (
+        "sentinel://***@s1:26379;sentinel://***@s2:26379")
 
 
 def test_settings_are_frozen() -> None:
@@ -253,6 +298,9 @@ def run_cli(command: str, env_overrides: dict[str, str], cwd: Path) -> subproces
 @pytest.mark.parametrize(("name", "value", "hidden"), [
     ("CROSSFILL_SIGNATURE_TOLERANCE", "-5", None),
     ("CROSSFILL_REDIS_URL", "http://nowhere", None),
+    ("CROSSFILL_REDIS_URL", "sentinel://:s3cretpw@s1:26379;redis://s2:26379", "s3cretpw"),
+    ("CROSSFILL_REDIS_MIN_REPLICAS", "one", None),
+    ("CROSSFILL_REDIS_SENTINEL_MASTER", "my master", None),
     ("STRIPE_WEBHOOK_SECRET", f"{SECRET_A},,{SECRET_B}", SECRET_A),
     ("STRIPE_WEBHOOK_SECRET", f"{SECRET_A},whsec_", SECRET_A),
 ])

@@ -1,6 +1,7 @@
 """A buyer and a merchant on the simulator: a catalog with a cross-sell, and Checkout purchases."""
 from __future__ import annotations
 
+import threading
 from typing import Any
 
 from simulator.client import SimClient
@@ -67,3 +68,37 @@ class Shop:
         events = self.sim.get("/v1/events", {"limit": 100})["data"]
         return sorted((e for e in events if e["data"]["object"].get("id") == session_id),
                       key=lambda e: (e["created"], e["id"]))
+
+
+class Buyers:
+    """Buyers paying for orders (every second one with the cross-sell, some with extra items) until
+    the ``with`` block ends; the sessions bought and the errors met are kept."""
+
+    def __init__(self, shop: Shop, *, buyers: int, pace_s: float) -> None:
+        self.shop = shop
+        self.pace_s = pace_s  #: each buyer's pause between purchases
+        self.sessions: list[str] = []
+        self.errors: list[str] = []
+        self._stop = threading.Event()
+        self._threads = [threading.Thread(target=self._buy, args=(n,), daemon=True) for n in range(buyers)]
+
+    def _buy(self, buyer: int) -> None:
+        n = 0
+        while not self._stop.is_set():
+            n += 1
+            try:  # the simulator never depends on Redis: only deliveries to the receiver fail meanwhile
+                self.sessions.append(self.shop.buy(cross_sell=n % 2 == 0, extra_items=(n + buyer) % 3))
+            except Exception as error:  # noqa: BLE001 - reported by the test
+                self.errors.append(repr(error))
+            self._stop.wait(self.pace_s)
+
+    def __enter__(self) -> Buyers:
+        self.shop.open_session(extra_items=2)  # creates every product and price once (not thread-safe)
+        for thread in self._threads:
+            thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._stop.set()
+        for thread in self._threads:
+            thread.join(30)

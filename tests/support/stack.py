@@ -36,6 +36,26 @@ STACK_ENV = {
 }
 
 
+def process_env(settings: dict[str, str], *, redis_url: str, data_dir: Path, web_port: int, sim_port: int,
+                catalog: Path, webhook_secret: str, handler_secret: str, api_key: str) -> dict[str, str]:
+    """The environment of a test stack's crossfill processes: this process's, then *settings*, then
+    where everything is (Redis, the data dir, ports, catalog, secrets, the simulator as Stripe's API)."""
+    env = {
+        **os.environ,
+        **settings,
+        "CROSSFILL_REDIS_URL": redis_url,
+        "CROSSFILL_DATA_DIR": str(data_dir),
+        "CROSSFILL_PORT": str(web_port),
+        "CROSSFILL_CATALOG": str(catalog),
+        "CROSSFILL_HANDLER_SECRET": handler_secret,
+        "STRIPE_WEBHOOK_SECRET": webhook_secret,
+        "STRIPE_API_KEY": api_key,
+        "STRIPE_API_BASE": f"http://127.0.0.1:{sim_port}",
+    }
+    env.pop("PROMETHEUS_MULTIPROC_DIR", None)  # each process counts its own metrics
+    return env
+
+
 @dataclass
 class Stack:
     """Handles on every running part, and the helpers tests use."""
@@ -107,20 +127,10 @@ def stack(tmp_path_factory: pytest.TempPathFactory, request: pytest.FixtureReque
     # A module may bring its own catalog: STACK_CATALOG(target_url) -> TOML.
     catalog.write_text(getattr(request.module, "STACK_CATALOG", catalog_toml)(target.url))
     sim_port, web_port = free_port(), free_port()
-    env = {
-        **os.environ,
-        **STACK_ENV,
-        "CROSSFILL_REDIS_URL": redis.url,
-        "CROSSFILL_DATA_DIR": str(tmp / "data"),
-        "CROSSFILL_PORT": str(web_port),
-        "CROSSFILL_CATALOG": str(catalog),
-        "CROSSFILL_HANDLER_SECRET": HANDLER_SECRET,
-        "STRIPE_WEBHOOK_SECRET": WEBHOOK_SECRET,
-        "STRIPE_API_KEY": "sk_test_crossfill_pipeline",
-        "STRIPE_API_BASE": f"http://127.0.0.1:{sim_port}",
-    }
+    env = process_env(STACK_ENV, redis_url=redis.url, data_dir=tmp / "data", web_port=web_port, sim_port=sim_port,
+                      catalog=catalog, webhook_secret=WEBHOOK_SECRET, handler_secret=HANDLER_SECRET,
+                      api_key="sk_test_crossfill_pipeline")
     env.update(getattr(request.module, "STACK_EXTRA_ENV", {}))  # a module's own settings (e.g. short intervals)
-    env.pop("PROMETHEUS_MULTIPROC_DIR", None)
     procs = {
         "sim": crossfill("sim", ["sim", "--port", str(sim_port), "--catalog", str(catalog),
                                  "--retry-base-ms", "200"], env, tmp),

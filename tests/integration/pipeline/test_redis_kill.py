@@ -9,7 +9,6 @@ every two or three kills in this test); the test tolerates exactly that case, an
 from __future__ import annotations
 
 import json
-import threading
 import time
 from collections.abc import Iterator
 from typing import Any
@@ -18,6 +17,7 @@ import pytest
 
 from fulfillment.inbox import Inbox
 from tests.support.processes import Proc, wait_until
+from tests.support.shop import Buyers
 from tests.support.stack import Stack
 
 pytestmark = pytest.mark.integration
@@ -28,38 +28,6 @@ KILLS = 2
 OUTAGE_S = 1.5  #: how long Redis stays dead each time
 HANDLER_DELAY_S = 0.3  #: each fulfillment call takes this long, so tasks are in flight at every kill
 DRAIN_TIMEOUT_S = 60.0  #: generous: redelivery waits for the stack's 10 s visibility timeout
-
-
-class Load:
-    """Buyers paying for orders (some with the cross-sell, some with extra items) until stopped."""
-
-    def __init__(self, stack: Stack) -> None:
-        self.stack = stack
-        self.sessions: list[str] = []
-        self.errors: list[str] = []
-        self._stop = threading.Event()
-        self._threads = [threading.Thread(target=self._buy, args=(n,), daemon=True) for n in range(BUYERS)]
-
-    def _buy(self, buyer: int) -> None:
-        n = 0
-        while not self._stop.is_set():
-            n += 1
-            try:  # the simulator never depends on Redis: only deliveries to the receiver fail meanwhile
-                self.sessions.append(self.stack.shop.buy(cross_sell=n % 2 == 0, extra_items=(n + buyer) % 3))
-            except Exception as error:  # noqa: BLE001 - reported by the test
-                self.errors.append(repr(error))
-            self._stop.wait(PACE_S)
-
-    def __enter__(self) -> Load:
-        self.stack.shop.open_session(extra_items=2)  # creates every product and price once (not thread-safe)
-        for thread in self._threads:
-            thread.start()
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self._stop.set()
-        for thread in self._threads:
-            thread.join(30)
 
 
 @pytest.fixture
@@ -163,7 +131,7 @@ def test_workers_survive_redis_killed_twice_under_load(fresh: Stack, workers: li
     fresh.target.delay_s = HANDLER_DELAY_S
     durable(fresh)
 
-    with Load(fresh) as load:
+    with Buyers(fresh.shop, buyers=BUYERS, pace_s=PACE_S) as load:
         for _ in range(KILLS):
             # When Redis is killed while fulfillment calls are under way, then restarted on its data dir
             wait_for_fulfillments(fresh, 5, "items being fulfilled before the kill")
