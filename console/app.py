@@ -9,11 +9,13 @@ from flask.sessions import SecureCookieSessionInterface
 from kombu.exceptions import OperationalError
 from marshmallow import ValidationError
 from werkzeug.exceptions import HTTPException
+from werkzeug.middleware.proxy_fix import ProxyFix
 
-from console.audit import AuditLog
-from console.auth import SignInThrottle, TokenTable
+from console.audit import AuditLog, log_to_stderr
+from console.auth import CallRate, SignInThrottle, TokenTable
 from console.errors import BadRequest, ConsoleError, Unavailable
 from console.service import ConsoleService
+from console.sessions import SessionStore
 from console.settings import ConsoleSettings, load_console_settings, resolve_secret
 from console.state import EXTENSION, Console
 from fulfillment.errors import ConfigError, StoreUnavailable
@@ -24,14 +26,15 @@ from ops.runtime import Runtime
 
 log = logging.getLogger(__name__)
 
-SESSION_HOURS = 12  #: a browser session lasts this long, hours
-
-
 class _SessionInterface(SecureCookieSessionInterface):
-    """Flask's signed-cookie session, marked Secure exactly when the request came over https."""
+    """Flask's signed-cookie session, marked Secure when the request came over https (to the first
+    trusted proxy, when there are some) or when CROSSFILL_CONSOLE_SECURE_COOKIE says so."""
+
+    def __init__(self, always_secure: bool) -> None:
+        self._always_secure = always_secure
 
     def get_cookie_secure(self, app: Flask) -> bool:
-        return bool(request) and request.is_secure
+        return self._always_secure or (bool(request) and request.is_secure)
 
 
 def create_console_app(settings: Settings | None = None, console_settings: ConsoleSettings | None = None) -> Flask:
@@ -46,12 +49,15 @@ def create_console_app(settings: Settings | None = None, console_settings: Conso
     assert console_settings.secret_key is not None
     if not console_settings.tokens and not console_settings.is_loopback:
         raise ConfigError("CROSSFILL_CONSOLE_TOKENS", "", "set name:role:token entries before binding beyond 127.0.0.1")
+    log_to_stderr()
     runtime = Runtime(settings)
     client = runtime.redis
     state = Console(settings=settings, console=console_settings, service=ConsoleService(runtime),
                     tokens=TokenTable(console_settings.tokens, console_settings.secret_key),
                     audit=AuditLog(client), throttle=SignInThrottle(client),
-                    report=CrossSellReport(client, runtime.catalog))
+                    report=CrossSellReport(client, runtime.catalog),
+                    merchant_rate=CallRate(client, console_settings.merchant_rate),
+                    sessions=SessionStore(client, console_settings.session_lifetime_s))
 
     try:
         # Orders recorded before the creation-time index existed are added to it once.
@@ -65,11 +71,16 @@ def create_console_app(settings: Settings | None = None, console_settings: Conso
         SESSION_COOKIE_NAME="crossfill_console",
         SESSION_COOKIE_HTTPONLY=True,
         SESSION_COOKIE_SAMESITE="Strict",
-        PERMANENT_SESSION_LIFETIME=timedelta(hours=SESSION_HOURS),
+        PERMANENT_SESSION_LIFETIME=timedelta(seconds=console_settings.session_lifetime_s),
         MAX_CONTENT_LENGTH=64 * 1024,
         JSON_SORT_KEYS=False,
     )
-    app.session_interface = _SessionInterface()
+    app.session_interface = _SessionInterface(console_settings.secure_cookie)
+    if console_settings.trusted_proxies:
+        # Believe X-Forwarded-For/-Proto only as far as the proxies we were told of: the client's address
+        # (the sign-in throttle's key) and the scheme are what the outermost trusted proxy saw.
+        hops = console_settings.trusted_proxies
+        app.wsgi_app = ProxyFix(app.wsgi_app, x_for=hops, x_proto=hops)  # type: ignore[method-assign]
     app.extensions[EXTENSION] = state
 
     from console import api, pages

@@ -16,7 +16,7 @@ from dataclasses import dataclass
 
 import redis
 
-from console.settings import ConsoleToken
+from console.settings import PLATFORM, ConsoleToken
 from fulfillment.store import KEY_PREFIX, reachable
 
 #: What each role may do.
@@ -33,14 +33,48 @@ THROTTLE_WINDOW_S = 3600  #: failures are forgotten this long after the last one
 
 
 @dataclass(frozen=True)
+class AccountScope:
+    """The accounts whose orders a caller may see: every one (:data:`ALL`), or a merchant's own.
+
+    An order's account is its connected account (``acct_…``), or :data:`~console.settings.PLATFORM`
+    for the platform's own orders (made without ``Stripe-Account``).
+    """
+
+    accounts: frozenset[str] | None = None  #: None: every account
+
+    @property
+    def is_all(self) -> bool:
+        return self.accounts is None
+
+    def holds(self, account: str | None) -> bool:
+        """Whether an order of *account* (None or "": the platform's own) is in this scope."""
+        return self.accounts is None or (account or PLATFORM) in self.accounts
+
+    def readable_as(self) -> tuple[str | None, ...]:
+        """The accounts a session may be read as for this scope, platform (None) first; empty for ALL."""
+        if self.accounts is None:
+            return ()
+        return tuple(None if account == PLATFORM else account
+                     for account in sorted(self.accounts, key=lambda a: (a != PLATFORM, a)))
+
+
+ALL = AccountScope()  #: viewers and operators see every account
+
+
+@dataclass(frozen=True)
 class Principal:
-    """The holder of a token: their name and role."""
+    """The holder of a token: their name, role and the accounts they may see."""
 
     name: str
     role: str
+    scope: AccountScope = ALL
 
     def may(self, permission: str) -> bool:
         return self.role in PERMISSIONS[permission]
+
+
+def principal_of(token: ConsoleToken) -> Principal:
+    return Principal(token.name, token.role, AccountScope(token.accounts))
 
 
 def _digest(text: str) -> bytes:
@@ -65,7 +99,7 @@ class TokenTable:
         for token, digest in zip(self._tokens, self._digests, strict=True):
             if hmac.compare_digest(wanted, digest):
                 found = token
-        return Principal(found.name, found.role) if found else None
+        return principal_of(found) if found else None
 
     def fingerprint(self, name: str) -> str:
         """A keyed fingerprint of *name*'s token, kept in their session (never the token)."""
@@ -79,8 +113,7 @@ class TokenTable:
         expected = self.fingerprint(name)
         if not expected or not hmac.compare_digest(expected, fingerprint):
             return None
-        role = next(token.role for token in self._tokens if token.name == name)
-        return Principal(name, role)
+        return principal_of(next(token for token in self._tokens if token.name == name))
 
 
 def bearer_token(header: str | None) -> str | None:
@@ -137,6 +170,26 @@ class SignInThrottle:
     def succeeded(self, client_id: str) -> None:
         with reachable():
             self._redis.delete(self._key(client_id))
+
+
+class CallRate:
+    """Calls per token name per minute, counted in Redis (shared by every console process): the order API
+    of a merchant may cost a Stripe read per call, so a token past its rate waits for the next minute."""
+
+    def __init__(self, client: redis.Redis, per_minute: int) -> None:
+        self._redis = client
+        self._per_minute = per_minute
+
+    def wait_s(self, name: str, *, now: float | None = None) -> float:
+        """Count a call by *name*; 0 when it is within the rate, else the seconds until the next minute."""
+        stamp = time.time() if now is None else now
+        window = int(stamp // 60)
+        key = f"{KEY_PREFIX}console:rate:{hashlib.sha256(name.encode()).hexdigest()[:24]}:{window}"
+        with reachable(), self._redis.pipeline() as pipe:
+            pipe.incr(key)
+            pipe.expire(key, 120)
+            calls = int(pipe.execute()[0])
+        return 0.0 if calls <= self._per_minute else (window + 1) * 60 - stamp
 
 
 def delay_after(failures: int) -> float:

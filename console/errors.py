@@ -43,7 +43,7 @@ class Conflict(ConsoleError):
 
 
 class TooManyAttempts(ConsoleError):
-    """Raised when a client failed to sign in too often and must wait before trying again."""
+    """Raised when a client sent bad tokens too often, or a merchant token too many calls, and must wait."""
 
     status, kind = 429, "too_many_attempts"
 
@@ -52,3 +52,9 @@ class Unavailable(ConsoleError):
     """Raised when Redis or the Stripe API cannot be reached; the client may retry later."""
 
     status, kind = 503, "unavailable"
+
+
+def too_many(reason: str, wait_s: float) -> TooManyAttempts:
+    """A 429 telling the client why, and to retry in *wait_s* seconds (rounded up, in ``Retry-After``)."""
+    seconds = int(wait_s) + 1
+    return TooManyAttempts(f"{reason}; try again in {seconds} s", headers={"Retry-After": str(seconds)})

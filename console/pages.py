@@ -19,9 +19,9 @@ from console import schemas
 from console.api import report_view
 from console.auth import Principal, csrf_matches, new_csrf_token
 from console.chart import DayPoint, attach_chart
-from console.errors import Forbidden, TooManyAttempts
+from console.errors import Forbidden, too_many
 from console.service import OrderFilter
-from console.state import console_state, record_action
+from console.state import console_state, record_action, refusals_audited
 from fulfillment.ledger import ORDER_STATUSES
 from fulfillment.report import DEFAULT_DAYS, ZERO_DECIMAL, account_label, day_of, major
 
@@ -67,10 +67,15 @@ def globals_() -> dict[str, Any]:
 
 
 def current_principal() -> Principal | None:
-    name, fingerprint = session.get("user"), session.get("fp")
-    if not name or not fingerprint:
+    """Who this browser's session names, while Redis still records the session (not signed out,
+    ended by an operator, nor past its lifetime) and their token is still configured."""
+    name, fingerprint, session_id = session.get("user"), session.get("fp"), session.get("sid")
+    if not name or not fingerprint or not session_id:
         return None
-    return console_state().tokens.from_session(str(name), str(fingerprint))
+    state = console_state()
+    if state.sessions.holder(str(session_id)) != name:
+        return None
+    return state.tokens.from_session(str(name), str(fingerprint))
 
 
 def page(permission: str = "read") -> Callable[[F], F]:
@@ -125,17 +130,19 @@ def signin() -> Any:
         raise Forbidden("the sign-in form is out of date (CSRF token); reload the page and try again")
     wait = state.throttle.wait_s(client)
     if wait > 0:
-        raise TooManyAttempts(f"too many failed sign-ins; try again in {int(wait) + 1} s",
-                              headers={"Retry-After": str(int(wait) + 1)})
+        raise too_many("too many failed sign-ins", wait)
     principal = state.tokens.authenticate(request.form.get("token", "").strip())
     if principal is None:
         state.throttle.failed(client)
         state.audit.record("?", "-", "sign-in", f"client {client}", "refused: unknown token")
         return render_template("signin.html", next=target, message="That token is not valid."), 401
     state.throttle.succeeded(client)
+    if session.get("sid"):  # signing in again ends the session this browser had
+        state.sessions.end(str(session["sid"]))
     session.clear()
     session.permanent = True
-    session.update(user=principal.name, fp=state.tokens.fingerprint(principal.name), csrf=new_csrf_token())
+    session.update(user=principal.name, fp=state.tokens.fingerprint(principal.name), csrf=new_csrf_token(),
+                   sid=state.sessions.start(principal.name))
     state.audit.record(principal.name, principal.role, "sign-in", f"client {client}", "ok")
     return redirect(_safe_next(target))
 
@@ -143,6 +150,7 @@ def signin() -> Any:
 @blueprint.post("/signout")
 @page("order")
 def signout() -> Response:
+    console_state().sessions.end(str(session.get("sid")))
     record_action("sign-out", "-", "ok")
     session.clear()
     return redirect(url_for("pages.signin"))  # type: ignore[return-value]
@@ -190,7 +198,8 @@ def orders() -> str:
                                problem=error.messages), 400  # type: ignore[return-value]
     where = OrderFilter(status=args.get("status"), since=args.get("since"), until=args.get("until"),
                         product=args.get("product"), cross_sell=args.get("cross_sell"), account=args.get("account"))
-    found, cursor = console_state().service.orders(where, cursor=args.get("cursor"), limit=args["limit"])
+    service = console_state().service
+    found, cursor = service.orders(where, g.principal.scope, cursor=args.get("cursor"), limit=args["limit"])
     next_url = url_for("pages.orders") + "?" + urlencode({**filters, "cursor": cursor}) if cursor else None
     return render_template("orders.html", orders=found, next_url=next_url, filters=filters, statuses=ORDER_STATUSES,
                            problem=None)
@@ -199,7 +208,7 @@ def orders() -> str:
 @blueprint.get("/orders/<session_id>")
 @page()
 def order(session_id: str) -> str:
-    record = console_state().service.order(session_id)
+    record = console_state().service.order(session_id, g.principal.scope)
     timeline = sorted(
         [(record.created_at, "order recorded", "")] +
         [(stamp, f"{item.id}: {label}", item.error or "" if label == "failed" else "")
@@ -245,7 +254,8 @@ def event(event_id: str) -> str:
 @blueprint.post("/events/<event_id>/replay")
 @page("operate")
 def replay_event(event_id: str) -> Response:
-    outcome = console_state().service.replay_event(event_id)
+    with refusals_audited("replay-event", event_id):
+        outcome = console_state().service.replay_event(event_id)
     record_action("replay-event", event_id, outcome)
     return redirect(url_for("pages.event", event_id=event_id, replayed=outcome))  # type: ignore[return-value]
 

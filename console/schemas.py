@@ -14,10 +14,19 @@ from typing import Any
 
 from marshmallow import Schema, ValidationError, fields, pre_dump, validate
 
-from fulfillment.ids import ACCOUNT_ID
+from fulfillment.ids import ACCOUNT_ID, SESSION_ID
 from fulfillment.liveness import ALIVE_WITHIN_S
 from fulfillment.records import API, ORDER_STATUSES, Order, OrderItem
 
+
+
+def documented_pattern(pattern: re.Pattern[str]) -> str:
+    """An id pattern (Python's, ending in ``\\Z``) as OpenAPI writes it: anchored with ``^`` and ``$``."""
+    return "^" + pattern.pattern.removesuffix("\\Z") + "$"
+
+
+ACCOUNT_PATTERN = documented_pattern(ACCOUNT_ID)  #: a connected account id, in the OpenAPI document
+SESSION_PATTERN = documented_pattern(SESSION_ID)  #: a Checkout Session id, in the OpenAPI document
 _RELATIVE = re.compile(r"^(\d{1,5})([dhm])$")
 _UNITS_S = {"d": 86_400, "h": 3600, "m": 60}
 
@@ -128,11 +137,13 @@ OrderSchema = record_schema(Order, "OrderSchema", nested={"tuple[OrderItem, ...]
 
 class OrderListQuery(Schema):
     status = fields.String(validate=validate.OneOf(ORDER_STATUSES))
-    since = Moment(metadata={"description": "created at or after: 30d, 2026-11-01, ISO date-time, unix s"})
-    until = Moment(metadata={"description": "created at or before"})
+    since = Moment(metadata={"description": "created at or after: 30d, 2026-11-01, ISO date-time, unix s",
+                             "type": "string"})
+    until = Moment(metadata={"description": "created at or before", "type": "string"})
     product = fields.String(validate=validate.Length(1, 255), metadata={"description": "has an item of it"})
     cross_sell = fields.Boolean(metadata={"description": "took a cross-sell (true) or not (false)"})
-    account = fields.String(validate=validate.Regexp(ACCOUNT_ID, error="must be a connected account id like acct_1A2b..."))
+    account = fields.String(validate=validate.Regexp(ACCOUNT_ID, error="must be a connected account id like acct_1A2b..."),
+                            metadata={"pattern": ACCOUNT_PATTERN})
     cursor = fields.String(validate=validate.Length(1, 400), metadata={"description": "next_cursor of a page"})
     limit = fields.Integer(load_default=25, validate=validate.Range(1, 100))
 
@@ -200,8 +211,10 @@ class ReconcileSchema(Schema):
 
 
 class ReportQuery(Schema):
-    since = Moment(load_default=None, metadata={"description": "first day: 30d (default), 2026-11-01, ..."})
-    account = fields.String(validate=validate.Regexp(ACCOUNT_ID, error="must be a connected account id like acct_1A2b..."))
+    since = Moment(load_default=None, metadata={"description": "first day: 30d (default), 2026-11-01, ...",
+                                                "type": "string"})
+    account = fields.String(validate=validate.Regexp(ACCOUNT_ID, error="must be a connected account id like acct_1A2b..."),
+                            metadata={"pattern": ACCOUNT_PATTERN})
 
 
 class ReportRowSchema(Schema):
@@ -232,7 +245,13 @@ class AuditEntrySchema(Schema):
     action = fields.String(required=True)
     target = fields.String(required=True)
     result = fields.String(required=True)
+    account = fields.String(metadata={"description": "the order's account, for an action on an order"})
 
 
 class AuditListSchema(Schema):
     data = fields.List(fields.Nested(AuditEntrySchema), required=True)
+
+
+class EndSessionsSchema(Schema):
+    name = fields.String(required=True, metadata={"description": "the token's name"})
+    ended = fields.Integer(required=True, metadata={"description": "sessions that were live and are now ended"})

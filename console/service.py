@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import base64
 import binascii
+import functools
 import json
 from collections.abc import Callable
 from dataclasses import asdict, dataclass
@@ -13,10 +14,12 @@ from typing import Any
 
 import redis
 
+from console.auth import AccountScope
 from console.errors import BadRequest, Conflict, NotFound, Unavailable
 from fulfillment.deadletters import DeadLetter
 from fulfillment.errors import PermanentError, StoreUnavailable, TransientError
 from fulfillment.liveness import alive_workers, last_reconcile
+from fulfillment.pipeline import Decision
 from fulfillment.records import Order
 from messaging.dispatch import request_reconcile
 from ops import service as ops
@@ -61,6 +64,10 @@ def decode_cursor(cursor: str) -> tuple[float, str]:
                          fields={"cursor": ["invalid"]}) from None
 
 
+def _no_order(session_id: str) -> NotFound:
+    return NotFound(f"no order for {session_id!r}: its event has not arrived, or the id is wrong")
+
+
 class ConsoleService:
     """The console's view of a running crossfill."""
 
@@ -78,9 +85,9 @@ class ConsoleService:
         report.pop("retries")
         return {**report, "reconcile_last_success": last_reconcile(client)}
 
-    def orders(self, where: OrderFilter, *, cursor: str | None = None,
+    def orders(self, where: OrderFilter, scope: AccountScope, *, cursor: str | None = None,
                limit: int = 25) -> tuple[list[Order], str | None]:
-        """A page of orders, newest first, and the cursor of the next page (None at the end)."""
+        """A page of the orders in *scope*, newest first, and the cursor of the next page (None at the end)."""
         ledger = self.runtime.ledger
         position = decode_cursor(cursor) if cursor else None
         page: list[Order] = []
@@ -92,7 +99,7 @@ class ConsoleService:
             for (session_id, created_at), order in zip(rows, ledger.orders([sid for sid, _ in rows]), strict=True):
                 position = (created_at, session_id)
                 examined += 1
-                if order is not None and where.accepts(order):
+                if order is not None and scope.holds(order.account) and where.accepts(order):
                     page.append(order)
                     if len(page) == limit:
                         more = bool(ledger.recent(before=position, since=where.since, until=where.until, limit=1))
@@ -103,25 +110,60 @@ class ConsoleService:
         assert position is not None
         return page, encode_cursor(*position)
 
-    def order(self, session_id: str) -> Order:
+    def order(self, session_id: str, scope: AccountScope) -> Order:
+        """One order, if its account is in *scope*; else NotFound, as for an order that does not exist
+        (a merchant learns nothing of another account's orders)."""
         order = self.runtime.ledger.order(session_id)
-        if order is None:
-            raise NotFound(f"no order for {session_id!r}: its event has not arrived, or the id is wrong")
+        if order is None or not scope.holds(order.account):
+            raise _no_order(session_id)
         return order
 
-    def fulfil(self, session_id: str, *, account: str | None = None) -> dict[str, Any]:
-        """Fulfil a session through the webhook's own idempotent path; the order as it is now."""
+    def fulfil(self, session_id: str, scope: AccountScope, *, account: str | None = None) -> dict[str, Any]:
+        """Fulfil a session through the webhook's own idempotent path; the order as it is now.
+
+        The session is read as *account*, else as the account its order recorded. A merchant's session
+        is only ever read as one of its own accounts: its recorded account when it holds it, else each
+        of its accounts in turn until Stripe knows the session; an account outside *scope* is NotFound.
+        """
+        if scope.is_all:
+            decision = self._read(lambda: ops.fulfill_session(self.runtime, session_id, account=account))
+        else:
+            decision = None
+            for candidate in self._accounts_to_read(session_id, scope, account):
+                decision = self._read(functools.partial(ops.fulfill_session_as, self.runtime, session_id, candidate))
+                if decision is not None:
+                    break
+        if decision is None:
+            raise NotFound(f"Stripe knows no session {session_id!r}")
+        return {"session_id": session_id, "status": decision.order_status, "dispatched": len(decision.dispatch),
+                "order": self.runtime.ledger.order(session_id)}
+
+    def _accounts_to_read(self, session_id: str, scope: AccountScope,
+                          account: str | None) -> tuple[str | None, ...]:
+        order = self.runtime.ledger.order(session_id)
+        if order is not None:
+            recorded = order.account or None
+            if not scope.holds(recorded) or (account is not None and account != recorded):
+                raise _no_order(session_id)
+            return (recorded,)
+        if account is not None:
+            if not scope.holds(account):
+                raise NotFound(f"Stripe knows no session {session_id!r}")
+            return (account,)
+        return scope.readable_as()
+
+    @staticmethod
+    def _read(action: Callable[[], Decision]) -> Decision | None:
+        """Run a fulfil that reads a session from Stripe; None when Stripe does not know the session."""
         try:
-            decision = ops.fulfill_session(self.runtime, session_id, account=account)
+            return action()
         except PermanentError as error:
             if error.status == 404:
-                raise NotFound(f"Stripe knows no session {session_id!r}") from None
-            raise BadRequest(f"Stripe refused to read session {session_id!r}: {error}") from None
+                return None
+            raise BadRequest(f"Stripe refused to read the session: {error}") from None
         except TransientError as error:
             raise Unavailable(f"the Stripe API is unavailable ({error}); retry later",
                               headers={"Retry-After": "5"}) from None
-        return {"session_id": session_id, "status": decision.order_status, "dispatched": len(decision.dispatch),
-                "order": self.runtime.ledger.order(session_id)}
 
     def dead_letters(self, limit: int = 1000) -> list[DeadLetter]:
         return self.runtime.dead_letters.list(limit)

@@ -176,12 +176,15 @@ class Inbox:
                                          args, self._replication)
         return str(outcome), str(detail)
 
-    def record_ignored(self, event_id: str, event_type: str, *, reason: str = UNHANDLED_TYPE) -> None:
-        """Record a verified event crossfill does not act on, and why (by default: its type is not handled)."""
+    def record_ignored(self, event_id: str, event_type: str, *, reason: str = UNHANDLED_TYPE,
+                       session_id: str = "") -> None:
+        """Record a verified event crossfill does not act on, and why (by default: its type is not handled);
+        *session_id* when the event names one (a handled type of the other mode)."""
         key, now = _event_key(event_id), time.time()
         with reachable(), self._redis.pipeline() as pipe:
             pipe.hsetnx(key, "received_at", now)
-            pipe.hset(key, mapping={"status": "ignored", "type": event_type, "session_id": "", "reason": reason})
+            pipe.hset(key, mapping={"status": "ignored", "type": event_type, "session_id": session_id,
+                                    "reason": reason})
             pipe.hincrby(key, "deliveries", 1)
             pipe.expire(key, self._ttl_s)
             pipe.zadd(_STATUS_PREFIX + "ignored", {event_id: now}, nx=True)

@@ -79,6 +79,11 @@ def fulfill_session(runtime: Runtime, session_id: str, *, account: str | None = 
     """
     if account is None:
         account = runtime.ledger.order_summary(session_id).account
+    return fulfill_session_as(runtime, session_id, account)
+
+
+def fulfill_session_as(runtime: Runtime, session_id: str, account: str | None) -> Decision:
+    """:func:`fulfill_session`, reading the session as exactly *account* (None: the platform itself)."""
     decision = decide(COMPLETED, session_id, runtime.stripe, runtime.ledger, runtime.catalog, account=account)
     dispatch.dispatch_items(runtime.redis, session_id, decision.dispatch)
     return decision

@@ -86,7 +86,8 @@ def create_app(settings: Settings | None = None, receiver: ReceiverSettings | No
         try:
             if is_mismatch(event["livemode"], receiver.livemode):
                 # Stripe sends test events of connected accounts to live Connect endpoints too: check livemode.
-                inbox.record_ignored(event_id, event_type, reason=MISMATCH)
+                inbox.record_ignored(event_id, event_type, reason=MISMATCH,
+                                     session_id=event["data"]["object"]["id"] if is_handled(event_type) else "")
                 stats.incr(LIVEMODE_MISMATCH, "receiver")
                 return answer(200, {"received": True, "ignored": True, "reason": MISMATCH}, event_type, "ignored",
                               started)

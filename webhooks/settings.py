@@ -12,6 +12,8 @@ from fulfillment.errors import ConfigError
 from fulfillment.livemode import configured_livemode
 from webhooks import defaults
 
+SECRET_PREFIX = "whsec_"  #: Stripe's signing secrets start with it; what follows is the secret
+
 
 @dataclass(frozen=True)
 class ReceiverSettings:
@@ -82,4 +84,8 @@ def _secrets(raw: str | None) -> tuple[str, ...]:
                 shown,
                 f"secret #{position} of {len(secrets)} is empty; list secrets separated by commas, with none empty",
             )
+        if secret == SECRET_PREFIX:
+            raise ConfigError("STRIPE_WEBHOOK_SECRET", ",".join(redact(s) for s in secrets),
+                              f"secret #{position} of {len(secrets)} has nothing after {SECRET_PREFIX}; copy the "
+                              "endpoint's whole signing secret from the Dashboard")
     return secrets

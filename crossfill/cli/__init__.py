@@ -6,7 +6,8 @@ Each command lives in the module of its concern and is imported only when it run
 - :mod:`crossfill.cli.service`: the processes of the service (``web``, ``worker``, ``redis``, ``run``);
 - :mod:`crossfill.cli.ops`: what an operator asks of a running service (``status``, ``order``, ``dlq``,
   ``replay-event``);
-- :mod:`crossfill.cli.console`: the ops console and the cross-sell report (``console``, ``report``);
+- :mod:`crossfill.cli.console`: the ops console and the cross-sell report (``console``, ``report``,
+  ``end-sessions``);
 - :mod:`crossfill.cli.recovery`: reconciliation and its schedule (``reconcile``, ``beat``);
 - :mod:`crossfill.cli.dev`: the local loop (``demo``; ``sim`` and ``trigger`` are the simulator's own).
 
@@ -36,6 +37,7 @@ COMMANDS: dict[str, str] = {
     # console
     "console": "crossfill.cli.console:console",
     "report": "crossfill.cli.console:report",
+    "end-sessions": "crossfill.cli.console:end_sessions",
     # recovery
     "reconcile": "crossfill.cli.recovery:reconcile",
     "beat": "crossfill.cli.recovery:beat",

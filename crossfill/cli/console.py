@@ -41,7 +41,7 @@ def prepare(settings: Settings) -> tuple[ConsoleSettings, dict[str, str], str | 
     env = child_env(settings)
     env.pop("PROMETHEUS_MULTIPROC_DIR", None)
     env["CROSSFILL_CONSOLE_SECRET"] = console.secret_key or ""
-    env["CROSSFILL_CONSOLE_TOKENS"] = ",".join(f"{t.name}:{t.role}:{t.token}" for t in console.tokens)
+    env["CROSSFILL_CONSOLE_TOKENS"] = ",".join(t.entry() for t in console.tokens)
     return console, env, local_token
 
 
@@ -76,6 +76,27 @@ def console() -> None:
                    "set CROSSFILL_CONSOLE_TOKENS to use your own)")
     supervisor.start("console", console_argv(console_settings), env)
     sys.exit(supervisor.wait())
+
+
+@click.command("end-sessions")
+@click.argument("name")
+def end_sessions(name: str) -> None:
+    """End every console session of the token named NAME (in CROSSFILL_CONSOLE_TOKENS): browsers signed
+    in with it must sign in again. The token itself stays valid; remove it from the setting to revoke it."""
+    import getpass
+
+    from console.audit import AuditLog, log_to_stderr
+    from console.sessions import SessionStore
+
+    log_to_stderr()
+    runtime = ops_runtime()
+    ended = SessionStore(runtime.redis).end_all(name)
+    try:
+        who = f"cli:{getpass.getuser()}"
+    except (OSError, KeyError):  # no user name for this uid (a container)
+        who = "cli"
+    AuditLog(runtime.redis).record(who, "operator", "end-sessions", name, f"{ended} session(s) ended")
+    click.echo(f"{name}: {ended} console session(s) ended")
 
 
 @click.command()

@@ -6,7 +6,6 @@ test starts from an empty Redis. ``as_role(role)`` gives the Bearer headers of a
 """
 from __future__ import annotations
 
-import re
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
@@ -20,6 +19,7 @@ from console.settings import ConsoleSettings, load_console_settings
 from fulfillment.ledger import Ledger
 from fulfillment.records import Order, OrderItem
 from fulfillment.settings import Settings, load_settings
+from tests.support.console import csrf_of
 from tests.support.processes import RedisServer
 
 TOKENS = {
@@ -27,6 +27,14 @@ TOKENS = {
     "operator": "o" * 8 + "-operator-token-0123456789abcdefgh",
     "merchant": "m" * 8 + "-merchant-token-0123456789abcdefgh",
 }
+#: The accounts each role's token holds (a merchant names its own; the others see every account).
+ACCOUNTS = {"merchant": "platform"}
+
+
+def token_entries(tokens: dict[str, str] | None = None) -> str:
+    """``CROSSFILL_CONSOLE_TOKENS`` for *tokens* (default: :data:`TOKENS`), one ``<role>-person`` each."""
+    return ",".join(f"{role}-person:{role}:{token}" + (f":{ACCOUNTS[role]}" if role in ACCOUNTS else "")
+                    for role, token in (TOKENS if tokens is None else tokens).items())
 CATALOG = """
 [account]
 default_tax_behavior = "exclusive"
@@ -69,8 +77,7 @@ def settings(redis_server: RedisServer, redis_client: redis.Redis, tmp_path: Pat
 
 @pytest.fixture
 def console_settings() -> ConsoleSettings:
-    return load_console_settings({"CROSSFILL_CONSOLE_TOKENS": ",".join(f"{role}-person:{role}:{token}"
-                                                                       for role, token in TOKENS.items())})
+    return load_console_settings({"CROSSFILL_CONSOLE_TOKENS": token_entries()})
 
 
 @pytest.fixture
@@ -79,6 +86,21 @@ def app(settings: Settings, console_settings: ConsoleSettings) -> Iterator[Flask
     application.config["TESTING"] = True
     yield application
     application.extensions["crossfill_console"].service.runtime.close()
+
+
+@pytest.fixture
+def make_app(settings: Settings) -> Iterator[Callable[..., Flask]]:
+    """Build consoles on this test's Redis with their own console environment (closed at teardown)."""
+    made: list[Flask] = []
+
+    def build(**env: str) -> Flask:
+        made.append(create_console_app(settings, load_console_settings(
+            {"CROSSFILL_CONSOLE_TOKENS": token_entries(), **env})))
+        return made[-1]
+
+    yield build
+    for application in made:
+        application.extensions["crossfill_console"].service.runtime.close()
 
 
 @pytest.fixture
@@ -92,12 +114,6 @@ def as_role() -> Callable[[str], dict[str, str]]:
         return {"Authorization": f"Bearer {TOKENS[role]}"}
 
     return headers
-
-
-def csrf_of(html: str) -> str:
-    match = re.search(r'name="csrf" value="([^"]+)"', html)
-    assert match, "no CSRF field in the page"
-    return match[1]
 
 
 @pytest.fixture
@@ -127,14 +143,15 @@ def item(item_id: str, product: str, *, cross_sell: bool = False, amount: int = 
 
 
 def paid_order(ledger: Ledger, session_id: str, *, cross_sell: bool = False, fulfil: bool = True,
-               fail: bool = False) -> Order:
-    """Record an order as the pipeline would, and run its items to done (or one to failed)."""
+               fail: bool = False, account: str | None = None) -> Order:
+    """Record an order as the pipeline would (of connected *account*, or the platform's own), and run its
+    items to done (or one to failed)."""
     items = [item("li_1", "prod_pro")]
     if cross_sell:
         items.append(item("li_2", "prod_deploy", cross_sell=True, amount=1500, by="prod_pro"))
     summary = Order(session_id=session_id, mode="payment", payment_status="paid", currency="usd",
                     amount_total=sum(entry.amount_total or 0 for entry in items), customer="j***@example.com",
-                    item_count=len(items), cross_sell_count=int(cross_sell))
+                    item_count=len(items), cross_sell_count=int(cross_sell), account=account)
     ledger.open_order(session_id, summary, items)
     if fulfil:
         for entry in items:

@@ -18,7 +18,7 @@ import pytest
 
 from crossfill.embedded import free_port
 from fulfillment.deadletters import DeadLetters
-from tests.console.conftest import TOKENS
+from tests.console.conftest import TOKENS, token_entries
 from tests.support.processes import ROOT, crossfill, port_open, wait_until
 from tests.support.stack import Stack
 
@@ -37,7 +37,7 @@ DESKTOP, PHONE = (1280, 900), (390, 844)
 @pytest.fixture(scope="module")
 def console_url(stack: Stack) -> Iterator[str]:  # noqa: F811 - the imported fixture
     port = free_port()
-    tokens = ",".join(f"{role}-person:{role}:{token}" for role, token in TOKENS.items())
+    tokens = token_entries()
     env = {**stack.env, "CROSSFILL_CONSOLE_PORT": str(port), "CROSSFILL_CONSOLE_TOKENS": tokens}
     proc = crossfill("console", ["console"], env, stack.tmp)
     try:

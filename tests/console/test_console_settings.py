@@ -16,7 +16,8 @@ from console.settings import (
 )
 from fulfillment.errors import ConfigError
 
-GOOD = "a" * 32
+GOOD = "aB3dE5gH7jK9mN1pQ2rS4tU6vW8xY0zA"  #: 32 characters, many distinct
+OTHER = "Zy9Xw8Vu7Ts6Rq5Po4Nm3Lk2Ji1Hg0FeDcBa12"  #: 38
 
 
 def test_defaults_are_loopback_port_8001_without_tokens() -> None:
@@ -26,9 +27,10 @@ def test_defaults_are_loopback_port_8001_without_tokens() -> None:
 
 
 def test_tokens_are_parsed_in_order() -> None:
-    loaded = load_console_settings({"CROSSFILL_CONSOLE_TOKENS": f"ana:operator:{GOOD}, shop:merchant:{'b' * 40}"})
+    loaded = load_console_settings({"CROSSFILL_CONSOLE_TOKENS": f"ana:operator:{GOOD}, shop:merchant:{OTHER}:acct_1A+platform"})
 
-    assert [(t.name, t.role, len(t.token)) for t in loaded.tokens] == [("ana", "operator", 32), ("shop", "merchant", 40)]
+    assert [(t.name, t.role, len(t.token), t.accounts) for t in loaded.tokens] == [
+        ("ana", "operator", 32, None), ("shop", "merchant", 38, frozenset({"acct_1A", "platform"}))]
     assert GOOD not in repr(loaded)
 
 
@@ -37,7 +39,12 @@ def test_tokens_are_parsed_in_order() -> None:
     ("ana:operator:short-token", "the token has 11 characters"),
     (f"ana:operator:{GOOD},", "entry #2: write each entry as name:role:token"),
     (f"operator:{GOOD}", "write each entry as name:role:token"),
-    (f"ana:viewer:{GOOD},ana:operator:{'c' * 32}", "the name 'ana' is used twice"),
+    (f"ana:viewer:{GOOD},ana:operator:{OTHER}", "the name 'ana' is used twice"),
+    ("ana:viewer:" + "a" * 40, "only 1 distinct characters"),
+    ("ana:viewer:" + "abcdefghi" * 5, "only 9 distinct characters"),
+    (f"shop:merchant:{GOOD}", "a merchant entry names its accounts"),
+    (f"shop:merchant:{GOOD}:", "a merchant entry names its accounts"),
+    (f"shop:merchant:{GOOD}:acct_1A+shop_b", "'shop_b' is not an account"),
 ])
 def test_a_bad_token_entry_names_the_setting_and_never_shows_a_token(raw: str, fix: str) -> None:
     with pytest.raises(ConfigError) as caught:
@@ -45,7 +52,8 @@ def test_a_bad_token_entry_names_the_setting_and_never_shows_a_token(raw: str, f
 
     assert caught.value.name == "CROSSFILL_CONSOLE_TOKENS"
     assert fix in str(caught.value)
-    assert GOOD not in str(caught.value) and "c" * 32 not in str(caught.value)
+    assert GOOD not in str(caught.value) and OTHER not in str(caught.value) and "a" * 40 not in str(caught.value)
+    assert "abcdefghi" * 5 not in str(caught.value)
     assert "short-token" not in str(caught.value)
 
 
@@ -95,11 +103,11 @@ def test_a_local_operator_token_only_without_configured_tokens(tmp_path: Path) -
 
 
 def test_token_lookup_finds_the_holder_and_nothing_else() -> None:
-    table = TokenTable(load_console_settings({"CROSSFILL_CONSOLE_TOKENS": f"a:viewer:{GOOD},b:operator:{'b' * 32}"})
+    table = TokenTable(load_console_settings({"CROSSFILL_CONSOLE_TOKENS": f"a:viewer:{GOOD},b:operator:{OTHER}"})
                        .tokens, "k" * 40)
 
     assert table.authenticate(GOOD) is not None and table.authenticate(GOOD).name == "a"  # type: ignore[union-attr]
-    assert table.authenticate("b" * 32).role == "operator"  # type: ignore[union-attr]
+    assert table.authenticate(OTHER).role == "operator"  # type: ignore[union-attr]
     assert table.authenticate(GOOD + "a") is None and table.authenticate("") is None
     assert table.from_session("a", table.fingerprint("a")).name == "a"  # type: ignore[union-attr]
     assert table.from_session("a", table.fingerprint("b")) is None

@@ -73,6 +73,9 @@ def crossfill(args: list[str], env: dict[str, str], timeout: float = 60) -> subp
     ({"CROSSFILL_CONSOLE_BIND": "0.0.0.0"}, "CROSSFILL_CONSOLE_BIND"),
     ({"CROSSFILL_CONSOLE_TOKENS": f"ana:root:{TOKENS['operator']}"}, "CROSSFILL_CONSOLE_TOKENS"),
     ({"CROSSFILL_CONSOLE_TOKENS": "ana:viewer:short"}, "CROSSFILL_CONSOLE_TOKENS"),
+    ({"CROSSFILL_CONSOLE_TOKENS": "ana:viewer:" + "ab" * 20}, "CROSSFILL_CONSOLE_TOKENS"),
+    ({"CROSSFILL_CONSOLE_TOKENS": f"shop:merchant:{TOKENS['merchant']}"}, "CROSSFILL_CONSOLE_TOKENS"),
+    ({"CROSSFILL_TRUSTED_PROXIES": "many"}, "CROSSFILL_TRUSTED_PROXIES"),
     ({"CROSSFILL_CONSOLE_PORT": "http"}, "CROSSFILL_CONSOLE_PORT"),
 ])
 def test_bad_console_settings_exit_2_with_one_line_naming_the_setting(tmp_path: Path, env: dict[str, str],

@@ -16,7 +16,7 @@ from console.settings import load_console_settings
 from fulfillment.ledger import TO_REPORT
 from fulfillment.liveness import alive_workers
 from fulfillment.settings import load_settings
-from tests.console.conftest import TOKENS
+from tests.console.conftest import TOKENS, token_entries
 from tests.support.processes import wait_until
 from tests.support.stack import Stack
 
@@ -26,7 +26,7 @@ MERCHANT = {"Authorization": f"Bearer {TOKENS['merchant']}"}
 
 @pytest.fixture
 def console(fresh: Stack) -> Iterator[FlaskClient]:  # noqa: F811 - the imported fixture
-    tokens = ",".join(f"{role}-person:{role}:{token}" for role, token in TOKENS.items())
+    tokens = token_entries()
     app = create_console_app(load_settings(fresh.env), load_console_settings({"CROSSFILL_CONSOLE_TOKENS": tokens}))
     yield app.test_client()
     app.extensions["crossfill_console"].service.runtime.close()
@@ -93,3 +93,43 @@ def test_workers_write_heartbeats_the_console_counts(fresh: Stack, console: Flas
     status = console.get("/api/v1/status", headers={"Authorization": f"Bearer {TOKENS['viewer']}"}).json
 
     assert status["workers"]
+
+
+def test_a_merchant_fulfils_only_sessions_of_its_own_accounts(fresh: Stack) -> None:  # noqa: F811
+    from simulator.client import SimClient
+    from tests.support.shop import Shop
+
+    # Given two connected accounts, each with a merchant token, and a buyer of shop B whose webhook is lost
+    fresh.sim.post("/sim/faults", {"webhook_drop_rate": 1})
+    shop_a, shop_b = (fresh.sim.post("/v1/accounts", {"type": "standard"})["id"] for _ in range(2))
+    token_a, token_b = "A1-shop-a-token-0123456789abcdefghijkl", "B2-shop-b-token-0123456789abcdefghijkl"
+    tokens = f"a:merchant:{token_a}:{shop_a},b:merchant:{token_b}:{shop_b}"
+    app = create_console_app(load_settings(fresh.env), load_console_settings({"CROSSFILL_CONSOLE_TOKENS": tokens}))
+    console = app.test_client()
+    with SimClient(fresh.sim.base_url, fresh.sim.api_key, account=shop_b) as as_b:
+        session_id = Shop(as_b).buy()
+    try:
+        # When shop A asks to fulfil B's session, as itself and as B
+        plain = console.post(f"/api/v1/orders/{session_id}/fulfill", headers={"Authorization": f"Bearer {token_a}"})
+        widened = console.post(f"/api/v1/orders/{session_id}/fulfill", query_string={"account": shop_b},
+                               headers={"Authorization": f"Bearer {token_a}"})
+
+        # Then both are 404 and nothing was recorded or fulfilled
+        assert (plain.status_code, widened.status_code) == (404, 404)
+        assert fresh.order(session_id) is None
+
+        # And shop B fulfils its own session (read as B, with no ?account=), which A still cannot read
+        own = console.post(f"/api/v1/orders/{session_id}/fulfill", headers={"Authorization": f"Bearer {token_b}"})
+        assert own.status_code in (200, 202), own.json
+        order = fresh.wait_order(session_id, "fulfilled")
+        assert order["account"] == shop_b
+        audited = [fields for _, fields in fresh.redis.client().xrange("crossfill:audit")
+                   if fields["target"] == session_id]
+        assert [(e["who"], e["account"], e["result"][:8]) for e in audited] == [
+            ("a", "", "refused:"), ("a", shop_b, "refused:"), ("b", shop_b, own.json["status"][:8])]
+        assert console.get(f"/api/v1/orders/{session_id}",
+                           headers={"Authorization": f"Bearer {token_a}"}).status_code == 404
+        again = console.post(f"/api/v1/orders/{session_id}/fulfill", headers={"Authorization": f"Bearer {token_a}"})
+        assert again.status_code == 404
+    finally:
+        app.extensions["crossfill_console"].service.runtime.close()

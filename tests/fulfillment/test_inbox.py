@@ -124,6 +124,13 @@ def test_record_ignored(inbox: Inbox, fake: redis.Redis) -> None:
     assert fake.llen(QUEUE) == 0
 
 
+def test_record_ignored_keeps_the_session_an_event_names(inbox: Inbox) -> None:
+    inbox.record_ignored("evt_3", "checkout.session.completed", reason="livemode_mismatch", session_id="cs_test_3")
+
+    event = inbox.get("evt_3")
+    assert event is not None and (event.status, event.session_id) == ("ignored", "cs_test_3")
+
+
 def test_move_with_a_guard(inbox: Inbox) -> None:
     record(inbox)
 

@@ -235,6 +235,15 @@ def test_an_empty_secret_in_the_list_is_refused_without_showing_the_others(value
         assert text not in str(error) and text not in repr(error.value)
 
 
+@pytest.mark.parametrize("value", ["whsec_", f"{SECRET_A},whsec_", " whsec_ "])
+def test_a_secret_with_nothing_after_whsec_is_refused(value: str) -> None:
+    error = config_error({"STRIPE_WEBHOOK_SECRET": value})
+
+    assert error.name == "STRIPE_WEBHOOK_SECRET"
+    assert "nothing after whsec_" in str(error)
+    assert SECRET_A not in str(error)
+
+
 @pytest.mark.parametrize("value", ["redis://:s3cretpw@cache:port/0", "http://admin:s3cretpw@cache:6379",
                                    "redis://:s3cretpw@"])
 def test_a_bad_redis_url_is_refused_without_showing_its_password(value: str) -> None:
@@ -297,6 +306,7 @@ def run_cli(command: str, env_overrides: dict[str, str], cwd: Path) -> subproces
     ("CROSSFILL_REDIS_MIN_REPLICAS", "one", None),
     ("CROSSFILL_REDIS_SENTINEL_MASTER", "my master", None),
     ("STRIPE_WEBHOOK_SECRET", f"{SECRET_A},,{SECRET_B}", SECRET_A),
+    ("STRIPE_WEBHOOK_SECRET", f"{SECRET_A},whsec_", SECRET_A),
 ])
 def test_cli_web_with_a_bad_value_exits_2_with_one_line(tmp_path: Path, name: str, value: str,
                                                          hidden: str | None) -> None:
