@@ -111,4 +111,6 @@ class Simulator:
         for store in self.stores():
             if endpoint_id in store.endpoints:
                 return store.endpoint_secrets(endpoint_id)
+            if endpoint_id in store.destinations:
+                return store.destination_secrets(endpoint_id)
         return None
