@@ -19,7 +19,7 @@ from collections.abc import Iterator
 from fulfillment import defaults
 from fulfillment.errors import PermanentError, StoreUnavailable, TransientError
 from fulfillment.events import HANDLED_TYPES
-from fulfillment.inbox import DUPLICATE
+from fulfillment.inbox import DUPLICATE, TWINNED
 from fulfillment.liveness import RECONCILE_LAST_SUCCESS
 from fulfillment.locks import Lock
 from fulfillment.recovery import ReconcileReport, session_needs_fulfillment
@@ -102,8 +102,9 @@ def _recover_events(runtime: Runtime, report: ReconcileReport, lock: Lock, *, un
             session_id = event["data"]["object"]["id"]
             if not report.dry_run:
                 outcome, _ = enqueue_event(runtime.inbox, event["id"], event["type"], session_id, json.dumps(event),
-                                           account=event.get("account") or account)
-                if outcome == DUPLICATE:  # its webhook arrived meanwhile
+                                           account=event.get("account") or account, change=event["id"])
+                # Its webhook arrived meanwhile, or its thin notification (twin) was recorded before.
+                if outcome in (DUPLICATE, TWINNED):
                     report.events_known += 1
                     continue
                 log.warning("reconcile: event %s (%s, %s) was never received; recorded and enqueued",
