@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import json
 
-
 import stripe
 
 from tests.integration.pipeline.test_recovery import assert_fulfilled_once
