@@ -8,6 +8,10 @@ hold through the receiver's own atomic path (``messaging.dispatch.enqueue_event`
 lists the completed Checkout Sessions of the window and fulfils every paid one that has no order yet,
 as if its event had arrived (``ops.service.fulfill_session``, the webhook's idempotent path). Running it
 twice, or alongside a late webhook, fulfils nothing twice: the inbox dedupes events, the ledger items.
+
+A deployment that receives thin notifications (an event destination) is covered by the same lists:
+the v1 Events API holds every v1 event whichever way it was announced, and an event recorded here is
+the snapshot twin of the thin notification that never arrived (the inbox queues one of the two).
 """
 from __future__ import annotations
 
