@@ -200,11 +200,6 @@ class EventDestinations:
         """This (platform) account's destinations that receive connected accounts' events of *event_type*."""
         return [d for d in self.destinations.values() if d.wants(event_type, own=False)]
 
-    def wants_thin(self, event_type: str) -> bool:
-        """Whether some destination of this account (or the platform's, for its connected accounts)
-        receives ``v1.{event_type}`` thin events."""
-        return any(d.event_payload == "thin" for d in self.targets(event_type))
-
     # -- thin events ---------------------------------------------------------------------------------
 
     def thin_event_for(self, event: dict[str, Any]) -> dict[str, Any]:
