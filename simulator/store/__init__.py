@@ -104,6 +104,8 @@ class Store:
         self.connected_destinations = locked(self._destinations.connected_destinations)
         self.ping_event = locked(self._destinations.ping_event)
         self.get_thin_event = locked(self._destinations.get_thin_event)
+        self.has_thin_event = locked(self._destinations.has_thin_event)
+        self.thin_targets = locked(self._destinations.thin_targets)
         self.list_thin_events = locked(self._destinations.list_thin_events)
 
     def _locked(self, method: Callable[P, R]) -> Callable[P, R]:

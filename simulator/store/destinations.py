@@ -230,6 +230,19 @@ class EventDestinations:
         self._thin_by_id[event["id"]] = (event | {"_created": now})
         return event
 
+    def has_thin_event(self, event_id: str) -> bool:
+        """Whether this account has the thin event *event_id*."""
+        return event_id in self._thin_by_id
+
+    def thin_targets(self, event_id: str, destination_id: str | None = None) -> list[DestinationRecord]:
+        """The thin destinations that receive the thin event *event_id* now (only *destination_id*
+        when given): a deliberate duplicate (``/sim/events/{id}/resend``)."""
+        event = self.get_thin_event(event_id)
+        if destination_id is not None:
+            return [self._destination(destination_id)]
+        v1_type = event["type"].removeprefix(THIN_PREFIX)
+        return [d for d in self.targets(v1_type) if d.event_payload == "thin"]
+
     def get_thin_event(self, event_id: str) -> dict[str, Any]:
         """A thin event by id (``GET /v2/core/events/{id}``)."""
         found = self._thin_by_id.get(event_id)

@@ -144,3 +144,21 @@ def test_connected_accounts_events_reach_a_platform_destination_with_context(
 
     assert str(notification.context) == "acct_thin1"
     assert notification.fetch_related_object().id == bought.session_id  # read with Stripe-Context
+
+
+def test_a_thin_event_can_be_resent_and_its_deliveries_read(client: stripe.StripeClient, sim: SimClient,
+                                                           endpoint: WebhookEndpoint) -> None:
+    destination = _destination(client, endpoint.url)
+    purchase(sim)
+    (first,) = endpoint.wait_for(lambda got: len(got) == 1)
+    event_id = json.loads(first.body)["id"]
+
+    sim.post(f"/sim/events/{event_id}/resend")
+    (_, again) = endpoint.wait_for(lambda got: len(got) == 2)
+    deliveries = sim.get(f"/sim/events/{event_id}/deliveries")["data"]
+
+    assert again.body == first.body
+    assert client.parse_event_notification(again.body, again.signature,
+                                           destination.webhook_endpoint.signing_secret).id == event_id
+    assert [(d["webhook_endpoint"], d["resend"]) for d in deliveries] == [(destination.id, False),
+                                                                          (destination.id, True)]
