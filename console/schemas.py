@@ -19,7 +19,6 @@ from fulfillment.liveness import ALIVE_WITHIN_S
 from fulfillment.records import API, ORDER_STATUSES, Order, OrderItem
 
 
-
 def documented_pattern(pattern: re.Pattern[str]) -> str:
     """An id pattern (Python's, ending in ``\\Z``) as OpenAPI writes it: anchored with ``^`` and ``$``."""
     return "^" + pattern.pattern.removesuffix("\\Z") + "$"

@@ -2,8 +2,10 @@
 
 Starts Redis, the simulator, the receiver and a worker; runs purchases with and without the
 cross-sell, one removed then added again, an async payment that succeeds and one that fails, and a
-session of 120 line items; waits for every order; prints a table; stops everything; exits 0 only
-when every order ended as expected.
+session of 100 line items — all announced by snapshot events (a webhook endpoint) — then one purchase
+announced by a thin event only (an event destination) and one announced by both at once (a platform
+migrating); waits for every order; prints a table; stops everything; exits 0 only when every order
+ended as expected.
 """
 from __future__ import annotations
 
@@ -15,7 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from crossfill.embedded import free_port, start_embedded
-from crossfill.local import resolve_secrets, start_local
+from crossfill.local import BOTH, resolve_secrets, start_local
 from crossfill.supervisor import Supervisor
 from fulfillment.ledger import Ledger
 from fulfillment.records import Order
@@ -61,8 +63,32 @@ SCENARIOS = (
     Scenario("cross-sell removed, added again", _buy(cross_sell=True, remove_cross_sell=True), "fulfilled", 2, 1),
     Scenario("async payment succeeded", _async("async_succeeded"), "fulfilled", 2, 1),
     Scenario("async payment failed", _async("async_failed"), "payment_failed", 0, 0),
-    Scenario("120 line items + cross-sell", _buy(items=120, cross_sell=True), "fulfilled", 121, 1),
+    # 100 line items (Stripe's most in payment mode): more than the first page a session embeds.
+    Scenario("99 line items + cross-sell", _buy(items=99, cross_sell=True), "fulfilled", 100, 1),
 )
+
+
+#: Purchases announced by thin events: (scenario, send snapshot events too).
+THIN_SCENARIOS = (
+    (Scenario("thin event only", _buy(cross_sell=True), "fulfilled", 2, 1), False),
+    (Scenario("snapshot + thin (migrating)", _buy(cross_sell=True), "fulfilled", 2, 1), True),
+)
+
+
+@dataclass(frozen=True)
+class Routes:
+    """Which of the simulator's two ways to the receiver are on: the webhook endpoint (snapshot
+    events) and the event destination (thin events)."""
+
+    client: SimClient
+    endpoint_id: str
+    destination_id: str
+
+    def use(self, *, snapshot: bool, thin: bool) -> None:
+        """Switch them, once every delivery under way has ended (a disabled route stops its retries)."""
+        self.client.post("/sim/deliveries/wait", {"timeout_s": "30"})
+        self.client.post(f"/v1/webhook_endpoints/{self.endpoint_id}", {"disabled": "false" if snapshot else "true"})
+        self.client.post(f"/v2/core/event_destinations/{self.destination_id}/{'enable' if thin else 'disable'}")
 
 
 def run_demo(settings: Settings, data_dir: Path, echo: Echo) -> bool:
@@ -83,10 +109,15 @@ def run_demo(settings: Settings, data_dir: Path, echo: Echo) -> bool:
     try:
         echo(f"starting Redis, the simulator, the receiver and a worker (logs in {data_dir}/logs) ...")
         stack = start_local(settings, receiver, concurrency=8, sim_port=free_port(), supervisor=supervisor,
-                            log_dir=data_dir / "logs")
-        assert stack.sim_url is not None
+                            log_dir=data_dir / "logs", payload=BOTH)
+        assert stack.sim_url is not None and stack.destination_id is not None
         with SimClient(stack.sim_url) as client:
+            routes = Routes(client, stack.endpoint_ids[0], stack.destination_id)
+            routes.use(snapshot=True, thin=False)
             sessions = [(scenario, scenario.run(client)) for scenario in SCENARIOS]
+            for scenario, snapshot_too in THIN_SCENARIOS:
+                routes.use(snapshot=snapshot_too, thin=True)
+                sessions.append((scenario, scenario.run(client)))
         echo(f"{len(sessions)} purchases made; waiting for their orders ...")
         ledger = Ledger(connect(url))
         orders = _wait(ledger, sessions)

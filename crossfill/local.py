@@ -2,7 +2,10 @@
 
 With no ``STRIPE_API_KEY``, the Stripe simulator is started too (as a process: only its demo catalog's
 path is imported), the receiver is registered as its webhook endpoint, and the worker reads sessions
-from it.
+from it. ``CROSSFILL_EVENT_PAYLOAD`` chooses what the simulator sends: ``snapshot`` (the default:
+``/v1/webhook_endpoints``), ``thin`` (an event destination with thin payloads, ``/v2/core/
+event_destinations``, whose signing secret is added to the receiver's) or ``both`` (a platform
+migrating: each change arrives twice, and is fulfilled once).
 """
 from __future__ import annotations
 
@@ -11,6 +14,7 @@ import secrets
 import socket
 import sys
 import time
+from collections.abc import Mapping
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -21,7 +25,7 @@ from crossfill.errors import ChildExited, StartTimeout
 from crossfill.supervisor import Supervisor
 from fulfillment.credentials import kept_secret
 from fulfillment.errors import ConfigError
-from fulfillment.events import HANDLED_TYPES
+from fulfillment.events import HANDLED_TYPES, THIN_HANDLED_TYPES
 from fulfillment.settings import Settings
 
 if TYPE_CHECKING:
@@ -30,6 +34,9 @@ if TYPE_CHECKING:
 SIM_API_KEY = "sk_test_crossfill_local"  #: the key the worker uses against the local simulator
 START_TIMEOUT_S = 30.0  #: wait for a child to listen, seconds
 CROSSFILL = [sys.executable, "-m", "crossfill.cli"]  #: the ``crossfill`` command, as a child process
+#: What the local simulator sends the receiver (CROSSFILL_EVENT_PAYLOAD).
+SNAPSHOT, THIN, BOTH = "snapshot", "thin", "both"
+EVENT_PAYLOADS = (SNAPSHOT, THIN, BOTH)
 
 
 @dataclass
@@ -41,6 +48,23 @@ class LocalStack:
     supervisor: Supervisor
     receiver_url: str
     sim_url: str | None = None
+    #: The simulator's webhook endpoints (the platform's, then its Connect one) and thin destination
+    #: registered for the receiver (none without the simulator).
+    endpoint_ids: tuple[str, ...] = ()
+    destination_id: str | None = None
+
+
+def event_payload(environ: Mapping[str, str] | None = None) -> str:
+    """CROSSFILL_EVENT_PAYLOAD: ``snapshot`` (default), ``thin`` or ``both``.
+
+    Raises:
+        ConfigError: for any other value.
+    """
+    env = os.environ if environ is None else environ
+    value = env.get("CROSSFILL_EVENT_PAYLOAD", "").strip().lower() or SNAPSHOT
+    if value not in EVENT_PAYLOADS:
+        raise ConfigError("CROSSFILL_EVENT_PAYLOAD", value, f"use one of {', '.join(EVENT_PAYLOADS)}")
+    return value
 
 
 def secret_file(settings: Settings) -> Path:
@@ -97,15 +121,18 @@ def wait_listening(port: int, supervisor: Supervisor, what: str, timeout: float 
 
 
 def start_local(settings: Settings, receiver: ReceiverSettings, *, concurrency: int, sim_port: int = 12111,
-                supervisor: Supervisor | None = None, log_dir: Path | None = None) -> LocalStack:
+                supervisor: Supervisor | None = None, log_dir: Path | None = None,
+                payload: str = SNAPSHOT) -> LocalStack:
     """Start the simulator (when no API key is set), a worker, beat and the receiver; return when they listen.
 
     *settings* must already name its Redis (the caller starts the embedded one) and secrets. With
-    *log_dir*, each child logs to a file there instead of this terminal.
+    *log_dir*, each child logs to a file there instead of this terminal. *payload* (``snapshot``,
+    ``thin`` or ``both``) is what the simulator is set up to send the receiver.
     """
     supervisor = supervisor or Supervisor()
     receiver_url = f"http://127.0.0.1:{receiver.port}/webhooks/stripe"
-    sim_url = None
+    sim_url, destination_id = None, None
+    endpoint_ids: tuple[str, ...] = ()
     if not settings.stripe.api_key:
         from simulator.scenario import DEMO_CATALOG_PATH  # the simulator owns its demo catalog
 
@@ -115,7 +142,12 @@ def start_local(settings: Settings, receiver: ReceiverSettings, *, concurrency: 
         supervisor.start("sim", [*CROSSFILL, "sim", "--port", str(sim_port), "--catalog",
                                  str(settings.catalog_path)], child_env(settings, receiver), log_dir)
         wait_listening(sim_port, supervisor, "the simulator")
-        register_endpoint(sim_url, receiver_url, receiver.webhook_secrets[0])
+        if payload in (SNAPSHOT, BOTH):
+            endpoint_ids = register_endpoint(sim_url, receiver_url, receiver.webhook_secrets[0])
+        if payload in (THIN, BOTH):
+            destination_id, secret = register_destination(sim_url, receiver_url)
+            # A destination's own signing secret: one more entry of STRIPE_WEBHOOK_SECRET.
+            receiver = receiver.with_secrets((*receiver.webhook_secrets, secret))
     env = child_env(settings, receiver)
     supervisor.start("worker", [*CROSSFILL, "worker", "--concurrency", str(concurrency)], env, log_dir)
     # reconcile (CROSSFILL_RECONCILE_EVERY) and sweep (CROSSFILL_SWEEP_EVERY) on their schedule
@@ -123,14 +155,32 @@ def start_local(settings: Settings, receiver: ReceiverSettings, *, concurrency: 
     supervisor.start("web", [*CROSSFILL, "web"], env, log_dir)
     wait_listening(receiver.port, supervisor, "the receiver")
     return LocalStack(settings=settings, receiver=receiver, supervisor=supervisor, receiver_url=receiver_url,
-                      sim_url=sim_url)
+                      sim_url=sim_url, endpoint_ids=endpoint_ids, destination_id=destination_id)
 
 
-def register_endpoint(sim_url: str, receiver_url: str, secret: str) -> None:
+def register_endpoint(sim_url: str, receiver_url: str, secret: str) -> tuple[str, ...]:
     """Make the receiver the simulator's webhook endpoint — the platform's and its Connect endpoint
-    (connected accounts' events, as a platform subscribes) — signing with the secret it already has."""
+    (connected accounts' events, as a platform subscribes) — signing with the secret it already has.
+    Returns their ids."""
     form = [("url", receiver_url), ("secret", secret)] + [("enabled_events[]", event) for event in HANDLED_TYPES]
+    ids = []
     for connect in ("false", "true"):
         response = requests.post(f"{sim_url}/v1/webhook_endpoints", data=[*form, ("connect", connect)], timeout=10,
                                  headers={"Authorization": f"Bearer {SIM_API_KEY}"})
         response.raise_for_status()
+        ids.append(str(response.json()["id"]))
+    return tuple(ids)
+
+
+def register_destination(sim_url: str, receiver_url: str) -> tuple[str, str]:
+    """Make the receiver the simulator's thin event destination, for the platform's and its connected
+    accounts' events (as on Stripe: ``POST /v2/core/event_destinations``). Returns its id and the
+    signing secret Stripe chose for it."""
+    response = requests.post(f"{sim_url}/v2/core/event_destinations", timeout=10, json={
+        "name": "crossfill (local)", "type": "webhook_endpoint", "event_payload": "thin",
+        "enabled_events": list(THIN_HANDLED_TYPES), "events_from": ["self", "other_accounts"],
+        "webhook_endpoint": {"url": receiver_url}, "include": ["webhook_endpoint.signing_secret"],
+    }, headers={"Authorization": f"Bearer {SIM_API_KEY}"})
+    response.raise_for_status()
+    body = response.json()
+    return str(body["id"]), str(body["webhook_endpoint"]["signing_secret"])

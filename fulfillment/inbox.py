@@ -10,6 +10,14 @@ An event left ``enqueued`` or ``processing`` past the stuck threshold has lost i
 Redis transport takes a message with BRPOP before it records it as unacked: a worker killed in
 between loses it). A new delivery of such an event pushes its message again (``requeued``), in the
 same script, instead of answering ``duplicate``; the sweeper does the same for events nobody resends.
+
+A thin notification and its snapshot twin announce one change under two event ids (a platform
+migrating runs a snapshot endpoint and a thin destination side by side). Both carry the snapshot
+event's id: the snapshot event as its ``id``, the thin one as ``snapshot_event``. That id is the
+*change*: the record script keeps ``change:<snapshot id>`` → the first event recorded for it, and a
+twin arriving after it (in any order, concurrently too: the script is atomic) is recorded as
+``ignored`` with reason ``twin`` and the first event's id, and nothing is queued: one read of the
+session instead of two. The ledger's per-item claim keeps one effect per item whatever gets through.
 """
 from __future__ import annotations
 
@@ -26,8 +34,10 @@ from fulfillment.store import KEY_PREFIX, Replication, reachable, run_replicated
 STATUSES = ("enqueued", "processing", "processed", "failed", "ignored")
 #: Why an event is ignored when nothing else is said: crossfill does not handle its type.
 UNHANDLED_TYPE = "unhandled_type"
+#: Why an event is ignored when its twin (the same change, snapshot or thin) was recorded first.
+TWIN = "twin"
 #: Outcomes of :meth:`Inbox.record`.
-ENQUEUED, DUPLICATE, REQUEUED = "enqueued", "duplicate", "requeued"
+ENQUEUED, DUPLICATE, REQUEUED, TWINNED = "enqueued", "duplicate", "requeued", "twin"
 #: The statuses in which an event waits on a message (queued, or held by a worker).
 IN_FLIGHT = ("enqueued", "processing")
 
@@ -50,10 +60,13 @@ local function requeue_if_stuck(key, prefix, queue, event_id, message, now, stuc
 end
 """
 
-# KEYS: event hash, status-set prefix, queue list. ARGV: now, ttl, type, session_id, body, event_id,
-# message, account ("" for the platform's own; a Connect event's acct_... otherwise, kept only then),
-# stuck_after seconds (0: never requeue), livemode ("true", "false", or "" when the event does not say).
-# The push comes first: if Redis refuses it, the script stops before recording anything.
+# KEYS: event hash, status-set prefix, queue list, and optionally the change key (change:<snapshot
+# event id>). ARGV: now, ttl, type, session_id, body, event_id, message, account ("" for the
+# platform's own; a Connect event's acct_... otherwise, kept only then), stuck_after seconds (0: never
+# requeue), livemode ("true", "false", or "" when the event does not say). The push comes first: if
+# Redis refuses it, the script stops before recording anything.
+# With a change key naming another event (this one's twin came first), the event is recorded ignored
+# (reason 'twin') and nothing is pushed: {'twin', <first event id>}.
 _RECORD = _LUA_REQUEUE + """
 local status = redis.call('HGET', KEYS[1], 'status')
 if status then
@@ -67,6 +80,19 @@ if status then
     end
   end
   return {'duplicate', status}
+end
+if KEYS[4] then
+  local first = redis.call('GET', KEYS[4])
+  if first and first ~= ARGV[6] then
+    redis.call('HSET', KEYS[1], 'status', 'ignored', 'type', ARGV[3], 'session_id', ARGV[4], 'reason', 'twin',
+               'twin', first, 'received_at', ARGV[1], 'deliveries', 1)
+    if ARGV[8] and ARGV[8] ~= '' then redis.call('HSET', KEYS[1], 'account', ARGV[8]) end
+    if ARGV[10] and ARGV[10] ~= '' then redis.call('HSET', KEYS[1], 'livemode', ARGV[10]) end
+    redis.call('EXPIRE', KEYS[1], tonumber(ARGV[2]))
+    redis.call('ZADD', KEYS[2] .. 'ignored', ARGV[1], ARGV[6])
+    return {'twin', first}
+  end
+  redis.call('SET', KEYS[4], ARGV[6], 'EX', tonumber(ARGV[2]))
 end
 redis.call('LPUSH', KEYS[3], ARGV[7])
 redis.call('HSET', KEYS[1], 'status', 'enqueued', 'type', ARGV[3], 'session_id', ARGV[4], 'body', ARGV[5],
@@ -122,6 +148,10 @@ def _event_key(event_id: str) -> str:
     return f"{KEY_PREFIX}event:{event_id}"
 
 
+def _change_key(snapshot_event_id: str) -> str:
+    return f"{KEY_PREFIX}change:{snapshot_event_id}"
+
+
 _STATUS_PREFIX = f"{KEY_PREFIX}inbox:"  #: sorted sets per status: event id scored by receipt time
 _FLAGS = {True: "true", False: "false"}  #: how the ``livemode`` field is stored
 _MODES = {"true": True, "false": False}
@@ -145,7 +175,7 @@ class Inbox:
         self._replay = client.register_script(_REPLAY)
 
     def record(self, event_id: str, event_type: str, session_id: str, body: str, *, queue: str, message: str,
-               account: str | None = None, livemode: bool | None = None,
+               account: str | None = None, livemode: bool | None = None, change: str | None = None,
                now: float | None = None) -> tuple[str, str]:
         """Record a delivery of an event; when the event is new, push *message* onto the list *queue*.
 
@@ -153,12 +183,16 @@ class Inbox:
         reads the session as that account (``Stripe-Account``). *livemode* is the event's ``livemode``;
         when not given, it is read from *body* here, once, and kept as a field of the record.
 
+        *change* is the snapshot event id the event announces (its own id for a snapshot event, a thin
+        notification's ``snapshot_event``): of the twins naming one change, only the first is queued.
+
         Both happen in one atomic Redis call, so concurrent deliveries of one event enqueue it once.
 
         Returns:
             ``("enqueued", "enqueued")`` for a new event; ``("duplicate", status)`` for one already
             recorded (its delivery count goes up); ``("requeued", status)`` for one recorded but stuck
-            in flight past the stuck threshold, whose *message* was pushed again.
+            in flight past the stuck threshold, whose *message* was pushed again; ``("twin", first id)``
+            for one whose twin was recorded first (recorded ``ignored``, nothing pushed).
 
         Every outcome writes (a duplicate counts its delivery), so with replicas required it returns
         only once they hold the event and its message: the sender's 200 never outlives a failover.
@@ -172,8 +206,10 @@ class Inbox:
         mode = livemode_of(body) if livemode is None else livemode
         args: list[Any] = [stamp, self._ttl_s, event_type, session_id, body, event_id, message, account or "",
                            self._stuck_after_s, "" if mode is None else _FLAGS[mode]]
-        outcome, detail = run_replicated(self._redis, self._record, [_event_key(event_id), _STATUS_PREFIX, queue],
-                                         args, self._replication)
+        keys = [_event_key(event_id), _STATUS_PREFIX, queue]
+        if change:
+            keys.append(_change_key(change))
+        outcome, detail = run_replicated(self._redis, self._record, keys, args, self._replication)
         return str(outcome), str(detail)
 
     def record_ignored(self, event_id: str, event_type: str, *, reason: str = UNHANDLED_TYPE,
@@ -224,6 +260,7 @@ class Inbox:
             reason=fields.get("reason", ""),
             # Events recorded before the inbox kept livemode as a field: read it from the body.
             livemode=_MODES.get(fields["livemode"]) if "livemode" in fields else livemode_of(fields.get("body", "")),
+            twin=fields.get("twin") or None,
         )
 
     def requeue_if_stuck(self, event_id: str, *, queue: str, message: str, stuck_after_s: float,

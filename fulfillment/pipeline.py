@@ -9,7 +9,7 @@ import logging
 from dataclasses import dataclass
 
 from fulfillment.catalog import Catalog
-from fulfillment.events import ASYNC_FAILED, EXPIRED
+from fulfillment.events import ASYNC_FAILED, EXPIRED, action_type
 from fulfillment.inbox import Inbox
 from fulfillment.ledger import Ledger
 from fulfillment.livemode import MISMATCH, is_mismatch
@@ -52,6 +52,8 @@ def decide(event_type: str, session_id: str, client: StripeClient, ledger: Ledge
     *account* is the connected account a Connect event came from: the session is read as that
     account, its items classified by its catalog, and the order records it.
 
+    *event_type* is a snapshot type or its thin form (``v1.checkout.session.completed``).
+
     Safe to call any number of times, concurrently, in any order of events: the ledger keeps one
     record per item, and an order that was fulfilled is never moved back.
 
@@ -60,6 +62,7 @@ def decide(event_type: str, session_id: str, client: StripeClient, ledger: Ledge
         PermanentError: the API refused (e.g. an unknown session).
         StoreUnavailable: Redis is down.
     """
+    event_type = action_type(event_type)  # a thin notification acts as its snapshot twin
     session = client.retrieve_session(session_id, account=account)
     if session.has_unknown_payment_status:
         # Fail safe: a payment status newer than crossfill is not "paid"; the order waits, and says so

@@ -194,10 +194,12 @@ class InboxEvent:
     deliveries: int
     #: The connected account (``acct_...``) a Connect event came from; None for the platform's own.
     account: str | None = None
-    #: Why an ``ignored`` event was ignored (``unhandled_type``, ``livemode_mismatch``), else "".
+    #: Why an ``ignored`` event was ignored (``unhandled_type``, ``livemode_mismatch``, ``twin``), else "".
     reason: str = ""
     #: The event's ``livemode`` as Stripe sent it; None when it did not say.
     livemode: bool | None = None
+    #: For an event ignored as a ``twin``: the id of its twin, recorded first and processed instead.
+    twin: str | None = None
 
 
 def livemode_of(body: str) -> bool | None:

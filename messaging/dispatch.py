@@ -51,14 +51,17 @@ def item_message(session_id: str, line_item_id: str) -> str:
 
 
 def enqueue_event(inbox: Inbox, event_id: str, event_type: str, session_id: str, body: str, *,
-                  account: str | None = None, livemode: bool | None = None,
+                  account: str | None = None, livemode: bool | None = None, change: str | None = None,
                   now: float | None = None) -> tuple[str, str]:
     """Record a delivery of an event and, when it is new (or stuck), push its message: one Lua call.
+    *change* names the snapshot event it announces, so that a thin notification and its snapshot
+    twin queue one message between them.
 
-    Returns and raises as :meth:`Inbox.record` (``enqueued``, ``duplicate`` or ``requeued``).
+    Returns and raises as :meth:`Inbox.record` (``enqueued``, ``duplicate``, ``requeued`` or ``twin``).
     """
     return inbox.record(event_id, event_type, session_id, body, queue=EVENTS_QUEUE,
-                        message=event_message(event_id), account=account, livemode=livemode, now=now)
+                        message=event_message(event_id), account=account, livemode=livemode, change=change,
+                        now=now)
 
 
 def replay_event(inbox: Inbox, event_id: str) -> str | None:

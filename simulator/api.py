@@ -14,6 +14,14 @@ from flask import Blueprint, request
 from fulfillment.catalog import TAX_BEHAVIORS
 from simulator.context import current_account, current_sim, current_store, expansions, read_params, request_info
 from simulator.errors import InvalidRequest
+from simulator.filters import (
+    ACCOUNT_FILTERS,
+    PRICE_FILTERS,
+    PRODUCT_FILTERS,
+    account_filter,
+    price_filter,
+    product_filter,
+)
 from simulator.params import Params, to_int
 from simulator.resources import ACCOUNT_TYPES, INTERVALS, MODES, SESSION_STATUSES
 from simulator.store import LineItemSpec
@@ -40,10 +48,9 @@ def create_product() -> Any:
 @api.get("/products")
 def list_products() -> Any:
     params = read_params()
-    params.allow("active", "limit", "starting_after", "ending_before")
+    params.allow(*PRODUCT_FILTERS, "limit", "starting_after", "ending_before")
     expansions(params, "list:product")
-    active = params.boolean("active") if "active" in params else None
-    return current_store().list_products(params.page(), active)
+    return current_store().list_products(params.page(), None, product_filter(params))
 
 
 @api.get("/products/<product_id>")
@@ -99,10 +106,9 @@ def get_price(price_id: str) -> Any:
 @api.get("/prices")
 def list_prices() -> Any:
     params = read_params()
-    params.allow("product", "active", "limit", "starting_after", "ending_before")
-    active = params.boolean("active") if "active" in params else None
-    return current_store().list_prices(params.page(), product=params.string("product"), active=active,
-                                       expand=expansions(params, "list:price"))
+    params.allow(*PRICE_FILTERS, "limit", "starting_after", "ending_before")
+    return current_store().list_prices(params.page(), product=None, active=None,
+                                       expand=expansions(params, "list:price"), where=price_filter(params))
 
 
 @api.post("/checkout/sessions")
@@ -316,9 +322,9 @@ def create_account() -> Any:
 @api.get("/accounts")
 def list_accounts() -> Any:
     params = read_params()
-    params.allow("limit", "starting_after", "ending_before")
+    params.allow(*ACCOUNT_FILTERS, "limit", "starting_after", "ending_before")
     expansions(params, "list:account")
-    return current_sim().list_accounts(params.page())
+    return current_sim().list_accounts(params.page(), account_filter(params))
 
 
 @api.get("/accounts/<account_id>")

@@ -24,6 +24,7 @@ from simulator.errors import ApiError, AuthenticationFailed, RateLimited
 from simulator.idempotency import SavedResponse
 from simulator.simulation import Simulator
 from simulator.store import Store
+from simulator.v2 import v2
 
 log = logging.getLogger(__name__)
 
@@ -38,6 +39,7 @@ def create_sim_app(config: SimConfig | None = None, *, simulator: Simulator | No
     app.extensions[EXTENSION] = simulator or Simulator(config)
     app.register_blueprint(api)
     app.register_blueprint(sim)
+    app.register_blueprint(v2)
     app.before_request(_before_api)
     app.after_request(_after_api)
     app.teardown_request(_teardown_api)
@@ -51,7 +53,7 @@ def create_sim_app(config: SimConfig | None = None, *, simulator: Simulator | No
 # -- around every /v1 request ------------------------------------------------------------------------
 
 def _is_api() -> bool:
-    return request.blueprint == api.name
+    return request.blueprint in (api.name, v2.name)
 
 
 def _before_api() -> Response | None:

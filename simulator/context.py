@@ -27,8 +27,9 @@ def current_sim() -> Simulator:
 
 
 def current_account() -> str | None:
-    """The connected account this request acts for (``Stripe-Account`` header); None for the platform."""
-    return request.headers.get("Stripe-Account") or None
+    """The connected account this request acts for (``Stripe-Account``, or v2's ``Stripe-Context``, which
+    SDKs send for a thin event's ``context``); None for the platform."""
+    return request.headers.get("Stripe-Account") or request.headers.get("Stripe-Context") or None
 
 
 def current_store() -> Store:

@@ -29,7 +29,7 @@ def _session_store(session_id: str) -> Store:
 
 
 def _event_store(event_id: str) -> Store:
-    return current_sim().find(lambda store: store.has_event(event_id))
+    return current_sim().find(lambda store: store.has_event(event_id) or store.has_thin_event(event_id))
 
 
 def _endpoint_store(endpoint_id: str) -> Store:
@@ -110,7 +110,9 @@ def expire_session(session_id: str) -> Any:
 
 @sim.get("/events/<event_id>/deliveries")
 def deliveries(event_id: str) -> Any:
-    _event_store(event_id).get_event(event_id)
+    store = _event_store(event_id)
+    if not store.has_thin_event(event_id):
+        store.get_event(event_id)
     data = current_sim().dispatcher.deliveries_of(event_id)
     return {"object": "list", "data": data, "has_more": False, "url": f"/sim/events/{event_id}/deliveries"}
 
@@ -120,9 +122,13 @@ def resend(event_id: str) -> Any:
     params = read_params()
     params.allow("webhook_endpoint")
     store = _event_store(event_id)
-    event = store.get_event(event_id)
-    endpoints = store.endpoints_for(event, params.string("webhook_endpoint"))
-    sent = current_sim().dispatcher.dispatch(event, endpoints, resend=True)
+    if store.has_thin_event(event_id):  # a thin event: to its destinations (webhook_endpoint=ed_... for one)
+        sent = current_sim().dispatcher.dispatch(store.get_thin_event(event_id), store.thin_targets(
+            event_id, params.string("webhook_endpoint")), resend=True)
+    else:
+        event = store.get_event(event_id)
+        endpoints = store.endpoints_for(event, params.string("webhook_endpoint"))
+        sent = current_sim().dispatcher.dispatch(event, endpoints, resend=True)
     return {"object": "list", "data": [d.to_json() for d in sent], "has_more": False,
             "url": f"/sim/events/{event_id}/resend"}
 

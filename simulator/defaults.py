@@ -6,7 +6,9 @@ HOST = "127.0.0.1"  #: interface the simulator binds to
 
 PAGE_LIMIT = 10  #: list page size when ``limit`` is not given (Stripe's)
 MAX_PAGE_LIMIT = 100  #: largest ``limit`` accepted (Stripe's)
-MAX_LINE_ITEMS = 1000  #: most line items one Checkout Session may be created with
+MAX_LINE_ITEMS = 1000  #: most line items one Checkout Session may be created with (any mode; see below)
+PAYMENT_MODE_LINE_ITEMS = 100  #: Stripe's limit of line items in a payment-mode session
+SUBSCRIPTION_MODE_LINE_ITEMS = 20  #: Stripe's limit of recurring, and of one-time, items in a subscription session
 EXPANDED_LINE_ITEMS = 10  #: line items in ``expand[]=line_items`` (the first page only, as Stripe)
 SESSION_TTL_S = 24 * 3600  #: a session's ``expires_at`` after creation, seconds (Stripe's default)
 API_VERSION = "2026-10-28.endive"  #: ``api_version`` of events and endpoints (stripe-python 16.1's)

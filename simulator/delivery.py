@@ -27,6 +27,7 @@ import requests
 from fulfillment.signing import compute_signature, sign
 from simulator.config import SimConfig
 from simulator.resources import EndpointRecord, new_id
+from simulator.store.destinations import DestinationRecord
 
 log = logging.getLogger(__name__)
 
@@ -108,7 +109,7 @@ class Dispatcher:
         self._timer_thread = threading.Thread(target=self._run_timers, name="sim-delivery-timer", daemon=True)
         self._timer_thread.start()
 
-    def dispatch(self, event: dict[str, Any], endpoints: Sequence[EndpointRecord], *,
+    def dispatch(self, event: dict[str, Any], endpoints: Sequence[EndpointRecord | DestinationRecord], *,
                  resend: bool = False) -> list[Delivery]:
         """Queue *event* for each of *endpoints*; returns at once."""
         body = json.dumps(event, indent=2).encode("utf-8")

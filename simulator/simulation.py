@@ -72,10 +72,11 @@ class Simulator:
             raise ResourceMissing(f"No such account: '{account_id}'", param="account")
         return account_json(found[0])
 
-    def list_accounts(self, paging: Page) -> dict[str, Any]:
-        """Connected accounts, newest first."""
+    def list_accounts(self, paging: Page, where: Callable[[dict[str, Any]], bool] | None = None) -> dict[str, Any]:
+        """Connected accounts, newest first, those *where* holds (on the account's JSON) only."""
         with self._lock:
-            records = [record for record, _ in reversed(list(self._accounts.values()))]
+            records = [record for record, _ in reversed(list(self._accounts.values()))
+                       if where is None or where(account_json(record))]
         data, more = page(records, lambda record: record.id, paging)
         return list_object([account_json(record) for record in data], more, "/v1/accounts")
 
@@ -111,4 +112,6 @@ class Simulator:
         for store in self.stores():
             if endpoint_id in store.endpoints:
                 return store.endpoint_secrets(endpoint_id)
+            if endpoint_id in store.destinations:
+                return store.destination_secrets(endpoint_id)
         return None

@@ -10,8 +10,8 @@ from flask import Flask, Response, jsonify, request
 from werkzeug.exceptions import HTTPException
 
 from fulfillment.errors import ConfigError, StoreUnavailable
-from fulfillment.events import is_handled
-from fulfillment.inbox import DUPLICATE, REQUEUED, Inbox
+from fulfillment.events import action_type, is_handled
+from fulfillment.inbox import DUPLICATE, REQUEUED, TWINNED, Inbox
 from fulfillment.livemode import MISMATCH, is_mismatch
 from fulfillment.problems import Problem, from_http_exception, internal
 from fulfillment.settings import Settings, load_settings
@@ -19,7 +19,7 @@ from fulfillment.stats import LIVEMODE_MISMATCH, Stats
 from fulfillment.store import connect
 from messaging.dispatch import enqueue_event
 from webhooks import defaults
-from webhooks.envelope import parse_event
+from webhooks.delivery import parse_delivery
 from webhooks.errors import InvalidPayload, PayloadTooLarge, SignatureVerificationError, WebhookError
 from webhooks.metrics import ReceiverMetrics
 from webhooks.settings import ReceiverSettings, load_receiver_settings
@@ -74,7 +74,7 @@ def create_app(settings: Settings | None = None, receiver: ReceiverSettings | No
             body = _read_body(receiver.max_body_bytes)
             verify(body, request.headers.get("Stripe-Signature", ""), receiver.webhook_secrets,
                    now=time.time(), tolerance=receiver.signature_tolerance)
-            event = parse_event(body)
+            event = parse_delivery(body)  # a snapshot event or a thin notification (webhooks/delivery.py)
         except PayloadTooLarge as error:
             return answer(error.status, error.to_json(), None, "too_large", started)
         except SignatureVerificationError as error:
@@ -82,25 +82,28 @@ def create_app(settings: Settings | None = None, receiver: ReceiverSettings | No
         except WebhookError as error:
             return answer(error.status, error.to_json(), None, "bad_request", started)
 
-        event_id, event_type = event["id"], event["type"]
+        # Metrics count a thin notification under the snapshot type it announces.
+        event_id, event_type = event.id, action_type(event.type)
         try:
-            if is_mismatch(event["livemode"], receiver.livemode):
+            if is_mismatch(event.livemode, receiver.livemode):
                 # Stripe sends test events of connected accounts to live Connect endpoints too: check livemode.
-                inbox.record_ignored(event_id, event_type, reason=MISMATCH,
-                                     session_id=event["data"]["object"]["id"] if is_handled(event_type) else "")
+                inbox.record_ignored(event_id, event.type, reason=MISMATCH, session_id=event.session_id)
                 stats.incr(LIVEMODE_MISMATCH, "receiver")
                 return answer(200, {"received": True, "ignored": True, "reason": MISMATCH}, event_type, "ignored",
                               started)
-            if not is_handled(event_type):
-                inbox.record_ignored(event_id, event_type)
+            if not is_handled(event.type):
+                inbox.record_ignored(event_id, event.type)
                 return answer(200, {"received": True, "ignored": True}, event_type, "ignored", started)
             # Recorded and enqueued in one atomic Redis call (messaging/dispatch.py): either both or neither.
-            outcome, _ = enqueue_event(inbox, event_id, event_type, event["data"]["object"]["id"],
-                                       body.decode("utf-8"), account=event["account"], livemode=event["livemode"])
+            outcome, first = enqueue_event(inbox, event_id, event.type, event.session_id, body.decode("utf-8"),
+                                           account=event.account, livemode=event.livemode, change=event.change)
         except StoreUnavailable as error:
             return unavailable(event_type, started, str(error))
         if outcome == DUPLICATE:
             return answer(200, {"received": True, "duplicate": True}, event_type, "duplicate", started)
+        if outcome == TWINNED:  # its snapshot (or thin) twin was recorded first, and is processed
+            return answer(200, {"received": True, "duplicate": True, "twin": first}, event_type, "duplicate",
+                          started)
         if outcome == REQUEUED:
             log.warning("event %s was stuck in flight (its message lost); enqueued again", event_id)
             return answer(200, {"received": True, "requeued": True}, event_type, "requeued", started)

@@ -79,6 +79,27 @@ def parse_event(body: bytes) -> dict[str, Any]:
         InvalidPayload: when the body is not UTF-8 JSON or not a well-formed Stripe event,
             with the failing fields.
     """
+    return load_event(decode(body))
+
+
+def load_event(document: dict[str, Any]) -> dict[str, Any]:
+    """Validate a decoded snapshot event (see :func:`parse_event`).
+
+    Raises:
+        InvalidPayload: with the failing fields.
+    """
+    try:
+        return _SCHEMA.load(document)
+    except ValidationError as error:
+        raise InvalidPayload("the body is not a valid Stripe event", fields=error.messages_dict) from None
+
+
+def decode(body: bytes) -> dict[str, Any]:
+    """Decode a verified body to a JSON object, refusing what :func:`parse_event` says it refuses.
+
+    Raises:
+        InvalidPayload: when the body is not UTF-8 JSON holding an object.
+    """
     try:
         text = body.decode("utf-8")
     except UnicodeDecodeError as error:
@@ -92,10 +113,7 @@ def parse_event(body: bytes) -> dict[str, Any]:
         _refuse_lone_surrogates(document)
     if not isinstance(document, dict):
         raise InvalidPayload(f"the body must be a JSON object, got {type(document).__name__}")
-    try:
-        return _SCHEMA.load(document)
-    except ValidationError as error:
-        raise InvalidPayload("the body is not a valid Stripe event", fields=error.messages_dict) from None
+    return document
 
 
 def _unique_keys(pairs: list[tuple[str, Any]]) -> dict[str, Any]:

@@ -8,6 +8,10 @@ hold through the receiver's own atomic path (``messaging.dispatch.enqueue_event`
 lists the completed Checkout Sessions of the window and fulfils every paid one that has no order yet,
 as if its event had arrived (``ops.service.fulfill_session``, the webhook's idempotent path). Running it
 twice, or alongside a late webhook, fulfils nothing twice: the inbox dedupes events, the ledger items.
+
+A deployment that receives thin notifications (an event destination) is covered by the same lists:
+the v1 Events API holds every v1 event whichever way it was announced, and an event recorded here is
+the snapshot twin of the thin notification that never arrived (the inbox queues one of the two).
 """
 from __future__ import annotations
 
@@ -19,7 +23,7 @@ from collections.abc import Iterator
 from fulfillment import defaults
 from fulfillment.errors import PermanentError, StoreUnavailable, TransientError
 from fulfillment.events import HANDLED_TYPES
-from fulfillment.inbox import DUPLICATE
+from fulfillment.inbox import DUPLICATE, TWINNED
 from fulfillment.liveness import RECONCILE_LAST_SUCCESS
 from fulfillment.locks import Lock
 from fulfillment.recovery import ReconcileReport, session_needs_fulfillment
@@ -102,8 +106,10 @@ def _recover_events(runtime: Runtime, report: ReconcileReport, lock: Lock, *, un
             session_id = event["data"]["object"]["id"]
             if not report.dry_run:
                 outcome, _ = enqueue_event(runtime.inbox, event["id"], event["type"], session_id, json.dumps(event),
-                                           account=event.get("account") or account, livemode=event.get("livemode"))
-                if outcome == DUPLICATE:  # its webhook arrived meanwhile
+                                           account=event.get("account") or account, livemode=event.get("livemode"),
+                                           change=event["id"])
+                # Its webhook arrived meanwhile, or its thin notification (twin) was recorded before.
+                if outcome in (DUPLICATE, TWINNED):
                     report.events_known += 1
                     continue
                 log.warning("reconcile: event %s (%s, %s) was never received; recorded and enqueued",

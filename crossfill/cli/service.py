@@ -129,11 +129,15 @@ def worker(concurrency: int, processes: int, loglevel: str) -> None:
 def run(concurrency: int, sim_port: int) -> None:
     """Run everything locally: embedded Redis (unless configured), the receiver, a worker, and the
     Stripe simulator when STRIPE_API_KEY is unset. Ctrl-C stops all of it."""
-    from crossfill.local import secret_file, start_local
+    from crossfill.local import event_payload, secret_file, start_local
     from crossfill.supervisor import Supervisor
 
     setup_logging()
     settings, receiver = settings_or_exit(), receiver_or_exit()
+    try:
+        payload = event_payload()  # CROSSFILL_EVENT_PAYLOAD: what the local simulator sends
+    except ConfigError as error:
+        fail_config(error)
     settings, redis_proc = with_redis(settings)
     generated = not receiver.webhook_secrets
     receiver = _secrets(settings, receiver, generate=True)
@@ -141,7 +145,8 @@ def run(concurrency: int, sim_port: int) -> None:
     if redis_proc is not None:
         supervisor.adopt("redis", redis_proc)
     try:
-        stack = start_local(settings, receiver, concurrency=concurrency, sim_port=sim_port, supervisor=supervisor)
+        stack = start_local(settings, receiver, concurrency=concurrency, sim_port=sim_port, supervisor=supervisor,
+                            payload=payload)
         from crossfill.cli.console import start_console
 
         console_url, console_token = start_console(stack.settings, supervisor)
@@ -154,7 +159,7 @@ def run(concurrency: int, sim_port: int) -> None:
     click.echo(f"  Redis:           {redact_url(settings.resolved_redis_url)}")
     click.echo(f"  webhook secret:  {shown}" + (f"  (kept in {secret_file(settings)})" if generated else ""))
     if stack.sim_url:
-        click.echo(f"  Stripe simulator: {stack.sim_url}  (STRIPE_API_BASE; webhooks go to the receiver)")
+        click.echo(f"  Stripe simulator: {stack.sim_url}  (STRIPE_API_BASE; {payload} events go to the receiver)")
         click.echo("  try: crossfill trigger checkout.session.completed --cross-sell")
     click.echo(f"  ops console:     {console_url}" + (f"  (operator token: {console_token})" if console_token else ""))
     click.echo(f"  metrics:         {metrics_url(receiver)}  (Prometheus; never on the receiver's port)")

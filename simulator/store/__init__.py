@@ -25,6 +25,7 @@ from simulator.config import SimConfig
 from simulator.resources import EndpointRecord, SessionRecord
 from simulator.store.account import Account
 from simulator.store.catalog import Catalog
+from simulator.store.destinations import DestinationRecord, EventDestinations
 from simulator.store.events import AUTOMATIC, EventHook, Events, RequestInfo, WebhookEndpoints
 from simulator.store.sessions import LineItemSpec, Sessions
 
@@ -43,7 +44,8 @@ class Store:
         self._lock = threading.RLock()
         self._account = Account(config, account_id=account, livemode=livemode, clock=clock)
         self._endpoints = WebhookEndpoints(self._account, platform=platform)
-        self._events = Events(self._account, self._endpoints, on_event=on_event)
+        self._destinations = EventDestinations(self._account, platform=platform)
+        self._events = Events(self._account, self._endpoints, on_event=on_event, destinations=self._destinations)
         self._catalog = Catalog(self._account, self._events)
         self._sessions = Sessions(self._account, self._catalog, self._events)
         self.config = config
@@ -91,6 +93,20 @@ class Store:
         self.endpoint_secrets = locked(self._endpoints.endpoint_secrets)
         self.connect_endpoints = locked(self._endpoints.connect_endpoints)
         self.endpoints_for = locked(self._endpoints.endpoints_for)
+        # event destinations (v2) and thin events
+        self.create_destination = locked(self._destinations.create_destination)
+        self.get_destination = locked(self._destinations.get_destination)
+        self.update_destination = locked(self._destinations.update_destination)
+        self.set_destination_status = locked(self._destinations.set_status)
+        self.delete_destination = locked(self._destinations.delete_destination)
+        self.list_destinations = locked(self._destinations.list_destinations)
+        self.destination_secrets = locked(self._destinations.destination_secrets)
+        self.connected_destinations = locked(self._destinations.connected_destinations)
+        self.ping_event = locked(self._destinations.ping_event)
+        self.get_thin_event = locked(self._destinations.get_thin_event)
+        self.has_thin_event = locked(self._destinations.has_thin_event)
+        self.thin_targets = locked(self._destinations.thin_targets)
+        self.list_thin_events = locked(self._destinations.list_thin_events)
 
     def _locked(self, method: Callable[P, R]) -> Callable[P, R]:
         """*method* of a resource store, run under this account's lock."""
@@ -118,6 +134,11 @@ class Store:
     def events(self) -> list[dict[str, Any]]:
         """Events, oldest first."""
         return self._events.events
+
+    @property
+    def destinations(self) -> dict[str, DestinationRecord]:
+        """Event destinations (v2) by id, oldest first."""
+        return self._destinations.destinations
 
     @property
     def endpoints(self) -> dict[str, EndpointRecord]:

@@ -7,6 +7,7 @@ Like every resource store, it assumes its store's lock is held.
 """
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 from fulfillment.crosssell import Price
@@ -79,9 +80,11 @@ class Catalog:
             self._events.emit("product.updated", body, request, previous_attributes=changed)
         return body
 
-    def list_products(self, paging: Page, active: bool | None) -> dict[str, Any]:
-        """Products, newest first."""
-        products = [p for p in reversed(list(self.products.values())) if active is None or p.active == active]
+    def list_products(self, paging: Page, active: bool | None,
+                      where: Callable[[dict[str, Any]], bool] | None = None) -> dict[str, Any]:
+        """Products, newest first, those *where* holds (on the product's JSON) only."""
+        products = [p for p in reversed(list(self.products.values())) if (active is None or p.active == active)
+                    and (where is None or where(product_json(p)))]
         data, more = page(products, lambda p: p.id, paging)
         return list_object([product_json(p) for p in data], more, "/v1/products")
 
@@ -120,10 +123,13 @@ class Catalog:
         return self.price_json(self.price(price_id), expand)
 
     def list_prices(self, paging: Page, *, product: str | None, active: bool | None,
-                    expand: Expansion = NOTHING) -> dict[str, Any]:
-        """Prices, newest first, optionally of one product / active state."""
+                    expand: Expansion = NOTHING, where: Callable[[dict[str, Any]], bool] | None = None,
+                    ) -> dict[str, Any]:
+        """Prices, newest first, optionally of one product / active state, those *where* holds (on the
+        price's unexpanded JSON) only."""
         prices = [p for p in reversed(list(self.prices.values()))
-                  if (product is None or p.product == product) and (active is None or p.active == active)]
+                  if (product is None or p.product == product) and (active is None or p.active == active)
+                  and (where is None or where(self.price_json(p)))]
         data, more = page(prices, lambda p: p.id, paging)
         return list_object([self.price_json(p, expand["data"]) for p in data], more, "/v1/prices")
 

@@ -20,11 +20,14 @@ from simulator.errors import ResourceMissing
 from simulator.paging import ANY_TIME, Page, Range, list_object, page
 from simulator.resources import EndpointRecord, endpoint_json, new_id
 from simulator.store.account import Account
+from simulator.store.destinations import DestinationRecord, EventDestinations
 
 if TYPE_CHECKING:
     from simulator.store import Store
 
-EventHook = Callable[[dict[str, Any], Sequence[EndpointRecord]], object]
+#: Where an event goes: a webhook endpoint (v1) or an event destination (v2).
+Recipient = EndpointRecord | DestinationRecord
+EventHook = Callable[[dict[str, Any], Sequence[Recipient]], object]
 
 
 @dataclass(frozen=True)
@@ -135,17 +138,23 @@ class WebhookEndpoints:
 class Events:
     """An account's events, oldest first, and the hook that delivers each new one."""
 
-    def __init__(self, account: Account, endpoints: WebhookEndpoints, *, on_event: EventHook | None) -> None:
+    def __init__(self, account: Account, endpoints: WebhookEndpoints, *, on_event: EventHook | None,
+                 destinations: EventDestinations | None = None) -> None:
         self._account = account
         self._endpoints = endpoints
+        self._destinations = destinations  #: event destinations (v2): snapshot or thin payloads
         self.on_event = on_event  #: the webhook dispatcher's entry; None sends nothing
         self.events: list[dict[str, Any]] = []
         self._by_id: dict[str, dict[str, Any]] = {}
 
     def emit(self, event_type: str, obj: dict[str, Any], request: RequestInfo,
              previous_attributes: dict[str, Any] | None = None) -> dict[str, Any]:
-        """Create an event about *obj* and hand it to the hook with the endpoints that want it."""
-        targets = self._endpoints.targets(event_type)
+        """Create an event about *obj* and hand it to the hook with the endpoints that want it; event
+        destinations get it too (``snapshot``), or a thin event announcing it (``thin``)."""
+        targets: list[Recipient] = list(self._endpoints.targets(event_type))
+        destinations = self._destinations.targets(event_type) if self._destinations is not None else []
+        thin = [d for d in destinations if d.event_payload == "thin"]
+        targets += [d for d in destinations if d.event_payload != "thin"]
         data: dict[str, Any] = {"object": obj}
         if previous_attributes is not None:
             data["previous_attributes"] = previous_attributes
@@ -161,6 +170,10 @@ class Events:
         self._by_id[event["id"]] = event
         if self.on_event is not None:
             self.on_event(event, targets)
+        if thin and self._destinations is not None:
+            notification = self._destinations.thin_event_for(event)
+            if self.on_event is not None:
+                self.on_event(notification, thin)
         return event
 
     def has_event(self, event_id: str) -> bool:

@@ -99,6 +99,17 @@ class Sessions:
                 raise InvalidRequest(f"All line_items must share one currency: {price.currency} differs from "
                                      f"{prices[0].currency}", param=f"line_items[{i}][price]")
         recurring = [p for p in prices if p.type == "recurring"]
+        # Stripe's limits per mode: 100 line items in payment mode; 20 recurring and 20 one-time in
+        # subscription mode.
+        if mode == "payment" and len(prices) > defaults.PAYMENT_MODE_LINE_ITEMS:
+            raise InvalidRequest(f"A Checkout Session in payment mode can have at most "
+                                 f"{defaults.PAYMENT_MODE_LINE_ITEMS} line items (got {len(prices)}); "
+                                 "consolidate line items", param="line_items")
+        for kind, count in (("recurring", len(recurring)), ("one-time", len(prices) - len(recurring))):
+            if mode == "subscription" and count > defaults.SUBSCRIPTION_MODE_LINE_ITEMS:
+                raise InvalidRequest(f"A Checkout Session in subscription mode can have at most "
+                                     f"{defaults.SUBSCRIPTION_MODE_LINE_ITEMS} {kind} line items (got {count})",
+                                     param="line_items")
         if mode == "payment" and recurring:
             raise InvalidRequest(f"The price {recurring[0].id!r} is recurring; use mode=subscription for "
                                  "recurring prices", param="line_items")

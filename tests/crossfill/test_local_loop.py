@@ -183,7 +183,24 @@ def test_demo_exits_0_with_every_outcome_as_expected(tmp_path: Path) -> None:
                           env=env, cwd=ROOT, capture_output=True, text=True, timeout=240)
     assert done.returncode == 0, done.stdout + done.stderr
     assert "all outcomes as expected" in done.stdout
-    assert done.stdout.count(" ok") == 7
+    assert done.stdout.count(" ok") == 9
+    # the last two purchases came by a thin event only, and by a snapshot and a thin event at once
+    assert "thin event only" in done.stdout and "snapshot + thin (migrating)" in done.stdout
+
+
+@pytest.mark.parametrize(("value", "payload"), [(None, "snapshot"), ("thin", "thin"), ("BOTH", "both")])
+def test_event_payload_reads_crossfill_event_payload(value: str | None, payload: str) -> None:
+    from crossfill.local import event_payload
+
+    assert event_payload({} if value is None else {"CROSSFILL_EVENT_PAYLOAD": value}) == payload
+
+
+def test_run_refuses_an_unknown_event_payload(tmp_path: Path) -> None:
+    env = {**_env(tmp_path, free_port()), "CROSSFILL_EVENT_PAYLOAD": "fat"}
+    done = subprocess.run([sys.executable, "-m", "crossfill.cli", "run"], env=env, cwd=ROOT, capture_output=True,
+                          text=True, timeout=60)
+    assert done.returncode == 2
+    assert "CROSSFILL_EVENT_PAYLOAD" in done.stderr and "snapshot, thin, both" in done.stderr
 
 
 def test_worker_processes_split_the_threads_and_stop_together(tmp_path: Path) -> None:

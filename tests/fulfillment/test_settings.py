@@ -13,7 +13,6 @@ from fulfillment import defaults
 from fulfillment.credentials import kept_secret, redact, redact_url
 from fulfillment.env import parse_duration
 from fulfillment.errors import ConfigError
-from fulfillment.store import Replication
 from fulfillment.settings import (
     RecoverySettings,
     RedisSettings,
@@ -22,6 +21,7 @@ from fulfillment.settings import (
     StripeSettings,
     load_settings,
 )
+from fulfillment.store import Replication
 from webhooks import defaults as web_defaults
 from webhooks.settings import ReceiverSettings, load_receiver_settings
 

@@ -15,7 +15,7 @@ import pytest
 import requests
 
 from crossfill.embedded import free_port
-from fulfillment.events import HANDLED_TYPES
+from fulfillment.events import HANDLED_TYPES, THIN_HANDLED_TYPES
 from fulfillment.ledger import Ledger
 from simulator.client import SimClient
 from tests.support.processes import ROOT, Proc, RedisServer, crossfill, port_open, wait_until
@@ -72,12 +72,23 @@ class Stack:
     procs: dict[str, Proc] = field(default_factory=dict)
     #: GET /metrics, served inside on CROSSFILL_METRICS_PORT (the receiver's public port answers 404).
     metrics_url: str = ""
+    endpoint_id: str | None = None  #: the simulator's webhook endpoint (snapshot events), if registered
+    destination_id: str | None = None  #: its thin event destination, if registered
+    destination_secret: str = ""
 
     def metrics(self) -> str:
         """The text of one scrape of the internal metrics endpoint."""
         response = requests.get(self.metrics_url, timeout=10)
         response.raise_for_status()
         return response.text
+
+    def routes(self, *, snapshot: bool, thin: bool) -> None:
+        """Switch the webhook endpoint and the thin destination on or off (after deliveries under way end)."""
+        self.sim.post("/sim/deliveries/wait", {"timeout_s": "20"})
+        if self.endpoint_id:
+            self.sim.post(f"/v1/webhook_endpoints/{self.endpoint_id}", {"disabled": "false" if snapshot else "true"})
+        if self.destination_id:
+            self.sim.post(f"/v2/core/event_destinations/{self.destination_id}/{'enable' if thin else 'disable'}")
 
     @property
     def ledger(self) -> Ledger:
@@ -119,7 +130,8 @@ class Stack:
         from fulfillment.signing import sign
 
         body = json.dumps(event).encode()
-        header = sign(body, [WEBHOOK_SECRET], timestamp=int(time.time()))
+        secret = self.destination_secret if event.get("object") == "v2.core.event" else WEBHOOK_SECRET
+        header = sign(body, [secret], timestamp=int(time.time()))
         return requests.post(self.receiver_url, data=body, headers={"Stripe-Signature": header}, timeout=10)
 
     def keys_of(self, session_id: str) -> list[str]:
@@ -142,20 +154,35 @@ def stack(tmp_path_factory: pytest.TempPathFactory, request: pytest.FixtureReque
                       catalog=catalog, webhook_secret=WEBHOOK_SECRET, handler_secret=HANDLER_SECRET,
                       api_key="sk_test_crossfill_pipeline")
     env.update(getattr(request.module, "STACK_EXTRA_ENV", {}))  # a module's own settings (e.g. short intervals)
+    # What the simulator sends the receiver: a module may ask for thin events too (or only).
+    payloads = getattr(request.module, "STACK_PAYLOADS", ("snapshot",))
     procs = {
         "sim": crossfill("sim", ["sim", "--port", str(sim_port), "--catalog", str(catalog),
                                  "--retry-base-ms", "200"], env, tmp),
-        "web": crossfill("web", ["web"], env, tmp),
     }
     try:
         wait_until(lambda: port_open(sim_port), timeout=20, what="the simulator")
-        wait_until(lambda: port_open(web_port), timeout=20, what="the receiver")
         sim = SimClient(f"http://127.0.0.1:{sim_port}", "sk_test_crossfill_pipeline")
         receiver_url = f"http://127.0.0.1:{web_port}/webhooks/stripe"
-        sim.post("/v1/webhook_endpoints", {"url": receiver_url, "enabled_events": list(HANDLED_TYPES),
-                                           "secret": WEBHOOK_SECRET})
+        endpoint_id = destination_id = None
+        destination_secret = ""
+        if "snapshot" in payloads:
+            endpoint_id = sim.post("/v1/webhook_endpoints", {"url": receiver_url, "secret": WEBHOOK_SECRET,
+                                                             "enabled_events": list(HANDLED_TYPES)})["id"]
+        if "thin" in payloads:
+            # Stripe picks a destination's secret: the receiver starts with it as one more secret.
+            created = requests.post(f"{sim.base_url}/v2/core/event_destinations", timeout=10, json={
+                "name": "pipeline", "type": "webhook_endpoint", "event_payload": "thin",
+                "enabled_events": list(THIN_HANDLED_TYPES), "webhook_endpoint": {"url": receiver_url},
+                "include": ["webhook_endpoint.signing_secret"]},
+                headers={"Authorization": "Bearer sk_test_crossfill_pipeline"}).json()
+            destination_id, destination_secret = created["id"], created["webhook_endpoint"]["signing_secret"]
+            env["STRIPE_WEBHOOK_SECRET"] = f"{WEBHOOK_SECRET},{destination_secret}"
+        procs["web"] = crossfill("web", ["web"], env, tmp)
+        wait_until(lambda: port_open(web_port), timeout=20, what="the receiver")
         stack = Stack(tmp=tmp, redis=redis, target=target, env=env, sim=sim, shop=Shop(sim),
-                      receiver_url=receiver_url, procs=procs,
+                      receiver_url=receiver_url, procs=procs, endpoint_id=endpoint_id,
+                      destination_id=destination_id, destination_secret=destination_secret,
                       metrics_url=f"http://127.0.0.1:{env['CROSSFILL_METRICS_PORT']}/metrics")
         stack.start_worker()
         yield stack

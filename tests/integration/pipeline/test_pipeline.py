@@ -59,12 +59,13 @@ def test_a_removed_cross_sell_is_not_fulfilled(fresh: Stack) -> None:
     assert [item["product"] for item in order["items"]] == [PRO]
 
 
-def test_120_line_items_are_each_fulfilled_once(fresh: Stack) -> None:
-    session_id = fresh.shop.buy(extra_items=119)
+def test_100_line_items_are_each_fulfilled_once(fresh: Stack) -> None:
+    # Stripe's most in payment mode; more than the first page the session embeds (10)
+    session_id = fresh.shop.buy(extra_items=99)
     order = fresh.wait_order(session_id, "fulfilled", timeout=60)
-    assert len(order["items"]) == 120
-    assert len({item["id"] for item in order["items"]}) == 120
-    assert [fresh.target.calls[key] for key in fresh.keys_of(session_id)] == [1] * 120
+    assert len(order["items"]) == 100
+    assert len({item["id"] for item in order["items"]}) == 100
+    assert [fresh.target.calls[key] for key in fresh.keys_of(session_id)] == [1] * 100
 
 
 def test_one_event_delivered_20_times_concurrently_fulfills_each_item_once(fresh: Stack) -> None:
