@@ -147,9 +147,9 @@ def test_a_destinations_secret_is_one_more_entry_of_the_secrets(signed_post: Sig
 
 
 def test_metrics_count_thin_notifications_under_their_snapshot_type(signed_post: SignedPost,
-                                                                    client: FlaskClient) -> None:
+                                                                    metrics_client: FlaskClient) -> None:
     signed_post(event=thin())
 
-    metrics = client.get("/metrics").get_data(as_text=True)
+    metrics = metrics_client.get("/metrics").get_data(as_text=True)
 
     assert 'crossfill_webhooks_total{outcome="accepted",type="checkout.session.completed"} 1.0' in metrics
