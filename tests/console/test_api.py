@@ -14,7 +14,7 @@ from fulfillment.inbox import Inbox
 from fulfillment.ledger import Ledger
 from fulfillment.liveness import RECONCILE_LAST_SUCCESS, beat
 from messaging.contract import FULFILLMENT_QUEUE, dead_letter_id
-from tests.console.conftest import TOKENS, paid_order
+from tests.support.console import TOKENS, paid_order
 
 Headers = Callable[[str], dict[str, str]]
 

@@ -21,8 +21,7 @@ from schemathesis.checks import (
 
 from crossfill.embedded import free_port
 from fulfillment.ledger import Ledger
-from tests.console.conftest import TOKENS, paid_order
-from tests.support.console import LiveConsole, start_console
+from tests.support.console import TOKENS, LiveConsole, paid_order, start_console
 from tests.support.processes import crossfill, port_open, wait_until
 
 pytestmark = pytest.mark.integration

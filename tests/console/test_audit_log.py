@@ -10,8 +10,7 @@ import pytest
 import requests
 
 from fulfillment.ledger import Ledger
-from tests.console.conftest import TOKENS, paid_order
-from tests.support.console import LiveConsole, csrf_of, running_console, sign_in
+from tests.support.console import TOKENS, LiveConsole, csrf_of, paid_order, running_console, sign_in
 from tests.support.processes import wait_until
 
 pytestmark = pytest.mark.integration

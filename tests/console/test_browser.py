@@ -18,7 +18,7 @@ import pytest
 
 from crossfill.embedded import free_port
 from fulfillment.deadletters import DeadLetters
-from tests.console.conftest import TOKENS, token_entries
+from tests.support.console import TOKENS, token_entries
 from tests.support.processes import ROOT, crossfill, port_open, wait_until
 from tests.support.stack import Stack
 

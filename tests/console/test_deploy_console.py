@@ -19,7 +19,7 @@ from console.settings import load_console_settings
 from crossfill.cli.console import console_argv
 from fulfillment.errors import ConfigError
 from fulfillment.ledger import Ledger
-from tests.console.conftest import CATALOG, TOKENS, paid_order
+from tests.support.console import CATALOG, TOKENS, paid_order
 from tests.support.deploy import interpolate, sh_argv
 from tests.support.processes import ROOT, RedisServer
 

@@ -26,7 +26,7 @@ from fulfillment.liveness import RECONCILE_LAST_SUCCESS, beat
 from fulfillment.report import CrossSellReport
 from fulfillment.stats import STRIPE_API_CALLS, STRIPE_RATE_LIMITED, Stats
 from messaging.contract import dead_letter_id
-from tests.console.conftest import paid_order
+from tests.support.console import paid_order
 from webhooks.metrics import ReceiverMetrics, StateCollector
 from webhooks.metrics_server import metrics_app
 

@@ -16,7 +16,7 @@ from console.settings import load_console_settings
 from fulfillment.ledger import TO_REPORT
 from fulfillment.liveness import alive_workers
 from fulfillment.settings import load_settings
-from tests.console.conftest import TOKENS, token_entries
+from tests.support.console import TOKENS, token_entries
 from tests.support.processes import wait_until
 from tests.support.stack import Stack
 

@@ -13,8 +13,7 @@ from fulfillment.deadletters import DeadLetters
 from fulfillment.inbox import Inbox
 from fulfillment.ledger import Ledger
 from messaging.contract import FULFILLMENT_QUEUE, dead_letter_id
-from tests.console.conftest import TOKENS, paid_order
-from tests.support.console import csrf_of
+from tests.support.console import TOKENS, csrf_of, paid_order
 
 Browser = Callable[[str], FlaskClient]
 PAGES = ["/", "/orders", "/dead-letters", "/report", "/audit"]

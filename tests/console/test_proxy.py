@@ -8,8 +8,7 @@ import pytest
 from flask import Flask
 from flask.testing import FlaskClient
 
-from tests.console.conftest import TOKENS
-from tests.support.console import csrf_of
+from tests.support.console import TOKENS, csrf_of
 
 WRONG = "nope-not-a-token-at-all-0123456789abcdef"
 

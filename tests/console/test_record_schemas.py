@@ -8,7 +8,7 @@ from pathlib import Path
 from flask.testing import FlaskClient
 
 from fulfillment.ledger import Ledger
-from tests.console.conftest import paid_order
+from tests.support.console import paid_order
 
 #: The OpenAPI components of an order and its items as they were when the schemas listed every field.
 BEFORE = Path(__file__).parent.parent / "fixtures" / "console" / "openapi_order_components.json"

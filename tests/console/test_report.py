@@ -11,7 +11,7 @@ from fulfillment.catalog import parse_catalog
 from fulfillment.ledger import TO_REPORT, Ledger
 from fulfillment.records import Order, OrderItem
 from fulfillment.report import CrossSellReport, as_csv_rows, day_of, figures
-from tests.console.conftest import item, paid_order
+from tests.support.console import item, paid_order
 
 CATALOG = parse_catalog({"products": {"prod_pro": {"cross_sell": "prod_deploy"}, "prod_deploy": {},
                                       "prod_plain": {}}})

@@ -12,8 +12,7 @@ from pathlib import Path
 import pytest
 import requests
 
-from tests.console.conftest import TOKENS
-from tests.support.console import LiveConsole, csrf_of, running_console, sign_in
+from tests.support.console import TOKENS, LiveConsole, csrf_of, running_console, sign_in
 from tests.support.processes import ROOT, wait_until
 
 pytestmark = pytest.mark.integration

@@ -13,7 +13,7 @@ from flask.testing import FlaskClient
 from console.audit import STREAM
 from fulfillment.ledger import Ledger
 from messaging.contract import FULFILLMENT_QUEUE
-from tests.console.conftest import TOKENS, paid_order
+from tests.support.console import TOKENS, paid_order
 
 SHOP_A = "Sa1-shop-a-token-0123456789abcdefghijk"
 SHOP_B = "Sb2-shop-b-token-0123456789abcdefghijk"

@@ -13,7 +13,7 @@ from console.app import create_console_app
 from console.settings import load_console_settings
 from fulfillment.inbox import Inbox
 from fulfillment.settings import load_settings
-from tests.console.conftest import TOKENS
+from tests.support.console import TOKENS
 from tests.support.stack import Stack
 
 pytestmark = pytest.mark.integration

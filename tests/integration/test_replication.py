@@ -19,10 +19,11 @@ from flask import Flask
 from fulfillment.errors import NotReplicated
 from fulfillment.inbox import Inbox
 from fulfillment.ledger import DONE, Ledger
+from fulfillment.records import Order, OrderItem
 from fulfillment.settings import Settings
 from fulfillment.store import Replication, connect
-from tests.integration.conftest import RedisServer, SignedPost
 from tests.support.processes import wait_until
+from tests.support.receiver import SignedPost, StoppableRedis
 from tests.support.sentinel import DataNode, SentinelCluster, online_replicas
 
 pytestmark = pytest.mark.integration
@@ -63,10 +64,10 @@ def test_the_same_receiver_without_a_replica_requirement_answers_200(settings: S
     assert signed_post().status_code == 200
 
 
-def test_a_done_mark_no_replica_holds_is_not_done_yet(redis_server: RedisServer) -> None:
+def test_a_done_mark_no_replica_holds_is_not_done_yet(redis_server: StoppableRedis) -> None:
     # Given a ledger that needs one replica to hold an item's end, on a Redis that has none
     ledger = Ledger(connect(redis_server.url), replication=ONE_REPLICA)
-    ledger.open_order("cs_test_r", {"payment_status": "paid"}, [{"id": "li_1"}])
+    ledger.open_order("cs_test_r", Order(session_id="cs_test_r", payment_status="paid"), [OrderItem(id="li_1")])
     claim = ledger.claim_item("cs_test_r", "li_1", lease_s=30)
 
     # When the handler succeeded and the result is recorded
@@ -102,7 +103,7 @@ def test_with_a_replica_events_and_done_marks_count(replicated: DataNode) -> Non
 
     assert inbox.record("evt_rep_1", "checkout.session.completed", "cs_test_rep", "{}", queue="events",
                         message="m")[0] == "enqueued"
-    ledger.open_order("cs_test_rep", {"payment_status": "paid"}, [{"id": "li_1"}])
+    ledger.open_order("cs_test_rep", Order(session_id="cs_test_rep", payment_status="paid"), [OrderItem(id="li_1")])
     claim = ledger.claim_item("cs_test_rep", "li_1", lease_s=30)
     assert ledger.record_result("cs_test_rep", "li_1", claim.token, {"ok": True})
     again = ledger.claim_item("cs_test_rep", "li_1", lease_s=30)
