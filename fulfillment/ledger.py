@@ -148,7 +148,22 @@ end
 return 1
 """
 
-# KEYS: item, order, status-set prefix. ARGV: sid, now.
+# KEYS: the items' hashes. ARGV: now, lease seconds, then one token per key. Extends each lease still
+# held by its token (in progress, same owner); answers 1 or 0 per key.
+_RENEW = """
+local renewed = {}
+local deadline = tonumber(ARGV[1]) + tonumber(ARGV[2])
+for i, key in ipairs(KEYS) do
+  if redis.call('HGET', key, 'status') == 'in_progress' and redis.call('HGET', key, 'owner') == ARGV[i + 2] then
+    redis.call('HSET', key, 'lease_until', deadline)
+    renewed[i] = 1
+  else
+    renewed[i] = 0
+  end
+end
+return renewed
+"""
+
 # A dead-letter replay. KEYS: item hash, order hash, order sets, queue list. ARGV: session_id, now,
 # message. An item already done is left alone (-1, nothing pushed); a failed one becomes pending
 # again (1); either way but done, the message is pushed in the same call (0 when it was not failed).
@@ -249,6 +264,7 @@ class Ledger:
                          order={"session_id": session_id, **json.loads(order)})
         if outcome == DONE:
             return Claim(DONE, result=json.loads(detail) if detail else None)
+        self._renew = client.register_script(_RENEW)
         if outcome == FAILED:
             return Claim(FAILED, error=str(detail))
         if outcome == BUSY:
@@ -294,6 +310,15 @@ class Ledger:
         return {"session_id": session_id, **json.loads(raw or "{}")}
 
     def item(self, session_id: str, line_item_id: str) -> dict[str, Any] | None:
+    def renew_leases(self, leases: Sequence[tuple[str, str, str]], *, lease_s: float) -> list[bool]:
+        """Extend the leases of claimed items, ``(session_id, line_item_id, token)`` each, to *lease_s*
+        from now, in one call; False for a lease no longer held (ended, or expired and retaken)."""
+        if not leases:
+            return []
+        keys = [_item_prefix(sid) + line_item_id for sid, line_item_id, _ in leases]
+        renewed = self._call(self._renew, keys, [time.time(), lease_s, *(token for _, _, token in leases)])
+        return [bool(flag) for flag in renewed]
+
         """One item as plain data, or None when unknown."""
         key = _item_prefix(session_id) + line_item_id
         with reachable():
@@ -394,7 +419,8 @@ class Ledger:
         return found
 
     def touch(self, session_id: str, *, now: float | None = None) -> None:
-        """Note that an active order was just checked: the sweeper looks at it again only after its threshold."""
+        """Note that an active order was just checked: the sweeper looks at it again only after its threshold
+        (*now* in the future defers it further)."""
         with reachable():
             self._redis.zadd(ACTIVE, {session_id: time.time() if now is None else now}, xx=True)
 

@@ -80,7 +80,8 @@ def fulfill_item(task: Task, session_id: str, line_item_id: str,
         # A connected account's product is fulfilled as that account's catalog says.
         config = runtime.catalog.for_account(order.get("account")).product(str(item.get("product", "")))
         handler = runtime.handlers.get(str(item.get("handler") or config.handler))
-        result = handler(request, config.options)
+        with runtime.leases.held(session_id, line_item_id, claim.token):  # renewed while the handler runs
+            result = handler(request, config.options)
     except Exception as error:  # noqa: BLE001 - every failure takes the one retry-or-dead-letter path
         outcome = retry_or_dead_letter(
             task, runtime, attempt, error,
