@@ -32,6 +32,11 @@ PAYMENT_RECHECK_S = 3600.0
 CONSUMER_BEAT_EVERY_S = 2
 #: a connection silent this long is dead: the messages it held go back to their queue, seconds
 CONSUMER_DEAD_AFTER_S = 20.0
+#: upper bounds of the fulfillment lag histogram (paid → item done), seconds: a healthy pipeline takes
+#: seconds, a backlog minutes, a webhook recovered by reconciliation up to its interval
+LAG_BUCKETS_S = (1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 120.0, 300.0, 600.0, 1800.0, 3600.0, 14400.0, 86400.0)
+#: the lateness alert's threshold: a paid order not fulfilled this long is late, seconds
+LATE_AFTER_S = 300.0
 SWEEP_BATCH = 1000  #: candidates the sweeper examines per kind and run (oldest first)
 
 STRIPE_API_VERSION = "2026-10-28.endive"  #: pinned Stripe-Version header (stripe-python 16.1's)

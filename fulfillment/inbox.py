@@ -17,6 +17,7 @@ import json
 import time
 from collections.abc import Iterable
 from dataclasses import dataclass
+from datetime import datetime
 from typing import Any
 
 import redis
@@ -133,6 +134,18 @@ class InboxEvent:
     account: str | None = None
     #: Why an ``ignored`` event was ignored (``unhandled_type``, ``livemode_mismatch``), else "".
     reason: str = ""
+
+    @property
+    def created(self) -> float | None:
+        """When Stripe created the event (unix seconds; a thin event's RFC 3339 ``created`` too), or
+        None when the body does not say."""
+        try:
+            value = json.loads(self.body).get("created") if self.body else None
+            if isinstance(value, str):
+                return datetime.fromisoformat(value).timestamp()
+        except (ValueError, AttributeError):
+            return None
+        return float(value) if isinstance(value, int | float) and not isinstance(value, bool) else None
 
     @property
     def livemode(self) -> bool | None:
