@@ -152,6 +152,8 @@ _kombu_restore_visible = kombu_redis.QoS.restore_visible
 def _owner_of(qos: kombu_redis.QoS) -> str:
     """The owner name of *qos*'s broker connection (kombu's transport object), made on first use."""
     transport = qos.channel.connection
+    if transport is None:  # a closed channel: fail as the lost connection it is (worker/broker.py)
+        raise redis.ConnectionError("the broker connection was closed; this channel holds nothing any more")
     owner = transport.__dict__.get("crossfill_owner")
     if owner is None:
         owner = transport.__dict__.setdefault("crossfill_owner", new_owner())  # one name even if threads race
