@@ -60,6 +60,16 @@ def ago(stamp: float | None) -> str:
     return f"{seconds} s ago"
 
 
+@blueprint.app_template_filter("seconds")
+def seconds(value: float | None) -> str:
+    """A duration for people: ``-`` (none), ``0.8 s``, ``42 s``, ``3.5 min``."""
+    if value is None:
+        return "-"
+    if value < 10:
+        return f"{value:.1f} s"
+    return f"{value:.0f} s" if value < 120 else f"{value / 60:.1f} min"
+
+
 @blueprint.app_context_processor
 def globals_() -> dict[str, Any]:
     return {"principal": g.get("principal"), "csrf_token": session.get("csrf", ""),

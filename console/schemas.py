@@ -159,6 +159,21 @@ class FulfilSchema(Schema):
     order = fields.Nested(OrderSchema, allow_none=True)
 
 
+class OldestUnfulfilledSchema(Schema):
+    session_id = fields.String(required=True)
+    paid_at = fields.Float(required=True, metadata={"description": "unix seconds: the paying event's created"})
+    age_s = fields.Float(required=True)
+    late = fields.Boolean(required=True, metadata={"description": "waiting longer than the lateness alert's 5 min"})
+
+
+class LatenessSchema(Schema):
+    lag_p50_s = fields.Float(allow_none=True, required=True, metadata={"description": "paid → item done, last hour"})
+    lag_p99_s = fields.Float(allow_none=True, required=True)
+    items_done_last_hour = fields.Integer(required=True)
+    oldest_unfulfilled = fields.Nested(OldestUnfulfilledSchema, allow_none=True, required=True,
+                                       metadata={"description": "the paid order waiting longest; null: none"})
+
+
 class StatusSchema(Schema):
     queues = fields.Dict(keys=fields.String(), values=fields.Integer(), required=True)
     workers = fields.List(fields.String(), required=True,
@@ -167,6 +182,7 @@ class StatusSchema(Schema):
     inbox = fields.Dict(keys=fields.String(), values=fields.Integer(), required=True)
     orders = fields.Dict(keys=fields.String(), values=fields.Integer(), required=True)
     reconcile_last_success = fields.Float(allow_none=True, required=True)
+    lateness = fields.Nested(LatenessSchema, required=True)
 
 
 class DeadLetterSchema(Schema):

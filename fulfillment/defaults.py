@@ -27,8 +27,23 @@ RECONCILE_WINDOW_MAX_S = 30 * 86_400.0  #: the Events API keeps 30 days of event
 #: a reconciliation run holds its lock this long past its last renewal (it renews as it works), seconds;
 #: so a run killed while holding it delays the next one by at most this much
 RECONCILE_LOCK_S = 60.0
-SWEEP_EVERY_S = 60.0  #: how often beat runs the sweeper, seconds
-STUCK_AFTER_S = 300.0  #: an event, item or order unchanged this long is checked by the sweeper, seconds
+SWEEP_EVERY_S = 10.0  #: how often beat runs the sweeper, seconds
+#: an event or an order's item unchanged this long, with no message for it in a queue or held by a
+#: consumer, lost its message: the sweeper sends it again, seconds (so a lost message is found within
+#: a sweep or two of this)
+STUCK_AFTER_S = 20.0
+#: an order awaiting payment has its session read again (its async payment event may be lost) this long
+#: after its last change or check, seconds (a Stripe API call per order: not every sweep)
+PAYMENT_RECHECK_S = 3600.0
+#: a worker's broker connection beats this often (kombu's unacked_restore_interval), seconds
+CONSUMER_BEAT_EVERY_S = 2
+#: a connection silent this long is dead: the messages it held go back to their queue, seconds
+CONSUMER_DEAD_AFTER_S = 20.0
+#: upper bounds of the fulfillment lag histogram (paid → item done), seconds: a healthy pipeline takes
+#: seconds, a backlog minutes, a webhook recovered by reconciliation up to its interval
+LAG_BUCKETS_S = (1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 120.0, 300.0, 600.0, 1800.0, 3600.0, 14400.0, 86400.0)
+#: the lateness alert's threshold: a paid order not fulfilled this long is late, seconds
+LATE_AFTER_S = 300.0
 SWEEP_BATCH = 1000  #: candidates the sweeper examines per kind and run (oldest first)
 
 STRIPE_API_VERSION = "2026-10-28.endive"  #: pinned Stripe-Version header (stripe-python 16.1's)
@@ -44,10 +59,12 @@ RETRY_BASE_S = 1.0  #: first retry delay ceiling (full jitter), seconds
 RETRY_CAP_S = 300.0  #: largest retry delay, seconds (kept below the visibility timeout)
 RETRY_HORIZON_S = 72 * 3600.0  #: transient failures are retried this long after the first attempt (Stripe's own window), seconds
 MAX_ATTEMPTS = 8  #: attempts of a task failing with an unexpected error (a bug) before it is dead-lettered
-ITEM_LEASE_S = 120  #: a fulfillment claim held by a dead worker is retaken after this, seconds
+#: a fulfillment claim lasts this long past its last renewal (its worker renews it every third of it
+#: while the handler runs), so a dead worker's claim is retaken after at most this, seconds
+ITEM_LEASE_S = 30
 HANDLER_TIMEOUT_S = 30.0  #: one call of a fulfillment handler (http read timeout), seconds
 HANDLER_CONNECT_TIMEOUT_S = 3.05  #: connecting to a fulfillment system, seconds
-TASK_TIME_LIMIT_S = 110  #: hard limit of one task run, seconds (below the item lease)
+TASK_TIME_LIMIT_S = 110  #: hard limit of one task run, seconds (prefork only; the lease is renewed while it runs)
 
 STRIPE_LIVE_RATE_LIMIT = 100.0  #: Stripe's limit per account in live mode, requests/s
 STRIPE_TEST_RATE_LIMIT = 25.0  #: Stripe's limit per account in test mode (sandboxes), requests/s

@@ -22,6 +22,12 @@ from fulfillment import defaults
 from fulfillment.records import ORDER_STATUSES, Order, OrderItem
 from fulfillment.store import KEY_PREFIX, Replication, batches, reachable, run_replicated
 
+
+def lag_label(bound: float) -> str:
+    """A lag bucket's field name in Redis and its ``le`` label on /metrics: ``0.5``, ``60``."""
+    return format(bound, "g")
+
+
 #: Claim outcomes.
 CLAIMED, DONE, FAILED, BUSY, MISSING = "claimed", "done", "failed", "busy", "missing"
 
@@ -40,6 +46,28 @@ local function set_order_status(order_key, sets, sid, status, now)
   -- Orders still waiting on something (items, or the money), by their last change: the sweeper's list.
   if status == 'fulfilling' or status == 'awaiting_payment' then redis.call('ZADD', sets .. 'active', now, sid)
   else redis.call('ZREM', sets .. 'active', sid) end
+  -- Orders paid with items still open, by when they were paid: how late the oldest is (fulfillment/lateness.py).
+  if status == 'fulfilling' then
+    redis.call('ZADD', sets .. 'unfulfilled', 'NX', redis.call('HGET', order_key, 'paid_at') or now, sid)
+  else redis.call('ZREM', sets .. 'unfulfilled', sid) end
+end
+-- The fulfillment lag of an item done now: paid → done, counted once in the all-time histogram and in
+-- the histogram of this 5-minute slot (kept 2 h; the console's "last hour").
+local function observe_lag(order_key, now)
+  local paid = tonumber(redis.call('HGET', order_key, 'paid_at') or '')
+  if not paid then return end
+  local seconds = math.max(0, tonumber(now) - paid)
+  local slot = '+Inf'
+  for _, bucket in ipairs({ {LAG_BUCKETS} }) do
+    if seconds <= bucket[1] then slot = bucket[2]; break end
+  end
+  local slot_key = '{LAG}:' .. math.floor(tonumber(now) / {LAG_SLOT})
+  for _, key in ipairs({'{LAG}', slot_key}) do
+    redis.call('HINCRBY', key, slot, 1)
+    redis.call('HINCRBY', key, 'count', 1)
+    redis.call('HINCRBYFLOAT', key, 'sum', seconds)
+  end
+  redis.call('EXPIRE', slot_key, {LAG_SLOT_TTL})
 end
 -- Retention: an order's keys expire `ttl` seconds after its creation, and the indexes forget orders
 -- that old (a bounded number per call: every new order trims a little).
@@ -52,6 +80,7 @@ local function retain(order_key, items_key, sets, now, ttl)
   for _, gone in ipairs(old) do
     for _, name in ipairs({ {ORDER_SETS} }) do redis.call('SREM', sets .. name, gone) end
     redis.call('ZREM', sets .. 'active', gone)
+    redis.call('ZREM', sets .. 'unfulfilled', gone)
     redis.call('ZREM', sets .. 'by_created', gone)
   end
   return deadline
@@ -69,23 +98,30 @@ local function settle_order(order_key, items_key, item_prefix, sets, sid, now)
 end
 """
 
-_LUA_COMMON = _LUA_COMMON.replace("{ORDER_SETS}", ", ".join(f"'{name}'" for name in (*ORDER_STATUSES, "to_report")))
+LAG = f"{KEY_PREFIX}lag"  #: hash: the fulfillment lag histogram, all time (bucket bound → count, sum, count)
+LAG_SLOT_S = 300  #: ``LAG:<unix time // this>``: the same histogram per 5-minute slot, kept 2 h
+_LUA_COMMON = (_LUA_COMMON.replace("{ORDER_SETS}", ", ".join(f"'{name}'" for name in (*ORDER_STATUSES, "to_report")))
+               .replace("{LAG_BUCKETS}", ", ".join(f"{{{bound!r}, '{lag_label(bound)}'}}"
+                                                   for bound in defaults.LAG_BUCKETS_S))
+               .replace("{LAG_SLOT_TTL}", str(2 * 3600)).replace("{LAG_SLOT}", str(LAG_SLOT_S)).replace("{LAG}", LAG))
 
 # KEYS: order, order items, item prefix, status-set prefix, anomaly counters. ARGV: sid, now,
-# order json, retention seconds, then (item id, item json, anomalies comma-separated) triples —
+# order json, retention seconds, paid at (unix seconds: kept from the first call), then (item id, item
+# json, anomalies comma-separated) triples —
 # passed as strings, since cjson would turn an empty list into {}. Anomalies are counted once, when
 # an item is new.
 _OPEN = _LUA_COMMON + """
 local sid, now = ARGV[1], ARGV[2]
 redis.call('HSETNX', KEYS[1], 'created_at', now)
+redis.call('HSETNX', KEYS[1], 'paid_at', ARGV[5])
 redis.call('HSET', KEYS[1], 'data', ARGV[3], 'updated_at', now)
 local deadline = retain(KEYS[1], KEYS[2], KEYS[4], now, ARGV[4])
-for i = 5, #ARGV, 3 do
+for i = 6, #ARGV, 3 do
   local key = KEYS[3] .. ARGV[i]
   if redis.call('EXISTS', key) == 0 then
     redis.call('HSET', key, 'status', 'pending', 'attempts', 0, 'created_at', now, 'data', ARGV[i + 1])
     redis.call('EXPIREAT', key, deadline)
-    redis.call('ZADD', KEYS[2], (i - 2) / 3, ARGV[i])
+    redis.call('ZADD', KEYS[2], (i - 3) / 3, ARGV[i])
     for anomaly in string.gmatch(ARGV[i + 2], '[^,]+') do redis.call('HINCRBY', KEYS[5], anomaly, 1) end
   end
 end
@@ -144,6 +180,7 @@ end
 redis.call('HSET', KEYS[1], 'status', ARGV[2], ARGV[4], ARGV[5], 'lease_until', 0)
 if ARGV[2] ~= 'pending' then
   redis.call('HSET', KEYS[1], 'finished_at', ARGV[3])
+  if ARGV[2] == 'done' then observe_lag(KEYS[2], ARGV[3]) end
   settle_order(KEYS[2], KEYS[3], KEYS[4], KEYS[5], ARGV[6], ARGV[3])
 end
 return 1
@@ -154,6 +191,22 @@ return 1
 _CONFIRM = """
 if redis.call('EXISTS', KEYS[1]) == 0 then return 0 end
 return redis.call('HSET', KEYS[1], 'confirmed_at', ARGV[1])
+"""
+
+# KEYS: the items' hashes. ARGV: now, lease seconds, then one token per key. Extends each lease still
+# held by its token (in progress, same owner); answers 1 or 0 per key.
+_RENEW = """
+local renewed = {}
+local deadline = tonumber(ARGV[1]) + tonumber(ARGV[2])
+for i, key in ipairs(KEYS) do
+  if redis.call('HGET', key, 'status') == 'in_progress' and redis.call('HGET', key, 'owner') == ARGV[i + 2] then
+    redis.call('HSET', key, 'lease_until', deadline)
+    renewed[i] = 1
+  else
+    renewed[i] = 0
+  end
+end
+return renewed
 """
 
 # A dead-letter replay. KEYS: item hash, order hash, order sets, queue list. ARGV: session_id, now,
@@ -199,6 +252,7 @@ def _item_prefix(sid: str) -> str:
 
 
 _ORDER_SETS = f"{KEY_PREFIX}orders:"
+UNFULFILLED = f"{_ORDER_SETS}unfulfilled"  #: sorted set: orders paid with items still open, by when paid
 BY_CREATED = f"{_ORDER_SETS}by_created"  #: sorted set: session id by the order's creation time
 TO_REPORT = f"{_ORDER_SETS}to_report"  #: set: fulfilled orders not yet counted in the report rollups
 ACTIVE = f"{_ORDER_SETS}active"  #: sorted set: orders fulfilling or awaiting payment, by their last change (or check)
@@ -223,15 +277,19 @@ class Ledger:
         self._claim = client.register_script(_CLAIM)
         self._finish = client.register_script(_FINISH)
         self._reopen = client.register_script(_REOPEN)
+        self._renew = client.register_script(_RENEW)
 
-    def open_order(self, session_id: str, order: Order, items: Sequence[OrderItem]) -> tuple[str, list[str]]:
+    def open_order(self, session_id: str, order: Order, items: Sequence[OrderItem], *,
+                   paid_at: float | None = None) -> tuple[str, list[str]]:
         """Record an order to fulfill and its items; idempotent.
 
-        Items already known keep their state. Returns the order's status and the ids of the items
-        not yet ended, to dispatch.
+        *paid_at* is when it was paid (the event's ``created``; default now), kept from the first call:
+        the fulfillment lag of each item is measured from it. Items already known keep their state.
+        Returns the order's status and the ids of the items not yet ended, to dispatch.
         """
         keys = [order_key(session_id), _items_key(session_id), _item_prefix(session_id), _ORDER_SETS, _ANOMALIES]
-        args: list[Any] = [session_id, time.time(), json.dumps(order.stored()), self._ttl_s]
+        now = time.time()
+        args: list[Any] = [session_id, now, json.dumps(order.stored()), self._ttl_s, now if paid_at is None else paid_at]
         for item in items:
             args += [item.id, json.dumps(item.stored()), ",".join(item.anomalies)]
         status, *open_ids = self._call(self._open, keys, args)
@@ -272,6 +330,15 @@ class Ledger:
         if outcome == BUSY:
             return Claim(BUSY, wait_s=float(detail))
         return Claim(MISSING)
+
+    def renew_leases(self, leases: Sequence[tuple[str, str, str]], *, lease_s: float) -> list[bool]:
+        """Extend the leases of claimed items, ``(session_id, line_item_id, token)`` each, to *lease_s*
+        from now, in one call; False for a lease no longer held (ended, or expired and retaken)."""
+        if not leases:
+            return []
+        keys = [_item_prefix(sid) + line_item_id for sid, line_item_id, _ in leases]
+        renewed = self._call(self._renew, keys, [time.time(), lease_s, *(token for _, _, token in leases)])
+        return [bool(flag) for flag in renewed]
 
     def record_result(self, session_id: str, line_item_id: str, token: str, result: Any) -> bool:
         """Mark a claimed item done with its result; False when the lease was lost meanwhile.
@@ -418,7 +485,8 @@ class Ledger:
         return found
 
     def touch(self, session_id: str, *, now: float | None = None) -> None:
-        """Note that an active order was just checked: the sweeper looks at it again only after its threshold."""
+        """Note that an active order was just checked: the sweeper looks at it again only after its threshold
+        (*now* in the future defers it further)."""
         with reachable():
             self._redis.zadd(ACTIVE, {session_id: time.time() if now is None else now}, xx=True)
 

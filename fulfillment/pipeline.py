@@ -46,11 +46,12 @@ def ignore_other_mode(event: InboxEvent, livemode: bool | None, inbox: Inbox, st
 
 
 def decide(event_type: str, session_id: str, client: StripeClient, ledger: Ledger, catalog: Catalog, *,
-           account: str | None = None) -> Decision:
+           account: str | None = None, paid_at: float | None = None) -> Decision:
     """Read the session, gate on payment, record the order, and return the items to dispatch.
 
     *account* is the connected account a Connect event came from: the session is read as that
-    account, its items classified by its catalog, and the order records it.
+    account, its items classified by its catalog, and the order records it. *paid_at* is when the
+    event was created (unix seconds): a paid order's lateness counts from it (default: now).
 
     *event_type* is a snapshot type or its thin form (``v1.checkout.session.completed``).
 
@@ -78,6 +79,7 @@ def decide(event_type: str, session_id: str, client: StripeClient, ledger: Ledge
         return Decision(ledger.mark_order(session_id, "awaiting_payment", summary, allowed_from=_BEFORE_PAYMENT)
                         or "")
     items = classify_items(session, list(client.line_items(session, account=account)), catalog.for_account(account))
-    status, dispatch = ledger.open_order(session_id, order_summary(session, items, account=account), items)
+    status, dispatch = ledger.open_order(session_id, order_summary(session, items, account=account), items,
+                                         paid_at=paid_at)
     return Decision(status, tuple(dispatch))
 

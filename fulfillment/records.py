@@ -15,6 +15,7 @@ import dataclasses
 import json
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
+from datetime import datetime
 from typing import Any, TypeVar
 
 ORDER_STATUSES = ("awaiting_payment", "payment_failed", "expired", "fulfilling", "fulfilled", "partially_failed")
@@ -200,6 +201,18 @@ class InboxEvent:
     livemode: bool | None = None
     #: For an event ignored as a ``twin``: the id of its twin, recorded first and processed instead.
     twin: str | None = None
+
+    @property
+    def created(self) -> float | None:
+        """When Stripe created the event (unix seconds; a thin event's RFC 3339 ``created`` too), or
+        None when the body does not say (read once, for the order's ``paid_at``)."""
+        try:
+            value = json.loads(self.body).get("created") if self.body else None
+            if isinstance(value, str):
+                return datetime.fromisoformat(value).timestamp()
+        except (ValueError, AttributeError):
+            return None
+        return float(value) if isinstance(value, int | float) and not isinstance(value, bool) else None
 
 
 def livemode_of(body: str) -> bool | None:

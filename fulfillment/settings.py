@@ -74,17 +74,14 @@ class RetrySettings:
     max_attempts: int = defaults.MAX_ATTEMPTS
     #: Redis redelivers an unacked task after this; every retry delay stays below it
     visibility_timeout: int = defaults.VISIBILITY_TIMEOUT_S
+    #: a claim on an item lasts this long past its last renewal (renewed while its handler runs)
     item_lease: int = defaults.ITEM_LEASE_S
 
     @property
     def restore_interval(self) -> int:
-        """Seconds between a worker's sweeps of kombu's unacked set (``unacked_restore_interval``)."""
-        return max(1, min(10, self.visibility_timeout // 10))
-
-    @property
-    def redelivery_after(self) -> float:
-        """Seconds after which a message whose worker died is surely back in its queue."""
-        return self.visibility_timeout + self.restore_interval + defaults.VISIBILITY_MARGIN_S
+        """Seconds between a worker connection's beats and its look at kombu's unacked set
+        (``unacked_restore_interval``; worker/redelivery.py)."""
+        return defaults.CONSUMER_BEAT_EVERY_S
 
 
 @dataclass(frozen=True)
@@ -96,9 +93,11 @@ class RecoverySettings:
     reconcile_window: float = defaults.RECONCILE_WINDOW_S
     #: beat runs the sweeper this often
     sweep_every: float = defaults.SWEEP_EVERY_S
-    #: an event, item or order unchanged this long is re-dispatched when nothing else holds it; always
-    #: above the visibility timeout + kombu's restore interval (a message in the unacked set comes back first)
-    stuck_after: float = max(defaults.STUCK_AFTER_S, RetrySettings().redelivery_after)
+    #: an event or item unchanged this long is re-dispatched when no message carries it (queued, or
+    #: held unacked by a consumer: a dead consumer's come back by themselves, worker/redelivery.py)
+    stuck_after: float = defaults.STUCK_AFTER_S
+    #: an order awaiting payment has its session read again this long after its last change or check
+    payment_recheck: float = defaults.PAYMENT_RECHECK_S
     #: orders and their items expire this long after the order's creation, inbox events after their last delivery
     retention: float = defaults.RETENTION_S
 
@@ -152,7 +151,7 @@ def load_settings(environ: Mapping[str, str] | None = None) -> Settings:
         handler_secret=env.get("CROSSFILL_HANDLER_SECRET") or None,
         stripe=_stripe(env),
         retry=retry,
-        recovery=_recovery(env, retry),
+        recovery=_recovery(env),
         redis=_redis(env, redis_url),
     )
 
@@ -206,11 +205,11 @@ def _retry(env: Mapping[str, str]) -> RetrySettings:
         horizon=env_duration(env, "CROSSFILL_RETRY_HORIZON", defaults.RETRY_HORIZON_S, low=0, high=30 * 86_400),
         max_attempts=env_int(env, "CROSSFILL_MAX_ATTEMPTS", defaults.MAX_ATTEMPTS, low=1, high=100),
         visibility_timeout=visibility,
-        item_lease=env_int(env, "CROSSFILL_ITEM_LEASE", defaults.ITEM_LEASE_S, low=1, high=86_400),
+        item_lease=env_int(env, "CROSSFILL_ITEM_LEASE", defaults.ITEM_LEASE_S, low=3, high=86_400),
     )
 
 
-def _recovery(env: Mapping[str, str], retry: RetrySettings) -> RecoverySettings:
+def _recovery(env: Mapping[str, str]) -> RecoverySettings:
     retention = env_duration(env, "CROSSFILL_RETENTION", defaults.RETENTION_S, low=3600, high=3650 * 86_400)
     window = env_duration(env, "CROSSFILL_RECONCILE_WINDOW", defaults.RECONCILE_WINDOW_S, low=60,
                           high=defaults.RECONCILE_WINDOW_MAX_S)
@@ -219,15 +218,12 @@ def _recovery(env: Mapping[str, str], retry: RetrySettings) -> RecoverySettings:
         # retention would be recorded again after its record expired (and its order re-read).
         raise ConfigError("CROSSFILL_RECONCILE_WINDOW", env.get("CROSSFILL_RECONCILE_WINDOW"),
                           f"keep it within CROSSFILL_RETENTION ({plain_number(retention)} s)")
-    # A message still in kombu's unacked set comes back by itself after this; sweeping sooner doubles it.
-    floor = retry.redelivery_after
     return RecoverySettings(
         reconcile_every=env_duration(env, "CROSSFILL_RECONCILE_EVERY", defaults.RECONCILE_EVERY_S, low=1,
                                      high=86_400),
         reconcile_window=window,
         sweep_every=env_duration(env, "CROSSFILL_SWEEP_EVERY", defaults.SWEEP_EVERY_S, low=1, high=3600),
-        stuck_after=env_duration(env, "CROSSFILL_STUCK_AFTER", max(defaults.STUCK_AFTER_S, floor), low=floor,
-                                 high=7 * 86_400),
+        stuck_after=env_duration(env, "CROSSFILL_STUCK_AFTER", defaults.STUCK_AFTER_S, low=5, high=7 * 86_400),
         retention=retention,
     )
 

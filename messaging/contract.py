@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import base64
 import json
+import time
 import uuid
 from functools import lru_cache
 from typing import Any
@@ -58,7 +59,8 @@ def task_message(name: str, args: list[Any], *, ignore_result: bool = True, task
     Celery builds the task itself (protocol 2, ``app.amqp.as_task_v2``); this wraps it in kombu's
     Redis envelope, so that the receiver can push it inside the inbox's own Lua script: recording
     the event and enqueueing it become one atomic Redis call instead of three round trips.
-    ``tests/messaging/test_task_message.py`` holds it equal to what ``send_task`` writes, field by field,
+    ``tests/messaging/test_task_message.py`` holds it equal to what ``send_task`` writes, field by field
+    (but for ``crossfill_sent_at``, the time it was built, which crossfill's lateness figures read),
     so a Celery or kombu upgrade that changes the format fails the suite instead of the service.
     """
     task_id = task_id or str(uuid.uuid4())
@@ -76,6 +78,9 @@ def task_message(name: str, args: list[Any], *, ignore_result: bool = True, task
             "priority": 0,
             "body_encoding": "base64",
             "delivery_tag": str(uuid.uuid4()),
+            # When crossfill queued it: the age of a queue's oldest waiting message (fulfillment/lateness.py).
+            # Only crossfill reads it; kombu and Celery keep a message's other properties untouched.
+            "crossfill_sent_at": time.time(),
         },
     }
     return json.dumps(envelope)

@@ -13,6 +13,7 @@ from fulfillment.catalog import Catalog, load_catalog
 from fulfillment.deadletters import DeadLetters
 from fulfillment.handlers import HandlerRegistry
 from fulfillment.inbox import Inbox
+from fulfillment.leases import LeaseKeeper
 from fulfillment.ledger import Ledger
 from fulfillment.ratelimit import RateLimiter, RateLimits, key_mode
 from fulfillment.settings import Settings
@@ -46,6 +47,10 @@ class Runtime:
     @cached_property
     def ledger(self) -> Ledger:
         return Ledger(self.redis, ttl_s=self.settings.recovery.retention, replication=self.settings.redis.replication)
+
+    @cached_property
+    def leases(self) -> LeaseKeeper:
+        return LeaseKeeper(self.ledger, lease_s=self.settings.retry.item_lease)
 
     @cached_property
     def dead_letters(self) -> DeadLetters:

@@ -9,6 +9,7 @@ import time
 from collections.abc import Sequence
 from typing import Any
 
+from fulfillment import lateness
 from fulfillment.deadletters import DeadLetter
 from fulfillment.events import COMPLETED
 from fulfillment.pipeline import Decision, decide
@@ -22,8 +23,9 @@ REPLAYED, ALREADY_DONE = "replayed", "already done; nothing to replay"
 
 
 def status(runtime: Runtime, *, workers: Sequence[str]) -> dict[str, Any]:
-    """Queue depths, dead letters, inbox and orders by status, waiting retries, and *workers* (the
-    names of the live workers, as the caller found them: a ping, or the heartbeats)."""
+    """Queue depths, dead letters, inbox and orders by status, waiting retries, lateness (lag p50/p99
+    over the last hour, the oldest paid order not fulfilled) and *workers* (the names of the live
+    workers, as the caller found them: a ping, or the heartbeats)."""
     client = runtime.redis
     with reachable():
         queues = {queue: int(client.llen(queue)) for queue in QUEUES}
@@ -34,6 +36,7 @@ def status(runtime: Runtime, *, workers: Sequence[str]) -> dict[str, Any]:
         "orders": runtime.ledger.counts(),
         "retries": runtime.waiting_retries.summary(now=time.time(), stale_after_s=runtime.settings.retry.visibility_timeout),
         "workers": sorted(workers),
+        "lateness": lateness.summary(client),
     }
 
 

@@ -13,15 +13,17 @@ from __future__ import annotations
 import glob
 import logging
 import os
+import time
 from collections.abc import Iterable, Iterator
 
 import redis
 from prometheus_client import CollectorRegistry, Counter, Histogram, generate_latest
-from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, HistogramMetricFamily
 from prometheus_client.metrics_core import Metric
 from prometheus_client.multiprocess import MultiProcessCollector
 from prometheus_client.registry import Collector
 
+from fulfillment import lateness
 from fulfillment.deadletters import DeadLetters
 from fulfillment.errors import StoreUnavailable
 from fulfillment.events import HANDLED_TYPES
@@ -67,7 +69,7 @@ class StateCollector(Collector):
         self._inbox, self._ledger, self._dead = Inbox(client), Ledger(client), DeadLetters(client)
         self._stats = Stats(client)
 
-    def collect(self) -> Iterator[GaugeMetricFamily | CounterMetricFamily]:
+    def collect(self) -> Iterator[Metric]:
         try:
             depth = GaugeMetricFamily("crossfill_queue_depth", "Tasks waiting in a Celery queue", labels=["queue"])
             for queue in self._queues:
@@ -86,7 +88,7 @@ class StateCollector(Collector):
             for name, count in sorted(self._ledger.anomaly_counts().items()):
                 anomalies.add_metric([name], float(count))
             counters = list(self._counters())
-            extra = list(_liveness_and_report(self._redis))
+            extra = [*_liveness_and_report(self._redis), *_lateness(self._redis, self._queues)]
         except (redis.RedisError, StoreUnavailable):
             yield _state_up(0.0)
             return
@@ -150,6 +152,21 @@ def _liveness_and_report(client: redis.Redis) -> Iterator[GaugeMetricFamily | Co
         elif name == "cross_sell_revenue":
             revenue.add_metric([account, product, currency], float(count))
     yield from (paid, took, revenue)
+
+
+def _lateness(client: redis.Redis, queues: tuple[str, ...]) -> Iterator[GaugeMetricFamily | HistogramMetricFamily]:
+    """How late fulfillment is (fulfillment/lateness.py): lag of items done, oldest unfulfilled, oldest waiting."""
+    lag = lateness.lag_histogram(client)
+    yield HistogramMetricFamily("crossfill_fulfillment_lag_seconds", "From the event that showed an order paid "
+                                "to each of its items done", buckets=lag.cumulative(), sum_value=lag.total)
+    oldest, now = lateness.oldest_unfulfilled(client), time.time()
+    yield GaugeMetricFamily("crossfill_oldest_unfulfilled_seconds", "Age of the oldest paid order with items "
+                            "not yet done (0: none)", value=0.0 if oldest is None else oldest.age(now))
+    waiting = GaugeMetricFamily("crossfill_queue_oldest_message_seconds", "Age of the message a queue hands out "
+                                "next (0: empty)", labels=["queue"])
+    for queue, age in lateness.oldest_waiting(client, queues, now=now).items():
+        waiting.add_metric([queue], age)
+    yield waiting
 
 
 class ReceiverMetrics:

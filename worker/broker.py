@@ -38,6 +38,7 @@ from kombu.exceptions import OperationalError
 from kombu.transport import redis as kombu_redis
 
 from fulfillment.errors import StoreUnavailable
+from worker import redelivery
 
 #: What a task raises when Redis went away under it: crossfill's stores, redis-py, kombu's producer.
 OUTAGE_ERRORS = (StoreUnavailable, redis.ConnectionError, redis.TimeoutError, OperationalError)
@@ -56,8 +57,10 @@ def _connparams(self: kombu_redis.Channel, asynchronous: bool = False) -> dict[s
 
 
 def harden_kombu_redis() -> None:
-    """Make kombu's Redis channel fail as a lost connection after its transport was released (idempotent)."""
+    """Make kombu's Redis channel fail as a lost connection after its transport was released, and its
+    QoS put a dead consumer's messages back at once (worker/redelivery.py); idempotent."""
     kombu_redis.Channel._connparams = _connparams  # type: ignore[method-assign]
+    redelivery.install()
 
 
 class OutageTolerantTask(Task):

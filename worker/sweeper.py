@@ -2,16 +2,22 @@
 
 kombu's Redis transport takes a message with BRPOP and only then records it in its ``unacked``
 hash: a worker killed in between loses the message (the same holds for the ``fulfill_item``
-messages ``process_event`` pushes). Every minute (beat), the sweeper looks at what has not moved
-for ``CROSSFILL_STUCK_AFTER`` (always above the visibility timeout + kombu's restore interval, so a
-message in the unacked set has come back by itself first):
+messages ``process_event`` pushes, and for a message popped as Redis dies). Every
+``CROSSFILL_SWEEP_EVERY`` (beat), the sweeper first puts back what dead consumers held
+(worker/redelivery.py; live workers do it too, on each beat), then looks at what has not moved for
+``CROSSFILL_STUCK_AFTER``:
 
-- inbox events ``enqueued`` or ``processing``: requeued when no message in the queues or in the
-  unacked hash carries them;
+- inbox events ``enqueued`` or ``processing``: requeued when no message in the queues or held
+  unacked by a consumer carries them;
 - orders ``fulfilling``: their items ``pending`` (never claimed, or given back) or ``in_progress`` with
   an expired lease are dispatched again when no message carries them;
-- orders ``awaiting_payment``: the session is read again (its async payment event may be lost) and
-  fulfilled if it is paid.
+- orders ``awaiting_payment`` unchanged for ``payment_recheck`` (an hour): the session is read again
+  (its async payment event may be lost) and fulfilled if it is paid.
+
+A message held unacked counts as carrying its task whoever holds it: a live consumer's (a task
+running, or a countdown retry waiting for its time) is never doubled, and a dead consumer's comes
+back by itself within seconds. So the threshold only has to outlast the instant between a push and
+its record (seconds, not the visibility timeout): a lost message is found within a sweep or two.
 
 Looking for a message means reading the queues and the unacked hash: O(messages), done only when
 there is something stuck to look for. Doubling a message is harmless anyway (the inbox and the ledger
@@ -38,6 +44,7 @@ from messaging.contract import FULFILL_ITEM, PROCESS_EVENT, QUEUES, fulfill_task
 from messaging.dispatch import dispatch_items, requeue_stuck_event
 from ops.runtime import Runtime
 from ops.service import fulfill_session
+from worker.redelivery import restore_dead
 
 log = logging.getLogger(__name__)
 
@@ -57,7 +64,7 @@ def held_tasks(client: redis.Redis, queues: tuple[str, ...] = QUEUES) -> set[Tas
     held: set[Task] = set()
     with reachable():
         for raw in _queued_messages(client, queues):
-            task = _task_of(raw)
+            task = task_of(raw)
             if task is not None:
                 held.add(task)
         for _, entry in client.hscan_iter(UNACKED, count=_SCAN_CHUNK):
@@ -65,7 +72,7 @@ def held_tasks(client: redis.Redis, queues: tuple[str, ...] = QUEUES) -> set[Tas
                 payload = json.loads(entry)[0]
             except (ValueError, TypeError, IndexError, KeyError):
                 continue
-            task = _task_of(payload)
+            task = task_of(payload)
             if task is not None:
                 held.add(task)
     return held
@@ -87,7 +94,7 @@ def _queued_messages(client: redis.Redis, queues: tuple[str, ...]) -> Iterator[A
                 start += _SCAN_CHUNK
 
 
-def _task_of(payload: Any) -> Task | None:
+def task_of(payload: Any) -> Task | None:
     """``(task name, *args)`` of a kombu message (Celery protocol 2), or None when it is not one."""
     try:
         name = payload["headers"]["task"]
@@ -115,6 +122,8 @@ def sweep(runtime: Runtime, *, now: float | None = None) -> SweepReport:
         report.skipped = True
         return report
     try:
+        with reachable():
+            restore_dead(runtime.redis, now=stamp)
         events = runtime.inbox.in_flight_since(before, limit=defaults.SWEEP_BATCH)
         orders = runtime.ledger.unchanged_since(before, limit=defaults.SWEEP_BATCH)
         fulfilling = [sid for sid, status in orders if status == "fulfilling"]
@@ -124,7 +133,8 @@ def sweep(runtime: Runtime, *, now: float | None = None) -> SweepReport:
         held = held_tasks(runtime.redis) if events or any(open_items.values()) else set()
         _requeue_events(runtime, report, events, held, stuck_after, stamp)
         _redispatch_items(runtime, report, open_items, held, stamp)
-        _check_payments(runtime, report, waiting[:PAYMENT_CHECKS_PER_SWEEP], stamp)
+        _check_payments(runtime, report, waiting[:PAYMENT_CHECKS_PER_SWEEP], stamp,
+                        next_check=stamp + runtime.settings.recovery.payment_recheck - stuck_after)
     finally:
         lock.release()
     Stats(runtime.redis).incr_many({(SWEEPER_RUNS, ""): 1, (SWEPT, "events"): report.events_requeued,
@@ -161,7 +171,10 @@ def _redispatch_items(runtime: Runtime, report: SweepReport, open_items: dict[st
         runtime.ledger.touch(sid, now=now)  # looked at: again only after the threshold
 
 
-def _check_payments(runtime: Runtime, report: SweepReport, waiting: list[str], now: float) -> None:
+def _check_payments(runtime: Runtime, report: SweepReport, waiting: list[str], now: float, *,
+                    next_check: float) -> None:
+    # Each check is a Stripe API call: an order read again is scored *next_check* in the ledger's
+    # active index, so the sweeper passes it over until ``payment_recheck`` has gone by.
     for sid in waiting:
         report.payments_checked += 1
         try:
@@ -177,4 +190,5 @@ def _check_payments(runtime: Runtime, report: SweepReport, waiting: list[str], n
                             "now %s, %d item(s) dispatched", sid, decision.order_status, len(decision.dispatch))
                 report.orders_paid_late += 1
                 report.note(sid)
-        runtime.ledger.touch(sid, now=now)
+                continue  # fulfilling now: its items are the sweeper's like any other order's
+        runtime.ledger.touch(sid, now=next_check)

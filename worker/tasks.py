@@ -39,7 +39,7 @@ def process_event(task: Task, event_id: str, first_attempt_at: float | None = No
     attempt = Attempt(PROCESS_EVENT, [event_id], task.request.retries + 1, first_attempt_at or time.time())
     try:
         decision = decide(event.type, event.session_id, runtime.stripe, runtime.ledger, runtime.catalog,
-                          account=event.account)
+                          account=event.account, paid_at=event.created)
         dispatch_items(runtime.redis, event.session_id, decision.dispatch)
     except Exception as error:  # noqa: BLE001 - every failure takes the one retry-or-dead-letter path
         result = retry_or_dead_letter(task, runtime, attempt, error,
@@ -83,7 +83,8 @@ def fulfill_item(task: Task, session_id: str, line_item_id: str,
     try:
         config = catalog.product(str(item.product))
         handler = runtime.handlers.get(item.handler or config.handler)
-        result = handler(request, config.options)
+        with runtime.leases.held(session_id, line_item_id, claim.token):  # renewed while the handler runs
+            result = handler(request, config.options)
     except Exception as error:  # noqa: BLE001 - every failure takes the one retry-or-dead-letter path
         outcome = retry_or_dead_letter(
             task, runtime, attempt, error,

@@ -35,11 +35,24 @@ def status(as_json: bool) -> None:
     click.echo("inbox:        " + "  ".join(f"{k}={v}" for k, v in report["inbox"].items() if v))
     click.echo("orders:       " + "  ".join(f"{k}={v}" for k, v in report["orders"].items() if v))
     click.echo(f"workers:      {len(report['workers'])} alive " + " ".join(report["workers"]))
+    click.echo("lateness:     " + late_line(report["lateness"]))
     retries = report.get("retries") or {}
     click.echo(f"retries:      {retries.get('waiting', 0)} waiting"
                + "".join(f"  {task}={count}" for task, count in sorted(retries.get("by_task", {}).items()))
                + ("  why: " + "  ".join(f"{reason}={count}" for reason, count in sorted(retries.get("by_reason", {}).items()))
                   if retries.get("by_reason") else ""))
+
+
+def late_line(late: dict[str, Any]) -> str:
+    """``lag p50 1.2 s p99 8.0 s (last hour, 420 items); oldest waiting: cs_... paid 12 s ago``."""
+    def seconds(value: float | None) -> str:
+        return "-" if value is None else f"{value:.1f} s"
+
+    oldest = late.get("oldest_unfulfilled")
+    waiting = ("none" if not oldest else
+               f"{oldest['session_id']} paid {seconds(oldest['age_s'])} ago" + (" (LATE)" if oldest["late"] else ""))
+    return (f"lag p50 {seconds(late.get('lag_p50_s'))} p99 {seconds(late.get('lag_p99_s'))} "
+            f"(last hour, {late.get('items_done_last_hour', 0)} items); oldest waiting order: {waiting}")
 
 
 @click.command()

@@ -37,7 +37,7 @@ METRIC = re.compile(r"\bcrossfill_[a-z0-9_]+\b")
 #: What the issue asks the rules to watch, by the metric each one reads.
 REQUIRED = {"crossfill_dead_letters", "crossfill_queue_depth", "crossfill_workers_alive",
             "crossfill_reconcile_last_success_timestamp_seconds", "crossfill_webhooks_total",
-            "crossfill_webhook_ack_seconds_bucket"}
+            "crossfill_webhook_ack_seconds_bucket", "crossfill_oldest_unfulfilled_seconds"}
 
 
 @pytest.fixture(scope="module")
@@ -77,6 +77,8 @@ def test_the_exposition_holds_the_metrics_the_rules_need(exported: set[str]) -> 
     assert REQUIRED <= exported
     assert {"crossfill_cross_sell_paid_orders_total", "crossfill_cross_sell_attached_orders_total",
             "crossfill_cross_sell_revenue_minor_units_total"} <= exported
+    assert {"crossfill_fulfillment_lag_seconds_bucket", "crossfill_fulfillment_lag_seconds_sum",
+            "crossfill_oldest_unfulfilled_seconds", "crossfill_queue_oldest_message_seconds"} <= exported
 
 
 @pytest.mark.parametrize("rule", rules(), ids=lambda rule: rule["alert"])
@@ -119,3 +121,49 @@ def test_promtool_accepts_the_rules() -> None:
 
     assert result.returncode == 0, result.stdout + result.stderr
     assert f"SUCCESS: {len(rules())} rules found" in result.stdout
+
+
+# --- the lateness alert, on a real exposition -------------------------------------------------------------
+
+LATE_ALERT = "CrossfillFulfillmentLate"
+
+
+def exposition_with_an_order_paid(seconds_ago: float) -> str:
+    """/metrics as the collector renders it (whichever port serves it) with one paid order, items open."""
+    client = fakeredis.FakeRedis(server=fakeredis.FakeServer(), decode_responses=True)
+    Ledger(client).open_order("cs_test_late", {}, [{"id": "li_1"}, {"id": "li_2"}],
+                              paid_at=time.time() - seconds_ago)
+    return ReceiverMetrics(StateCollector(client, ("events", "fulfillment"))).render().decode()
+
+
+def fires(exposition: str, tmp_path: Path) -> bool:
+    """Whether the lateness alert fires after 3 minutes of scrapes showing *exposition*, by promtool
+    (``promtool test rules`` on series taken from the exposition)."""
+    (rule,) = [rule for rule in rules() if rule["alert"] == LATE_ALERT]
+    named = set(METRIC.findall(rule["expr"]))
+    series = [{"series": sample.name + "{" + ",".join(f'{k}="{v}"' for k, v in sorted(sample.labels.items())) + "}",
+               "values": f"{sample.value}x10"}
+              for family in text_string_to_metric_families(exposition) for sample in family.samples
+              if sample.name in named]
+    assert series, f"the exposition has none of {sorted(named)}"
+    firing = 'ALERTS{alertname="%s",alertstate="firing",severity="%s"}' % (LATE_ALERT, rule["labels"]["severity"])
+    check = {"rule_files": [str(ALERTS)], "evaluation_interval": "1m", "tests": [{
+        "interval": "1m", "input_series": series,
+        "promql_expr_test": [{"expr": f'ALERTS{{alertname="{LATE_ALERT}"}}', "eval_time": "3m",
+                               "exp_samples": [{"labels": firing, "value": 1}]}]}]}
+    path = tmp_path / "late_test.yml"
+    path.write_text(yaml.safe_dump(check))
+    result = subprocess.run(["promtool", "test", "rules", str(path)], capture_output=True, text=True, timeout=60,
+                            check=False)
+    assert result.returncode == 0 or "got: nil" in result.stderr, result.stdout + result.stderr
+    return result.returncode == 0
+
+
+@pytest.mark.skipif(shutil.which("promtool") is None,
+                    reason="promtool is not installed (Debian: apt-get install prometheus)")
+def test_an_order_paid_ten_minutes_ago_and_not_fulfilled_fires_the_lateness_alert(tmp_path: Path) -> None:
+    late = exposition_with_an_order_paid(600)
+    on_time = exposition_with_an_order_paid(5)
+
+    assert fires(late, tmp_path)
+    assert not fires(on_time, tmp_path)

@@ -1,6 +1,7 @@
 """The pages, through the browser's path: sign-in form, session cookie, CSRF, roles, every page."""
 from __future__ import annotations
 
+import time
 from collections.abc import Callable
 
 import pytest
@@ -113,6 +114,20 @@ def test_the_overview_draws_the_chart_inline(browser: Browser, ledger: Ledger) -
 
     assert "<svg" in html and 'class="bar"' in html and 'class="rate"' in html
     assert "1</strong> of <strong>1</strong> paid orders took the cross-sell" in html
+
+
+def test_the_overview_shows_the_lag_and_links_the_oldest_waiting_order(browser: Browser, ledger: Ledger) -> None:
+    # Given an order fulfilled 40 s after it was paid, and one paid 10 min ago still waiting
+    ledger.open_order("cs_test_quick", {}, [{"id": "li_1"}], paid_at=time.time() - 40)
+    claim = ledger.claim_item("cs_test_quick", "li_1", lease_s=60)
+    ledger.record_result("cs_test_quick", "li_1", claim.token, {"ok": True})
+    ledger.open_order("cs_test_waiting", {}, [{"id": "li_1"}], paid_at=time.time() - 600)
+
+    html = browser("viewer").get("/").text
+
+    # Then the lag quantiles (one item: within its 30-60 s bucket) and a link to the late order show
+    assert "lag p50 / p99, last hour" in html and "45 s / 60 s" in html
+    assert 'class="tile bad" href="/orders/cs_test_waiting"' in html and "paid 10 min ago" in html
 
 
 def test_an_order_page_shows_items_flags_and_timeline(browser: Browser, ledger: Ledger) -> None:

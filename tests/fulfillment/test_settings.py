@@ -104,8 +104,8 @@ def test_every_variable_is_read(tmp_path: Path) -> None:
         redis_url="redis://cache.internal:6380/2", data_dir=tmp_path, catalog_path=catalog,
         stripe=StripeSettings(api_key="sk_test_123", api_base="http://127.0.0.1:12111", livemode=False),
         retry=RetrySettings(horizon=3600, visibility_timeout=600),
-        # the stuck threshold follows the visibility timeout: 600 + restore interval 10 + margin 5
-        recovery=RecoverySettings(stuck_after=615),
+        # the stuck threshold no longer follows the visibility timeout (worker/redelivery.py)
+        recovery=RecoverySettings(),
     )
     assert receiver == ReceiverSettings(port=9001, web_workers=3, signature_tolerance=0, max_body_bytes=1024,
                                         webhook_secrets=(SECRET_A, SECRET_B), livemode=False)

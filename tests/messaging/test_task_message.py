@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import base64
 import json
+import time
 from collections.abc import Iterator
 from typing import Any
 
@@ -20,6 +21,8 @@ from worker.app import CrossfillCelery, make_celery
 #: Fields that differ from message to message by design.
 VARYING_HEADERS = ("id", "root_id", "ignore_result")
 VARYING_PROPERTIES = ("correlation_id", "delivery_tag", "reply_to")
+#: What crossfill adds to the envelope: when it queued the message (the queues' oldest-message age).
+CROSSFILL_PROPERTIES = ("crossfill_sent_at",)
 
 
 @pytest.fixture(scope="module")
@@ -37,7 +40,8 @@ def app(redis_server: RedisServer) -> CrossfillCelery:
 
 def _steady(message: dict[str, Any]) -> dict[str, Any]:
     headers = {k: v for k, v in message["headers"].items() if k not in VARYING_HEADERS}
-    properties = {k: v for k, v in message["properties"].items() if k not in VARYING_PROPERTIES}
+    properties = {k: v for k, v in message["properties"].items()
+                  if k not in VARYING_PROPERTIES + CROSSFILL_PROPERTIES}
     return {**message, "headers": headers, "properties": properties}
 
 
@@ -56,6 +60,7 @@ def test_task_message_is_what_send_task_writes(app: CrossfillCelery, redis_serve
     assert base64.b64decode(ours["body"]) == base64.b64decode(celerys["body"])
     assert ours["headers"]["id"] == ours["headers"]["root_id"] == ours["properties"]["correlation_id"]
     assert ours["headers"]["ignore_result"] is True  # process_event keeps no result
+    assert abs(ours["properties"]["crossfill_sent_at"] - time.time()) < 60
 
 
 def test_each_message_has_its_own_ids(app: CrossfillCelery) -> None:

@@ -248,8 +248,13 @@ def test_status_shows_queues_workers_and_orders(fresh: Stack) -> None:
     assert len(report["workers"]) == 1
     assert report["orders"]["fulfilled"] >= 1
     assert report["inbox"]["processed"] >= 1
+    # its lag counted from the event's created time, and nothing paid left waiting
+    late = report["lateness"]
+    assert late["items_done_last_hour"] >= 1 and 0 <= late["lag_p50_s"] <= late["lag_p99_s"] < 60
+    assert late["oldest_unfulfilled"] is None
     text = fresh.cli("status")
     assert "workers:      1 alive" in text.stdout
+    assert "lateness:     lag p50 " in text.stdout and "oldest waiting order: none" in text.stdout
 
 
 def test_replay_event_processes_it_again_without_fulfilling_twice(fresh: Stack) -> None:
