@@ -23,6 +23,7 @@ from fulfillment.deadletters import DeadLetters
 from fulfillment.inbox import Inbox
 from fulfillment.ledger import Ledger
 from fulfillment.liveness import RECONCILE_LAST_SUCCESS, beat
+from fulfillment.records import Order, OrderItem
 from fulfillment.report import CrossSellReport
 from fulfillment.stats import STRIPE_API_CALLS, STRIPE_RATE_LIMITED, Stats
 from messaging.contract import dead_letter_id
@@ -131,7 +132,7 @@ LATE_ALERT = "CrossfillFulfillmentLate"
 def exposition_with_an_order_paid(seconds_ago: float) -> str:
     """/metrics as the collector renders it (whichever port serves it) with one paid order, items open."""
     client = fakeredis.FakeRedis(server=fakeredis.FakeServer(), decode_responses=True)
-    Ledger(client).open_order("cs_test_late", {}, [{"id": "li_1"}, {"id": "li_2"}],
+    Ledger(client).open_order("cs_test_late", Order(session_id="cs_test_late"), [OrderItem(id="li_1"), OrderItem(id="li_2")],
                               paid_at=time.time() - seconds_ago)
     return ReceiverMetrics(StateCollector(client, ("events", "fulfillment"))).render().decode()
 

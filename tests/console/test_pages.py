@@ -13,6 +13,7 @@ from console.audit import STREAM
 from fulfillment.deadletters import DeadLetters
 from fulfillment.inbox import Inbox
 from fulfillment.ledger import Ledger
+from fulfillment.records import Order, OrderItem
 from messaging.contract import FULFILLMENT_QUEUE, dead_letter_id
 from tests.support.console import TOKENS, csrf_of, paid_order
 
@@ -118,10 +119,10 @@ def test_the_overview_draws_the_chart_inline(browser: Browser, ledger: Ledger) -
 
 def test_the_overview_shows_the_lag_and_links_the_oldest_waiting_order(browser: Browser, ledger: Ledger) -> None:
     # Given an order fulfilled 40 s after it was paid, and one paid 10 min ago still waiting
-    ledger.open_order("cs_test_quick", {}, [{"id": "li_1"}], paid_at=time.time() - 40)
+    ledger.open_order("cs_test_quick", Order(session_id="cs_test_quick"), [OrderItem(id="li_1")], paid_at=time.time() - 40)
     claim = ledger.claim_item("cs_test_quick", "li_1", lease_s=60)
     ledger.record_result("cs_test_quick", "li_1", claim.token, {"ok": True})
-    ledger.open_order("cs_test_waiting", {}, [{"id": "li_1"}], paid_at=time.time() - 600)
+    ledger.open_order("cs_test_waiting", Order(session_id="cs_test_waiting"), [OrderItem(id="li_1")], paid_at=time.time() - 600)
 
     html = browser("viewer").get("/").text
 

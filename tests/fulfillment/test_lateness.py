@@ -13,6 +13,7 @@ import redis
 from fulfillment import lateness
 from fulfillment.inbox import InboxEvent
 from fulfillment.ledger import UNFULFILLED, Ledger
+from fulfillment.records import Order, OrderItem
 from messaging.dispatch import dispatch_items, item_message
 
 
@@ -30,8 +31,8 @@ def fulfil(ledger: Ledger, session_id: str, line_item_id: str) -> bool:
 
 def test_each_item_done_counts_its_lag_once_from_when_it_was_paid(fake: redis.Redis) -> None:
     ledger = Ledger(fake)
-    ledger.open_order("cs_1", {}, [{"id": "li_1"}, {"id": "li_2"}], paid_at=time.time() - 45)
-    ledger.open_order("cs_1", {}, [{"id": "li_1"}, {"id": "li_2"}], paid_at=time.time())  # a later event: first one kept
+    ledger.open_order("cs_1", Order(session_id="cs_1"), [OrderItem(id="li_1"), OrderItem(id="li_2")], paid_at=time.time() - 45)
+    ledger.open_order("cs_1", Order(session_id="cs_1"), [OrderItem(id="li_1"), OrderItem(id="li_2")], paid_at=time.time())  # a later event: first one kept
 
     assert fulfil(ledger, "cs_1", "li_1") and fulfil(ledger, "cs_1", "li_2")
     assert ledger.claim_item("cs_1", "li_1", lease_s=30).outcome == "done"  # a redelivery: no second count
@@ -45,7 +46,7 @@ def test_each_item_done_counts_its_lag_once_from_when_it_was_paid(fake: redis.Re
 
 def test_a_failed_item_is_no_lag_and_an_order_without_a_paid_time_is_left_out(fake: redis.Redis) -> None:
     ledger = Ledger(fake)
-    ledger.open_order("cs_1", {}, [{"id": "li_1"}], paid_at=time.time() - 5)
+    ledger.open_order("cs_1", Order(session_id="cs_1"), [OrderItem(id="li_1")], paid_at=time.time() - 5)
     claim = ledger.claim_item("cs_1", "li_1", lease_s=30)
     ledger.record_failure("cs_1", "li_1", claim.token, "PermanentError: 400")
 
@@ -55,8 +56,8 @@ def test_a_failed_item_is_no_lag_and_an_order_without_a_paid_time_is_left_out(fa
 
 def test_the_oldest_unfulfilled_is_the_first_paid_and_settled_orders_leave(fake: redis.Redis) -> None:
     ledger = Ledger(fake)
-    ledger.open_order("cs_old", {}, [{"id": "li_1"}], paid_at=time.time() - 600)
-    ledger.open_order("cs_new", {}, [{"id": "li_1"}], paid_at=time.time() - 10)
+    ledger.open_order("cs_old", Order(session_id="cs_old"), [OrderItem(id="li_1")], paid_at=time.time() - 600)
+    ledger.open_order("cs_new", Order(session_id="cs_new"), [OrderItem(id="li_1")], paid_at=time.time() - 10)
 
     oldest = lateness.oldest_unfulfilled(fake)
     assert oldest is not None and oldest.session_id == "cs_old" and 599 < oldest.age(time.time()) < 700
@@ -74,7 +75,7 @@ def test_the_oldest_unfulfilled_is_the_first_paid_and_settled_orders_leave(fake:
 def test_a_stale_index_entry_heals_itself(fake: redis.Redis) -> None:
     # Given an entry whose order is gone (expired), older than a real one
     fake.zadd(UNFULFILLED, {"cs_gone": time.time() - 9999})
-    Ledger(fake).open_order("cs_1", {}, [{"id": "li_1"}], paid_at=time.time() - 60)
+    Ledger(fake).open_order("cs_1", Order(session_id="cs_1"), [OrderItem(id="li_1")], paid_at=time.time() - 60)
 
     oldest = lateness.oldest_unfulfilled(fake)
 

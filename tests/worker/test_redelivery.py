@@ -17,6 +17,7 @@ from kombu import Connection, Exchange, Queue
 
 from fulfillment.leases import LeaseKeeper
 from fulfillment.ledger import BUSY, CLAIMED, Ledger
+from fulfillment.records import Order, OrderItem
 from tests.support.processes import RedisServer
 from worker.broker import harden_kombu_redis
 from worker.redelivery import OWNERS, UNACKED, UNACKED_INDEX, beat, entry, held_by, owner_key, restore_dead
@@ -114,7 +115,7 @@ def test_kombu_records_the_owner_forgets_on_ack_and_a_dead_owners_message_is_del
 
 def test_a_held_lease_is_renewed_and_a_released_one_expires(fake: redis.Redis) -> None:
     ledger = Ledger(fake)
-    ledger.open_order("cs_1", {}, [{"id": "li_1"}, {"id": "li_2"}])
+    ledger.open_order("cs_1", Order(session_id="cs_1"), [OrderItem(id="li_1"), OrderItem(id="li_2")])
     running = ledger.claim_item("cs_1", "li_1", lease_s=3)
     dead = ledger.claim_item("cs_1", "li_2", lease_s=3)
     keeper = LeaseKeeper(ledger, lease_s=3)
