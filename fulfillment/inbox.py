@@ -118,6 +118,61 @@ return status
 """
 
 
+# Take an event for processing and, with it, other events of the same account waiting behind it (a
+# batch: their sessions are read together). KEYS: status-set prefix, the taken event's hash.
+# ARGV: taken event id, now, ttl, account ("" = the platform's), most others to claim, how many waiting
+# events to look through (oldest first), claim ends (unix seconds), types a batch may take...
+# The taken event becomes processing as _MOVE makes it; each claimed one becomes processing with
+# `batch_until` set (its own message, when a worker takes it, waits for that or sees it processed).
+# Returns {the taken event's old status or false, id, type, session_id, body, id, type, ...}.
+_CLAIM = """
+local prefix, now, ttl = KEYS[1], ARGV[2], tonumber(ARGV[3])
+local current = redis.call('HGET', KEYS[2], 'status')
+local out = {false}
+if not current then return out end
+local received = redis.call('HGET', KEYS[2], 'received_at') or now
+redis.call('ZREM', prefix .. current, ARGV[1])
+redis.call('ZADD', prefix .. 'processing', received, ARGV[1])
+redis.call('ZREMRANGEBYSCORE', prefix .. 'processing', '-inf', tonumber(now) - ttl)
+redis.call('HSET', KEYS[2], 'status', 'processing', 'processing_at', now)
+redis.call('HDEL', KEYS[2], 'batch_until')
+out[1] = current
+local most = tonumber(ARGV[5])
+if most <= 0 then return out end
+local types = {}
+for i = 8, #ARGV do types[ARGV[i]] = true end
+local claimed = 0
+for _, id in ipairs(redis.call('ZRANGE', prefix .. 'enqueued', 0, tonumber(ARGV[6]) - 1)) do
+  if id ~= ARGV[1] then
+    local key = '""" + KEY_PREFIX + """event:' .. id
+    local f = redis.call('HMGET', key, 'status', 'type', 'account', 'session_id', 'received_at')
+    if f[1] == 'enqueued' and types[f[2]] and (f[3] or '') == ARGV[4] and f[4] and f[4] ~= '' then
+      redis.call('ZREM', prefix .. 'enqueued', id)
+      redis.call('ZADD', prefix .. 'processing', f[5] or now, id)
+      redis.call('HSET', key, 'status', 'processing', 'processing_at', now, 'batch_until', ARGV[7])
+      table.insert(out, id)
+      table.insert(out, f[2])
+      table.insert(out, f[4])
+      table.insert(out, redis.call('HGET', key, 'body') or '')
+      claimed = claimed + 1
+      if claimed >= most then break end
+    end
+  end
+end
+return out
+"""
+
+
+@dataclass(frozen=True)
+class Claimed:
+    """A waiting event a batch took: read its session with the batch's, then decide it."""
+
+    id: str
+    type: str
+    session_id: str
+    body: str
+
+
 @dataclass(frozen=True)
 class InboxEvent:
     """One event as the inbox holds it."""
@@ -133,6 +188,8 @@ class InboxEvent:
     account: str | None = None
     #: Why an ``ignored`` event was ignored (``unhandled_type``, ``livemode_mismatch``), else "".
     reason: str = ""
+    #: Until when (unix seconds) a batch holds the event (it took it with other events), else 0.
+    batch_until: float = 0.0
 
     @property
     def livemode(self) -> bool | None:
@@ -164,6 +221,7 @@ class Inbox:
         self._move = client.register_script(_MOVE)
         self._requeue = client.register_script(_REQUEUE)
         self._replay = client.register_script(_REPLAY)
+        self._claim = client.register_script(_CLAIM)
 
     def record(self, event_id: str, event_type: str, session_id: str, body: str, *, queue: str, message: str,
                account: str | None = None, now: float | None = None) -> tuple[str, str]:
@@ -232,7 +290,34 @@ class Inbox:
             deliveries=int(fields.get("deliveries", 0)),
             account=fields.get("account") or None,
             reason=fields.get("reason", ""),
+            batch_until=float(fields.get("batch_until") or 0),
         )
+
+    def take(self, event_id: str, *, account: str | None = None, batch: int = 0, types: Iterable[str] = (),
+             scan: int = defaults.BATCH_SCAN, lease_s: float = defaults.BATCH_LEASE_S,
+             now: float | None = None) -> tuple[str | None, list[Claimed]]:
+        """Move *event_id* to ``processing`` (as ``move`` does) and claim with it, in the same call, up to
+        *batch* other ``enqueued`` events of *account* whose type is one of *types*, among the *scan*
+        oldest waiting. Each claimed event is ``processing``, held *lease_s* (``batch_until``).
+
+        Returns the taken event's old status (None: not in the inbox) and the claimed events, oldest first.
+        """
+        stamp = time.time() if now is None else now
+        args: list[Any] = [event_id, stamp, self._ttl_s, account or "", batch, scan, stamp + lease_s, *types]
+        with reachable():
+            result = self._claim(keys=[_STATUS_PREFIX, _event_key(event_id)], args=args)
+        old, rest = result[0], result[1:]
+        claimed = [Claimed(*(str(value) for value in rest[n:n + 4])) for n in range(0, len(rest), 4)]
+        return (str(old) if old else None), claimed
+
+    def release(self, event_id: str) -> bool:
+        """Give a claimed event back (its batch could not decide it): ``enqueued`` again, unheld, so its
+        own message processes it. False when it is no longer ``processing``."""
+        if self.move(event_id, "enqueued", allowed_from=("processing",)) is None:
+            return False
+        with reachable():
+            self._redis.hdel(_event_key(event_id), "batch_until")
+        return True
 
     def requeue_if_stuck(self, event_id: str, *, queue: str, message: str, stuck_after_s: float,
                          now: float | None = None) -> str | None:

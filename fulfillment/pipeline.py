@@ -48,11 +48,13 @@ def ignore_other_mode(event: InboxEvent, livemode: bool | None, inbox: Inbox, st
 
 
 def decide(event_type: str, session_id: str, client: StripeClient, ledger: Ledger, catalog: Catalog, *,
-           account: str | None = None) -> Decision:
+           account: str | None = None, session: CheckoutSession | None = None) -> Decision:
     """Read the session, gate on payment, record the order, and return the items to dispatch.
 
     *account* is the connected account a Connect event came from: the session is read as that
-    account, its items classified by its catalog, and the order records it.
+    account, its items classified by its catalog, and the order records it. *session* is the session
+    as a batch just read it (``StripeClient.read_sessions``: as fresh as a retrieve, its first page of
+    line items embedded); without it, the session is retrieved now. Either way the rest is the same.
 
     Safe to call any number of times, concurrently, in any order of events: the ledger keeps one
     record per item, and an order that was fulfilled is never moved back.
@@ -62,7 +64,8 @@ def decide(event_type: str, session_id: str, client: StripeClient, ledger: Ledge
         PermanentError: the API refused (e.g. an unknown session).
         StoreUnavailable: Redis is down.
     """
-    session = client.retrieve_session(session_id, account=account)
+    if session is None or session.id != session_id:
+        session = client.retrieve_session(session_id, account=account)
     if session.has_unknown_payment_status:
         # Fail safe: a payment status newer than crossfill is not "paid"; the order waits, and says so
         # (the client counted it: crossfill_unknown_values_total{field="payment_status"}).

@@ -2,7 +2,10 @@
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterator, Sequence
+import threading
+import time
+from collections.abc import Collection, Iterator, Sequence
+from dataclasses import replace
 from typing import Any
 
 import requests
@@ -30,6 +33,9 @@ log = logging.getLogger(__name__)
 #: What a session read expands: the first page of line items, their prices and products (4 levels, Stripe's
 #: maximum) — one request for an order of up to ten items instead of two.
 SESSION_EXPAND = "line_items.data.price.product"
+#: What a list of sessions expands: each session's first page of line items and their prices — 4 levels,
+#: Stripe's maximum, so products stay ids here and their names come from :class:`StripeClient`'s cache.
+LIST_EXPAND = "data.line_items.data.price"
 
 
 class StripeClient:
@@ -52,6 +58,9 @@ class StripeClient:
         self._stats = stats
         #: Paces every call under Stripe's rate limits, shared with every other worker (None: unpaced).
         self._limiter = limiter
+        #: (account, product id) → (product name, read at): the products of listed sessions' items.
+        self._products: dict[tuple[str | None, str], tuple[str, float]] = {}
+        self._products_lock = threading.Lock()
 
     def retrieve_session(self, session_id: str, *, account: str | None = None) -> CheckoutSession:
         """Fetch a Checkout Session as it is now (never trust a webhook's copy), with the first page of
@@ -64,6 +73,75 @@ class StripeClient:
             if session.has_unknown_payment_status:
                 self._stats.incr(UNKNOWN_VALUES, "payment_status")
         return session
+
+    def read_sessions(self, wanted: Collection[str], *, created_gte: int, created_lte: int,
+                      account: str | None = None, max_pages: int | None = None) -> dict[str, CheckoutSession]:
+        """Read the complete sessions *wanted* many at a time: ``GET /v1/checkout/sessions`` with
+        ``status=complete`` over ``created`` in [*created_gte*, *created_lte*], 100 a page, the first page
+        of each one's line items and their prices expanded, page after page until every wanted session
+        was seen or *max_pages* were read (default: the pages they fill, and ``BATCH_MAX_PAGES`` more). Returns those found, as :meth:`retrieve_session` would have
+        (product names from the product cache); a session not found is left to the caller.
+        """
+        params: dict[str, Any] = {"status": "complete", "created[gte]": created_gte, "created[lte]": created_lte,
+                                  "limit": defaults.LIST_PAGE_SIZE, "expand[]": LIST_EXPAND}
+        missing, found = set(wanted), {}
+        path = "/v1/checkout/sessions"
+        if max_pages is None:
+            max_pages = -(-len(missing) // defaults.LIST_PAGE_SIZE) + defaults.BATCH_MAX_PAGES
+        for _ in range(max_pages):
+            page = self._get(path, params, account=account)
+            data = page.get("data") if isinstance(page, dict) else None
+            if not isinstance(data, list):
+                raise InvalidResponse(f"GET {path} did not answer a list object")
+            for document in data:
+                session_id = document.get("id") if isinstance(document, dict) else None
+                if session_id in missing:
+                    missing.discard(session_id)
+                    found[session_id] = self._counted(self._named(parse_session(document), account))
+            if not missing or not page.get("has_more") or not data:
+                break
+            last = data[-1].get("id") if isinstance(data[-1], dict) else None
+            if not isinstance(last, str):
+                raise InvalidResponse(f"GET {path} answered an object without an id")
+            params["starting_after"] = last
+        return found
+
+    def _counted(self, session: CheckoutSession) -> CheckoutSession:
+        if self._stats is not None:
+            self._stats.incr(STRIPE_ORDERS_READ)
+            if session.has_unknown_payment_status:
+                self._stats.incr(UNKNOWN_VALUES, "payment_status")
+        return session
+
+    def _named(self, session: CheckoutSession, account: str | None) -> CheckoutSession:
+        """*session* with its embedded items' product names, as a retrieve expanding products gives them."""
+        page = session.line_items
+        if page is None:
+            return session
+        items = tuple(item if item.price is None or item.price.product_name
+                      else replace(item, price=replace(item.price, product_name=self.product_name(item.price.product,
+                                                                                                  account=account)))
+                      for item in page.items)
+        return replace(session, line_items=replace(page, items=items))
+
+    def product_name(self, product_id: str, *, account: str | None = None) -> str:
+        """A product's name, read once and again after ``PRODUCT_CACHE_S``; "" for a deleted product."""
+        key, now = (account, product_id), time.monotonic()
+        with self._products_lock:
+            cached = self._products.get(key)
+        if cached is not None and now - cached[1] < defaults.PRODUCT_CACHE_S:
+            return cached[0]
+        try:
+            document = self._get(f"/v1/products/{product_id}", {}, account=account)
+        except PermanentError as error:
+            if error.status != 404:
+                raise
+            document = {}  # deleted (or never there): the expanded product would have had no name either
+        name = document.get("name") if isinstance(document, dict) and not document.get("deleted") else None
+        name = name if isinstance(name, str) else ""
+        with self._products_lock:
+            self._products[key] = (name, now)
+        return name
 
     def line_items(self, session: CheckoutSession, *, account: str | None = None) -> Iterator[LineItem]:
         """Yield every line item of *session*: the page it embeds, then the rest from the list endpoint

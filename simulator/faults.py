@@ -23,6 +23,9 @@ class FaultPlan:
     """What to do to API requests whose path starts with *path_prefix*."""
 
     latency_ms: int = 0  #: added to every matching request, ms
+    #: added per object an ``expand[]`` put in the answer (a line item list, an item, a price, a
+    #: product), ms: a deep expansion costs Stripe work, so a list of expanded sessions answers slower
+    expand_latency_ms: float = 0.0
     error_rate: float = 0.0  #: share of matching requests answered 500, 0..1
     timeout_rate: float = 0.0  #: share that hang *timeout_ms* and then answer 504, 0..1
     timeout_ms: int = defaults.FAULT_TIMEOUT_MS
@@ -42,7 +45,7 @@ def plan_faults(params: Params) -> FaultPlan:
     Raises:
         InvalidRequest: naming the param that is out of range.
     """
-    params.allow("latency_ms", "error_rate", "timeout_rate", "timeout_ms", "rate_limit_per_s", "path_prefix",
+    params.allow("latency_ms", "expand_latency_ms", "error_rate", "timeout_rate", "timeout_ms", "rate_limit_per_s", "path_prefix",
                  "webhook_drop_rate", "seed")
     rate_limit = params.string("rate_limit_per_s")
     path_prefix = params.string("path_prefix") or "/v1"
@@ -51,6 +54,7 @@ def plan_faults(params: Params) -> FaultPlan:
                              param="path_prefix")
     return FaultPlan(
         latency_ms=params.integer("latency_ms", minimum=0, maximum=600_000, default=0) or 0,
+        expand_latency_ms=_milliseconds(params, "expand_latency_ms"),
         error_rate=_rate(params, "error_rate"),
         timeout_rate=_rate(params, "timeout_rate"),
         timeout_ms=params.integer("timeout_ms", minimum=0, maximum=600_000,
@@ -69,6 +73,16 @@ def _rate(params: Params, name: str) -> float:
     value = _number(text, name)
     if not 0.0 <= value <= 1.0:
         raise InvalidRequest(f"{name} must be between 0 and 1 (got {text})", param=name)
+    return value
+
+
+def _milliseconds(params: Params, name: str) -> float:
+    text = params.string(name)
+    if text is None:
+        return 0.0
+    value = _number(text, name)
+    if not 0.0 <= value <= 10_000.0:
+        raise InvalidRequest(f"{name} must be between 0 and 10000 ms (got {text})", param=name)
     return value
 
 
@@ -145,6 +159,13 @@ class FaultInjector:
             if plan.error_rate and self._random.random() < plan.error_rate:
                 return FaultDecision(delay, InjectedFailure("Injected error: the simulator failed this request"))
             return FaultDecision(delay)
+
+    def expansion_delay(self, path: str, expanded_objects: int) -> float:
+        """Seconds an answer to *path* that expanded *expanded_objects* objects is held (``expand_latency_ms``)."""
+        plan = self._plan
+        if not expanded_objects or not plan.expand_latency_ms or not path.startswith(plan.path_prefix):
+            return 0.0
+        return plan.expand_latency_ms * expanded_objects / 1000.0
 
     def drops_delivery(self) -> bool:
         """Decide whether the next webhook delivery is lost (``webhook_drop_rate``)."""

@@ -7,11 +7,14 @@ from typing import Any
 
 from celery import Celery, Task
 
+from fulfillment.batching import BATCHABLE, Wanted, read_together, session_created
 from fulfillment.errors import StoreUnavailable
 from fulfillment.handlers import FulfillmentRequest
+from fulfillment.inbox import Claimed, InboxEvent
 from fulfillment.ledger import BUSY, CLAIMED, DONE, FAILED
 from fulfillment.pipeline import decide, ignore_other_mode
 from fulfillment.report import CrossSellReport
+from fulfillment.schemas import CheckoutSession
 from messaging.contract import FULFILL_ITEM, PROCESS_EVENT
 from messaging.dispatch import dispatch_items
 from ops.runtime import Runtime
@@ -27,31 +30,88 @@ def _runtime(task: Task) -> Runtime:
 
 
 def process_event(task: Task, event_id: str, first_attempt_at: float | None = None) -> dict[str, Any]:
-    """Turn one received event into an order and one fulfill_item task per line item still open."""
+    """Turn one received event into an order and one fulfill_item task per line item still open; with
+    other events of its account waiting, their orders too, from one read of their sessions (a batch)."""
     runtime = _runtime(task)
     event = runtime.inbox.get(event_id)
     if event is None:
         log.warning("event %s is not in the inbox (expired or never received); nothing to do", event_id)
         return {"event_id": event_id, "outcome": "missing"}
+    if event.batch_until:
+        if event.status == "processed":  # a batch decided it; this is its own message arriving after
+            return {"event_id": event_id, "outcome": "processed", "batched": True}
+        held_s = event.batch_until - time.time()
+        if event.status == "processing" and held_s > 0:
+            # A batch is deciding it now; look again when it must have ended (it if died, process it then).
+            raise task.retry(countdown=min(held_s, BATCH_RECHECK_S) + 0.1)
     if ignore_other_mode(event, runtime.settings.stripe.livemode, runtime.inbox, runtime.stats):
         return {"event_id": event_id, "outcome": "ignored", "reason": "livemode_mismatch"}
-    runtime.inbox.move(event_id, "processing")
+    batch = runtime.settings.stripe.batch_reads if event.type in BATCHABLE else 0
+    _, claimed = runtime.inbox.take(event_id, account=event.account, batch=max(0, batch - 1), types=BATCHABLE)
     attempt = Attempt(PROCESS_EVENT, [event_id], task.request.retries + 1, first_attempt_at or time.time())
+    sessions = _read_batch(runtime, event, claimed) if claimed else {}
     try:
         decision = decide(event.type, event.session_id, runtime.stripe, runtime.ledger, runtime.catalog,
-                          account=event.account)
+                          account=event.account, session=sessions.get(event.session_id))
         dispatch_items(runtime.redis, event.session_id, decision.dispatch)
     except Exception as error:  # noqa: BLE001 - every failure takes the one retry-or-dead-letter path
         result = retry_or_dead_letter(task, runtime, attempt, error,
                                       on_dead=lambda message, reason: runtime.inbox.move(event_id, "failed"))
+        _decide_claimed(runtime, event.account, claimed, sessions)
         return {"event_id": event_id, **result}
     runtime.inbox.move(event_id, "processed")
     if attempt.number > 1:
         runtime.waiting_retries.clear(attempt.id)
-    log.info("event %s (%s): order %s is %s, %d item(s) dispatched", event_id, event.type, event.session_id,
-             decision.order_status, len(decision.dispatch))
+    batched = _decide_claimed(runtime, event.account, claimed, sessions)
+    log.info("event %s (%s): order %s is %s, %d item(s) dispatched%s", event_id, event.type, event.session_id,
+             decision.order_status, len(decision.dispatch), f"; {batched} more event(s) in its batch" if claimed else "")
     return {"event_id": event_id, "outcome": "processed", "order_status": decision.order_status,
-            "dispatched": len(decision.dispatch)}
+            "dispatched": len(decision.dispatch), "batched": batched}
+
+
+#: Longest a message of an event held by a batch waits before it looks again, seconds.
+BATCH_RECHECK_S = 5.0
+
+
+def _read_batch(runtime: Runtime, event: InboxEvent, claimed: list[Claimed]) -> dict[str, CheckoutSession]:
+    """The sessions of *event* and the events claimed with it, read together; {} when the list read
+    failed (then every claimed event is released to its own message, and *event* is retrieved alone)."""
+    bodies = [(event.session_id, event.body), *((one.session_id, one.body) for one in claimed)]
+    wanted = [Wanted(session_id, created) for session_id, body in bodies
+              if (created := session_created(body)) is not None]
+    try:
+        return read_together(runtime.stripe, wanted, account=event.account)
+    except Exception as error:  # noqa: BLE001 - the batch is an optimisation: each event goes its own way
+        log.warning("a batch read of %d session(s) failed (%s); each event is processed alone", len(wanted), error)
+        for one in claimed:
+            runtime.inbox.release(one.id)
+        claimed.clear()
+        return {}
+
+
+def _decide_claimed(runtime: Runtime, account: str | None, claimed: list[Claimed],
+                    sessions: dict[str, CheckoutSession]) -> int:
+    """Decide each event claimed with a batch from the batch's read (a session it did not find is
+    retrieved); one that fails is released to its own message, which retries it alone. Returns how
+    many were processed."""
+    done = 0
+    for one in claimed:
+        event = InboxEvent(one.id, one.type, one.session_id, "processing", one.body, 0.0, 0, account=account)
+        try:
+            if ignore_other_mode(event, runtime.settings.stripe.livemode, runtime.inbox, runtime.stats):
+                continue
+            decision = decide(one.type, one.session_id, runtime.stripe, runtime.ledger, runtime.catalog,
+                              account=account, session=sessions.get(one.session_id))
+            dispatch_items(runtime.redis, one.session_id, decision.dispatch)
+            runtime.inbox.move(one.id, "processed")
+            done += 1
+        except Exception as error:  # noqa: BLE001 - its own message takes the retry-or-dead-letter path
+            log.warning("event %s of a batch: %s; released to its own message", one.id, error)
+            try:
+                runtime.inbox.release(one.id)
+            except Exception:  # noqa: BLE001 - Redis down: the claim ends by itself (batch_until)
+                log.warning("event %s: not released (its claim ends by itself)", one.id)
+    return done
 
 
 def fulfill_item(task: Task, session_id: str, line_item_id: str,
