@@ -32,7 +32,7 @@ LIST_PAGE_SIZE = 100  #: Stripe's largest page of a list (events, sessions)
 #: sessions of waiting events one worker reads through the list endpoint at once (CROSSFILL_BATCH_READS;
 #: 0 reads every session alone); one page of GET /v1/checkout/sessions
 BATCH_READS = 100
-BATCH_SCAN = 400  #: waiting events a batch looks through for its account's (oldest first)
+BATCH_SCAN = 2000  #: waiting events a batch looks through for its account's (oldest first)
 BATCH_LEASE_S = 20.0  #: a batch holds the events it claimed this long; a dead batch's events are retaken after it, s
 BATCH_MAX_PAGES = 4  #: list pages a batch reads looking for its sessions before it reads the rest one by one
 PRODUCT_CACHE_S = 300.0  #: a product read for a batch's items is read again after this, seconds

@@ -163,6 +163,33 @@ return out
 """
 
 
+# Claim the waiting events of some sessions (those on a page a batch just read). KEYS: status-set
+# prefix. ARGV: now, account ("" = the platform's), claim ends, how many waiting events to look through,
+# number of types, types..., session ids... Claimed as _CLAIM claims; returns {id, type, session_id, body, ...}.
+_CLAIM_SESSIONS = """
+local prefix, now = KEYS[1], ARGV[1]
+local ntypes = tonumber(ARGV[5])
+local types, sessions = {}, {}
+for i = 6, 5 + ntypes do types[ARGV[i]] = true end
+for i = 6 + ntypes, #ARGV do sessions[ARGV[i]] = true end
+local out = {}
+for _, id in ipairs(redis.call('ZRANGE', prefix .. 'enqueued', 0, tonumber(ARGV[4]) - 1)) do
+  local key = '""" + KEY_PREFIX + """event:' .. id
+  local f = redis.call('HMGET', key, 'status', 'type', 'account', 'session_id', 'received_at')
+  if f[1] == 'enqueued' and types[f[2]] and (f[3] or '') == ARGV[2] and f[4] and sessions[f[4]] then
+    redis.call('ZREM', prefix .. 'enqueued', id)
+    redis.call('ZADD', prefix .. 'processing', f[5] or now, id)
+    redis.call('HSET', key, 'status', 'processing', 'processing_at', now, 'batch_until', ARGV[3])
+    table.insert(out, id)
+    table.insert(out, f[2])
+    table.insert(out, f[4])
+    table.insert(out, redis.call('HGET', key, 'body') or '')
+  end
+end
+return out
+"""
+
+
 @dataclass(frozen=True)
 class Claimed:
     """A waiting event a batch took: read its session with the batch's, then decide it."""
@@ -222,6 +249,7 @@ class Inbox:
         self._requeue = client.register_script(_REQUEUE)
         self._replay = client.register_script(_REPLAY)
         self._claim = client.register_script(_CLAIM)
+        self._claim_sessions = client.register_script(_CLAIM_SESSIONS)
 
     def record(self, event_id: str, event_type: str, session_id: str, body: str, *, queue: str, message: str,
                account: str | None = None, now: float | None = None) -> tuple[str, str]:
@@ -309,6 +337,20 @@ class Inbox:
         old, rest = result[0], result[1:]
         claimed = [Claimed(*(str(value) for value in rest[n:n + 4])) for n in range(0, len(rest), 4)]
         return (str(old) if old else None), claimed
+
+    def claim_sessions(self, session_ids: Iterable[str], *, account: str | None = None, types: Iterable[str] = (),
+                       scan: int = defaults.BATCH_SCAN, lease_s: float = defaults.BATCH_LEASE_S,
+                       now: float | None = None) -> list[Claimed]:
+        """Claim, as :meth:`take` claims, the ``enqueued`` events of *account* whose type is one of *types*
+        and whose session is one of *session_ids*, among the *scan* oldest waiting."""
+        wanted, kinds = list(session_ids), list(types)
+        if not wanted:
+            return []
+        stamp = time.time() if now is None else now
+        args: list[Any] = [stamp, account or "", stamp + lease_s, scan, len(kinds), *kinds, *wanted]
+        with reachable():
+            rest = self._claim_sessions(keys=[_STATUS_PREFIX], args=args)
+        return [Claimed(*(str(value) for value in rest[n:n + 4])) for n in range(0, len(rest), 4)]
 
     def release(self, event_id: str) -> bool:
         """Give a claimed event back (its batch could not decide it): ``enqueued`` again, unheld, so its

@@ -74,44 +74,53 @@ class StripeClient:
                 self._stats.incr(UNKNOWN_VALUES, "payment_status")
         return session
 
-    def read_sessions(self, wanted: Collection[str], *, created_gte: int, created_lte: int,
-                      account: str | None = None, max_pages: int | None = None) -> dict[str, CheckoutSession]:
-        """Read the complete sessions *wanted* many at a time: ``GET /v1/checkout/sessions`` with
-        ``status=complete`` over ``created`` in [*created_gte*, *created_lte*], 100 a page, the first page
-        of each one's line items and their prices expanded, page after page until every wanted session
-        was seen or *max_pages* were read (default: the pages they fill, and ``BATCH_MAX_PAGES`` more). Returns those found, as :meth:`retrieve_session` would have
-        (product names from the product cache); a session not found is left to the caller.
+    def session_pages(self, *, created_gte: int, created_lte: int, account: str | None = None,
+                      max_pages: int = defaults.BATCH_MAX_PAGES) -> Iterator[list[CheckoutSession]]:
+        """Read complete sessions many at a time: ``GET /v1/checkout/sessions`` with ``status=complete``
+        over ``created`` in [*created_gte*, *created_lte*], 100 a page, newest first, the first page of
+        each one's line items and their prices expanded; yield each page (at most *max_pages*) as
+        :meth:`retrieve_session` would have given its sessions (product names from the product cache).
+        Each page is read when the caller asks for it, so what it decides is as fresh as a retrieve.
+        The caller counts the sessions it used (:meth:`count_read`).
         """
         params: dict[str, Any] = {"status": "complete", "created[gte]": created_gte, "created[lte]": created_lte,
                                   "limit": defaults.LIST_PAGE_SIZE, "expand[]": LIST_EXPAND}
-        missing, found = set(wanted), {}
         path = "/v1/checkout/sessions"
-        if max_pages is None:
-            max_pages = -(-len(missing) // defaults.LIST_PAGE_SIZE) + defaults.BATCH_MAX_PAGES
         for _ in range(max_pages):
             page = self._get(path, params, account=account)
             data = page.get("data") if isinstance(page, dict) else None
             if not isinstance(data, list):
                 raise InvalidResponse(f"GET {path} did not answer a list object")
-            for document in data:
-                session_id = document.get("id") if isinstance(document, dict) else None
-                if session_id in missing:
-                    missing.discard(session_id)
-                    found[session_id] = self._counted(self._named(parse_session(document), account))
-            if not missing or not page.get("has_more") or not data:
+            sessions = [self._named(parse_session(document), account) for document in data]
+            yield sessions
+            if not page.get("has_more") or not sessions:
+                return
+            params["starting_after"] = sessions[-1].id
+
+    def read_sessions(self, wanted: Collection[str], *, created_gte: int, created_lte: int,
+                      account: str | None = None, max_pages: int | None = None) -> dict[str, CheckoutSession]:
+        """The complete sessions *wanted* among :meth:`session_pages` over the window, paging until each
+        was seen or *max_pages* were read (default: the pages they fill, and ``BATCH_MAX_PAGES`` more);
+        a session not found is left out."""
+        missing, found = set(wanted), {}
+        if max_pages is None:
+            max_pages = -(-len(missing) // defaults.LIST_PAGE_SIZE) + defaults.BATCH_MAX_PAGES
+        for page in self.session_pages(created_gte=created_gte, created_lte=created_lte, account=account,
+                                       max_pages=max_pages):
+            for session in page:
+                if session.id in missing:
+                    missing.discard(session.id)
+                    found[session.id] = session
+            if not missing:
                 break
-            last = data[-1].get("id") if isinstance(data[-1], dict) else None
-            if not isinstance(last, str):
-                raise InvalidResponse(f"GET {path} answered an object without an id")
-            params["starting_after"] = last
+        self.count_read(found.values())
         return found
 
-    def _counted(self, session: CheckoutSession) -> CheckoutSession:
-        if self._stats is not None:
-            self._stats.incr(STRIPE_ORDERS_READ)
-            if session.has_unknown_payment_status:
-                self._stats.incr(UNKNOWN_VALUES, "payment_status")
-        return session
+    def count_read(self, sessions: Collection[CheckoutSession]) -> None:
+        """Count sessions read through a list for orders (``stripe_orders_read``, unknown payment statuses)."""
+        if self._stats is not None and sessions:
+            unknown = sum(1 for session in sessions if session.has_unknown_payment_status)
+            self._stats.incr_many({(STRIPE_ORDERS_READ, ""): len(sessions), (UNKNOWN_VALUES, "payment_status"): unknown})
 
     def _named(self, session: CheckoutSession, account: str | None) -> CheckoutSession:
         """*session* with its embedded items' product names, as a retrieve expanding products gives them."""

@@ -3,16 +3,18 @@ from __future__ import annotations
 
 import logging
 import time
+from collections.abc import Callable
 from typing import Any
 
 from celery import Celery, Task
 
-from fulfillment.batching import BATCHABLE, Wanted, read_together, session_created
+from fulfillment import defaults
+from fulfillment.batching import BATCHABLE, session_created
 from fulfillment.errors import StoreUnavailable
 from fulfillment.handlers import FulfillmentRequest
 from fulfillment.inbox import Claimed, InboxEvent
 from fulfillment.ledger import BUSY, CLAIMED, DONE, FAILED
-from fulfillment.pipeline import decide, ignore_other_mode
+from fulfillment.pipeline import Decision, decide, ignore_other_mode
 from fulfillment.report import CrossSellReport
 from fulfillment.schemas import CheckoutSession
 from messaging.contract import FULFILL_ITEM, PROCESS_EVENT
@@ -31,7 +33,7 @@ def _runtime(task: Task) -> Runtime:
 
 def process_event(task: Task, event_id: str, first_attempt_at: float | None = None) -> dict[str, Any]:
     """Turn one received event into an order and one fulfill_item task per line item still open; with
-    other events of its account waiting, their orders too, from one read of their sessions (a batch)."""
+    other events of its account waiting, their orders too, from pages of their sessions (a batch)."""
     runtime = _runtime(task)
     event = runtime.inbox.get(event_id)
     if event is None:
@@ -42,27 +44,32 @@ def process_event(task: Task, event_id: str, first_attempt_at: float | None = No
             return {"event_id": event_id, "outcome": "processed", "batched": True}
         held_s = event.batch_until - time.time()
         if event.status == "processing" and held_s > 0:
-            # A batch is deciding it now; look again when it must have ended (it if died, process it then).
+            # A batch is deciding it now; look again when it must have ended (if it died, process it then).
             raise task.retry(countdown=min(held_s, BATCH_RECHECK_S) + 0.1)
     if ignore_other_mode(event, runtime.settings.stripe.livemode, runtime.inbox, runtime.stats):
         return {"event_id": event_id, "outcome": "ignored", "reason": "livemode_mismatch"}
     batch = runtime.settings.stripe.batch_reads if event.type in BATCHABLE else 0
     _, claimed = runtime.inbox.take(event_id, account=event.account, batch=max(0, batch - 1), types=BATCHABLE)
     attempt = Attempt(PROCESS_EVENT, [event_id], task.request.retries + 1, first_attempt_at or time.time())
-    sessions = _read_batch(runtime, event, claimed) if claimed else {}
-    try:
-        decision = decide(event.type, event.session_id, runtime.stripe, runtime.ledger, runtime.catalog,
-                          account=event.account, session=sessions.get(event.session_id))
-        dispatch_items(runtime.redis, event.session_id, decision.dispatch)
-    except Exception as error:  # noqa: BLE001 - every failure takes the one retry-or-dead-letter path
-        result = retry_or_dead_letter(task, runtime, attempt, error,
+    outcome: dict[str, Any] = {}
+
+    def decide_own(session: CheckoutSession | None) -> None:
+        try:
+            outcome["decision"] = _decide(runtime, event.type, event.session_id, event.account, session)
+        except Exception as error:  # noqa: BLE001 - every failure takes the one retry-or-dead-letter path
+            outcome["error"] = error
+
+    batched = _run_batch(runtime, event, claimed, decide_own) if claimed else 0
+    if not outcome:  # read alone (nothing waited), or its session was not on the pages read
+        decide_own(None)
+    if "error" in outcome:
+        result = retry_or_dead_letter(task, runtime, attempt, outcome["error"],
                                       on_dead=lambda message, reason: runtime.inbox.move(event_id, "failed"))
-        _decide_claimed(runtime, event.account, claimed, sessions)
         return {"event_id": event_id, **result}
+    decision: Decision = outcome["decision"]
     runtime.inbox.move(event_id, "processed")
     if attempt.number > 1:
         runtime.waiting_retries.clear(attempt.id)
-    batched = _decide_claimed(runtime, event.account, claimed, sessions)
     log.info("event %s (%s): order %s is %s, %d item(s) dispatched%s", event_id, event.type, event.session_id,
              decision.order_status, len(decision.dispatch), f"; {batched} more event(s) in its batch" if claimed else "")
     return {"event_id": event_id, "outcome": "processed", "order_status": decision.order_status,
@@ -73,45 +80,74 @@ def process_event(task: Task, event_id: str, first_attempt_at: float | None = No
 BATCH_RECHECK_S = 5.0
 
 
-def _read_batch(runtime: Runtime, event: InboxEvent, claimed: list[Claimed]) -> dict[str, CheckoutSession]:
-    """The sessions of *event* and the events claimed with it, read together; {} when the list read
-    failed (then every claimed event is released to its own message, and *event* is retrieved alone)."""
-    bodies = [(event.session_id, event.body), *((one.session_id, one.body) for one in claimed)]
-    wanted = [Wanted(session_id, created) for session_id, body in bodies
-              if (created := session_created(body)) is not None]
+def _decide(runtime: Runtime, event_type: str, session_id: str, account: str | None,
+            session: CheckoutSession | None) -> Decision:
+    """The one path from a session read (*session*; None: retrieve it now) to an order and its items queued."""
+    decision = decide(event_type, session_id, runtime.stripe, runtime.ledger, runtime.catalog, account=account,
+                      session=session)
+    dispatch_items(runtime.redis, session_id, decision.dispatch)
+    return decision
+
+
+def _run_batch(runtime: Runtime, event: InboxEvent, claimed: list[Claimed],
+               decide_own: Callable[[CheckoutSession | None], None]) -> int:
+    """Read the sessions of *event* and of the events claimed with it page by page (``created`` window
+    they span, ``status=complete``) and decide each on the page its session is on; claim too the waiting
+    events of any other session a page holds. Events whose session no page held are released to their
+    own messages; *event* is then retrieved alone by the caller. Returns how many claimed events were processed."""
+    held = {one.id: one for one in claimed}
+    created = [value for body in (event.body, *(one.body for one in claimed))
+               if (value := session_created(body)) is not None]
+    known = {event.session_id, *(one.session_id for one in claimed)}
+    done, own_done = 0, False
     try:
-        return read_together(runtime.stripe, wanted, account=event.account)
-    except Exception as error:  # noqa: BLE001 - the batch is an optimisation: each event goes its own way
-        log.warning("a batch read of %d session(s) failed (%s); each event is processed alone", len(wanted), error)
-        for one in claimed:
-            runtime.inbox.release(one.id)
-        claimed.clear()
-        return {}
-
-
-def _decide_claimed(runtime: Runtime, account: str | None, claimed: list[Claimed],
-                    sessions: dict[str, CheckoutSession]) -> int:
-    """Decide each event claimed with a batch from the batch's read (a session it did not find is
-    retrieved); one that fails is released to its own message, which retries it alone. Returns how
-    many were processed."""
-    done = 0
-    for one in claimed:
-        event = InboxEvent(one.id, one.type, one.session_id, "processing", one.body, 0.0, 0, account=account)
-        try:
-            if ignore_other_mode(event, runtime.settings.stripe.livemode, runtime.inbox, runtime.stats):
-                continue
-            decision = decide(one.type, one.session_id, runtime.stripe, runtime.ledger, runtime.catalog,
-                              account=account, session=sessions.get(one.session_id))
-            dispatch_items(runtime.redis, one.session_id, decision.dispatch)
-            runtime.inbox.move(one.id, "processed")
-            done += 1
-        except Exception as error:  # noqa: BLE001 - its own message takes the retry-or-dead-letter path
-            log.warning("event %s of a batch: %s; released to its own message", one.id, error)
-            try:
-                runtime.inbox.release(one.id)
-            except Exception:  # noqa: BLE001 - Redis down: the claim ends by itself (batch_until)
-                log.warning("event %s: not released (its claim ends by itself)", one.id)
+        if len(created) == len(claimed) + 1:
+            pages = -(-len(known) // defaults.LIST_PAGE_SIZE) + defaults.BATCH_MAX_PAGES
+            for page in runtime.stripe.session_pages(created_gte=min(created), created_lte=max(created),
+                                                     account=event.account, max_pages=pages):
+                on_page = {session.id: session for session in page}
+                extra = runtime.inbox.claim_sessions([sid for sid in on_page if sid not in known],
+                                                     account=event.account, types=BATCHABLE)
+                known.update(one.session_id for one in extra)
+                held.update((one.id, one) for one in extra)
+                used = [one for one in held.values() if one.session_id in on_page]
+                for one in used:
+                    del held[one.id]
+                    done += _decide_claimed(runtime, event.account, one, on_page[one.session_id])
+                if not own_done and event.session_id in on_page:
+                    decide_own(on_page[event.session_id])
+                    own_done = True
+                runtime.stripe.count_read({one.session_id: on_page[one.session_id] for one in used}.values())
+                if own_done and not held:
+                    break
+    except Exception as error:  # noqa: BLE001 - a batch is an optimisation: what it did not decide goes its own way
+        log.warning("a batch read failed (%s); %d claimed event(s) go back to their own messages", error, len(held))
+    for one in held.values():
+        _release(runtime, one.id)
     return done
+
+
+def _decide_claimed(runtime: Runtime, account: str | None, one: Claimed, session: CheckoutSession) -> int:
+    """Decide an event claimed by a batch from its session on the batch's page: 1 when processed; one
+    that fails is released to its own message, which retries it alone (0)."""
+    event = InboxEvent(one.id, one.type, one.session_id, "processing", one.body, 0.0, 0, account=account)
+    try:
+        if ignore_other_mode(event, runtime.settings.stripe.livemode, runtime.inbox, runtime.stats):
+            return 0
+        _decide(runtime, one.type, one.session_id, account, session)
+        runtime.inbox.move(one.id, "processed")
+    except Exception as error:  # noqa: BLE001 - its own message takes the retry-or-dead-letter path
+        log.warning("event %s of a batch: %s; released to its own message", one.id, error)
+        _release(runtime, one.id)
+        return 0
+    return 1
+
+
+def _release(runtime: Runtime, event_id: str) -> None:
+    try:
+        runtime.inbox.release(event_id)
+    except Exception:  # noqa: BLE001 - Redis down: the claim ends by itself (batch_until)
+        log.warning("event %s: not released (its claim ends by itself)", event_id)
 
 
 def fulfill_item(task: Task, session_id: str, line_item_id: str,
