@@ -145,6 +145,8 @@ if ARGV[2] ~= 'pending' then
   redis.call('HSET', KEYS[1], 'finished_at', ARGV[3])
   settle_order(KEYS[2], KEYS[3], KEYS[4], KEYS[5], ARGV[6], ARGV[3])
 end
+-- 2: the order is fulfilled and not yet counted in the report (the caller counts it: no second round trip)
+if redis.call('SISMEMBER', KEYS[5] .. 'to_report', ARGV[6]) == 1 then return 2 end
 return 1
 """
 
@@ -258,6 +260,15 @@ class Ledger:
     def record_result(self, session_id: str, line_item_id: str, token: str, result: Any) -> bool:
         """Mark a claimed item done with its result; False when the lease was lost meanwhile."""
         return self._end(session_id, line_item_id, token, "done", "result", json.dumps(result))
+
+    def record_result_due(self, session_id: str, line_item_id: str, token: str, result: Any) -> tuple[bool, bool]:
+        """:meth:`record_result`, and in the same call whether the order is now fulfilled and not yet
+        counted in the cross-sell report (``TO_REPORT``): (recorded, report due)."""
+        keys = [_item_prefix(session_id) + line_item_id, order_key(session_id), _items_key(session_id),
+                _item_prefix(session_id), _ORDER_SETS]
+        outcome = int(self._call(self._finish, keys, [token, "done", time.time(), "result", json.dumps(result),
+                                                      session_id]))
+        return outcome > 0, outcome == 2
 
     def record_failure(self, session_id: str, line_item_id: str, token: str, error: str) -> bool:
         """Mark a claimed item failed for good (it goes to the dead-letter queue)."""

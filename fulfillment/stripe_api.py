@@ -66,12 +66,11 @@ class StripeClient:
         """Fetch a Checkout Session as it is now (never trust a webhook's copy), with the first page of
         its line items, prices and products expanded (read them with :meth:`line_items`); *account*
         reads it as that connected account (Connect)."""
+        # The session read is counted with the call itself (one round trip to Redis, not two).
         session = parse_session(self._get(f"/v1/checkout/sessions/{session_id}", {"expand[]": SESSION_EXPAND},
-                                          account=account))
-        if self._stats is not None:
-            self._stats.incr(STRIPE_ORDERS_READ)
-            if session.has_unknown_payment_status:
-                self._stats.incr(UNKNOWN_VALUES, "payment_status")
+                                          account=account, reads_order=True))
+        if self._stats is not None and session.has_unknown_payment_status:
+            self._stats.incr(UNKNOWN_VALUES, "payment_status")
         return session
 
     def session_pages(self, *, created_gte: int, created_lte: int, account: str | None = None,
@@ -226,16 +225,24 @@ class StripeClient:
                 raise InvalidResponse(f"GET {path} answered an object without an id")
             params["starting_after"] = last
 
-    def _get(self, path: str, params: dict[str, Any], *, account: str | None = None) -> Any:
+    def _get(self, path: str, params: dict[str, Any], *, account: str | None = None, reads_order: bool = False) -> Any:
+        """GET *path* under the limiter, counted (with *reads_order*, an order's session read too when it succeeds)."""
         endpoint = endpoint_of("GET", path)
         waited = self._pace(account, endpoint)
-        if self._stats is not None:
-            self._stats.incr_many({(STRIPE_API_CALLS, endpoint): 1,
-                                   (STRIPE_RATE_LIMIT_WAITED_MS, endpoint): round(waited * 1000)})
+        counts = {(STRIPE_API_CALLS, endpoint): 1, (STRIPE_RATE_LIMIT_WAITED_MS, endpoint): round(waited * 1000)}
         # A connected account's objects are read as that account (Stripe Connect).
         headers = self._headers if account is None else {**self._headers, "Stripe-Account": account}
-        response = send(self._http.get, f"GET {path}", self._base + path, params=params, headers=headers,
-                        timeout=self._timeout)
+        try:
+            response = send(self._http.get, f"GET {path}", self._base + path, params=params, headers=headers,
+                            timeout=self._timeout)
+        except Exception:
+            if self._stats is not None:
+                self._stats.incr_many(counts)
+            raise
+        if self._stats is not None:
+            if response.ok and reads_order:
+                counts[(STRIPE_ORDERS_READ, "")] = 1
+            self._stats.incr_many(counts)
         if response.ok:
             try:
                 return response.json()

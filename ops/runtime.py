@@ -15,6 +15,7 @@ from fulfillment.handlers import HandlerRegistry
 from fulfillment.inbox import Inbox
 from fulfillment.ledger import Ledger
 from fulfillment.ratelimit import RateLimiter, RateLimits, key_mode
+from fulfillment.report import CrossSellReport
 from fulfillment.settings import Settings
 from fulfillment.stats import Stats
 from fulfillment.store import connect
@@ -61,6 +62,10 @@ class Runtime:
     @cached_property
     def catalog(self) -> Catalog:
         return load_catalog(self.settings.catalog_path, self.handlers.check)
+
+    @cached_property
+    def report(self) -> CrossSellReport:
+        return CrossSellReport(self.redis, self.catalog)
 
     @cached_property
     def stats(self) -> Stats:

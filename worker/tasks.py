@@ -15,7 +15,6 @@ from fulfillment.handlers import FulfillmentRequest
 from fulfillment.inbox import Claimed, InboxEvent
 from fulfillment.ledger import BUSY, CLAIMED, DONE, FAILED
 from fulfillment.pipeline import Decision, decide, ignore_other_mode
-from fulfillment.report import CrossSellReport
 from fulfillment.schemas import CheckoutSession
 from messaging.contract import FULFILL_ITEM, PROCESS_EVENT
 from messaging.dispatch import dispatch_items
@@ -183,10 +182,12 @@ def fulfill_item(task: Task, session_id: str, line_item_id: str,
             before_retry=lambda message: ledger.release_item(session_id, line_item_id, claim.token, message),
             on_dead=lambda message, reason: ledger.record_failure(session_id, line_item_id, claim.token, message))
         return {"status": "failed", **outcome}
-    if not ledger.record_result(session_id, line_item_id, claim.token, result):
+    recorded, report_due = ledger.record_result_due(session_id, line_item_id, claim.token, result)
+    if not recorded:
         log.warning("item %s:%s: lease lost before the result was recorded; the handler's idempotency key "
                     "covers the repeat", session_id, line_item_id)
-    _count_in_report(runtime, session_id)
+    if report_due:
+        _count_in_report(runtime, session_id)
     if claim.attempt > 1:
         runtime.waiting_retries.clear(attempt.id)
     return {"status": "done", "result": result}
@@ -196,7 +197,7 @@ def _count_in_report(runtime: Runtime, session_id: str) -> None:
     """Add the order to the cross-sell rollups once it is fulfilled (idempotent). A failure here
     never fails the item: the order stays in the ledger's to_report set and the next drain counts it."""
     try:
-        CrossSellReport(runtime.redis, runtime.catalog).count_if_due(session_id)
+        runtime.report.count(session_id)
     except StoreUnavailable as error:
         log.warning("order %s: not counted in the report yet (%s); a later drain counts it", session_id, error)
 
