@@ -349,33 +349,6 @@ def expected_keys(stack: Stack) -> dict[str, list[str]]:
     return {p["session"]: [f"{p['session']}:{item}" for item in p["line_items"]] for p in stack.purchases}
 
 
-def draw(rows: list[tuple[float, int, int, int, int, int]], start: float, png: Path, title: str) -> None:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    t = [row[0] - start for row in rows]
-    rate = [0.0] + [(b[3] - a[3]) / (b[0] - a[0]) for a, b in zip(rows, rows[1:])]
-    api = [0.0] + [(b[4] - a[4]) / (b[0] - a[0]) for a, b in zip(rows, rows[1:])]
-    fig, (top, bottom) = plt.subplots(2, 1, figsize=(7, 4.6), sharex=True, dpi=80)
-    top.plot(t, [row[1] for row in rows], label="events queue")
-    top.plot(t, [row[2] for row in rows], label="fulfillment queue")
-    top.set_ylabel("messages")
-    top.legend(loc="upper right", fontsize=8)
-    top.set_title(title, fontsize=9)
-    bottom.plot(t, rate, label="items fulfilled /s")
-    bottom.plot(t, api, label="API requests /s")
-    bottom.axhline(ENDPOINT_LIMIT, color="grey", linestyle="--", linewidth=0.8, label="25/s per endpoint")
-    bottom.set_ylabel("per second")
-    bottom.set_xlabel("seconds since the first payment")
-    bottom.legend(loc="upper right", fontsize=8)
-    fig.tight_layout()
-    png.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(png)
-    plt.close(fig)
-
-
 def run_sale(stack: Stack, args: argparse.Namespace, label: str) -> dict[str, Any]:
     """Post the sale's events, wait for every item at the sink; return every figure."""
     sim_call(stack, "POST", "/sim/faults", {"latency_ms": args.latency_ms, "path_prefix": "/v1",

@@ -118,6 +118,20 @@ return status
 """
 
 
+# Shared Lua: a waiting event (its fields f = status, type, account, session_id, received_at) becomes
+# processing, held by a batch until `held_until`; its id, type, session and body are appended to `out`.
+_LUA_CLAIM_HELD = """
+local function claim_held(prefix, key, id, f, now, held_until, out)
+  redis.call('ZREM', prefix .. 'enqueued', id)
+  redis.call('ZADD', prefix .. 'processing', f[5] or now, id)
+  redis.call('HSET', key, 'status', 'processing', 'processing_at', now, 'batch_until', held_until)
+  table.insert(out, id)
+  table.insert(out, f[2])
+  table.insert(out, f[4])
+  table.insert(out, redis.call('HGET', key, 'body') or '')
+end
+"""
+
 # Take an event for processing and, with it, other events of the same account waiting behind it (a
 # batch: their sessions are read together). KEYS: status-set prefix, the taken event's hash.
 # ARGV: taken event id, now, ttl, account ("" = the platform's), most others to claim, how many waiting
@@ -125,7 +139,7 @@ return status
 # The taken event becomes processing as _MOVE makes it; each claimed one becomes processing with
 # `batch_until` set (its own message, when a worker takes it, waits for that or sees it processed).
 # Returns {the taken event's old status or false, id, type, session_id, body, id, type, ...}.
-_CLAIM = """
+_CLAIM = _LUA_CLAIM_HELD + """
 local prefix, now, ttl = KEYS[1], ARGV[2], tonumber(ARGV[3])
 local current = redis.call('HGET', KEYS[2], 'status')
 local out = {false}
@@ -147,13 +161,7 @@ for _, id in ipairs(redis.call('ZRANGE', prefix .. 'enqueued', 0, tonumber(ARGV[
     local key = '""" + KEY_PREFIX + """event:' .. id
     local f = redis.call('HMGET', key, 'status', 'type', 'account', 'session_id', 'received_at')
     if f[1] == 'enqueued' and types[f[2]] and (f[3] or '') == ARGV[4] and f[4] and f[4] ~= '' then
-      redis.call('ZREM', prefix .. 'enqueued', id)
-      redis.call('ZADD', prefix .. 'processing', f[5] or now, id)
-      redis.call('HSET', key, 'status', 'processing', 'processing_at', now, 'batch_until', ARGV[7])
-      table.insert(out, id)
-      table.insert(out, f[2])
-      table.insert(out, f[4])
-      table.insert(out, redis.call('HGET', key, 'body') or '')
+      claim_held(prefix, key, id, f, now, ARGV[7], out)
       claimed = claimed + 1
       if claimed >= most then break end
     end
@@ -166,7 +174,7 @@ return out
 # Claim the waiting events of some sessions (those on a page a batch just read). KEYS: status-set
 # prefix. ARGV: now, account ("" = the platform's), claim ends, how many waiting events to look through,
 # number of types, types..., session ids... Claimed as _CLAIM claims; returns {id, type, session_id, body, ...}.
-_CLAIM_SESSIONS = """
+_CLAIM_SESSIONS = _LUA_CLAIM_HELD + """
 local prefix, now = KEYS[1], ARGV[1]
 local ntypes = tonumber(ARGV[5])
 local types, sessions = {}, {}
@@ -177,13 +185,7 @@ for _, id in ipairs(redis.call('ZRANGE', prefix .. 'enqueued', 0, tonumber(ARGV[
   local key = '""" + KEY_PREFIX + """event:' .. id
   local f = redis.call('HMGET', key, 'status', 'type', 'account', 'session_id', 'received_at')
   if f[1] == 'enqueued' and types[f[2]] and (f[3] or '') == ARGV[2] and f[4] and sessions[f[4]] then
-    redis.call('ZREM', prefix .. 'enqueued', id)
-    redis.call('ZADD', prefix .. 'processing', f[5] or now, id)
-    redis.call('HSET', key, 'status', 'processing', 'processing_at', now, 'batch_until', ARGV[3])
-    table.insert(out, id)
-    table.insert(out, f[2])
-    table.insert(out, f[4])
-    table.insert(out, redis.call('HGET', key, 'body') or '')
+    claim_held(prefix, key, id, f, now, ARGV[3], out)
   end
 end
 return out

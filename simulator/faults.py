@@ -54,7 +54,7 @@ def plan_faults(params: Params) -> FaultPlan:
                              param="path_prefix")
     return FaultPlan(
         latency_ms=params.integer("latency_ms", minimum=0, maximum=600_000, default=0) or 0,
-        expand_latency_ms=_milliseconds(params, "expand_latency_ms"),
+        expand_latency_ms=_rate(params, "expand_latency_ms", high=10_000.0),
         error_rate=_rate(params, "error_rate"),
         timeout_rate=_rate(params, "timeout_rate"),
         timeout_ms=params.integer("timeout_ms", minimum=0, maximum=600_000,
@@ -66,23 +66,14 @@ def plan_faults(params: Params) -> FaultPlan:
     )
 
 
-def _rate(params: Params, name: str) -> float:
+def _rate(params: Params, name: str, *, high: float = 1.0) -> float:
+    """A number from 0 to *high* (a share, by default), 0 when absent."""
     text = params.string(name)
     if text is None:
         return 0.0
     value = _number(text, name)
-    if not 0.0 <= value <= 1.0:
-        raise InvalidRequest(f"{name} must be between 0 and 1 (got {text})", param=name)
-    return value
-
-
-def _milliseconds(params: Params, name: str) -> float:
-    text = params.string(name)
-    if text is None:
-        return 0.0
-    value = _number(text, name)
-    if not 0.0 <= value <= 10_000.0:
-        raise InvalidRequest(f"{name} must be between 0 and 10000 ms (got {text})", param=name)
+    if not 0.0 <= value <= high:
+        raise InvalidRequest(f"{name} must be between 0 and {high:g} (got {text})", param=name)
     return value
 
 
