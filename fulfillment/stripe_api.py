@@ -74,27 +74,31 @@ class StripeClient:
         return session
 
     def session_pages(self, *, created_gte: int, created_lte: int, account: str | None = None,
-                      max_pages: int = defaults.BATCH_MAX_PAGES) -> Iterator[list[CheckoutSession]]:
+                      max_pages: int = defaults.BATCH_MAX_PAGES,
+                      limit: int = defaults.LIST_PAGE_SIZE) -> Iterator[SessionPage]:
         """Read complete sessions many at a time: ``GET /v1/checkout/sessions`` with ``status=complete``
-        over ``created`` in [*created_gte*, *created_lte*], 100 a page, newest first, the first page of
-        each one's line items and their prices expanded; yield each page (at most *max_pages*) as
-        :meth:`retrieve_session` would have given its sessions (product names from the product cache).
-        Each page is read when the caller asks for it, so what it decides is as fresh as a retrieve.
-        The caller counts the sessions it used (:meth:`count_read`).
+        over ``created`` in [*created_gte*, *created_lte*], *limit* a page, newest first, the first page
+        of each one's line items and their prices expanded; yield each page (at most *max_pages*).
+        Each page is read when the caller asks for it, so what it decides is as fresh as a retrieve;
+        only the sessions the caller takes from it are parsed (:meth:`SessionPage.session`). The caller
+        counts the sessions it used (:meth:`count_read`).
         """
         params: dict[str, Any] = {"status": "complete", "created[gte]": created_gte, "created[lte]": created_lte,
-                                  "limit": defaults.LIST_PAGE_SIZE, "expand[]": LIST_EXPAND}
+                                  "limit": limit, "expand[]": LIST_EXPAND}
         path = "/v1/checkout/sessions"
         for _ in range(max_pages):
             page = self._get(path, params, account=account)
             data = page.get("data") if isinstance(page, dict) else None
             if not isinstance(data, list):
                 raise InvalidResponse(f"GET {path} did not answer a list object")
-            sessions = [self._named(parse_session(document), account) for document in data]
-            yield sessions
-            if not page.get("has_more") or not sessions:
+            documents = {document["id"]: document for document in data
+                         if isinstance(document, dict) and isinstance(document.get("id"), str)}
+            if len(documents) != len(data):
+                raise InvalidResponse(f"GET {path} answered an object without an id")
+            yield SessionPage(self, documents, account)
+            if not page.get("has_more") or not data:
                 return
-            params["starting_after"] = sessions[-1].id
+            params["starting_after"] = data[-1]["id"]
 
     def read_sessions(self, wanted: Collection[str], *, created_gte: int, created_lte: int,
                       account: str | None = None, max_pages: int | None = None) -> dict[str, CheckoutSession]:
@@ -106,10 +110,9 @@ class StripeClient:
             max_pages = -(-len(missing) // defaults.LIST_PAGE_SIZE) + defaults.BATCH_MAX_PAGES
         for page in self.session_pages(created_gte=created_gte, created_lte=created_lte, account=account,
                                        max_pages=max_pages):
-            for session in page:
-                if session.id in missing:
-                    missing.discard(session.id)
-                    found[session.id] = session
+            for session_id in missing & page.ids:
+                missing.discard(session_id)
+                found[session_id] = page.session(session_id)
             if not missing:
                 break
         self.count_read(found.values())
@@ -121,7 +124,7 @@ class StripeClient:
             unknown = sum(1 for session in sessions if session.has_unknown_payment_status)
             self._stats.incr_many({(STRIPE_ORDERS_READ, ""): len(sessions), (UNKNOWN_VALUES, "payment_status"): unknown})
 
-    def _named(self, session: CheckoutSession, account: str | None) -> CheckoutSession:
+    def named(self, session: CheckoutSession, account: str | None) -> CheckoutSession:
         """*session* with its embedded items' product names, as a retrieve expanding products gives them."""
         page = session.line_items
         if page is None:
@@ -271,6 +274,20 @@ class StripeClient:
             if self._stats is not None:
                 self._stats.incr(STRIPE_RATE_LIMIT_DEFERRED, endpoint)
             raise
+
+
+class SessionPage:
+    """One page of listed sessions: their ids, and each session parsed only when taken."""
+
+    def __init__(self, client: StripeClient, documents: dict[str, Any], account: str | None) -> None:
+        self._client = client
+        self._documents = documents
+        self._account = account
+        self.ids = frozenset(documents)
+
+    def session(self, session_id: str) -> CheckoutSession:
+        """The session *session_id* of this page, as :meth:`StripeClient.retrieve_session` would give it."""
+        return self._client.named(parse_session(self._documents[session_id]), self._account)
 
 
 def _checked_event(document: Any) -> dict[str, Any]:

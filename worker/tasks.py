@@ -102,21 +102,21 @@ def _run_batch(runtime: Runtime, event: InboxEvent, claimed: list[Claimed],
     try:
         if len(created) == len(claimed) + 1:
             pages = -(-len(known) // defaults.LIST_PAGE_SIZE) + defaults.BATCH_MAX_PAGES
+            # A page a few times the batch: a small batch does not pay for a hundred sessions it never uses.
+            limit = min(defaults.LIST_PAGE_SIZE, max(defaults.BATCH_MIN_PAGE, 4 * len(known)))
             for page in runtime.stripe.session_pages(created_gte=min(created), created_lte=max(created),
-                                                     account=event.account, max_pages=pages):
-                on_page = {session.id: session for session in page}
-                extra = runtime.inbox.claim_sessions([sid for sid in on_page if sid not in known],
-                                                     account=event.account, types=BATCHABLE)
+                                                     account=event.account, max_pages=pages, limit=limit):
+                extra = runtime.inbox.claim_sessions(page.ids - known, account=event.account, types=BATCHABLE)
                 known.update(one.session_id for one in extra)
                 held.update((one.id, one) for one in extra)
-                used = [one for one in held.values() if one.session_id in on_page]
-                for one in used:
+                sessions = {sid: page.session(sid) for sid in page.ids & known}
+                for one in [one for one in held.values() if one.session_id in sessions]:
                     del held[one.id]
-                    done += _decide_claimed(runtime, event.account, one, on_page[one.session_id])
-                if not own_done and event.session_id in on_page:
-                    decide_own(on_page[event.session_id])
+                    done += _decide_claimed(runtime, event.account, one, sessions[one.session_id])
+                if not own_done and event.session_id in sessions:
+                    decide_own(sessions[event.session_id])
                     own_done = True
-                runtime.stripe.count_read({one.session_id: on_page[one.session_id] for one in used}.values())
+                runtime.stripe.count_read(sessions.values())
                 if own_done and not held:
                     break
     except Exception as error:  # noqa: BLE001 - a batch is an optimisation: what it did not decide goes its own way
