@@ -151,6 +151,7 @@ redis.call('ZREMRANGEBYSCORE', prefix .. 'processing', '-inf', tonumber(now) - t
 redis.call('HSET', KEYS[2], 'status', 'processing', 'processing_at', now)
 redis.call('HDEL', KEYS[2], 'batch_until')
 out[1] = current
+if redis.call('HEXISTS', KEYS[2], 'read_alone') == 1 then return out end
 local most = tonumber(ARGV[5])
 if most <= 0 then return out end
 local types = {}
@@ -159,8 +160,8 @@ local claimed = 0
 for _, id in ipairs(redis.call('ZRANGE', prefix .. 'enqueued', 0, tonumber(ARGV[6]) - 1)) do
   if id ~= ARGV[1] then
     local key = '""" + KEY_PREFIX + """event:' .. id
-    local f = redis.call('HMGET', key, 'status', 'type', 'account', 'session_id', 'received_at')
-    if f[1] == 'enqueued' and types[f[2]] and (f[3] or '') == ARGV[4] and f[4] and f[4] ~= '' then
+    local f = redis.call('HMGET', key, 'status', 'type', 'account', 'session_id', 'received_at', 'read_alone')
+    if f[1] == 'enqueued' and types[f[2]] and (f[3] or '') == ARGV[4] and f[4] and f[4] ~= '' and not f[6] then
       claim_held(prefix, key, id, f, now, ARGV[7], out)
       claimed = claimed + 1
       if claimed >= most then break end
@@ -219,6 +220,8 @@ class InboxEvent:
     reason: str = ""
     #: Until when (unix seconds) a batch holds the event (it took it with other events), else 0.
     batch_until: float = 0.0
+    #: A batch claimed it but no page it read held its session: it is read alone from now on.
+    read_alone: bool = False
 
     @property
     def livemode(self) -> bool | None:
@@ -321,6 +324,7 @@ class Inbox:
             account=fields.get("account") or None,
             reason=fields.get("reason", ""),
             batch_until=float(fields.get("batch_until") or 0),
+            read_alone=bool(fields.get("read_alone")),
         )
 
     def take(self, event_id: str, *, account: str | None = None, batch: int = 0, types: Iterable[str] = (),
@@ -328,7 +332,7 @@ class Inbox:
              now: float | None = None) -> tuple[str | None, list[Claimed]]:
         """Move *event_id* to ``processing`` (as ``move`` does) and claim with it, in the same call, up to
         *batch* other ``enqueued`` events of *account* whose type is one of *types*, among the *scan*
-        oldest waiting. Each claimed event is ``processing``, held *lease_s* (``batch_until``).
+        oldest waiting; none when the event is to be read alone, nor any event to be read alone. Each claimed event is ``processing``, held *lease_s* (``batch_until``).
 
         Returns the taken event's old status (None: not in the inbox) and the claimed events, oldest first.
         """
@@ -354,13 +358,17 @@ class Inbox:
             rest = self._claim_sessions(keys=[_STATUS_PREFIX], args=args)
         return [Claimed(*(str(value) for value in rest[n:n + 4])) for n in range(0, len(rest), 4)]
 
-    def release(self, event_id: str) -> bool:
+    def release(self, event_id: str, *, alone: bool = False) -> bool:
         """Give a claimed event back (its batch could not decide it): ``enqueued`` again, unheld, so its
-        own message processes it. False when it is no longer ``processing``."""
+        own message processes it; with *alone*, never batched again (no batch claims it, and its own
+        message reads its session alone). False when it is no longer ``processing``."""
         if self.move(event_id, "enqueued", allowed_from=("processing",)) is None:
             return False
-        with reachable():
-            self._redis.hdel(_event_key(event_id), "batch_until")
+        with reachable(), self._redis.pipeline(transaction=False) as pipe:
+            pipe.hdel(_event_key(event_id), "batch_until")
+            if alone:
+                pipe.hset(_event_key(event_id), "read_alone", 1)
+            pipe.execute()
         return True
 
     def requeue_if_stuck(self, event_id: str, *, queue: str, message: str, stuck_after_s: float,

@@ -93,7 +93,7 @@ def _run_batch(runtime: Runtime, event: InboxEvent, claimed: list[Claimed],
     """Read the sessions of *event* and of the events claimed with it page by page (``created`` window
     they span, ``status=complete``) and decide each on the page its session is on; claim too the waiting
     events of any other session a page holds. Events whose session no page held are released to their
-    own messages; *event* is then retrieved alone by the caller. Returns how many claimed events were processed."""
+    own messages, to be read alone; *event* is then retrieved alone by the caller. Returns how many claimed events were processed."""
     held = {one.id: one for one in claimed}
     created = [value for body in (event.body, *(one.body for one in claimed))
                if (value := session_created(body)) is not None]
@@ -121,14 +121,16 @@ def _run_batch(runtime: Runtime, event: InboxEvent, claimed: list[Claimed],
                     break
     except Exception as error:  # noqa: BLE001 - a batch is an optimisation: what it did not decide goes its own way
         log.warning("a batch read failed (%s); %d claimed event(s) go back to their own messages", error, len(held))
+    # Not on the pages read (or the read failed): each goes back to its own message, to be read alone
+    # there; claiming them again would read the same pages again.
     for one in held.values():
-        _release(runtime, one.id)
+        _release(runtime, one.id, alone=True)
     return done
 
 
 def _decide_claimed(runtime: Runtime, account: str | None, one: Claimed, session: CheckoutSession) -> int:
     """Decide an event claimed by a batch from its session on the batch's page: 1 when processed; one
-    that fails is released to its own message, which retries it alone (0)."""
+    that fails is released to its own message, which reads and retries it alone (0)."""
     event = InboxEvent(one.id, one.type, one.session_id, "processing", one.body, 0.0, 0, account=account)
     try:
         if ignore_other_mode(event, runtime.settings.stripe.livemode, runtime.inbox, runtime.stats):
@@ -137,14 +139,14 @@ def _decide_claimed(runtime: Runtime, account: str | None, one: Claimed, session
         runtime.inbox.move(one.id, "processed")
     except Exception as error:  # noqa: BLE001 - its own message takes the retry-or-dead-letter path
         log.warning("event %s of a batch: %s; released to its own message", one.id, error)
-        _release(runtime, one.id)
+        _release(runtime, one.id, alone=True)
         return 0
     return 1
 
 
-def _release(runtime: Runtime, event_id: str) -> None:
+def _release(runtime: Runtime, event_id: str, *, alone: bool = False) -> None:
     try:
-        runtime.inbox.release(event_id)
+        runtime.inbox.release(event_id, alone=alone)
     except Exception:  # noqa: BLE001 - Redis down: the claim ends by itself (batch_until)
         log.warning("event %s: not released (its claim ends by itself)", event_id)
 

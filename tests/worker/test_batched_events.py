@@ -123,7 +123,15 @@ def test_claimed_events_no_page_holds_go_back_to_their_own_messages(sim: SimServ
 
     process_event(task_for(runtime), first)
 
-    # Then the one its page did not hold is enqueued again, unheld, for its own message
+    # Then the one its page did not hold is enqueued again, unheld, for its own message to read alone
     assert runtime.inbox.get(first).status == "processed"
     again = runtime.inbox.get(second)
-    assert again.status == "enqueued" and not again.batch_until
+    assert again.status == "enqueued" and not again.batch_until and again.read_alone
+    assert runtime.inbox.take(first, batch=5, types=(COMPLETED,))[1] == []  # no batch claims it again
+    _, taken = runtime.inbox.take(second, batch=5, types=(COMPLETED,))
+    assert taken == []  # nor does it claim others: its read is alone
+
+    # And its own message reads it alone
+    paid(sim, runtime, 1)  # something waits: it still does not batch
+    process_event(task_for(runtime), second)
+    assert runtime.ledger.order(second_session)["status"] == "fulfilling"
