@@ -35,7 +35,7 @@ BATCH_READS = 100
 BATCH_SCAN = 2000  #: waiting events a batch looks through for its account's (oldest first)
 BATCH_LEASE_S = 20.0  #: a batch holds the events it claimed this long; a dead batch's events are retaken after it, s
 BATCH_MIN_PAGE = 10  #: smallest page a batch reads (Stripe's default page size)
-BATCH_MAX_PAGES = 4  #: list pages a batch reads looking for its sessions before it reads the rest one by one
+BATCH_MAX_PAGES = 10  #: list pages a batch reads beyond those its sessions fill, before the rest are read alone
 PRODUCT_CACHE_S = 300.0  #: a product read for a batch's items is read again after this, seconds
 HTTP_POOL_SIZE = 64  #: pooled keep-alive connections per host and process
 
