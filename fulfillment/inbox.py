@@ -332,7 +332,8 @@ class Inbox:
              now: float | None = None) -> tuple[str | None, list[Claimed]]:
         """Move *event_id* to ``processing`` (as ``move`` does) and claim with it, in the same call, up to
         *batch* other ``enqueued`` events of *account* whose type is one of *types*, among the *scan*
-        oldest waiting; none when the event is to be read alone, nor any event to be read alone. Each claimed event is ``processing``, held *lease_s* (``batch_until``).
+        oldest waiting; none when the event is to be read alone, nor any event to be read alone. Each
+        claimed event is ``processing``, held *lease_s* (``batch_until``).
 
         Returns the taken event's old status (None: not in the inbox) and the claimed events, oldest first.
         """

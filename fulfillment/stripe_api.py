@@ -122,7 +122,8 @@ class StripeClient:
         """Count sessions read through a list for orders (``stripe_orders_read``, unknown payment statuses)."""
         if self._stats is not None and sessions:
             unknown = sum(1 for session in sessions if session.has_unknown_payment_status)
-            self._stats.incr_many({(STRIPE_ORDERS_READ, ""): len(sessions), (UNKNOWN_VALUES, "payment_status"): unknown})
+            self._stats.incr_many({(STRIPE_ORDERS_READ, ""): len(sessions),
+                                   (UNKNOWN_VALUES, "payment_status"): unknown})
 
     def named(self, session: CheckoutSession, account: str | None) -> CheckoutSession:
         """*session* with its embedded items' product names, as a retrieve expanding products gives them."""

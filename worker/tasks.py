@@ -69,8 +69,8 @@ def process_event(task: Task, event_id: str, first_attempt_at: float | None = No
     runtime.inbox.move(event_id, "processed")
     if attempt.number > 1:
         runtime.waiting_retries.clear(attempt.id)
-    log.info("event %s (%s): order %s is %s, %d item(s) dispatched%s", event_id, event.type, event.session_id,
-             decision.order_status, len(decision.dispatch), f"; {batched} more event(s) in its batch" if claimed else "")
+    log.info("event %s (%s): order %s is %s, %d item(s) dispatched; %d more event(s) in its batch", event_id,
+             event.type, event.session_id, decision.order_status, len(decision.dispatch), batched)
     return {"event_id": event_id, "outcome": "processed", "order_status": decision.order_status,
             "dispatched": len(decision.dispatch), "batched": batched}
 
@@ -93,7 +93,8 @@ def _run_batch(runtime: Runtime, event: InboxEvent, claimed: list[Claimed],
     """Read the sessions of *event* and of the events claimed with it page by page (``created`` window
     they span, ``status=complete``) and decide each on the page its session is on; claim too the waiting
     events of any other session a page holds. Events whose session no page held are released to their
-    own messages, to be read alone; *event* is then retrieved alone by the caller. Returns how many claimed events were processed."""
+    own messages, to be read alone; *event* is then retrieved alone by the caller. Returns how many
+    claimed events were processed."""
     held = {one.id: one for one in claimed}
     created = [value for body in (event.body, *(one.body for one in claimed))
                if (value := session_created(body)) is not None]

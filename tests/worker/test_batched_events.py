@@ -41,28 +41,29 @@ def task_for(runtime: Runtime) -> Any:
 
 
 @pytest.fixture
-def sim() -> Iterator[SimServer]:
+def sim() -> Iterator[Any]:
+    """The simulator over real HTTP (``url``, ``simulator``) and the ``price`` every session sells."""
     with SimServer(SimConfig()) as server:
         store = server.simulator.store
         store.create_product(name="Mug", product_id="prod_mug")
-        server.price = store.create_price(product="prod_mug", currency="usd", unit_amount=900)["id"]  # type: ignore[attr-defined]
-        yield server
+        price = store.create_price(product="prod_mug", currency="usd", unit_amount=900)["id"]
+        yield SimpleNamespace(url=server.url, simulator=server.simulator, price=price)
 
 
 @pytest.fixture
-def runtime(sim: SimServer) -> Runtime:
+def runtime(sim: Any) -> Runtime:
     made = Runtime(Settings(redis_url="redis://unused", stripe=StripeSettings(api_key=API_KEY, api_base=sim.url,
                                                                               rate_limit=0, endpoint_rate_limit=0)))
     made.__dict__["redis"] = fake_redis()
     return made
 
 
-def paid(sim: SimServer, runtime: Runtime, count: int, *, items: int = 1) -> list[tuple[str, str]]:
+def paid(sim: Any, runtime: Runtime, count: int, *, items: int = 1) -> list[tuple[str, str]]:
     """*count* paid sessions, each with its completed event recorded in the inbox; (event id, session id)."""
     store, made = sim.simulator.store, []
     for n in range(count):
         session = store.create_session(mode="payment", base_url=sim.url,
-                                       line_items=[LineItemSpec(sim.price, 1)] * items)  # type: ignore[attr-defined]
+                                       line_items=[LineItemSpec(sim.price, 1)] * items)
         store.complete_session(session["id"], "paid")
         event = store.events[-1]
         runtime.inbox.record(event["id"], COMPLETED, session["id"], json.dumps(event), queue="events", message="m",
@@ -71,7 +72,7 @@ def paid(sim: SimServer, runtime: Runtime, count: int, *, items: int = 1) -> lis
     return made
 
 
-def test_one_task_decides_every_waiting_event_from_one_page(sim: SimServer, runtime: Runtime) -> None:
+def test_one_task_decides_every_waiting_event_from_one_page(sim: Any, runtime: Runtime) -> None:
     # Given 30 paid orders waiting, one of them of 12 items
     events = paid(sim, runtime, 29) + paid(sim, runtime, 1, items=12)
 
@@ -94,7 +95,7 @@ def test_one_task_decides_every_waiting_event_from_one_page(sim: SimServer, runt
     assert Stats(runtime.redis).read(STRIPE_API_CALLS).get("GET /v1/checkout/sessions") == 1
 
 
-def test_a_lone_event_is_retrieved_alone(sim: SimServer, runtime: Runtime) -> None:
+def test_a_lone_event_is_retrieved_alone(sim: Any, runtime: Runtime) -> None:
     [(event_id, session_id)] = paid(sim, runtime, 1)
 
     process_event(task_for(runtime), event_id)
@@ -103,7 +104,7 @@ def test_a_lone_event_is_retrieved_alone(sim: SimServer, runtime: Runtime) -> No
     assert runtime.ledger.order(session_id)["status"] == "fulfilling"
 
 
-def test_a_message_of_an_event_a_live_batch_holds_comes_back_later(sim: SimServer, runtime: Runtime) -> None:
+def test_a_message_of_an_event_a_live_batch_holds_comes_back_later(sim: Any, runtime: Runtime) -> None:
     events = paid(sim, runtime, 2)
     inbox: Inbox = runtime.inbox
     inbox.take(events[0][0], batch=5, types=(COMPLETED,))  # a batch elsewhere takes one and holds the other
@@ -115,7 +116,7 @@ def test_a_message_of_an_event_a_live_batch_holds_comes_back_later(sim: SimServe
     assert runtime.ledger.order(events[1][1]) is None
 
 
-def test_claimed_events_no_page_holds_go_back_to_their_own_messages(sim: SimServer, runtime: Runtime) -> None:
+def test_claimed_events_no_page_holds_go_back_to_their_own_messages(sim: Any, runtime: Runtime) -> None:
     # Given two waiting events, one of whose sessions was created outside any window a page covers
     (first, _), (second, second_session) = paid(sim, runtime, 2)
     body = json.loads(runtime.inbox.get(second).body)
