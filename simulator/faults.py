@@ -31,6 +31,7 @@ class FaultPlan:
     timeout_ms: int = defaults.FAULT_TIMEOUT_MS
     rate_limit_per_s: float | None = None  #: requests per second beyond which 429 is answered
     path_prefix: str = "/v1"
+    method: str | None = None  #: only requests of this method (e.g. GET: reads); None: any
     webhook_drop_rate: float = 0.0  #: share of webhook deliveries lost on the way (never sent nor retried), 0..1
     seed: int | None = None  #: fixes the random draws, for reproducible runs
 
@@ -45,8 +46,8 @@ def plan_faults(params: Params) -> FaultPlan:
     Raises:
         InvalidRequest: naming the param that is out of range.
     """
-    params.allow("latency_ms", "expand_latency_ms", "error_rate", "timeout_rate", "timeout_ms", "rate_limit_per_s", "path_prefix",
-                 "webhook_drop_rate", "seed")
+    params.allow("latency_ms", "expand_latency_ms", "error_rate", "timeout_rate", "timeout_ms", "rate_limit_per_s",
+                 "path_prefix", "method", "webhook_drop_rate", "seed")
     rate_limit = params.string("rate_limit_per_s")
     path_prefix = params.string("path_prefix") or "/v1"
     if not path_prefix.startswith("/v1"):
@@ -61,6 +62,7 @@ def plan_faults(params: Params) -> FaultPlan:
                                   default=defaults.FAULT_TIMEOUT_MS) or 0,
         rate_limit_per_s=_positive(rate_limit, "rate_limit_per_s") if rate_limit is not None else None,
         path_prefix=path_prefix,
+        method=(params.choice("method", ("GET", "POST", "DELETE")) or None),
         webhook_drop_rate=_rate(params, "webhook_drop_rate"),
         seed=params.integer("seed"),
     )
@@ -130,11 +132,11 @@ class FaultInjector:
         """Back to no faults."""
         self.set_plan(FaultPlan())
 
-    def decide(self, path: str) -> FaultDecision:
-        """Decide the fate of a request to *path*."""
+    def decide(self, path: str, method: str = "GET") -> FaultDecision:
+        """Decide the fate of a *method* request to *path*."""
         with self._lock:
             plan = self._plan
-            if not path.startswith(plan.path_prefix):
+            if not path.startswith(plan.path_prefix) or (plan.method is not None and method != plan.method):
                 return FaultDecision()
             delay = plan.latency_ms / 1000.0
             if plan.rate_limit_per_s is not None:

@@ -89,3 +89,17 @@ def test_count_expanded_counts_what_the_expansion_brought() -> None:
 
     assert count_expanded(body, expand) == 5  # the list, two items, two prices
     assert count_expanded(body, parse_expand([], "list:checkout.session")) == 0
+
+
+def test_a_fault_plan_can_strike_one_method_only(sim_server: SimServer, sim: SimClient) -> None:
+    sim.post("/sim/faults", {"error_rate": 1, "path_prefix": "/v1/checkout/sessions", "method": "GET"})
+    try:
+        headers = {"Authorization": f"Bearer {API_KEY}"}
+        read = requests.get(f"{sim_server.url}/v1/checkout/sessions", headers=headers, timeout=10)
+        created = requests.post(f"{sim_server.url}/v1/checkout/sessions", headers=headers, timeout=10,
+                                data={"mode": "payment"})
+    finally:
+        sim.delete("/sim/faults")
+
+    assert read.status_code == 500
+    assert created.status_code == 400  # refused for its params, not struck by the fault
