@@ -19,7 +19,7 @@ import requests
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from fulfillment.batching import Wanted, read_together, session_created
+from fulfillment.batching import session_created
 from fulfillment.catalog import Catalog, parse_catalog
 from fulfillment.events import COMPLETED
 from fulfillment.inbox import Inbox
@@ -52,7 +52,7 @@ def orders_both_ways(client: StripeClient, sessions: dict[str, int], catalog: Ca
     single, batched = Ledger(fake_redis()), Ledger(fake_redis())
     for session_id in sessions:
         decide(COMPLETED, session_id, client, single, catalog)
-    read = read_together(client, [Wanted(sid, created) for sid, created in sessions.items()], account=None)
+    read = client.read_sessions(set(sessions), created_gte=min(sessions.values()), created_lte=max(sessions.values()))
     assert set(read) == set(sessions)  # every session was in the pages read
     for session_id in sessions:
         decide(COMPLETED, session_id, client, batched, catalog, session=read[session_id])
