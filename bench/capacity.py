@@ -20,13 +20,13 @@ from pathlib import Path
 
 import redis
 
+from crossfill.embedded import free_port, redis_argv
 from fulfillment.catalog import load_catalog
 from fulfillment.inbox import Inbox
 from fulfillment.ledger import Ledger
 from fulfillment.orders import classify_items, order_summary
 from fulfillment.schemas import parse_line_items, parse_session
 from messaging.contract import EVENTS_QUEUE, PROCESS_EVENT, task_message
-from crossfill.embedded import free_port, redis_argv
 
 FIXTURES = Path(__file__).resolve().parents[1] / "tests" / "fixtures" / "stripe" / "fixtures3"
 

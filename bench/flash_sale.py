@@ -36,15 +36,14 @@ import json
 import os
 import platform
 import shutil
-import statistics
 import subprocess
 import sys
 import tempfile
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from collections.abc import Callable
 from typing import Any
 
 import redis
@@ -57,9 +56,10 @@ for path in (REPO, REPO / "bench"):
 
 from flash_sim import catalog_toml  # noqa: E402
 from receiver import BASELINE_APP, ServerConfig  # noqa: E402
-from tests.support.target import FulfillmentTarget  # noqa: E402
+
 from crossfill.embedded import free_port, redis_argv  # noqa: E402
 from crossfill.supervisor import Supervisor  # noqa: E402
+from tests.support.target import FulfillmentTarget  # noqa: E402
 
 SECRET = "whsec_bench_flash_0123456789abcdef"
 HANDLER_SECRET = "bench_flash_handler_secret"
@@ -216,7 +216,7 @@ def gunicorn_command(app: str, port: int) -> list[str]:
 
 
 def start_stack(args: argparse.Namespace, purchases: int, *, web_argv: Callable[[int], list[str]] | None = None,
-                workers: bool = True) -> Stack:
+                workers: bool = True, extra_env: dict[str, str] | None = None) -> Stack:
     """Redis, the pre-paid simulator, a receiver (crossfill's unless *web_argv*), crossfill's workers, the sink."""
     tmp = Path(tempfile.mkdtemp(prefix="crossfill-flash-"))
     sink = Sink(HANDLER_SECRET)
@@ -233,12 +233,14 @@ def start_stack(args: argparse.Namespace, purchases: int, *, web_argv: Callable[
         "STRIPE_API_KEY": "sk_test_bench_flash", "STRIPE_API_BASE": sim_url,
         "CROSSFILL_HANDLER_SECRET": HANDLER_SECRET, "BENCH_SINK_URL": sink.url,
         "PYTHONPATH": os.pathsep.join([str(REPO), str(REPO / "bench"), env.get("PYTHONPATH", "")]).rstrip(os.pathsep),
+        **(extra_env or {}),
     })
     events_file = tmp / "events.jsonl"
     try:
         supervisor.start("sim", [sys.executable, str(REPO / "bench" / "flash_sim.py"), "--port", str(sim_port),
                                  "--catalog", str(catalog), "--purchases", str(purchases),
-                                 "--rate-limits", args.rate_limits, "--out", str(events_file)], env, tmp / "logs")
+                                 "--rate-limits", args.rate_limits, "--out", str(events_file),
+                                 *getattr(args, "sim_args", [])], env, tmp / "logs")
         # each gunicorn's master serves /metrics on a port of its own (webhooks/gunicorn_conf.py)
         supervisor.start("web", web_argv(web_port) if web_argv else [*CROSSFILL, "web"],
                          {**env, "CROSSFILL_METRICS_PORT": str(free_port())}, tmp / "logs")
@@ -350,36 +352,10 @@ def expected_keys(stack: Stack) -> dict[str, list[str]]:
     return {p["session"]: [f"{p['session']}:{item}" for item in p["line_items"]] for p in stack.purchases}
 
 
-def draw(rows: list[tuple[float, int, int, int, int, int]], start: float, png: Path, title: str) -> None:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    t = [row[0] - start for row in rows]
-    rate = [0.0] + [(b[3] - a[3]) / (b[0] - a[0]) for a, b in zip(rows, rows[1:])]
-    api = [0.0] + [(b[4] - a[4]) / (b[0] - a[0]) for a, b in zip(rows, rows[1:])]
-    fig, (top, bottom) = plt.subplots(2, 1, figsize=(7, 4.6), sharex=True, dpi=80)
-    top.plot(t, [row[1] for row in rows], label="events queue")
-    top.plot(t, [row[2] for row in rows], label="fulfillment queue")
-    top.set_ylabel("messages")
-    top.legend(loc="upper right", fontsize=8)
-    top.set_title(title, fontsize=9)
-    bottom.plot(t, rate, label="items fulfilled /s")
-    bottom.plot(t, api, label="API requests /s")
-    bottom.axhline(ENDPOINT_LIMIT, color="grey", linestyle="--", linewidth=0.8, label="25/s per endpoint")
-    bottom.set_ylabel("per second")
-    bottom.set_xlabel("seconds since the first payment")
-    bottom.legend(loc="upper right", fontsize=8)
-    fig.tight_layout()
-    png.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(png)
-    plt.close(fig)
-
-
 def run_sale(stack: Stack, args: argparse.Namespace, label: str) -> dict[str, Any]:
     """Post the sale's events, wait for every item at the sink; return every figure."""
-    sim_call(stack, "POST", "/sim/faults", {"latency_ms": args.latency_ms, "path_prefix": "/v1"})
+    sim_call(stack, "POST", "/sim/faults", {"latency_ms": args.latency_ms, "path_prefix": "/v1",
+                                            "expand_latency_ms": getattr(args, "expand_latency_ms", 0)})
     sim_call(stack, "DELETE", "/sim/stats")
     keys = expected_keys(stack)
     all_keys = {key for ks in keys.values() for key in ks}
@@ -415,6 +391,7 @@ def run_sale(stack: Stack, args: argparse.Namespace, label: str) -> dict[str, An
     first_call = next((t for t, n in calls if n > 0), start)
     all_calls = next((t for t, n in calls if n >= stats["requests"]), last)
     api_window_s = max(all_calls - first_call, 1e-9)
+    last_ack = gen.get("last_answer_wall", start)
     lost = all_keys - stack.sink.first_at.keys()
     repeated = {key: n for key, n in stack.sink.calls.items() if n > 1}
     result = {
@@ -429,6 +406,10 @@ def run_sale(stack: Stack, args: argparse.Namespace, label: str) -> dict[str, An
         "non_2xx": gen["error_count"],  #: non-200 answers, 200s that did not accept, timeouts, connection errors
         "over_stripe_timeout": gen["over_10s"] + gen["errors"].get("timeout", 0),
         "drain_s": drain_s,
+        "ack_to_fulfilled_s": last - last_ack,  #: last webhook acknowledged -> last item fulfilled
+        "one_call_bound_s": args.purchases / ENDPOINT_LIMIT,  #: one read per order at 25/s
+        "api_calls_per_order": stats["requests"] / args.purchases,
+        "api_by_endpoint": {name: counts["requests"] for name, counts in stats["endpoints"].items()},
         "session_reads_ok": ok_reads,
         "read_rate": ok_reads / drain_s if drain_s else 0.0,
         "api_window_s": api_window_s, "api_rate": stats["requests"] / api_window_s,
@@ -482,11 +463,67 @@ def _met(ok: bool) -> str:
     return "met" if ok else "MISSED"
 
 
+def draw_modes(results: list[dict[str, Any]], png: Path, title: str) -> None:
+    """Both modes on one graph: items fulfilled over time (each from its own first payment), and API calls/s."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, (top, bottom) = plt.subplots(2, 1, figsize=(7, 4.8), sharex=True, dpi=80)
+    for result in results:
+        rows, start = result["samples"], result["start"]
+        t = [row[0] - start for row in rows]
+        top.plot(t, [row[3] for row in rows], label=f"{result['label']}: items fulfilled")
+        top.plot(t, [row[1] for row in rows], linestyle=":", label=f"{result['label']}: events queue")
+        api = [0.0] + [(b[4] - a[4]) / (b[0] - a[0]) for a, b in zip(rows, rows[1:])]
+        bottom.plot(t, api, label=f"{result['label']}: API requests/s")
+        top.axvline(result["last_ack_s"], color="grey", linestyle="--", linewidth=0.6)
+    top.set_ylabel("items / messages")
+    top.legend(loc="lower right", fontsize=7)
+    top.set_title(title, fontsize=9)
+    bottom.axhline(ENDPOINT_LIMIT, color="grey", linestyle="--", linewidth=0.8, label="25/s per endpoint")
+    bottom.set_ylabel("per second")
+    bottom.set_xlabel("seconds since the first payment (dashed: last webhook acknowledged)")
+    bottom.legend(loc="upper right", fontsize=7)
+    fig.tight_layout()
+    png.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(png)
+    plt.close(fig)
+
+
+def compare(results: list[dict[str, Any]]) -> list[str]:
+    """The issue's figures, one column per mode."""
+    rows = [
+        ("drain: last webhook acked -> last item fulfilled, s", "ack_to_fulfilled_s", "{:.1f}"),
+        ("one-call bound N/25, s", "one_call_bound_s", "{:.1f}"),
+        ("drain / bound (target <= 0.4)", "drain_ratio", "{:.2f}"),
+        ("first payment -> last item fulfilled, s", "drain_s", "{:.1f}"),
+        ("payment -> fulfilled p50, s", "pay_to_fulfilled_p50_s", "{:.1f}"),
+        ("payment -> fulfilled p99, s", "pay_to_fulfilled_p99_s", "{:.1f}"),
+        ("API calls per order", "api_calls_per_order", "{:.3f}"),
+        ("API calls answered 429", "api_429", "{}"),
+        ("items lost / called more than once", "lost_twice", "{}"),
+        ("webhook ack p99, ms", "ack_p99_ms", "{:.1f}"),
+        ("other work, % of the machine", "other_pct", "{:.0f}"),
+    ]
+    lines = [f"  {'figure':<52}" + "".join(f"{r['label']:>14}" for r in results)]
+    for title, key, form in rows:
+        lines.append(f"  {title:<52}" + "".join(f"{form.format(r[key]):>14}" for r in results))
+    return lines
+
+
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--purchases", type=int, default=3000)
+    parser.add_argument("--purchases", type=int, default=1000)
+    parser.add_argument("--items", default="1-3", help="line items per purchase before the cross-sell: N or LO-HI")
+    parser.add_argument("--cross-sell-share", type=float, default=0.4, help="share of buyers adding the cross-sell")
     parser.add_argument("--rate", type=float, default=300.0, help="payments (webhooks) per second")
     parser.add_argument("--latency-ms", type=int, default=50, help="added to every /v1 call")
+    parser.add_argument("--expand-latency-ms", type=float, default=2.0,
+                        help="added per object an expansion brings (a list of expanded sessions is slower)")
+    parser.add_argument("--modes", default="batched,single",
+                        help="comma-separated: batched (CROSSFILL_BATCH_READS=100), single (=0, one read per order)")
     parser.add_argument("--rate-limits", default="live", choices=("live", "test", "off"))
     parser.add_argument("--worker-procs", type=int, default=2)
     parser.add_argument("--concurrency", "-c", type=int, default=16, help="worker threads in all")
@@ -494,25 +531,42 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--worker-nice", type=int, default=0,
                         help="run the workers at this nice level (the receiver keeps the CPU it needs to ack)")
     parser.add_argument("--timeout", type=float, default=600, help="longest wait for the drain, s")
-    parser.add_argument("--png", type=Path, default=REPO / "bench" / "results" / "flash_sale.png")
+    parser.add_argument("--png", type=Path, default=REPO / "bench" / "results" / "flash_sale_batched.png")
     parser.add_argument("--json", type=Path, help="write the figures (without samples) here")
-    return parser.parse_args(argv)
+    args = parser.parse_args(argv)
+    args.sim_args = ["--items", args.items, "--cross-sell-share", str(args.cross_sell_share)]
+    return args
+
+
+BATCH_READS = {"batched": "100", "single": "0"}  #: CROSSFILL_BATCH_READS of each mode
 
 
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     print(f"machine: {machine_line()}", flush=True)
-    stack = start_stack(args, args.purchases)
-    try:
-        result = run_sale(stack, args, "crossfill")
-    finally:
-        stack.stop()
-    print("\n".join(report(result)))
-    draw(result["samples"], result["start"], args.png,
-         f"flash sale: {args.purchases:,} orders at {args.rate:g}/s, {args.latency_ms} ms API, live limits")
+    results = []
+    for mode in args.modes.split(","):
+        stack = start_stack(args, args.purchases, extra_env={"CROSSFILL_BATCH_READS": BATCH_READS[mode]})
+        try:
+            result = run_sale(stack, args, mode)
+        finally:
+            stack.stop()
+        result["drain_ratio"] = result["ack_to_fulfilled_s"] / result["one_call_bound_s"]
+        result["lost_twice"] = f"{result['lost_items']} / {result['items_called_more_than_once']}"
+        result["other_pct"] = 100 * result["other_share"]
+        result["last_ack_s"] = result["ack_to_fulfilled_s"] and (result["start"] + result["drain_s"]
+                                                                 - result["ack_to_fulfilled_s"] - result["start"])
+        print("\n".join(report(result)), flush=True)
+        print(f"  API calls by endpoint: {result['api_by_endpoint']}", flush=True)
+        results.append(result)
+    print(f"\nflash sale, {args.purchases:,} orders at {args.rate:g}/s, {args.latency_ms} ms per API call + "
+          f"{args.expand_latency_ms:g} ms per expanded object, {args.rate_limits} limits")
+    print("\n".join(compare(results)))
+    draw_modes(results, args.png, f"flash sale: {args.purchases:,} orders at {args.rate:g}/s, {args.latency_ms} ms API "
+               f"+ {args.expand_latency_ms:g} ms/expanded object, {args.rate_limits} limits")
     print(f"graph: {args.png}")
     if args.json:
-        args.json.write_text(json.dumps({k: v for k, v in result.items() if k != "samples"}, indent=2))
+        args.json.write_text(json.dumps([{k: v for k, v in r.items() if k != "samples"} for r in results], indent=2))
     return 0
 
 

@@ -54,6 +54,8 @@ def main() -> int:
     parser.add_argument("--purchases", type=int, default=3000)
     parser.add_argument("--items", default="1-4", help="line items per purchase before the cross-sell: N or LO-HI")
     parser.add_argument("--cross-sell-every", type=int, default=2, help="every Nth buyer adds the cross-sell")
+    parser.add_argument("--cross-sell-share", type=float,
+                        help="instead of --cross-sell-every: each buyer adds the cross-sell with this probability")
     parser.add_argument("--seed", type=int, default=12)
     parser.add_argument("--rate-limits", default="live", choices=sorted(MODES))
     parser.add_argument("--out", type=Path, required=True)
@@ -76,7 +78,9 @@ def main() -> int:
             session = store.create_session(mode="payment", base_url=f"http://127.0.0.1:{args.port}",
                                            line_items=[LineItemSpec(prices[pid], 1) for pid in products],
                                            success_url="https://shop.example/thanks")
-            if n % args.cross_sell_every == 0:
+            adds = rng.random() < args.cross_sell_share if args.cross_sell_share is not None \
+                else n % args.cross_sell_every == 0
+            if adds:
                 store.add_cross_sell(session["id"])
             store.complete_session(session["id"], "paid")
             event = store.events[-1]

@@ -74,8 +74,8 @@ def create_web() -> Any:
 
 
 def main(argv: list[str]) -> int:
-    from worker.broker import run_worker
     from crossfill.cli.service import worker_argv
+    from worker.broker import run_worker
 
     concurrency = int(argv[argv.index("-c") + 1]) if "-c" in argv else 8
     args = worker_argv(concurrency, loglevel="WARNING")

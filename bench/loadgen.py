@@ -453,6 +453,8 @@ def main(argv: list[str] | None = None) -> int:
         "offered_per_s": args.rate if args.mode == "open" else None,
         "answers": len(ordered),
         "start_wall": tally.start_wall,
+        #: when the last answer came (the last webhook acknowledged), wall clock
+        "last_answer_wall": tally.start_wall + (max(tally.finished_at) - start if tally.finished_at else 0.0),
         "statuses": {str(code): n for code, n in sorted(tally.statuses.items())},
         "accepted": tally.accepted,
         "warmup_accepted": tally.warmup_accepted,

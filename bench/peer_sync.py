@@ -42,8 +42,17 @@ for path in (REPO, REPO / "bench"):
         sys.path.insert(0, str(path))
 
 from flash_sale import (  # noqa: E402
-    STRIPE_TIMEOUT_S, LoadMeter, Stack, _tree, expected_keys, gunicorn_command, machine_line, pct, post_events,
-    settle, sim_call, start_stack)
+    LoadMeter,
+    Stack,
+    _tree,
+    expected_keys,
+    gunicorn_command,
+    machine_line,
+    post_events,
+    settle,
+    sim_call,
+    start_stack,
+)
 
 PEER_APP = "peer_app:create_app()"
 TARGET_P99_RATIO = 20.0

@@ -38,7 +38,6 @@ import tempfile
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
 import redis
 
@@ -48,10 +47,21 @@ for path in (REPO, REPO / "bench"):
         sys.path.insert(0, str(path))
 
 from flash_sale import (  # noqa: E402
-    HANDLER_SECRET, SECRET, LoadMeter, Sink, _tree, cpu_seconds, gunicorn_command, machine_line, post_events,
-    settle, wait_port)
+    HANDLER_SECRET,
+    SECRET,
+    LoadMeter,
+    Sink,
+    _tree,
+    cpu_seconds,
+    gunicorn_command,
+    machine_line,
+    post_events,
+    settle,
+    wait_port,
+)
 from flash_sim import catalog_toml  # noqa: E402
 from floor_app import EVENT_QUEUE, ITEM_QUEUE  # noqa: E402
+
 from crossfill.embedded import free_port, redis_argv  # noqa: E402
 from crossfill.supervisor import Supervisor  # noqa: E402
 
@@ -88,6 +98,8 @@ class Bench:
         catalog.write_text(text, encoding="utf-8")
         self.redis_port, sim_port = free_port(), free_port()
         self.ports = {"crossfill": free_port(), "floor": free_port()}
+        if args.before:
+            self.ports["crossfill-single"] = free_port()
         self.supervisor.start("redis", redis_argv(self.tmp, self.redis_port), log_dir=self.tmp / "logs")
         env = {k: v for k, v in os.environ.items() if not k.startswith(("CROSSFILL_", "STRIPE_", "PROMETHEUS_"))}
         env.update({
@@ -110,6 +122,17 @@ class Bench:
         self.supervisor.start("crossfill-workers", [*CROSSFILL, "worker", "-p", str(args.worker_procs), "-c",
                                                     str(args.concurrency), "--loglevel", "WARNING"],
                               env, self.tmp / "logs")
+        if args.before:
+            # The same code reading each session alone (CROSSFILL_BATCH_READS=0): the "before" of the
+            # batched reads, on a Redis database of its own so that the two never take each other's messages.
+            single = {**env, "CROSSFILL_BATCH_READS": "0", "CROSSFILL_PORT": str(self.ports["crossfill-single"]),
+                      "CROSSFILL_REDIS_URL": f"redis://127.0.0.1:{self.redis_port}/1"}
+            self.supervisor.start("crossfill-single-web", [*CROSSFILL, "web"],
+                                  {**single, "CROSSFILL_METRICS_PORT": str(free_port())}, self.tmp / "logs")
+            self.supervisor.start("crossfill-single-workers", [*CROSSFILL, "worker", "-p", str(args.worker_procs),
+                                                               "-c", str(args.concurrency), "--loglevel", "WARNING"],
+                                  single, self.tmp / "logs")
+            self.redis_single = redis.Redis(port=self.redis_port, db=1, decode_responses=True)
         self.supervisor.start("floor-web", gunicorn_command("floor_app:create_web()", self.ports["floor"]),
                               {**env, "CROSSFILL_METRICS_PORT": str(free_port())},
                               self.tmp / "logs")
@@ -132,8 +155,8 @@ class Bench:
 
     def trees(self, system: str) -> dict[str, list[int]]:
         kids = self.supervisor.children
-        if system == "crossfill":
-            web, workers = _tree(kids["crossfill-web"].pid), _tree(kids["crossfill-workers"].pid)
+        if system.startswith("crossfill"):
+            web, workers = _tree(kids[f"{system}-web"].pid), _tree(kids[f"{system}-workers"].pid)
         else:
             web = _tree(kids["floor-web"].pid)
             workers = [p for name, proc in kids.items() if name.startswith("floor-worker") for p in _tree(proc.pid)]
@@ -147,7 +170,7 @@ class Bench:
         self.spied.add((system, load))
         self.args.py_spy.mkdir(parents=True, exist_ok=True)
         kids = self.supervisor.children
-        roots = [kids["crossfill-workers"].pid] if system == "crossfill" else []
+        roots = [kids[f"{system}-workers"].pid] if system.startswith("crossfill") else []
         pids = [p for p in self.trees(system)["workers"] if p not in roots]
         tag = f"{system}-{'steady' if load != 'saturation' else 'saturation'}"
         spy = shutil.which("py-spy", path=os.pathsep.join([str(Path(sys.executable).parent), os.environ.get("PATH", "")]))
@@ -159,8 +182,9 @@ class Bench:
                                  stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL) for pid in pids]
 
     def done(self, system: str, keys: set[str], ledger_sessions: set[str]) -> bool:
-        depth = self.redis.pipeline(transaction=False)
-        queues = ("events", "fulfillment") if system == "crossfill" else (EVENT_QUEUE, ITEM_QUEUE)
+        client = self.redis_single if system == "crossfill-single" else self.redis
+        depth = client.pipeline(transaction=False)
+        queues = ("events", "fulfillment") if system.startswith("crossfill") else (EVENT_QUEUE, ITEM_QUEUE)
         for queue in queues:
             depth.llen(queue)
         depth.hlen("unacked")
@@ -170,7 +194,7 @@ class Bench:
             return True
         if self.args.handler == "http":
             return keys <= self.sink.first_at.keys()
-        return ledger_sessions <= set(self.redis.smembers("crossfill:orders:fulfilled"))
+        return ledger_sessions <= set(client.smembers("crossfill:orders:fulfilled"))
 
     def window(self, system: str, load: str, skip: int, count: int, rate: float) -> Window:
         chunk = self.purchases[skip:skip + count]
@@ -209,13 +233,15 @@ def report(windows: list[Window]) -> list[str]:
                      + f" {w.ack_p99_ms:>8.1f} {100 * w.other_share:>5.0f}%")
     lines.append("")
     for load in dict.fromkeys(w.load for w in windows):
-        ours = [w.cpu_per_order_ms for w in windows if w.load == load and w.system == "crossfill"]
         floor = [w.cpu_per_order_ms for w in windows if w.load == load and w.system == "floor"]
-        ratios = [a / b for a, b in zip(ours, floor)]
-        ratio = statistics.median(ratios)
-        lines.append(f"{load}: crossfill {statistics.median(ours):.2f} ms/order, floor {statistics.median(floor):.2f}"
-                     f" (medians); ratio per round {', '.join(f'{r:.2f}' for r in ratios)}, median {ratio:.2f} "
-                     f"(target <= {TARGET_RATIO}: {'met' if ratio <= TARGET_RATIO else 'MISSED'})")
+        for system in dict.fromkeys(w.system for w in windows if w.system != "floor"):
+            ours = [w.cpu_per_order_ms for w in windows if w.load == load and w.system == system]
+            ratios = [a / b for a, b in zip(ours, floor)]
+            ratio = statistics.median(ratios)
+            lines.append(f"{load}: {system} {statistics.median(ours):.2f} ms/order, floor "
+                         f"{statistics.median(floor):.2f} (medians); ratio per round "
+                         f"{', '.join(f'{r:.2f}' for r in ratios)}, median {ratio:.2f} "
+                         f"(target <= {TARGET_RATIO}: {'met' if ratio <= TARGET_RATIO else 'MISSED'})")
         rates = [(w.system, w.orders / w.seconds) for w in windows if w.load == load]
         lines.append(f"{load}: orders/s " + ", ".join(f"{s} {r:.1f}" for s, r in rates))
     failed = sum(w.failed for w in windows)
@@ -238,6 +264,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--py-spy", type=Path, metavar="DIR",
                         help="sample the worker processes of both systems in their first window at each load "
                              "(py-spy record --gil, needs ptrace); summarise with bench/spy_summary.py")
+    parser.add_argument("--before", action="store_true",
+                        help="also run crossfill reading each session alone (CROSSFILL_BATCH_READS=0), interleaved")
     parser.add_argument("--json", type=Path)
     args = parser.parse_args(argv)
     print(f"machine: {machine_line()}", flush=True)
@@ -246,7 +274,8 @@ def main(argv: list[str] | None = None) -> int:
     try:
         skip = 0
         for n in range(args.rounds):
-            order = ("crossfill", "floor") if n % 2 == 0 else ("floor", "crossfill")
+            systems = ("crossfill", "crossfill-single", "floor") if args.before else ("crossfill", "floor")
+            order = systems if n % 2 == 0 else tuple(reversed(systems))
             for load, count, rate in ((f"{args.rate:g} orders/s", args.orders, args.rate),
                                       ("saturation", args.burst_orders, args.burst_rate)):
                 for system in order:

@@ -89,10 +89,10 @@ def main(argv: list[str] | None = None) -> int:
         from flask import Flask
         from trivial_app import create_app as create_trivial
 
+        from messaging.contract import EVENTS_QUEUE, PROCESS_EVENT, task_message
         from webhooks.envelope import parse_event
         from webhooks.signature import verify
         from worker.app import make_celery
-        from messaging.contract import EVENTS_QUEUE, PROCESS_EVENT, task_message
 
         module_name, _, factory = args.app.partition(":")
         app = getattr(importlib.import_module(module_name), factory)()

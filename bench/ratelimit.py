@@ -29,10 +29,10 @@ import re
 import sys
 import tempfile
 import time
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
-from collections.abc import Callable
 from typing import Any
 
 import redis
@@ -41,16 +41,16 @@ REPO = Path(__file__).resolve().parents[1]
 if str(REPO) not in sys.path:
     sys.path.insert(0, str(REPO))
 
-from fulfillment.inbox import Inbox  # noqa: E402
-from fulfillment.liveness import alive_workers  # noqa: E402
-from fulfillment.ratelimit import RateLimiter, RateLimits, endpoint_of  # noqa: E402
-from simulator.client import SimClient  # noqa: E402
-from simulator.errors import RemoteError  # noqa: E402
-from simulator.scenario import DEMO_CATALOG_PATH, PRO, ensure_account, ensure_demo_catalog  # noqa: E402
-from messaging.contract import EVENTS_QUEUE  # noqa: E402
 from crossfill.embedded import free_port, redis_argv  # noqa: E402
 from crossfill.local import register_endpoint  # noqa: E402
 from crossfill.supervisor import Supervisor  # noqa: E402
+from fulfillment.inbox import Inbox  # noqa: E402
+from fulfillment.liveness import alive_workers  # noqa: E402
+from fulfillment.ratelimit import RateLimiter, RateLimits, endpoint_of  # noqa: E402
+from messaging.contract import EVENTS_QUEUE  # noqa: E402
+from simulator.client import SimClient  # noqa: E402
+from simulator.errors import RemoteError  # noqa: E402
+from simulator.scenario import DEMO_CATALOG_PATH, PRO, ensure_account, ensure_demo_catalog  # noqa: E402
 
 SECRET = "whsec_bench_ratelimit_0123456789abcdef"
 CROSSFILL = [sys.executable, "-m", "crossfill.cli"]
@@ -74,6 +74,7 @@ class Result:
     window_s: float  #: first to last session read, seconds
     drain_s: float  #: the workers' start to the last order fulfilled, seconds
     permitted_per_s: float
+    list_reads: int = 0  #: GET /v1/checkout/sessions answered (batched reads), less the 429s
 
     @property
     def achieved_per_s(self) -> float:
@@ -108,6 +109,12 @@ def session_reads(stats: dict[str, Any]) -> tuple[int, int]:
     """(successful session reads, 429s on any endpoint) from the simulator's ``/sim/stats``."""
     reads = [counts for name, counts in stats["endpoints"].items() if name.startswith("GET /v1/checkout/sessions/")]
     return sum(c["requests"] - c["rate_limited"] for c in reads), int(stats["rate_limited"])
+
+
+def list_reads(stats: dict[str, Any]) -> int:
+    """Successful ``GET /v1/checkout/sessions`` (a batch's page) from the simulator's ``/sim/stats``."""
+    counts = stats["endpoints"].get("GET /v1/checkout/sessions", {"requests": 0, "rate_limited": 0})
+    return int(counts["requests"] - counts["rate_limited"])
 
 
 def drain(*, orders: int, worker_procs: int, threads: int, timeout: float, tmp: Path,
@@ -197,11 +204,12 @@ def drain(*, orders: int, worker_procs: int, threads: int, timeout: float, tmp: 
             if pending:
                 raise RuntimeError(f"{len(pending)} of {orders} orders not fulfilled within {timeout:g} s; "
                                    f"logs in {logs}")
-            ok, limited = session_reads(sim.get("/sim/stats"))
+            stats = sim.get("/sim/stats")
+            ok, limited = session_reads(stats)
             for shop in shops.values():
                 shop.close()
         return Result(orders, ok, limited, read_window(logs / "sim.log", started), drained,
-                      TEST_MODE_RATE * len(names))
+                      TEST_MODE_RATE * len(names), list_reads(stats))
     finally:
         supervisor.stop_all()
 
@@ -234,13 +242,16 @@ def main() -> None:
     parser.add_argument("--timeout", type=float, default=600)
     parser.add_argument("--accounts", type=int, default=0,
                         help="spread the orders over this many connected accounts (each limited on its own)")
+    parser.add_argument("--batch-reads", default="0",
+                        help="CROSSFILL_BATCH_READS of the workers (0, the default here: one read per order)")
     parser.add_argument("--no-limiter", action="store_true",
                         help="the baseline: workers call as fast as they can (both rate-limit settings 0)")
     args = parser.parse_args()
     off = {"CROSSFILL_STRIPE_RATE_LIMIT": "0", "CROSSFILL_STRIPE_ENDPOINT_RATE_LIMIT": "0"}
     result = drain(orders=args.orders, worker_procs=args.worker_procs, threads=args.threads, timeout=args.timeout,
                    tmp=Path(tempfile.mkdtemp(prefix="crossfill-bench-ratelimit-")),
-                   worker_env=off if args.no_limiter else None, accounts=args.accounts)
+                   worker_env={**(off if args.no_limiter else {}), "CROSSFILL_BATCH_READS": args.batch_reads},
+                   accounts=args.accounts)
     print(f"crossfill rate-limit benchmark — {os.cpu_count()} cores, {args.worker_procs} worker processes x "
           f"{args.threads} threads, simulator enforcing {TEST_MODE_RATE:g} session reads/s per account (test mode), "
           f"{args.accounts or 'no'} connected account(s), limiter {'off' if args.no_limiter else 'on'}")

@@ -43,11 +43,11 @@ BENCH_DIR = Path(__file__).resolve().parent
 REPO = BENCH_DIR.parent
 sys.path.insert(0, str(REPO))
 
-from webhooks import defaults  # noqa: E402
-from webhooks.settings import ReceiverSettings  # noqa: E402
 from crossfill.cli.service import GUNICORN_APP, GUNICORN_CONFIG, gunicorn_argv  # noqa: E402
 from crossfill.embedded import free_port, redis_argv  # noqa: E402
 from crossfill.supervisor import spawn, stop  # noqa: E402
+from webhooks import defaults  # noqa: E402
+from webhooks.settings import ReceiverSettings  # noqa: E402
 
 BASELINE_APP = "trivial_app:create_app()"
 EVENTS_LIST = "events"  #: the Celery queue's Redis list

@@ -51,6 +51,14 @@ STRIPE_CONNECT_TIMEOUT_S = 3.05  #: connecting to the Stripe API, seconds
 STRIPE_READ_TIMEOUT_S = 20.0  #: waiting for a Stripe API answer, seconds
 LINE_ITEMS_PAGE_SIZE = 100  #: Stripe's largest page of line items
 LIST_PAGE_SIZE = 100  #: Stripe's largest page of a list (events, sessions)
+#: sessions of waiting events one worker reads through the list endpoint at once (CROSSFILL_BATCH_READS;
+#: 0 reads every session alone); one page of GET /v1/checkout/sessions
+BATCH_READS = 100
+BATCH_SCAN = 2000  #: waiting events a batch looks through for its account's (oldest first)
+BATCH_LEASE_S = 20.0  #: a batch holds the events it claimed this long; a dead batch's events are retaken after it, s
+BATCH_MIN_PAGE = 10  #: smallest page a batch reads (Stripe's default page size)
+BATCH_MAX_PAGES = 10  #: list pages a batch reads beyond those its sessions fill, before the rest are read alone
+PRODUCT_CACHE_S = 300.0  #: a product read for a batch's items is read again after this, seconds
 HTTP_POOL_SIZE = 64  #: pooled keep-alive connections per host and process
 
 VISIBILITY_TIMEOUT_S = 3600  #: Redis broker: an unacked task is redelivered after this, seconds

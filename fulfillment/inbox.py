@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Iterable
+from dataclasses import dataclass
 from typing import Any
 
 import redis
@@ -144,6 +145,91 @@ return status
 """
 
 
+# Shared Lua: a waiting event (its fields f = status, type, account, session_id, received_at) becomes
+# processing, held by a batch until `held_until`; its id, type, session and body are appended to `out`.
+_LUA_CLAIM_HELD = """
+local function claim_held(prefix, key, id, f, now, held_until, out)
+  redis.call('ZREM', prefix .. 'enqueued', id)
+  redis.call('ZADD', prefix .. 'processing', f[5] or now, id)
+  redis.call('HSET', key, 'status', 'processing', 'processing_at', now, 'batch_until', held_until)
+  table.insert(out, id)
+  table.insert(out, f[2])
+  table.insert(out, f[4])
+  table.insert(out, redis.call('HGET', key, 'body') or '')
+end
+"""
+
+# Take an event for processing and, with it, other events of the same account waiting behind it (a
+# batch: their sessions are read together). KEYS: status-set prefix, the taken event's hash.
+# ARGV: taken event id, now, ttl, account ("" = the platform's), most others to claim, how many waiting
+# events to look through (oldest first), claim ends (unix seconds), types a batch may take...
+# The taken event becomes processing as _MOVE makes it; each claimed one becomes processing with
+# `batch_until` set (its own message, when a worker takes it, waits for that or sees it processed).
+# Returns {the taken event's old status or false, id, type, session_id, body, id, type, ...}.
+_CLAIM = _LUA_CLAIM_HELD + """
+local prefix, now, ttl = KEYS[1], ARGV[2], tonumber(ARGV[3])
+local current = redis.call('HGET', KEYS[2], 'status')
+local out = {false}
+if not current then return out end
+local received = redis.call('HGET', KEYS[2], 'received_at') or now
+redis.call('ZREM', prefix .. current, ARGV[1])
+redis.call('ZADD', prefix .. 'processing', received, ARGV[1])
+redis.call('ZREMRANGEBYSCORE', prefix .. 'processing', '-inf', tonumber(now) - ttl)
+redis.call('HSET', KEYS[2], 'status', 'processing', 'processing_at', now)
+redis.call('HDEL', KEYS[2], 'batch_until')
+out[1] = current
+if redis.call('HEXISTS', KEYS[2], 'read_alone') == 1 then return out end
+local most = tonumber(ARGV[5])
+if most <= 0 then return out end
+local types = {}
+for i = 8, #ARGV do types[ARGV[i]] = true end
+local claimed = 0
+for _, id in ipairs(redis.call('ZRANGE', prefix .. 'enqueued', 0, tonumber(ARGV[6]) - 1)) do
+  if id ~= ARGV[1] then
+    local key = '""" + KEY_PREFIX + """event:' .. id
+    local f = redis.call('HMGET', key, 'status', 'type', 'account', 'session_id', 'received_at', 'read_alone')
+    if f[1] == 'enqueued' and types[f[2]] and (f[3] or '') == ARGV[4] and f[4] and f[4] ~= '' and not f[6] then
+      claim_held(prefix, key, id, f, now, ARGV[7], out)
+      claimed = claimed + 1
+      if claimed >= most then break end
+    end
+  end
+end
+return out
+"""
+
+
+# Claim the waiting events of some sessions (those on a page a batch just read). KEYS: status-set
+# prefix. ARGV: now, account ("" = the platform's), claim ends, how many waiting events to look through,
+# number of types, types..., session ids... Claimed as _CLAIM claims; returns {id, type, session_id, body, ...}.
+_CLAIM_SESSIONS = _LUA_CLAIM_HELD + """
+local prefix, now = KEYS[1], ARGV[1]
+local ntypes = tonumber(ARGV[5])
+local types, sessions = {}, {}
+for i = 6, 5 + ntypes do types[ARGV[i]] = true end
+for i = 6 + ntypes, #ARGV do sessions[ARGV[i]] = true end
+local out = {}
+for _, id in ipairs(redis.call('ZRANGE', prefix .. 'enqueued', 0, tonumber(ARGV[4]) - 1)) do
+  local key = '""" + KEY_PREFIX + """event:' .. id
+  local f = redis.call('HMGET', key, 'status', 'type', 'account', 'session_id', 'received_at')
+  if f[1] == 'enqueued' and types[f[2]] and (f[3] or '') == ARGV[2] and f[4] and sessions[f[4]] then
+    claim_held(prefix, key, id, f, now, ARGV[3], out)
+  end
+end
+return out
+"""
+
+
+@dataclass(frozen=True)
+class Claimed:
+    """A waiting event a batch took: read its session with the batch's, then decide it."""
+
+    id: str
+    type: str
+    session_id: str
+    body: str
+
+
 def _event_key(event_id: str) -> str:
     return f"{KEY_PREFIX}event:{event_id}"
 
@@ -173,6 +259,8 @@ class Inbox:
         self._move = client.register_script(_MOVE)
         self._requeue = client.register_script(_REQUEUE)
         self._replay = client.register_script(_REPLAY)
+        self._claim = client.register_script(_CLAIM)
+        self._claim_sessions = client.register_script(_CLAIM_SESSIONS)
 
     def record(self, event_id: str, event_type: str, session_id: str, body: str, *, queue: str, message: str,
                account: str | None = None, livemode: bool | None = None, change: str | None = None,
@@ -261,7 +349,54 @@ class Inbox:
             # Events recorded before the inbox kept livemode as a field: read it from the body.
             livemode=_MODES.get(fields["livemode"]) if "livemode" in fields else livemode_of(fields.get("body", "")),
             twin=fields.get("twin") or None,
+            batch_until=float(fields.get("batch_until") or 0),
+            read_alone=bool(fields.get("read_alone")),
         )
+
+    def take(self, event_id: str, *, account: str | None = None, batch: int = 0, types: Iterable[str] = (),
+             scan: int = defaults.BATCH_SCAN, lease_s: float = defaults.BATCH_LEASE_S,
+             now: float | None = None) -> tuple[str | None, list[Claimed]]:
+        """Move *event_id* to ``processing`` (as ``move`` does) and claim with it, in the same call, up to
+        *batch* other ``enqueued`` events of *account* whose type is one of *types*, among the *scan*
+        oldest waiting; none when the event is to be read alone, nor any event to be read alone. Each
+        claimed event is ``processing``, held *lease_s* (``batch_until``).
+
+        Returns the taken event's old status (None: not in the inbox) and the claimed events, oldest first.
+        """
+        stamp = time.time() if now is None else now
+        args: list[Any] = [event_id, stamp, self._ttl_s, account or "", batch, scan, stamp + lease_s, *types]
+        with reachable():
+            result = self._claim(keys=[_STATUS_PREFIX, _event_key(event_id)], args=args)
+        old, rest = result[0], result[1:]
+        claimed = [Claimed(*(str(value) for value in rest[n:n + 4])) for n in range(0, len(rest), 4)]
+        return (str(old) if old else None), claimed
+
+    def claim_sessions(self, session_ids: Iterable[str], *, account: str | None = None, types: Iterable[str] = (),
+                       scan: int = defaults.BATCH_SCAN, lease_s: float = defaults.BATCH_LEASE_S,
+                       now: float | None = None) -> list[Claimed]:
+        """Claim, as :meth:`take` claims, the ``enqueued`` events of *account* whose type is one of *types*
+        and whose session is one of *session_ids*, among the *scan* oldest waiting."""
+        wanted, kinds = list(session_ids), list(types)
+        if not wanted:
+            return []
+        stamp = time.time() if now is None else now
+        args: list[Any] = [stamp, account or "", stamp + lease_s, scan, len(kinds), *kinds, *wanted]
+        with reachable():
+            rest = self._claim_sessions(keys=[_STATUS_PREFIX], args=args)
+        return [Claimed(*(str(value) for value in rest[n:n + 4])) for n in range(0, len(rest), 4)]
+
+    def release(self, event_id: str, *, alone: bool = False) -> bool:
+        """Give a claimed event back (its batch could not decide it): ``enqueued`` again, unheld, so its
+        own message processes it; with *alone*, never batched again (no batch claims it, and its own
+        message reads its session alone). False when it is no longer ``processing``."""
+        if self.move(event_id, "enqueued", allowed_from=("processing",)) is None:
+            return False
+        with reachable(), self._redis.pipeline(transaction=False) as pipe:
+            pipe.hdel(_event_key(event_id), "batch_until")
+            if alone:
+                pipe.hset(_event_key(event_id), "read_alone", 1)
+            pipe.execute()
+        return True
 
     def requeue_if_stuck(self, event_id: str, *, queue: str, message: str, stuck_after_s: float,
                          now: float | None = None) -> str | None:

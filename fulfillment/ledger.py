@@ -183,6 +183,8 @@ if ARGV[2] ~= 'pending' then
   if ARGV[2] == 'done' then observe_lag(KEYS[2], ARGV[3]) end
   settle_order(KEYS[2], KEYS[3], KEYS[4], KEYS[5], ARGV[6], ARGV[3])
 end
+-- 2: the order is fulfilled and not yet counted in the report (the caller counts it: no second round trip)
+if redis.call('SISMEMBER', KEYS[5] .. 'to_report', ARGV[6]) == 1 then return 2 end
 return 1
 """
 
@@ -349,6 +351,16 @@ class Ledger:
                 claims it again after a failover lost the mark; the idempotency key keeps it one effect).
         """
         return self._end(session_id, line_item_id, token, "done", "result", json.dumps(result))
+
+    def record_result_due(self, session_id: str, line_item_id: str, token: str, result: Any) -> tuple[bool, bool]:
+        """:meth:`record_result`, and in the same call whether the order is now fulfilled and not yet
+        counted in the cross-sell report (``TO_REPORT``): (recorded, report due). Raises as it does."""
+        keys = [_item_prefix(session_id) + line_item_id, order_key(session_id), _items_key(session_id),
+                _item_prefix(session_id), _ORDER_SETS]
+        outcome = int(run_replicated(self._redis, self._finish, keys,
+                                     [token, "done", time.time(), "result", json.dumps(result), session_id],
+                                     self._replication))
+        return outcome > 0, outcome == 2
 
     def record_failure(self, session_id: str, line_item_id: str, token: str, error: str) -> bool:
         """Mark a claimed item failed for good (it goes to the dead-letter queue)."""

@@ -15,6 +15,7 @@ from fulfillment.ledger import Ledger
 from fulfillment.livemode import MISMATCH, is_mismatch
 from fulfillment.orders import classify_items, order_summary
 from fulfillment.records import InboxEvent
+from fulfillment.schemas import CheckoutSession
 from fulfillment.stats import LIVEMODE_MISMATCH, Stats
 from fulfillment.stripe_api import StripeClient
 
@@ -46,12 +47,16 @@ def ignore_other_mode(event: InboxEvent, livemode: bool | None, inbox: Inbox, st
 
 
 def decide(event_type: str, session_id: str, client: StripeClient, ledger: Ledger, catalog: Catalog, *,
-           account: str | None = None, paid_at: float | None = None) -> Decision:
+           account: str | None = None, paid_at: float | None = None,
+           session: CheckoutSession | None = None) -> Decision:
     """Read the session, gate on payment, record the order, and return the items to dispatch.
 
     *account* is the connected account a Connect event came from: the session is read as that
     account, its items classified by its catalog, and the order records it. *paid_at* is when the
     event was created (unix seconds): a paid order's lateness counts from it (default: now).
+    *session* is the session as a batch just read it (``StripeClient.session_pages``: as fresh as a
+    retrieve, its first page of line items embedded); without it, the session is retrieved now.
+    Either way the rest is the same.
 
     *event_type* is a snapshot type or its thin form (``v1.checkout.session.completed``).
 
@@ -64,7 +69,8 @@ def decide(event_type: str, session_id: str, client: StripeClient, ledger: Ledge
         StoreUnavailable: Redis is down.
     """
     event_type = action_type(event_type)  # a thin notification acts as its snapshot twin
-    session = client.retrieve_session(session_id, account=account)
+    if session is None or session.id != session_id:
+        session = client.retrieve_session(session_id, account=account)
     if session.has_unknown_payment_status:
         # Fail safe: a payment status newer than crossfill is not "paid"; the order waits, and says so
         # (the client counted it: crossfill_unknown_values_total{field="payment_status"}).

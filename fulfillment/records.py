@@ -201,6 +201,10 @@ class InboxEvent:
     livemode: bool | None = None
     #: For an event ignored as a ``twin``: the id of its twin, recorded first and processed instead.
     twin: str | None = None
+    #: Until when (unix seconds) a batch holds the event (it took it with other events), else 0.
+    batch_until: float = 0.0
+    #: A batch claimed it but no page it read held its session: it is read alone from now on.
+    read_alone: bool = False
 
     @property
     def created(self) -> float | None:

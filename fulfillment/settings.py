@@ -57,6 +57,8 @@ class StripeSettings:
     rate_limit: float | None = None
     #: Stripe's limit per endpoint of an account, requests/s (0: not paced).
     endpoint_rate_limit: float = defaults.STRIPE_ENDPOINT_RATE_LIMIT
+    #: Sessions of waiting events read at once through the list endpoint (0: each read alone).
+    batch_reads: int = defaults.BATCH_READS
 
 
 @dataclass(frozen=True)
@@ -184,6 +186,7 @@ def _stripe(env: Mapping[str, str]) -> StripeSettings:
         livemode=configured_livemode(env.get("STRIPE_API_KEY"), env.get("CROSSFILL_LIVEMODE")),
         rate_limit=_rate(env, "CROSSFILL_STRIPE_RATE_LIMIT"),
         endpoint_rate_limit=defaults.STRIPE_ENDPOINT_RATE_LIMIT if endpoint_rate is None else endpoint_rate,
+        batch_reads=env_int(env, "CROSSFILL_BATCH_READS", defaults.BATCH_READS, low=0, high=defaults.LIST_PAGE_SIZE),
     )
 
 

@@ -2,7 +2,10 @@
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterator, Sequence
+import threading
+import time
+from collections.abc import Collection, Iterator, Sequence
+from dataclasses import replace
 from typing import Any
 
 import requests
@@ -30,6 +33,9 @@ log = logging.getLogger(__name__)
 #: What a session read expands: the first page of line items, their prices and products (4 levels, Stripe's
 #: maximum) — one request for an order of up to ten items instead of two.
 SESSION_EXPAND = "line_items.data.price.product"
+#: What a list of sessions expands: each session's first page of line items and their prices — 4 levels,
+#: Stripe's maximum, so products stay ids here and their names come from :class:`StripeClient`'s cache.
+LIST_EXPAND = "data.line_items.data.price"
 
 
 class StripeClient:
@@ -52,18 +58,102 @@ class StripeClient:
         self._stats = stats
         #: Paces every call under Stripe's rate limits, shared with every other worker (None: unpaced).
         self._limiter = limiter
+        #: (account, product id) → (product name, read at): the products of listed sessions' items.
+        self._products: dict[tuple[str | None, str], tuple[str, float]] = {}
+        self._products_lock = threading.Lock()
 
     def retrieve_session(self, session_id: str, *, account: str | None = None) -> CheckoutSession:
         """Fetch a Checkout Session as it is now (never trust a webhook's copy), with the first page of
         its line items, prices and products expanded (read them with :meth:`line_items`); *account*
         reads it as that connected account (Connect)."""
+        # The session read is counted with the call itself (one round trip to Redis, not two).
         session = parse_session(self._get(f"/v1/checkout/sessions/{session_id}", {"expand[]": SESSION_EXPAND},
-                                          account=account))
-        if self._stats is not None:
-            self._stats.incr(STRIPE_ORDERS_READ)
-            if session.has_unknown_payment_status:
-                self._stats.incr(UNKNOWN_VALUES, "payment_status")
+                                          account=account, reads_order=True))
+        if self._stats is not None and session.has_unknown_payment_status:
+            self._stats.incr(UNKNOWN_VALUES, "payment_status")
         return session
+
+    def session_pages(self, *, created_gte: int, created_lte: int, account: str | None = None,
+                      max_pages: int = defaults.BATCH_MAX_PAGES,
+                      limit: int = defaults.LIST_PAGE_SIZE) -> Iterator[SessionPage]:
+        """Read complete sessions many at a time: ``GET /v1/checkout/sessions`` with ``status=complete``
+        over ``created`` in [*created_gte*, *created_lte*], *limit* a page, newest first, the first page
+        of each one's line items and their prices expanded; yield each page (at most *max_pages*).
+        Each page is read when the caller asks for it, so what it decides is as fresh as a retrieve;
+        only the sessions the caller takes from it are parsed (:meth:`SessionPage.session`). The caller
+        counts the sessions it used (:meth:`count_read`).
+        """
+        params: dict[str, Any] = {"status": "complete", "created[gte]": created_gte, "created[lte]": created_lte,
+                                  "limit": limit, "expand[]": LIST_EXPAND}
+        path = "/v1/checkout/sessions"
+        for _ in range(max_pages):
+            page = self._get(path, params, account=account)
+            data = page.get("data") if isinstance(page, dict) else None
+            if not isinstance(data, list):
+                raise InvalidResponse(f"GET {path} did not answer a list object")
+            documents = {document["id"]: document for document in data
+                         if isinstance(document, dict) and isinstance(document.get("id"), str)}
+            if len(documents) != len(data):
+                raise InvalidResponse(f"GET {path} answered an object without an id")
+            yield SessionPage(self, documents, account)
+            if not page.get("has_more") or not data:
+                return
+            params["starting_after"] = data[-1]["id"]
+
+    def read_sessions(self, wanted: Collection[str], *, created_gte: int, created_lte: int,
+                      account: str | None = None, max_pages: int | None = None) -> dict[str, CheckoutSession]:
+        """The complete sessions *wanted* among :meth:`session_pages` over the window, paging until each
+        was seen or *max_pages* were read (default: the pages they fill, and ``BATCH_MAX_PAGES`` more);
+        a session not found is left out."""
+        missing, found = set(wanted), {}
+        if max_pages is None:
+            max_pages = -(-len(missing) // defaults.LIST_PAGE_SIZE) + defaults.BATCH_MAX_PAGES
+        for page in self.session_pages(created_gte=created_gte, created_lte=created_lte, account=account,
+                                       max_pages=max_pages):
+            for session_id in missing & page.ids:
+                missing.discard(session_id)
+                found[session_id] = page.session(session_id)
+            if not missing:
+                break
+        self.count_read(found.values())
+        return found
+
+    def count_read(self, sessions: Collection[CheckoutSession]) -> None:
+        """Count sessions read through a list for orders (``stripe_orders_read``, unknown payment statuses)."""
+        if self._stats is not None and sessions:
+            unknown = sum(1 for session in sessions if session.has_unknown_payment_status)
+            self._stats.incr_many({(STRIPE_ORDERS_READ, ""): len(sessions),
+                                   (UNKNOWN_VALUES, "payment_status"): unknown})
+
+    def named(self, session: CheckoutSession, account: str | None) -> CheckoutSession:
+        """*session* with its embedded items' product names, as a retrieve expanding products gives them."""
+        page = session.line_items
+        if page is None:
+            return session
+        items = tuple(item if item.price is None or item.price.product_name
+                      else replace(item, price=replace(item.price, product_name=self.product_name(item.price.product,
+                                                                                                  account=account)))
+                      for item in page.items)
+        return replace(session, line_items=replace(page, items=items))
+
+    def product_name(self, product_id: str, *, account: str | None = None) -> str:
+        """A product's name, read once and again after ``PRODUCT_CACHE_S``; "" for a deleted product."""
+        key, now = (account, product_id), time.monotonic()
+        with self._products_lock:
+            cached = self._products.get(key)
+        if cached is not None and now - cached[1] < defaults.PRODUCT_CACHE_S:
+            return cached[0]
+        try:
+            document = self._get(f"/v1/products/{product_id}", {}, account=account)
+        except PermanentError as error:
+            if error.status != 404:
+                raise
+            document = {}  # deleted (or never there): the expanded product would have had no name either
+        name = document.get("name") if isinstance(document, dict) and not document.get("deleted") else None
+        name = name if isinstance(name, str) else ""
+        with self._products_lock:
+            self._products[key] = (name, now)
+        return name
 
     def line_items(self, session: CheckoutSession, *, account: str | None = None) -> Iterator[LineItem]:
         """Yield every line item of *session*: the page it embeds, then the rest from the list endpoint
@@ -139,16 +229,24 @@ class StripeClient:
                 raise InvalidResponse(f"GET {path} answered an object without an id")
             params["starting_after"] = last
 
-    def _get(self, path: str, params: dict[str, Any], *, account: str | None = None) -> Any:
+    def _get(self, path: str, params: dict[str, Any], *, account: str | None = None, reads_order: bool = False) -> Any:
+        """GET *path* under the limiter, counted (with *reads_order*, an order's session read too when it succeeds)."""
         endpoint = endpoint_of("GET", path)
         waited = self._pace(account, endpoint)
-        if self._stats is not None:
-            self._stats.incr_many({(STRIPE_API_CALLS, endpoint): 1,
-                                   (STRIPE_RATE_LIMIT_WAITED_MS, endpoint): round(waited * 1000)})
+        counts = {(STRIPE_API_CALLS, endpoint): 1, (STRIPE_RATE_LIMIT_WAITED_MS, endpoint): round(waited * 1000)}
         # A connected account's objects are read as that account (Stripe Connect).
         headers = self._headers if account is None else {**self._headers, "Stripe-Account": account}
-        response = send(self._http.get, f"GET {path}", self._base + path, params=params, headers=headers,
-                        timeout=self._timeout)
+        try:
+            response = send(self._http.get, f"GET {path}", self._base + path, params=params, headers=headers,
+                            timeout=self._timeout)
+        except Exception:
+            if self._stats is not None:
+                self._stats.incr_many(counts)
+            raise
+        if self._stats is not None:
+            if response.ok and reads_order:
+                counts[(STRIPE_ORDERS_READ, "")] = 1
+            self._stats.incr_many(counts)
         if response.ok:
             try:
                 return response.json()
@@ -177,6 +275,20 @@ class StripeClient:
             if self._stats is not None:
                 self._stats.incr(STRIPE_RATE_LIMIT_DEFERRED, endpoint)
             raise
+
+
+class SessionPage:
+    """One page of listed sessions: their ids, and each session parsed only when taken."""
+
+    def __init__(self, client: StripeClient, documents: dict[str, Any], account: str | None) -> None:
+        self._client = client
+        self._documents = documents
+        self._account = account
+        self.ids = frozenset(documents)
+
+    def session(self, session_id: str) -> CheckoutSession:
+        """The session *session_id* of this page, as :meth:`StripeClient.retrieve_session` would give it."""
+        return self._client.named(parse_session(self._documents[session_id]), self._account)
 
 
 def _checked_event(document: Any) -> dict[str, Any]:

@@ -16,6 +16,7 @@ from fulfillment.inbox import Inbox
 from fulfillment.leases import LeaseKeeper
 from fulfillment.ledger import Ledger
 from fulfillment.ratelimit import RateLimiter, RateLimits, key_mode
+from fulfillment.report import CrossSellReport
 from fulfillment.settings import Settings
 from fulfillment.stats import Stats
 from fulfillment.store import connect
@@ -67,6 +68,10 @@ class Runtime:
     @cached_property
     def catalog(self) -> Catalog:
         return load_catalog(self.settings.catalog_path, self.handlers.check)
+
+    @cached_property
+    def report(self) -> CrossSellReport:
+        return CrossSellReport(self.redis, self.catalog)
 
     @cached_property
     def stats(self) -> Stats:

@@ -6,6 +6,7 @@ replays happen around every request in :mod:`simulator.app`.
 from __future__ import annotations
 
 import re
+import time
 from typing import Any
 from urllib.parse import urlsplit
 
@@ -14,6 +15,7 @@ from flask import Blueprint, request
 from fulfillment.catalog import TAX_BEHAVIORS
 from simulator.context import current_account, current_sim, current_store, expansions, read_params, request_info
 from simulator.errors import InvalidRequest
+from simulator.expansion import Expansion, count_expanded
 from simulator.filters import (
     ACCOUNT_FILTERS,
     PRICE_FILTERS,
@@ -155,20 +157,45 @@ def _line_items(params: Params) -> list[LineItemSpec]:
     return specs
 
 
+#: ``GET /v1/checkout/sessions`` filters that match one field of the session exactly (Stripe's list
+#: params), and the session field each reads.
+SESSION_FILTERS = {"payment_intent": "payment_intent", "customer": "customer", "payment_link": "payment_link",
+                   "subscription": "subscription"}
+
+
 @api.get("/checkout/sessions")
 def list_sessions() -> Any:
     params = read_params()
-    params.allow("status", "created", "limit", "starting_after", "ending_before")
-    return current_store().list_sessions(params.page(), status=params.choice("status", SESSION_STATUSES),
-                                         created=params.range("created"),
-                                         expand=expansions(params, "list:checkout.session"))
+    params.allow("status", "created", "limit", "starting_after", "ending_before", "customer_details",
+                 *SESSION_FILTERS)
+    expand = expansions(params, "list:checkout.session")
+    equal = {field: value for name, field in SESSION_FILTERS.items()
+             if (value := params.string(name, max_length=255)) is not None}
+    details = Params(params.hash("customer_details"))
+    details.allow("email")
+    email = details.string("email", max_length=800)
+    if email is not None:
+        equal["customer_details.email"] = email
+    listed = current_store().list_sessions(params.page(), status=params.choice("status", SESSION_STATUSES),
+                                           created=params.range("created"), equal=equal, expand=expand)
+    return _held(listed, expand)
 
 
 @api.get("/checkout/sessions/<session_id>")
 def get_session(session_id: str) -> Any:
     params = read_params()
     params.allow()
-    return current_store().get_session(session_id, expand=expansions(params, "checkout.session"))
+    expand = expansions(params, "checkout.session")
+    return _held(current_store().get_session(session_id, expand=expand), expand)
+
+
+def _held(body: dict[str, Any], expand: Expansion) -> dict[str, Any]:
+    """*body*, after the latency its expanded objects cost (``/sim/faults expand_latency_ms``): Stripe
+    does more work for a deep expansion, and a benchmark must not get it for free."""
+    delay = current_sim().faults.expansion_delay(request.path, count_expanded(body, expand))
+    if delay:
+        time.sleep(delay)
+    return body
 
 
 @api.post("/checkout/sessions/<session_id>/expire")
@@ -184,7 +211,8 @@ def expire_session_api(session_id: str) -> Any:
 def list_line_items(session_id: str) -> Any:
     params = read_params()
     params.allow("limit", "starting_after", "ending_before")
-    return current_store().list_line_items(session_id, params.page(), expand=expansions(params, "list:item"))
+    expand = expansions(params, "list:item")
+    return _held(current_store().list_line_items(session_id, params.page(), expand=expand), expand)
 
 
 @api.get("/events")

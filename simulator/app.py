@@ -62,7 +62,7 @@ def _before_api() -> Response | None:
     g.api_key = _authenticate()
     _check_mode(g.api_key, current_store())  # an unknown Stripe-Account is refused here too
     _limit_rate()
-    decision = current_sim().faults.decide(request.path)
+    decision = current_sim().faults.decide(request.path, request.method)
     if decision.delay_s:
         time.sleep(decision.delay_s)
     if decision.error is not None:

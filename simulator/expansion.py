@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
+from typing import Any
 
 from simulator.errors import InvalidRequest
 
@@ -75,3 +76,19 @@ def parse_expand(paths: Iterable[str], kind: str) -> Expansion:
 
 def _freeze(tree: _Tree) -> Expansion:
     return Expansion({name: _freeze(below) for name, below in tree.items()}) if tree else NOTHING
+
+
+def count_expanded(body: Any, expansion: Expansion, *, expanded: bool = False) -> int:
+    """How many objects *expansion* put into *body* (an answer as rendered): each object that stands in
+    place of an id, and each element of a list that was itself expanded. The elements of the answer's own
+    list (``data`` of ``GET /v1/checkout/sessions``) are not counted; what was expanded inside them is."""
+    if not isinstance(body, dict) or not expansion.fields:
+        return 0
+    total = 0
+    for name, below in expansion.fields.items():
+        value = body.get(name)
+        if name == "data" and isinstance(value, list):
+            total += sum((1 if expanded else 0) + count_expanded(element, below) for element in value)
+        elif isinstance(value, dict):
+            total += 1 + count_expanded(value, below, expanded=True)
+    return total

@@ -23,11 +23,15 @@ class FaultPlan:
     """What to do to API requests whose path starts with *path_prefix*."""
 
     latency_ms: int = 0  #: added to every matching request, ms
+    #: added per object an ``expand[]`` put in the answer (a line item list, an item, a price, a
+    #: product), ms: a deep expansion costs Stripe work, so a list of expanded sessions answers slower
+    expand_latency_ms: float = 0.0
     error_rate: float = 0.0  #: share of matching requests answered 500, 0..1
     timeout_rate: float = 0.0  #: share that hang *timeout_ms* and then answer 504, 0..1
     timeout_ms: int = defaults.FAULT_TIMEOUT_MS
     rate_limit_per_s: float | None = None  #: requests per second beyond which 429 is answered
     path_prefix: str = "/v1"
+    method: str | None = None  #: only requests of this method (e.g. GET: reads); None: any
     webhook_drop_rate: float = 0.0  #: share of webhook deliveries lost on the way (never sent nor retried), 0..1
     seed: int | None = None  #: fixes the random draws, for reproducible runs
 
@@ -42,8 +46,8 @@ def plan_faults(params: Params) -> FaultPlan:
     Raises:
         InvalidRequest: naming the param that is out of range.
     """
-    params.allow("latency_ms", "error_rate", "timeout_rate", "timeout_ms", "rate_limit_per_s", "path_prefix",
-                 "webhook_drop_rate", "seed")
+    params.allow("latency_ms", "expand_latency_ms", "error_rate", "timeout_rate", "timeout_ms", "rate_limit_per_s",
+                 "path_prefix", "method", "webhook_drop_rate", "seed")
     rate_limit = params.string("rate_limit_per_s")
     path_prefix = params.string("path_prefix") or "/v1"
     if not path_prefix.startswith("/v1"):
@@ -51,24 +55,27 @@ def plan_faults(params: Params) -> FaultPlan:
                              param="path_prefix")
     return FaultPlan(
         latency_ms=params.integer("latency_ms", minimum=0, maximum=600_000, default=0) or 0,
+        expand_latency_ms=_rate(params, "expand_latency_ms", high=10_000.0),
         error_rate=_rate(params, "error_rate"),
         timeout_rate=_rate(params, "timeout_rate"),
         timeout_ms=params.integer("timeout_ms", minimum=0, maximum=600_000,
                                   default=defaults.FAULT_TIMEOUT_MS) or 0,
         rate_limit_per_s=_positive(rate_limit, "rate_limit_per_s") if rate_limit is not None else None,
         path_prefix=path_prefix,
+        method=(params.choice("method", ("GET", "POST", "DELETE")) or None),
         webhook_drop_rate=_rate(params, "webhook_drop_rate"),
         seed=params.integer("seed"),
     )
 
 
-def _rate(params: Params, name: str) -> float:
+def _rate(params: Params, name: str, *, high: float = 1.0) -> float:
+    """A number from 0 to *high* (a share, by default), 0 when absent."""
     text = params.string(name)
     if text is None:
         return 0.0
     value = _number(text, name)
-    if not 0.0 <= value <= 1.0:
-        raise InvalidRequest(f"{name} must be between 0 and 1 (got {text})", param=name)
+    if not 0.0 <= value <= high:
+        raise InvalidRequest(f"{name} must be between 0 and {high:g} (got {text})", param=name)
     return value
 
 
@@ -125,11 +132,11 @@ class FaultInjector:
         """Back to no faults."""
         self.set_plan(FaultPlan())
 
-    def decide(self, path: str) -> FaultDecision:
-        """Decide the fate of a request to *path*."""
+    def decide(self, path: str, method: str = "GET") -> FaultDecision:
+        """Decide the fate of a *method* request to *path*."""
         with self._lock:
             plan = self._plan
-            if not path.startswith(plan.path_prefix):
+            if not path.startswith(plan.path_prefix) or (plan.method is not None and method != plan.method):
                 return FaultDecision()
             delay = plan.latency_ms / 1000.0
             if plan.rate_limit_per_s is not None:
@@ -145,6 +152,13 @@ class FaultInjector:
             if plan.error_rate and self._random.random() < plan.error_rate:
                 return FaultDecision(delay, InjectedFailure("Injected error: the simulator failed this request"))
             return FaultDecision(delay)
+
+    def expansion_delay(self, path: str, expanded_objects: int) -> float:
+        """Seconds an answer to *path* that expanded *expanded_objects* objects is held (``expand_latency_ms``)."""
+        plan = self._plan
+        if not expanded_objects or not plan.expand_latency_ms or not path.startswith(plan.path_prefix):
+            return 0.0
+        return plan.expand_latency_ms * expanded_objects / 1000.0
 
     def drops_delivery(self) -> bool:
         """Decide whether the next webhook delivery is lost (``webhook_drop_rate``)."""

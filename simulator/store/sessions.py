@@ -152,10 +152,15 @@ class Sessions:
         return self._session_json(self._session(session_id), expand)
 
     def list_sessions(self, paging: Page, *, status: str | None = None, created: Range = ANY_TIME,
-                      expand: Expansion = NOTHING) -> dict[str, Any]:
-        """Sessions, newest first, optionally of one *status* and *created* in range."""
+                      equal: dict[str, str] | None = None, expand: Expansion = NOTHING) -> dict[str, Any]:
+        """Sessions, newest first (by ``created``, then the later created first), optionally of one
+        *status*, *created* in range, and with each field of *equal* (``payment_intent``, ``customer``,
+        ``payment_link``, ``subscription``, ``customer_details.email``) equal to its value."""
+        wanted = dict(equal or {})
         sessions = [s for s in reversed(list(self.sessions.values()))
-                    if (status is None or s.status == status) and created.holds(s.created)]
+                    if (status is None or s.status == status) and created.holds(s.created)
+                    and all(_field(s, name) == value for name, value in wanted.items())]
+        sessions.sort(key=lambda s: s.created, reverse=True)  # stable: ties stay newest first
         data, more = page(sessions, lambda s: s.id, paging)
         return list_object([self._session_json(s, expand["data"]) for s in data], more, "/v1/checkout/sessions")
 
@@ -245,3 +250,10 @@ class Sessions:
         session.status = "expired"
         self._events.emit(EXPIRED, self._session_json(session), AUTOMATIC)
         return self.sim_session_json(session_id)
+
+
+def _field(session: SessionRecord, name: str) -> str | None:
+    """The value a list filter compares: a session field, or the email of ``customer_details``."""
+    if name == "customer_details.email":
+        return session.customer_email if session.status == "complete" or session.customer_email else None
+    return getattr(session, name, None)

@@ -79,7 +79,10 @@ def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
     catalog.write_text(f'[defaults]\nhandler = "log"\n\n[products.{TSHIRT}]\nname = "T-shirt"\n'
                        f'cross_sell = "{MUG}"\n\n[products.{MUG}]\nname = "Mug"\n')
     with double.serve() as server:
-        env = {**os.environ, "CROSSFILL_REDIS_URL": redis.url, "CROSSFILL_DATA_DIR": str(tmp / "data"),
+        # Each session read alone: this double serves retrieves and line items, not the list endpoint
+        # (batched reads are held equal to these on Stripe's fixtures in tests/fulfillment/test_batching.py).
+        env = {**os.environ, "CROSSFILL_BATCH_READS": "0", "CROSSFILL_REDIS_URL": redis.url,
+               "CROSSFILL_DATA_DIR": str(tmp / "data"),
                "CROSSFILL_PORT": str(web_port), "CROSSFILL_METRICS_PORT": str(metrics_port),
                "CROSSFILL_CATALOG": str(catalog), "CROSSFILL_WEB_WORKERS": "1",
                "STRIPE_WEBHOOK_SECRET": WEBHOOK_SECRET, "STRIPE_API_KEY": API_KEY, "STRIPE_API_BASE": server.url,

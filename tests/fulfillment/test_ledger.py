@@ -413,3 +413,11 @@ def test_a_claim_brings_the_item_and_the_order_as_they_read_after_it(opened: Led
     assert claim.item == opened.item(SID, "li_1")
     assert claim.order == opened.order_summary(SID)
     assert claim.item is not None and claim.item["status"] == "in_progress" and claim.item["attempts"] == 1
+
+
+def test_the_last_result_says_in_the_same_call_that_the_order_is_due_in_the_report(opened: Ledger) -> None:
+    first, last = (opened.claim_item(SID, item_id, lease_s=LEASE_S) for item_id in ("li_1", "li_2"))
+
+    assert opened.record_result_due(SID, "li_1", first.token, {"ok": 1}) == (True, False)
+    assert opened.record_result_due(SID, "li_2", last.token, {"ok": 2}) == (True, True)
+    assert opened.record_result_due(SID, "li_2", last.token, {"ok": 2}) == (False, False)  # lease gone

@@ -11,6 +11,9 @@ from tests.support.stack import Stack
 
 pytestmark = pytest.mark.integration
 
+#: The single-retrieve path is counted here (events that wait are batched: tests/fulfillment/test_batching.py).
+STACK_EXTRA_ENV = {"CROSSFILL_BATCH_READS": "0"}
+
 SESSION = "GET /v1/checkout/sessions/{id}"
 LINE_ITEMS = "GET /v1/checkout/sessions/{id}/line_items"
 

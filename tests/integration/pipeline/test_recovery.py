@@ -22,7 +22,9 @@ from tests.support.stack import Stack
 
 STUCK_AFTER_S = 16  #: the lowest allowed: visibility timeout 10 + restore interval 1 + margin 5
 #: The stack's own settings: a short stuck threshold, so the sweeper acts within the test.
-STACK_EXTRA_ENV = {"CROSSFILL_STUCK_AFTER": str(STUCK_AFTER_S)}
+# Each event read alone: a batch would take up an event whose message was lost as soon as another
+# event of its account is processed, and these tests are about the sweeper and reconciliation.
+STACK_EXTRA_ENV = {"CROSSFILL_STUCK_AFTER": str(STUCK_AFTER_S), "CROSSFILL_BATCH_READS": "0"}
 
 
 def settle_deliveries(stack: Stack, session_ids: list[str]) -> list[dict[str, Any]]:
