@@ -18,7 +18,6 @@ import pytest
 import requests
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
-from simulator.state import LineItemSpec
 
 from fulfillment.batching import session_created
 from fulfillment.catalog import Catalog, parse_catalog
@@ -27,9 +26,11 @@ from fulfillment.inbox import Inbox
 from fulfillment.ledger import Ledger
 from fulfillment.pipeline import decide
 from fulfillment.ratelimit import endpoint_of
+from fulfillment.records import Order, OrderItem
 from fulfillment.settings import StripeSettings
 from fulfillment.stripe_api import LIST_EXPAND, StripeClient
 from simulator import SimConfig, SimServer
+from simulator.store import LineItemSpec
 from tests.fixtures.stripe import fixture
 from tests.support.fulfillment_fixtures import API_KEY, Reply, ScriptedServer, Seen, fake_redis
 
@@ -40,6 +41,8 @@ def client_for(base: str, http: requests.Session) -> StripeClient:
 
 def without_times(value: Any) -> Any:
     """An order record without the moments it was written (two ledgers write at different times)."""
+    if isinstance(value, Order | OrderItem):
+        return without_times(value.to_dict())
     if isinstance(value, dict):
         return {key: without_times(item) for key, item in value.items() if not key.endswith("_at")}
     if isinstance(value, list):

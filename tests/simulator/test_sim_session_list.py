@@ -6,11 +6,11 @@ import time
 from typing import Any
 
 import requests
-from simulator.state import LineItemSpec
 
 from simulator import SimServer
 from simulator.client import SimClient
 from simulator.expansion import count_expanded, parse_expand
+from simulator.store import LineItemSpec
 from tests.support.simulator import API_KEY
 
 

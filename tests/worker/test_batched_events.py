@@ -11,7 +11,6 @@ from types import SimpleNamespace
 from typing import Any
 
 import pytest
-from simulator.state import LineItemSpec
 
 from fulfillment.events import COMPLETED
 from fulfillment.inbox import Inbox
@@ -19,6 +18,7 @@ from fulfillment.settings import Settings, StripeSettings
 from fulfillment.stats import STRIPE_API_CALLS, Stats
 from ops.runtime import Runtime
 from simulator import SimConfig, SimServer
+from simulator.store import LineItemSpec
 from tests.support.fulfillment_fixtures import fake_redis
 from worker.tasks import process_event
 
