@@ -203,3 +203,14 @@ def fresh(stack: Stack) -> Iterator[Stack]:
         stack.start_worker()
     yield stack
     stack.sim.delete("/sim/faults")
+
+
+@pytest.fixture
+def beat(fresh: Stack) -> Iterator[Proc]:
+    """Celery beat on the stack: sweep every 2 s, reconcile every 3 s."""
+    env = {**fresh.env, "CROSSFILL_SWEEP_EVERY": "2", "CROSSFILL_RECONCILE_EVERY": "3"}
+    proc = crossfill("beat", ["beat"], env, fresh.tmp)
+    fresh.procs["beat"] = proc
+    yield proc
+    proc.stop()
+    fresh.procs.pop("beat", None)
