@@ -205,12 +205,22 @@ def fresh(stack: Stack) -> Iterator[Stack]:
     stack.sim.delete("/sim/faults")
 
 
+def _run_beat(stack: Stack, settings: dict[str, str]) -> Iterator[Proc]:
+    proc = crossfill("beat", ["beat"], {**stack.env, **settings}, stack.tmp)
+    stack.procs["beat"] = proc
+    yield proc
+    proc.stop()
+    stack.procs.pop("beat", None)
+
+
 @pytest.fixture
 def beat(fresh: Stack) -> Iterator[Proc]:
     """Celery beat on the stack: sweep every 2 s, reconcile every 3 s."""
-    env = {**fresh.env, "CROSSFILL_SWEEP_EVERY": "2", "CROSSFILL_RECONCILE_EVERY": "3"}
-    proc = crossfill("beat", ["beat"], env, fresh.tmp)
-    fresh.procs["beat"] = proc
-    yield proc
-    proc.stop()
-    fresh.procs.pop("beat", None)
+    yield from _run_beat(fresh, {"CROSSFILL_SWEEP_EVERY": "2", "CROSSFILL_RECONCILE_EVERY": "3"})
+
+
+@pytest.fixture
+def sweeping_beat(fresh: Stack) -> Iterator[Proc]:
+    """Celery beat on the stack sweeping every 2 s, reconciliation on its default (every 10 min): what
+    comes back, the sweeper brought back (reconciliation would fulfil a lost event's session too)."""
+    yield from _run_beat(fresh, {"CROSSFILL_SWEEP_EVERY": "2"})

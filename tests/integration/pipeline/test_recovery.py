@@ -136,7 +136,8 @@ def test_a_webhook_redelivered_for_a_stuck_event_enqueues_it_again(fresh: Stack)
     assert fresh.redis.client().hget(f"crossfill:event:{event['id']}", "requeued") == "1"
 
 
-def test_the_sweeper_recovers_a_lost_event_message_and_lost_item_messages(fresh: Stack, beat: Proc) -> None:
+def test_the_sweeper_recovers_a_lost_event_message_and_lost_item_messages(fresh: Stack,
+                                                                       sweeping_beat: Proc) -> None:
     from worker.app import make_celery
 
     # Given an event whose message was lost, and an order whose fulfill_item messages were lost

@@ -100,7 +100,8 @@ def drain(stack: Stack, sessions: list[str]) -> None:
 
 
 @pytest.mark.timeout(300)  # ~30 s here; each wait has its own generous deadline on a busy machine
-def test_workers_survive_redis_killed_twice_under_load(fresh: Stack, workers: list[Proc], beat: Proc) -> None:
+def test_workers_survive_redis_killed_twice_under_load(fresh: Stack, workers: list[Proc],
+                                                      sweeping_beat: Proc) -> None:
     # Given two workers and a fulfillment system slow enough that tasks are in flight at any moment
     pids = [worker.pid for worker in workers]
     fresh.target.delay_s = HANDLER_DELAY_S
