@@ -1,11 +1,15 @@
 """The error tree of the simulator; every refusal the simulated API answers is one of these."""
 from __future__ import annotations
 
-from typing import Any
+from collections.abc import Mapping
+from typing import Any, TypeVar
 
 
 class SimulatorError(Exception):
     """Raised when the simulator cannot do what was asked; the root of this package's errors."""
+
+
+T = TypeVar("T")
 
 
 class ApiError(SimulatorError):
@@ -47,6 +51,14 @@ class ResourceMissing(ApiError):
 
     status = 404
     code = "resource_missing"
+
+
+def found(records: Mapping[str, T], key: str, noun: str, *, param: str = "id") -> T:
+    """``records[key]``, or Stripe's 404 for it: ``No such <noun>: '<key>'``, naming *param*."""
+    record = records.get(key)
+    if record is None:
+        raise ResourceMissing(f"No such {noun}: '{key}'", param=param)
+    return record
 
 
 class ResourceExists(ApiError):

@@ -11,7 +11,7 @@ from collections.abc import Callable
 from typing import Any
 
 from fulfillment.crosssell import Price
-from simulator.errors import InvalidRequest, ResourceExists, ResourceMissing
+from simulator.errors import InvalidRequest, ResourceExists, found
 from simulator.expansion import NOTHING, Expansion
 from simulator.paging import Page, list_object, page
 from simulator.resources import PriceRecord, ProductRecord, new_id, price_json, product_json
@@ -47,10 +47,7 @@ class Catalog:
 
     def product(self, product_id: str, param: str = "id") -> ProductRecord:
         """The product *product_id*; Stripe's 404 naming *param* when there is none."""
-        product = self.products.get(product_id)
-        if product is None:
-            raise ResourceMissing(f"No such product: '{product_id}'", param=param)
-        return product
+        return found(self.products, product_id, "product", param=param)
 
     def get_product(self, product_id: str) -> dict[str, Any]:
         """A product by id."""
@@ -109,10 +106,7 @@ class Catalog:
 
     def price(self, price_id: str, param: str = "id") -> PriceRecord:
         """The price *price_id*; Stripe's 404 naming *param* when there is none."""
-        price = self.prices.get(price_id)
-        if price is None:
-            raise ResourceMissing(f"No such price: '{price_id}'", param=param)
-        return price
+        return found(self.prices, price_id, "price", param=param)
 
     def price_json(self, price: PriceRecord, expand: Expansion = NOTHING) -> dict[str, Any]:
         """*price* as Stripe's JSON, its ``product`` embedded when *expand* asks for it."""

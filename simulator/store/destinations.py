@@ -21,7 +21,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
-from simulator.errors import InvalidRequest, ResourceMissing
+from simulator.errors import InvalidRequest, found
 from simulator.resources import new_id
 from simulator.store.account import Account
 
@@ -127,10 +127,7 @@ class EventDestinations:
         return record.to_json(include)
 
     def _destination(self, destination_id: str) -> DestinationRecord:
-        found = self.destinations.get(destination_id)
-        if found is None:
-            raise ResourceMissing(f"No such event destination: '{destination_id}'", param="id")
-        return found
+        return found(self.destinations, destination_id, "event destination")
 
     def get_destination(self, destination_id: str, include: Sequence[str] = ()) -> dict[str, Any]:
         """A destination by id."""
@@ -245,10 +242,8 @@ class EventDestinations:
 
     def get_thin_event(self, event_id: str) -> dict[str, Any]:
         """A thin event by id (``GET /v2/core/events/{id}``)."""
-        found = self._thin_by_id.get(event_id)
-        if found is None:
-            raise ResourceMissing(f"No such event: '{event_id}'", param="id")
-        return {k: v for k, v in found.items() if k != "_created"}
+        event = found(self._thin_by_id, event_id, "event")
+        return {k: v for k, v in event.items() if k != "_created"}
 
     def list_thin_events(self, *, types: Sequence[str] = (), object_id: str | None = None,
                          created: tuple[float | None, float | None, float | None, float | None] = (None,) * 4,

@@ -16,7 +16,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-from simulator.errors import ResourceMissing
+from simulator.errors import found
 from simulator.paging import ANY_TIME, Page, Range, list_object, page
 from simulator.resources import EndpointRecord, endpoint_json, new_id
 from simulator.store.account import Account
@@ -61,10 +61,7 @@ class WebhookEndpoints:
         return endpoint_json(endpoint, with_secret=True)
 
     def _endpoint(self, endpoint_id: str) -> EndpointRecord:
-        endpoint = self.endpoints.get(endpoint_id)
-        if endpoint is None:
-            raise ResourceMissing(f"No such webhook endpoint: '{endpoint_id}'", param="id")
-        return endpoint
+        return found(self.endpoints, endpoint_id, "webhook endpoint")
 
     def get_endpoint(self, endpoint_id: str) -> dict[str, Any]:
         """A webhook endpoint by id (without its secret)."""
@@ -182,10 +179,7 @@ class Events:
 
     def get_event(self, event_id: str) -> dict[str, Any]:
         """An event by id."""
-        event = self._by_id.get(event_id)
-        if event is None:
-            raise ResourceMissing(f"No such event: '{event_id}'", param="id")
-        return event
+        return found(self._by_id, event_id, "event")
 
     def list_events(self, paging: Page, *, types: Sequence[str] = (), created: Range = ANY_TIME,
                     where: Callable[[dict[str, Any]], bool] | None = None) -> dict[str, Any]:

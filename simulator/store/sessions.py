@@ -14,7 +14,7 @@ from typing import Any
 from fulfillment.crosssell import SessionContext, decide_offer
 from fulfillment.events import ASYNC_FAILED, ASYNC_SUCCEEDED, COMPLETED, EXPIRED
 from simulator import defaults
-from simulator.errors import InvalidRequest, ResourceMissing
+from simulator.errors import InvalidRequest, found
 from simulator.expansion import NOTHING, Expansion
 from simulator.paging import ANY_TIME, Page, Range, list_object, page
 from simulator.resources import (
@@ -125,10 +125,7 @@ class Sessions:
         return session_id in self.sessions
 
     def _session(self, session_id: str) -> SessionRecord:
-        session = self.sessions.get(session_id)
-        if session is None:
-            raise ResourceMissing(f"No such checkout.session: '{session_id}'", param="session")
-        return session
+        return found(self.sessions, session_id, "checkout.session", param="session")
 
     def _amount(self, item: LineItemRecord) -> int:
         return self._catalog.prices[item.price].unit_amount * item.quantity
