@@ -20,6 +20,8 @@ from ops.runtime import Runtime
 
 #: :func:`replay_dead_letter`'s answers.
 REPLAYED, ALREADY_DONE = "replayed", "already done; nothing to replay"
+NOT_IN_INBOX = "its event is no longer in the inbox (expired); nothing replayed, letter kept"
+IGNORED = "its event is recorded as ignored; not replayed, letter kept"
 
 
 def status(runtime: Runtime, *, workers: Sequence[str]) -> dict[str, Any]:
@@ -51,7 +53,10 @@ def replay_dead_letter(runtime: Runtime, letter: DeadLetter) -> str:
         outcome = REPLAYED if dispatch.replay_item(runtime.ledger, session_id, line_item_id) else ALREADY_DONE
     else:
         (event_id,) = letter.args
-        dispatch.replay_event(runtime.inbox, event_id)
+        was = dispatch.replay_event(runtime.inbox, event_id)
+        if was is None or was == "ignored":
+            # Nothing was queued: the letter stays, and says why it was not replayed.
+            return NOT_IN_INBOX if was is None else IGNORED
         outcome = REPLAYED
     runtime.dead_letters.remove(letter.id)
     return outcome

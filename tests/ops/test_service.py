@@ -70,3 +70,12 @@ def test_an_ignored_event_is_refused_and_its_letter_kept(runtime: Runtime, clien
     assert service.replay_event(runtime, "evt_live") == "ignored"
     assert client.llen(EVENTS_QUEUE) == 0 and runtime.dead_letters.count() == 1
     assert service.replay_event(runtime, "evt_unknown") is None
+
+
+def test_a_dead_event_no_longer_in_the_inbox_is_not_reported_replayed(runtime: Runtime,
+                                                                     client: fakeredis.FakeRedis) -> None:
+    letter = runtime.dead_letters.add(event_dead_letter_id("evt_gone"), "process_event", ["evt_gone"], "boom",
+                                      reason="exhausted", attempts=8)
+
+    assert service.replay_dead_letter(runtime, letter) == service.NOT_IN_INBOX
+    assert client.llen(EVENTS_QUEUE) == 0 and runtime.dead_letters.count() == 1
