@@ -169,9 +169,10 @@ class SentinelCluster:
         wait_until(lambda: new.role() == "master", timeout=timeout, what="the new master to take the role")
         return new
 
-    def rejoin(self, old: DataNode, new: DataNode, timeout: float = 30) -> None:
+    def rejoin(self, old: DataNode, new: DataNode, timeout: float = 60) -> None:
         """Start *old* again (as it was configured: a master) and wait until the sentinels have made
-        it a replica of *new* and it has synced."""
+        it a replica of *new* and it has synced. Sentinels look at a node every 10 s: usually 12-14 s,
+        once seen past 30 s on a fresh clone (a missed look), hence the minute."""
         old.replica_of = None
         old.start()
         wait_until(lambda: online_replicas(new) >= 1 and old.role() == "slave", timeout=timeout,
