@@ -1,10 +1,11 @@
 """Redis Sentinel failover under load: the master ``kill -9``ed twice, nothing acknowledged is lost.
 
-Given a master, a replica and three sentinels (redis-server, the binary crossfill ships), the Stripe
-simulator, ``crossfill web``, ``crossfill worker`` and ``crossfill beat`` all on ``sentinel://`` URLs,
-and buyers paying all along: the master is ``kill -9``ed while fulfillment calls are in flight, the
-sentinels promote the replica, and the old master is started again on its data dir, where the
-sentinels make it a replica of the new one. Then the new master is killed the same way.
+Given a master, two replicas (what the README asks of production) and three sentinels (redis-server,
+the binary crossfill ships), the Stripe simulator, ``crossfill web``, ``crossfill worker`` and
+``crossfill beat`` all on ``sentinel://`` URLs, and buyers paying all along: the master is ``kill -9``ed
+while fulfillment calls are in flight, the sentinels promote a replica and point the other one at it,
+and the old master is started again on its data dir, where the sentinels make it a replica of the new
+one when they next look at it. Then the new master is killed the same way.
 
 After each kill every paid item is fulfilled within 60 s, its effect once; the receiver answered
 nothing but 200 and 503 (Stripe retries a 503); the same worker process carried on (it found the new
@@ -43,8 +44,11 @@ FAILOVERS = 2
 BUYERS = 2
 PACE_S = 0.3  #: each buyer's pause between purchases
 HANDLER_DELAY_S = 0.2  #: each fulfillment call takes this long, so calls are in flight at the kill
-LOAD_AFTER_REJOIN_S = 2.0  #: purchases go on this long after the old master is back
+LOAD_AFTER_KILL_S = 12.0  #: purchases go on this long after each kill
 FULFILLED_WITHIN_S = 60.0  #: every paid item is fulfilled this soon after the kill
+#: The old master is back as a replica this soon after the kill. The sentinels' pace, not crossfill's:
+#: it gates only the next round (which needs two replicas again), so it is generous.
+REJOINED_WITHIN_S = 150.0
 #: Short recovery settings, as the other real-process tests use: a lost message comes back in seconds.
 ENV = {
     "CROSSFILL_VISIBILITY_TIMEOUT": "10",
@@ -79,7 +83,7 @@ class HA:
 
 @pytest.fixture
 def ha(tmp_path: Path) -> Iterator[HA]:
-    cluster = SentinelCluster(tmp_path / "cluster").start()
+    cluster = SentinelCluster(tmp_path / "cluster", replicas=2).start()
     target = FulfillmentTarget(HANDLER_SECRET)
     catalog = tmp_path / "catalog.toml"
     catalog.write_text(catalog_toml(target.url))
@@ -130,21 +134,21 @@ def expected_keys(ha: HA) -> set[str]:
     return keys
 
 
-def delivery_statuses(ha: HA) -> Counter[int | None]:
-    """How the receiver answered every delivery attempt of every event (None: no answer)."""
-    statuses: Counter[int | None] = Counter()
+def delivery_attempts(ha: HA) -> list[dict[str, Any]]:
+    """Every delivery attempt of every event, as the simulator recorded it (``status_code`` None: no answer)."""
+    attempts: list[dict[str, Any]] = []
     params: dict[str, Any] = {"limit": 100}
     while True:
         page = ha.sim.get("/v1/events", params)
         for event in page["data"]:
             for delivery in ha.sim.get(f"/sim/events/{event['id']}/deliveries")["data"]:
-                statuses.update(attempt["status_code"] for attempt in delivery["attempts"])
+                attempts += [{"event": event["id"], **attempt} for attempt in delivery["attempts"]]
         if not page["has_more"]:
-            return statuses
+            return attempts
         params["starting_after"] = page["data"][-1]["id"]
 
 
-@pytest.mark.timeout(300)  # ~60-80 s; every wait has its own deadline
+@pytest.mark.timeout(420)  # ~60 s; every wait has its own deadline
 def test_two_master_kills_lose_nothing_and_fulfil_everything_within_a_minute(ha: HA) -> None:
     ledger = Ledger(connect(ha.cluster.url))
     worker = ha.procs["worker"]  # one process (``crossfill worker`` runs Celery in itself)
@@ -158,14 +162,16 @@ def test_two_master_kills_lose_nothing_and_fulfil_everything_within_a_minute(ha:
             ha.target.entered.clear()
             wait_until(ha.target.entered.is_set, timeout=30, what="a fulfillment call in flight")
 
-            # When the master is killed, the sentinels promote the replica, and the old master comes back
+            # When the master is killed, the sentinels promote a replica and point the other at it,
+            # and the old master is started again
             killed_at = time.monotonic()
             old = ha.cluster.kill_master()
             new = ha.cluster.wait_failover(old)
             promoted_s = time.monotonic() - killed_at
-            ha.cluster.rejoin(old, new)
-            rejoined_s = time.monotonic() - killed_at
-            time.sleep(LOAD_AFTER_REJOIN_S)
+            ha.cluster.wait_replicated(new, 1, timeout=FULFILLED_WITHIN_S)
+            replicated_s = time.monotonic() - killed_at
+            ha.cluster.restart(old)
+            time.sleep(max(0.0, killed_at + LOAD_AFTER_KILL_S - time.monotonic()))
         assert not load.errors, load.errors[:3]
         ha.sessions += load.sessions
 
@@ -180,9 +186,13 @@ def test_two_master_kills_lose_nothing_and_fulfil_everything_within_a_minute(ha:
             left = unfulfilled(ledger, sessions)
             raise AssertionError(f"{error}: {len(left)} of {len(sessions)} orders left, e.g. "
                                  f"{json.dumps(ledger.orders(left[:2]), default=str)[:1500]}\n{ha.logs()}") from None
+        fulfilled_s = time.monotonic() - killed_at
+
+        # And the old master rejoins as a replica, so that the next kill leaves one too
+        ha.cluster.wait_whole(timeout=max(1.0, killed_at + REJOINED_WITHIN_S - time.monotonic()))
         figures.append({"round": round_number, "promoted_s": round(promoted_s, 1),
-                        "rejoined_s": round(rejoined_s, 1),
-                        "fulfilled_s": round(time.monotonic() - killed_at, 1), "orders": len(sessions)})
+                        "replicated_s": round(replicated_s, 1), "fulfilled_s": round(fulfilled_s, 1),
+                        "rejoined_s": round(time.monotonic() - killed_at, 1), "orders": len(sessions)})
 
     # And each paid item was fulfilled once in effect, nothing else was called
     expected = expected_keys(ha)
@@ -193,8 +203,10 @@ def test_two_master_kills_lose_nothing_and_fulfil_everything_within_a_minute(ha:
     assert not unfulfilled(ledger, ha.sessions)
     assert ledger.counts()["partially_failed"] == 0
     # And the receiver never answered a 5xx other than 503 (Stripe retries those)
-    statuses = delivery_statuses(ha)
-    assert set(statuses) <= {200, 503}, statuses
+    attempts = delivery_attempts(ha)
+    statuses = Counter(attempt["status_code"] for attempt in attempts)
+    odd = [attempt for attempt in attempts if attempt["status_code"] not in (200, 503)]
+    assert not odd, f"{statuses}: {json.dumps(odd[:5], default=str)}\n{ha.logs()}"
     # And the same worker process carried on through both failovers (it followed the master by itself)
     assert worker.alive(), ha.logs()
     log = worker.log_path.read_text(errors="replace")
@@ -202,4 +214,5 @@ def test_two_master_kills_lose_nothing_and_fulfil_everything_within_a_minute(ha:
     assert log.count("Connection to broker lost") >= FAILOVERS, worker.output()  # it saw both kills
     calls = sum(ha.target.calls.values())
     print(json.dumps({"failovers": figures, "items": len(expected), "handler_calls": calls,
-                      "repeated_calls": calls - len(expected), "answers": dict(statuses)}))
+                      "repeated_calls": calls - len(expected), "answers": dict(statuses),
+                      "slowest_answer_ms": max(attempt["duration_ms"] for attempt in attempts)}))
