@@ -31,7 +31,7 @@ from webhooks.settings import load_receiver_settings
 
 REPO = Path(__file__).resolve().parents[2]
 APP_SERVICES = ("web", "worker", "beat", "flower")
-HA_SERVICES = ("redis-ha-a", "redis-ha-b", "sentinel-1", "sentinel-2", "sentinel-3")  #: the profile ha
+HA_SERVICES = ("redis-ha-a", "redis-ha-b", "redis-ha-c", "sentinel-1", "sentinel-2", "sentinel-3")  #: the profile ha
 SECRET = "whsec_deploy_files_test"
 #: What a .env beside docker-compose.yml must hold: every ${NAME:?...} of the file.
 REQUIRED_HOST_ENV = {"STRIPE_WEBHOOK_SECRET": SECRET, "FLOWER_BASIC_AUTH": "ops:correct-horse"}
@@ -105,15 +105,17 @@ def test_compose_has_redis_web_worker_and_flower(compose: dict[str, Any]) -> Non
     assert set(compose["services"]) == {"redis", *APP_SERVICES, "console", *HA_SERVICES}  # console: tests/console
 
 
-def test_compose_profile_ha_is_a_master_a_replica_and_three_sentinels(compose: dict[str, Any]) -> None:
+def test_compose_profile_ha_is_a_master_two_replicas_and_three_sentinels(compose: dict[str, Any]) -> None:
     services = compose["services"]
     assert {name for name, service in services.items() if "ha" in service.get("profiles", ())} == set(HA_SERVICES)
-    for name in ("redis-ha-a", "redis-ha-b"):  # each may become master: both keep an append-only file
+    for name in ("redis-ha-a", "redis-ha-b", "redis-ha-c"):  # each may become master: all keep an append-only file
         argv = services[name]["command"]
         assert argv[argv.index("--appendonly") + 1] == "yes"
         assert argv[argv.index("--replica-announce-ip") + 1] == name
-    replica = services["redis-ha-b"]["command"]
-    assert replica[replica.index("--replicaof") + 1:][:2] == ["redis-ha-a", "6379"]
+    for name in ("redis-ha-b", "redis-ha-c"):  # two replicas: a failover leaves one to hold writes
+        replica = services[name]["command"]
+        assert replica[replica.index("--replicaof") + 1:][:2] == ["redis-ha-a", "6379"]
+    assert "--replicaof" not in services["redis-ha-a"]["command"]
     for number in (1, 2, 3):
         script = " ".join(services[f"sentinel-{number}"]["command"])
         assert "sentinel monitor mymaster redis-ha-a 6379 2" in script and "--sentinel" in script
