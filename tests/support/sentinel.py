@@ -17,8 +17,8 @@ from crossfill.embedded import free_port, redis_argv
 from tests.support.processes import Proc, wait_until
 
 MASTER_NAME = "mymaster"
-#: A master that does not answer this long is subjectively down, ms. 2 s, as in docker-compose.yml: at 1 s a
-#: busy 2-core machine made sentinels think a just-promoted master down (its new link not yet answered).
+#: A master that does not answer this long is subjectively down, ms. 2 s, as in docker-compose.yml: at 1 s, on
+#: a busy 2-core machine, the sentinels once voted a master down a second after promoting it.
 DOWN_AFTER_MS = 2000
 FAILOVER_TIMEOUT_MS = 3000  #: sentinels' failover timeout (a stalled failover is retried after 2x it), ms
 QUORUM = 2  #: sentinels that must agree the master is down
@@ -176,7 +176,7 @@ class SentinelCluster:
 
     def restart(self, old: DataNode) -> None:
         """Start *old* again on its port and data dir as it was configured: a master. The sentinels
-        make it a replica of the current master when they next look at it (see :meth:`wait_rejoined`)."""
+        make it a replica of the current master when they next look at it (see :meth:`wait_whole`)."""
         old.replica_of = None
         old.start()
 
